@@ -1,0 +1,135 @@
+"""Native batched cohort environment: a whole cohort of mice steps at once, in torch."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from mouse_rl import rng
+
+from .task import DEFAULT_CONTRASTS, DEFAULT_PROBABILITIES, TaskConfig
+
+
+class CohortEnv(VectorEnv):
+    """``num_envs`` mice doing the task in lockstep, as torch tensors on one device.
+
+    Observations are ``(num_envs, 2)`` tensors ``(contrastLeft, contrastRight)``;
+    actions an int tensor ``(num_envs,)`` with 0 = Left, 1 = Right. Every
+    mouse draws from its own counter-based stream (``seeds``), so mouse *i*
+    sees the same trials in any cohort and on any device. Sessions end
+    together; the env auto-resets in the same step (``AutoresetMode.SAME_STEP``):
+    the observation returned with ``terminated`` is the first trial of the
+    next session. ``info`` holds tensors ``signed_contrast``, ``correct_side``
+    (-1 at c = 0) and ints ``trial`` (within session, from 0), ``session``
+    (from 1) and ``global_trial``.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        seeds=None,
+        contrasts=DEFAULT_CONTRASTS,
+        probabilities=DEFAULT_PROBABILITIES,
+        trials_per_session: int = 220,
+        repeat_after_error: bool = False,
+        zero_reward_p_right: float = 0.5,
+        device="cpu",
+        dtype=torch.float32,
+        task: TaskConfig | None = None,
+    ):
+        if int(num_envs) != num_envs or num_envs < 1:
+            raise ValueError(f"num_envs: must be a positive integer, got {num_envs!r}")
+        self.task = task or TaskConfig(contrasts, probabilities, trials_per_session, repeat_after_error, zero_reward_p_right)
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.seeds = rng.as_seed_tensor(
+            rng.mouse_seeds(0, self.num_envs) if seeds is None else seeds, self.device
+        )
+        if self.seeds.numel() != self.num_envs:
+            raise ValueError(f"seeds: {self.seeds.numel()} seeds for num_envs={self.num_envs}")
+        self.single_observation_space = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
+        self.single_action_space = spaces.Discrete(2)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._contrasts = torch.tensor(self.task.contrasts, dtype=dtype, device=self.device)
+        self._cumulative = torch.tensor(self.task.cumulative, dtype=torch.float64, device=self.device)
+        self.global_trial = 0
+        self.signed_contrast = torch.zeros(self.num_envs, dtype=dtype, device=self.device)
+
+    # -- trial sequence -------------------------------------------------
+    def _draw(self) -> torch.Tensor:
+        u = rng.uniform(self.seeds, rng.STIMULUS, self.global_trial)
+        idx = torch.searchsorted(self._cumulative, u[:, None], right=True)[:, 0]
+        return self._contrasts[idx.clamp(max=len(self._contrasts) - 1)]
+
+    @property
+    def trial(self) -> int:
+        return self.global_trial % self.task.trials_per_session
+
+    @property
+    def session(self) -> int:
+        return self.global_trial // self.task.trials_per_session + 1
+
+    def _obs(self) -> torch.Tensor:
+        c = self.signed_contrast
+        return torch.stack([(-c).clamp(min=0), c.clamp(min=0)], dim=-1) + 0.0  # no -0.0
+
+    def _info(self) -> dict:
+        c = self.signed_contrast
+        side = torch.where(c > 0, 1, torch.where(c < 0, 0, -1))
+        return {
+            "signed_contrast": c,
+            "correct_side": side,
+            "trial": self.trial,
+            "session": self.session,
+            "global_trial": self.global_trial,
+        }
+
+    def reset(self, *, seed=None, options=None):
+        """Start at session 1, trial 0; ``seed`` (int) re-derives per-mouse seeds.
+
+        ``options={"global_trial": t}`` resumes at global trial ``t`` (the
+        stimulus at t is redrawn from the counter stream; with
+        ``repeat_after_error`` also pass ``options["signed_contrast"]``).
+        """
+        if seed is not None:
+            self.seeds = rng.as_seed_tensor(rng.mouse_seeds(seed, self.num_envs), self.device)
+        options = options or {}
+        self.global_trial = int(options.get("global_trial", 0))
+        if "signed_contrast" in options:
+            self.signed_contrast = torch.as_tensor(options["signed_contrast"], dtype=self.dtype, device=self.device)
+        else:
+            self.signed_contrast = self._draw()
+        return self._obs(), self._info()
+
+    def rewarded_side(self) -> torch.Tensor:
+        """Rewarded action of the current trial (random side at c = 0, from the mouse's stream)."""
+        c = self.signed_contrast
+        u = rng.uniform(self.seeds, rng.ZERO_REWARD_SIDE, self.global_trial)
+        zero_side = (u < self.task.zero_reward_p_right).long()
+        return torch.where(c > 0, 1, torch.where(c < 0, 0, zero_side))
+
+    def step(self, actions):
+        actions = torch.as_tensor(actions, device=self.device).long().reshape(-1)
+        if actions.numel() != self.num_envs:
+            raise ValueError(f"actions: expected {self.num_envs} actions, got {actions.numel()}")
+        if bool(((actions != 0) & (actions != 1)).any()):
+            raise ValueError("actions: every action must be 0 (Left) or 1 (Right)")
+        rewarded = self.rewarded_side()
+        reward = (actions == rewarded).to(self.dtype)
+        step_info = {"choice": actions, "rewarded_side": rewarded, "stimulus": self.signed_contrast}
+        self.global_trial += 1
+        done = self.global_trial % self.task.trials_per_session == 0
+        new_c = self._draw()
+        if self.task.repeat_after_error and not done:
+            repeat = (reward == 0) & (self.signed_contrast != 0)
+            new_c = torch.where(repeat, self.signed_contrast, new_c)
+        self.signed_contrast = new_c
+        terminated = torch.full((self.num_envs,), done, dtype=torch.bool, device=self.device)
+        truncated = torch.zeros_like(terminated)
+        return self._obs(), reward, terminated, truncated, {**self._info(), **step_info}

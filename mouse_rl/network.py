@@ -1,0 +1,134 @@
+"""The cortex -> striatum deep linear network and its single-trial update.
+
+Shapes use a leading batch (mouse) axis ``...``:
+
+* ``a``: cortical gains ``(..., 3)`` for the channels (L-stim, R-stim, bias);
+* ``U``: striatal weights ``(..., 2, 3)``; rows = actions (0 = L, 1 = R),
+  columns = hidden units (L-stim, R-stim, bias);
+* ``x``: input ``(..., 3)``; ``choice``: int64 ``(...)``; ``reward``: ``(...)``.
+
+:func:`trial_update` is the single implementation of learning. Simulation
+samples x and the choice, fitting feeds a mouse's own x and choice, and the
+mean-field theory averages it over x and choice.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from . import rng
+from .params import NetParams
+
+
+class Weights(NamedTuple):
+    a: torch.Tensor  # (..., 3)
+    U: torch.Tensor  # (..., 2, 3)
+
+
+class Forward(NamedTuple):
+    """Action values of both actions, each ``(..., 2)`` (index 0 = L, 1 = R)."""
+
+    q_tot: torch.Tensor
+    q_stim: torch.Tensor
+    q_const: torch.Tensor
+
+
+class TrialStep(NamedTuple):
+    weights: Weights
+    forward: Forward
+    delta_tot: torch.Tensor  # (...,)
+    delta_stim: torch.Tensor
+    delta_const: torch.Tensor
+
+
+def encode(signed_contrast: torch.Tensor, encoding: str = "side") -> torch.Tensor:
+    """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (MODEL.md section 1)."""
+    c = signed_contrast
+    if encoding == "side":
+        left, right = (c < 0).to(c.dtype), (c > 0).to(c.dtype)
+    elif encoding == "magnitude":
+        left, right = torch.clamp(-c, min=0), torch.clamp(c, min=0)
+    else:
+        raise ValueError(f"encoding: must be 'side' or 'magnitude', got {encoding!r}")
+    return torch.stack([left, right, torch.ones_like(c)], dim=-1)
+
+
+def init_weights(params: NetParams, seeds: torch.Tensor | None = None, jitter: float = 1e-5) -> Weights:
+    """Initial weights a = (w0, w0, k), U = [[s0, s0, b_L], [s0, s0, b_R]], plus |N(0, jitter^2)|.
+
+    The jitter is drawn from each mouse's own counter-based stream, so a mouse
+    starts identically whether simulated alone or in a cohort.
+    """
+    p = params
+    a = torch.stack([p.w0, p.w0, p.k], dim=-1)
+    U = torch.stack(
+        [torch.stack([p.s0, p.s0, p.b_L], dim=-1), torch.stack([p.s0, p.s0, p.b_R], dim=-1)], dim=-2
+    )
+    if seeds is not None and jitter > 0:
+        noise = torch.stack([rng.normal(seeds, rng.INIT_JITTER, j, a.dtype) for j in range(9)], dim=-1)
+        a = a + jitter * noise[..., :3]
+        U = U + jitter * noise[..., 3:].reshape(*noise.shape[:-1], 2, 3)
+    return Weights(a.abs(), U.abs())
+
+
+def forward(weights: Weights, x: torch.Tensor) -> Forward:
+    """Q^tot, Q^stim (constant input zeroed) and Q^const for both actions."""
+    h = weights.a * x
+    q_stim = (weights.U[..., :2] * h[..., None, :2]).sum(-1)
+    q_const = weights.U[..., 2] * h[..., None, 2]
+    return Forward(q_stim + q_const, q_stim, q_const)
+
+
+def p_right(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax policy P(R) = lapse/2 + (1 - lapse) * sigmoid(beta (Q_R - Q_L))."""
+    p = torch.sigmoid(beta * (q_tot[..., 1] - q_tot[..., 0]))
+    return p if lapse is None else 0.5 * lapse + (1 - lapse) * p
+
+
+def log_policy(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None) -> torch.Tensor:
+    """log P(L), log P(R) as ``(..., 2)``, numerically stable for large beta * dQ."""
+    logits = beta * (q_tot[..., 1] - q_tot[..., 0])
+    logp = torch.stack([torch.nn.functional.logsigmoid(-logits), torch.nn.functional.logsigmoid(logits)], -1)
+    if lapse is None:
+        return logp
+    lapse = lapse[..., None]
+    return torch.logaddexp(torch.log(lapse / 2), torch.log1p(-lapse) + logp)
+
+
+def trial_update(
+    weights: Weights,
+    x: torch.Tensor,
+    choice: torch.Tensor,
+    reward: torch.Tensor,
+    eta: torch.Tensor,
+    positive: bool = True,
+    fwd: Forward | None = None,
+) -> TrialStep:
+    """One trial of learning with the three teaching signals (MODEL.md section 3).
+
+    delta_tot = Rew - Q^tot[ch] trains the cortex ``a`` (all three gains);
+    delta_stim = Rew - Q^stim[ch] trains U[ch, L-stim] and U[ch, R-stim];
+    delta_const = Rew - Q^const[ch] trains U[ch, bias]. The unchosen row of U
+    is untouched. All gradients use pre-update weights; with ``positive`` the
+    new weights are replaced by their absolute values.
+
+    ``fwd`` may pass the already computed :func:`forward` of (weights, x).
+    """
+    a, U = weights
+    fwd = forward(weights, x) if fwd is None else fwd
+    idx = choice.long()[..., None]
+    d_tot = reward - fwd.q_tot.gather(-1, idx)[..., 0]
+    d_stim = reward - fwd.q_stim.gather(-1, idx)[..., 0]
+    d_const = reward - fwd.q_const.gather(-1, idx)[..., 0]
+    U_chosen = U.gather(-2, idx[..., None].expand(*U.shape[:-2], 1, 3))[..., 0, :]
+    eta_ = eta[..., None]
+    new_a = a + eta_ * d_tot[..., None] * U_chosen * x
+    h = a * x
+    signal = torch.stack([d_stim, d_stim, d_const], dim=-1)
+    row_step = eta_ * signal * h
+    chosen = torch.nn.functional.one_hot(idx[..., 0], 2).to(U.dtype)
+    new_U = U + chosen[..., :, None] * row_step[..., None, :]
+    if positive:
+        new_a, new_U = new_a.abs(), new_U.abs()
+    return TrialStep(Weights(new_a, new_U), fwd, d_tot, d_stim, d_const)

@@ -1,0 +1,161 @@
+"""Train a cohort of simulated mice: one batched loop over trials, all mice at once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from envs.cohort_env import CohortEnv
+from envs.task import TaskConfig
+
+from . import rng
+from .network import Weights, encode, forward, init_weights, p_right, trial_update
+from .params import ModelParams
+from .schema import MODEL_COLUMNS, WEIGHT_COLUMNS
+
+_TRIAL_FIELDS = ["signed_contrast", "choice", "reward"] + MODEL_COLUMNS
+
+
+@dataclass
+class CohortResult:
+    """Output of :func:`simulate_cohort`.
+
+    trials : one row per mouse and trial (schema in :mod:`mouse_rl.schema`);
+        empty if ``record_trials=False``.
+    weights : one row per mouse and session boundary: session 0 = initial
+        weights, session s = weights after the last trial of session s.
+    final_weights : the :class:`~mouse_rl.network.Weights` tensors at the end.
+    seeds : per-mouse seeds used (rerun any mouse alone with its seed).
+    """
+
+    trials: pd.DataFrame
+    weights: pd.DataFrame
+    final_weights: Weights
+    seeds: np.ndarray
+    params: ModelParams
+    task: TaskConfig
+    meta: dict = field(default_factory=dict)
+
+    def to_parquet(self, path) -> None:
+        """Write the trial table to ``path`` and the weight snapshots beside it (``*.weights.parquet``)."""
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.trials.to_parquet(path, index=False)
+        self.weights.to_parquet(path.with_suffix(".weights.parquet"), index=False)
+
+
+def mouse_names(n_mice: int) -> list[str]:
+    return [f"sim{i:04d}" for i in range(n_mice)]
+
+
+def weights_frame(weights: Weights, session: int, names) -> pd.DataFrame:
+    """One row per mouse with the weight columns of :data:`mouse_rl.schema.WEIGHT_COLUMNS`."""
+    flat = torch.cat([weights.a, weights.U.reshape(*weights.U.shape[:-2], 6)], dim=-1)
+    df = pd.DataFrame(flat.detach().cpu().double().numpy(), columns=WEIGHT_COLUMNS)
+    df.insert(0, "session", session)
+    df.insert(0, "mouse", list(names))
+    return df
+
+
+def simulate_cohort(
+    n_mice: int = 30,
+    n_sessions: int = 25,
+    trials_per_session: int | None = None,
+    params: ModelParams | None = None,
+    task: TaskConfig | None = None,
+    seed: int = 0,
+    seeds=None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    record_trials: bool = True,
+    progress: bool = True,
+) -> CohortResult:
+    """Train ``n_mice`` simulated mice for ``n_sessions`` sessions on the batched task.
+
+    Parameters
+    ----------
+    n_mice, n_sessions : cohort size and number of sessions.
+    trials_per_session : overrides ``task.trials_per_session`` (default 220).
+    params : :class:`ModelParams` (scalars or one value per mouse).
+    task : :class:`envs.TaskConfig`.
+    seed : cohort seed; mouse i gets ``rng.mouse_seeds(seed, n_mice)[i]``.
+    seeds : explicit per-mouse seeds (overrides ``seed``); mouse i of any
+        cohort with seed s_i behaves exactly like a 1-mouse run with [s_i].
+    device, dtype : where and in which precision to run.
+    record_trials : build the per-trial table (N x S x T rows).
+    progress : show a progress bar over sessions.
+    """
+    params = params or ModelParams()
+    task = task or TaskConfig()
+    if trials_per_session is not None:
+        task = TaskConfig(task.contrasts, task.probabilities, trials_per_session, task.repeat_after_error, task.zero_reward_p_right)
+    if int(n_mice) != n_mice or n_mice < 1:
+        raise ValueError(f"n_mice: must be a positive integer, got {n_mice!r}")
+    if int(n_sessions) != n_sessions or n_sessions < 1:
+        raise ValueError(f"n_sessions: must be a positive integer, got {n_sessions!r}")
+    hint = params.n_mice_hint()
+    if hint is not None and hint not in (1, n_mice):
+        raise ValueError(f"params: per-mouse parameters have length {hint} but n_mice={n_mice}")
+    device = torch.device(device)
+    seed_values = rng.mouse_seeds(seed, n_mice) if seeds is None else np.asarray(seeds)
+    env = CohortEnv(n_mice, seeds=seed_values, task=task, device=device, dtype=dtype)
+    p = params.tensors(n_mice, device=device, dtype=dtype)
+    names = mouse_names(n_mice)
+    T = task.trials_per_session
+    n_total = n_sessions * T
+
+    weights = init_weights(p, env.seeds, params.jitter)
+    snapshots = [weights_frame(weights, 0, names)]
+    log = {k: torch.empty((n_total, n_mice), dtype=dtype, device=device) for k in _TRIAL_FIELDS} if record_trials else None
+    _, info = env.reset()
+    with torch.no_grad():
+        bar = tqdm(total=n_sessions, desc="sessions", unit="session", disable=not progress, leave=False)
+        for t in range(n_total):
+            c = info["signed_contrast"]
+            x = encode(c, params.encoding)
+            fwd = forward(weights, x)
+            pr = p_right(fwd.q_tot, p.beta, p.lapse)
+            choice = (rng.uniform(env.seeds, rng.CHOICE, t) < pr).long()
+            _, reward, terminated, _, info = env.step(choice)
+            learn_reward = torch.where(c == 0, 0.5, reward) if params.zero_reward == "expected" else reward
+            step = trial_update(weights, x, choice, learn_reward, p.eta, params.positive, fwd)
+            weights = step.weights
+            if log is not None:
+                row = (c, choice, reward, pr, *fwd.q_tot.unbind(-1), *fwd.q_stim.unbind(-1), *fwd.q_const.unbind(-1),
+                       step.delta_tot, step.delta_stim, step.delta_const)
+                for k, v in zip(_TRIAL_FIELDS, row):
+                    log[k][t] = v
+            if bool(terminated[0]):
+                snapshots.append(weights_frame(weights, t // T + 1, names))
+                bar.update(1)
+        bar.close()
+    trials = _trial_table(log, names, n_sessions, T) if log is not None else pd.DataFrame()
+    return CohortResult(trials, pd.concat(snapshots, ignore_index=True), weights, seed_values, params, task,
+                        {"device": str(device), "dtype": str(dtype), "seed": seed})
+
+
+def _trial_table(log: dict, names, n_sessions: int, T: int) -> pd.DataFrame:
+    n_total, n_mice = log["choice"].shape
+    cols = {k: v.T.reshape(-1).cpu().double().numpy() for k, v in log.items()}
+    df = pd.DataFrame(
+        {
+            "mouse": np.repeat(np.asarray(names, dtype=object), n_total),
+            "session": np.tile(np.repeat(np.arange(1, n_sessions + 1), T), n_mice),
+            "trial": np.tile(np.arange(T), n_sessions * n_mice),
+        }
+    )
+    c = cols.pop("signed_contrast")
+    df["contrastLeft"] = np.clip(-c, 0, None) + 0.0
+    df["contrastRight"] = np.clip(c, 0, None) + 0.0
+    df["signed_contrast"] = c
+    df["choice"] = cols.pop("choice").astype(np.int64)
+    df["reward"] = cols.pop("reward")
+    df["feedbackType"] = 2 * df["reward"] - 1
+    for k, v in cols.items():
+        df[k] = v
+    return df
