@@ -7,7 +7,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from mouse_rl import rng
+from . import rng
 
 from .task import DEFAULT_CONTRASTS, DEFAULT_PROBABILITIES, TaskConfig
 

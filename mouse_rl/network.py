@@ -104,6 +104,7 @@ def trial_update(
     eta: torch.Tensor,
     positive: bool = True,
     fwd: Forward | None = None,
+    delta_offset: torch.Tensor | None = None,
 ) -> TrialStep:
     """One trial of learning with the three teaching signals (MODEL.md section 3).
 
@@ -114,6 +115,9 @@ def trial_update(
     new weights are replaced by their absolute values.
 
     ``fwd`` may pass the already computed :func:`forward` of (weights, x).
+    ``delta_offset`` ``(..., 3)``, if given, is added to (delta_tot, delta_stim,
+    delta_const) before the weight steps (optogenetic stimulation of a
+    teaching signal, :mod:`mouse_rl.dopamine.optogenetics`); None = no change.
     """
     a, U = weights
     fwd = forward(weights, x) if fwd is None else fwd
@@ -121,6 +125,8 @@ def trial_update(
     d_tot = reward - fwd.q_tot.gather(-1, idx)[..., 0]
     d_stim = reward - fwd.q_stim.gather(-1, idx)[..., 0]
     d_const = reward - fwd.q_const.gather(-1, idx)[..., 0]
+    if delta_offset is not None:
+        d_tot, d_stim, d_const = d_tot + delta_offset[..., 0], d_stim + delta_offset[..., 1], d_const + delta_offset[..., 2]
     U_chosen = U.gather(-2, idx[..., None].expand(*U.shape[:-2], 1, 3))[..., 0, :]
     eta_ = eta[..., None]
     new_a = a + eta_ * d_tot[..., None] * U_chosen * x

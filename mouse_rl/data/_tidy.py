@@ -1,0 +1,104 @@
+"""Shared steps that turn loader output into the canonical trial table."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mouse_rl.data.validation import DataFormatError, check_values, require_columns, validate_trials
+from mouse_rl.schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS
+
+#: Columns of every loader's output, in this order.
+TRIAL_COLUMNS = KEY_COLUMNS + BEHAVIOUR_COLUMNS + ["response_times"]
+_FLOAT_COLUMNS = ["contrastLeft", "contrastRight", "signed_contrast", "reward", "feedbackType", "response_times"]
+
+
+def read_table(path_or_df, source: str | None = None) -> tuple[pd.DataFrame, str, Path | None]:
+    """Read a parquet/CSV file or copy a DataFrame; return ``(df, source, path)``."""
+    if isinstance(path_or_df, pd.DataFrame):
+        return path_or_df.reset_index(drop=True), source or "<DataFrame>", None
+    path = Path(path_or_df)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        df = pd.read_parquet(path)
+    elif name.endswith((".csv", ".csv.gz")):
+        df = pd.read_csv(path)
+    else:
+        raise DataFormatError(f"{path}: unsupported file type; expected .parquet or .csv")
+    return df.reset_index(drop=True), str(path), path
+
+
+def mouse_names(df: pd.DataFrame, mouse: str | None, path: Path | None, source: str,
+                columns=("mouse",)) -> pd.Series:
+    """Mouse name per row: ``mouse`` argument, else a name column, else the file stem."""
+    if mouse is not None:
+        return pd.Series(str(mouse), index=df.index)
+    for col in columns:
+        if col in df.columns:
+            return df[col].astype(str).where(df[col].notna())
+    if path is not None:
+        return pd.Series(path.name.split(".")[0], index=df.index)
+    raise DataFormatError(f"{source}: no mouse name; pass mouse=... or add a {columns[0]!r} column")
+
+
+def split_contrast(signed: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Return ``(contrastLeft, contrastRight)`` (fractions, 0.0 on the unused side) from signed contrast."""
+    signed = pd.to_numeric(signed, errors="coerce").astype(float)
+    return (-signed).clip(lower=0) + 0.0, signed.clip(lower=0) + 0.0
+
+
+def derive_reward(signed_contrast, choice) -> np.ndarray:
+    """Reward (0/1) for the choice on the stimulus side; NaN at zero contrast (rewarded side unknown).
+
+    Parameters
+    ----------
+    signed_contrast : array-like of float
+        contrastRight - contrastLeft (fraction).
+    choice : array-like of int
+        0 = Left, 1 = Right.
+    """
+    c = np.asarray(signed_contrast, dtype=float)
+    correct = np.asarray(choice, dtype=float) == (c > 0)
+    return np.where(c == 0, np.nan, correct.astype(float))
+
+
+def map_choice(df: pd.DataFrame, mapping: dict, source: str, hint: str = "") -> pd.Series:
+    """Check ``df['choice']`` against ``mapping``'s keys and map it to 0/1."""
+    check_values(df, "choice", list(mapping), source, hint=hint)
+    return pd.to_numeric(df["choice"]).map(mapping)
+
+
+def drop_rows(df: pd.DataFrame, mask: pd.Series, what: str, source: str) -> pd.DataFrame:
+    """Drop rows where ``mask`` with a :class:`UserWarning` giving the count."""
+    n = int(mask.sum())
+    if n:
+        warnings.warn(f"{source}: dropped {n} of {len(df)} rows ({what})", UserWarning, stacklevel=3)
+    return df.loc[~mask]
+
+
+def finalize(df: pd.DataFrame, source: str, session_lengths=None) -> pd.DataFrame:
+    """Number trials, add ``feedbackType``, validate, cast dtypes and sort.
+
+    ``df`` needs ``mouse``, ``session``, contrasts, ``choice`` (0/1) and
+    ``reward``; ``trial`` (else numbered in row order within each session) and
+    ``response_times`` (s, else NaN) are optional. Row labels are kept until
+    validation so errors quote the input's rows.
+    """
+    df = df.copy()
+    require_columns(df, ["mouse", "session", "choice", "reward"], source)
+    if "trial" not in df.columns:
+        df["trial"] = df.groupby(["mouse", "session"], sort=False).cumcount()
+    if "response_times" not in df.columns:
+        df["response_times"] = np.nan
+    check_values(df, "reward", [0, 1], source, allow_nan=True)
+    df["reward"] = pd.to_numeric(df["reward"]).astype(float)
+    df["feedbackType"] = 2 * df["reward"] - 1
+    validate_trials(df, source, session_lengths=session_lengths)
+    df = df[TRIAL_COLUMNS].astype(
+        {"mouse": str, "session": "int64", "trial": "int64", "choice": "int64"} | dict.fromkeys(_FLOAT_COLUMNS, "float64")
+    )
+    return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)

@@ -1,0 +1,119 @@
+"""Format dispatch (:func:`load_trials`) and parquet save/load of trial tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mouse_rl.data._tidy import TRIAL_COLUMNS
+from mouse_rl.data.ibl import load_ibl_trials
+from mouse_rl.data.psytrax import load_liebana2025, load_psytrax_npy
+from mouse_rl.data.signed_csv import load_signed_contrast_csv
+from mouse_rl.data.validation import DataFormatError, validate_trials
+
+__all__ = [
+    "TRIAL_COLUMNS",
+    "load_ibl_trials",
+    "load_liebana2025",
+    "load_psytrax_npy",
+    "load_signed_contrast_csv",
+    "load_trials",
+    "read_trials",
+    "write_trials",
+]
+
+#: Parquet schema metadata that marks a file written by :func:`write_trials`.
+_META_KEY, _META_VALUE = b"mouse_rl.table", b"trials"
+
+
+def _is_ibl(columns) -> bool:
+    # IBL ALF tables have one-sided contrasts but never our signed_contrast.
+    return "contrastLeft" in columns and "signed_contrast" not in columns
+
+
+def load_trials(path_or_df, **kwargs) -> pd.DataFrame:
+    """Load trials from any supported source, choosing the loader by extension and columns.
+
+    Parameters
+    ----------
+    path_or_df : str, pathlib.Path or pandas.DataFrame
+        A folder of ``*_data.npy`` (:func:`load_liebana2025`); a ``.npy``
+        (:func:`load_psytrax_npy`); a parquet file written by
+        :func:`write_trials` (:func:`read_trials`); a ``.parquet``/``.csv`` or
+        DataFrame with ``contrastLeft`` and no ``signed_contrast``
+        (:func:`load_ibl_trials`), otherwise :func:`load_signed_contrast_csv`.
+    **kwargs
+        Passed to the chosen loader.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The trial table (columns :data:`TRIAL_COLUMNS`).
+    """
+    if isinstance(path_or_df, pd.DataFrame):
+        loader = load_ibl_trials if _is_ibl(path_or_df.columns) else load_signed_contrast_csv
+        return loader(path_or_df, **kwargs)
+    path = Path(path_or_df)
+    if path.is_dir():
+        return load_liebana2025(path, **kwargs)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    name = path.name.lower()
+    if name.endswith(".npy"):
+        return load_psytrax_npy(path, **kwargs)
+    if name.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        if (schema.metadata or {}).get(_META_KEY) == _META_VALUE:
+            return read_trials(path)
+        columns = schema.names
+    elif name.endswith((".csv", ".csv.gz")):
+        columns = pd.read_csv(path, nrows=0).columns
+    else:
+        raise DataFormatError(f"{path}: unsupported file type; expected a folder, .npy, .parquet or .csv")
+    loader = load_ibl_trials if _is_ibl(columns) else load_signed_contrast_csv
+    return loader(path, **kwargs)
+
+
+def write_trials(df: pd.DataFrame, path) -> Path:
+    """Validate a trial table and write it to parquet (pyarrow), without the index.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Trial table (see :func:`validate_trials`); extra columns are kept.
+    path : str or pathlib.Path
+        Output ``.parquet`` file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    validate_trials(df, str(path))
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: _META_VALUE})
+    pq.write_table(table, path)
+    return path
+
+
+def read_trials(path) -> pd.DataFrame:
+    """Read a parquet trial table (e.g. from :func:`write_trials`) and validate it.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.parquet`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table as stored.
+    """
+    path = Path(path)
+    return validate_trials(pd.read_parquet(path), str(path))
