@@ -58,14 +58,34 @@ class CohortEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._contrasts = torch.tensor(self.task.contrasts, dtype=dtype, device=self.device)
         self._cumulative = torch.tensor(self.task.cumulative, dtype=torch.float64, device=self.device)
+        #: check every action is 0 or 1 (one device sync per step; trusted callers switch it off)
+        self.validate_actions = True
         self.global_trial = 0
         self.signed_contrast = torch.zeros(self.num_envs, dtype=dtype, device=self.device)
 
     # -- trial sequence -------------------------------------------------
+    def _session_draws(self) -> None:
+        """Pre-draw the current session's stimuli and zero-contrast reward sides, ``(T, num_envs)`` each.
+
+        A draw depends only on (mouse seed, stream, global trial), so drawing a
+        session ahead is identical to drawing trial by trial.
+        """
+        T = self.task.trials_per_session
+        start = (self.global_trial // T) * T
+        counters = torch.arange(start, start + T, device=self.device)[:, None]
+        u = rng.uniform(self.seeds, rng.STIMULUS, counters, torch.float64, self._keys[0])
+        idx = torch.zeros(u.shape, dtype=torch.long, device=self.device)
+        for edge in self._cumulative[:-1]:  # a few contrasts: cheaper than a reduction over a tiny axis
+            idx += u >= edge
+        self._stim_draws = self._contrasts[idx]
+        u_zero = rng.uniform(self.seeds, rng.ZERO_REWARD_SIDE, counters, torch.float64, self._keys[1])
+        zero_sides = (u_zero < self.task.zero_reward_p_right).long()
+        c = self._stim_draws
+        self._rewarded_draws = torch.where(c > 0, 1, torch.where(c < 0, 0, zero_sides))
+        self._correct_draws = torch.where(c > 0, 1, torch.where(c < 0, 0, -1))
+
     def _draw(self) -> torch.Tensor:
-        u = rng.uniform(self.seeds, rng.STIMULUS, self.global_trial)
-        idx = torch.searchsorted(self._cumulative, u[:, None], right=True)[:, 0]
-        return self._contrasts[idx.clamp(max=len(self._contrasts) - 1)]
+        return self._stim_draws[self.trial]
 
     @property
     def trial(self) -> int:
@@ -81,7 +101,10 @@ class CohortEnv(VectorEnv):
 
     def _info(self) -> dict:
         c = self.signed_contrast
-        side = torch.where(c > 0, 1, torch.where(c < 0, 0, -1))
+        if self.task.repeat_after_error:
+            side = torch.where(c > 0, 1, torch.where(c < 0, 0, -1))
+        else:
+            side = self._correct_draws[self.trial]
         return {
             "signed_contrast": c,
             "correct_side": side,
@@ -100,7 +123,9 @@ class CohortEnv(VectorEnv):
         if seed is not None:
             self.seeds = rng.as_seed_tensor(rng.mouse_seeds(seed, self.num_envs), self.device)
         options = options or {}
+        self._keys = (rng.stream_key(self.seeds, rng.STIMULUS), rng.stream_key(self.seeds, rng.ZERO_REWARD_SIDE))
         self.global_trial = int(options.get("global_trial", 0))
+        self._session_draws()
         if "signed_contrast" in options:
             self.signed_contrast = torch.as_tensor(options["signed_contrast"], dtype=self.dtype, device=self.device)
         else:
@@ -109,22 +134,24 @@ class CohortEnv(VectorEnv):
 
     def rewarded_side(self) -> torch.Tensor:
         """Rewarded action of the current trial (random side at c = 0, from the mouse's stream)."""
-        c = self.signed_contrast
-        u = rng.uniform(self.seeds, rng.ZERO_REWARD_SIDE, self.global_trial)
-        zero_side = (u < self.task.zero_reward_p_right).long()
-        return torch.where(c > 0, 1, torch.where(c < 0, 0, zero_side))
+        if self.task.repeat_after_error:
+            c = self.signed_contrast
+            return torch.where(c > 0, 1, torch.where(c < 0, 0, self._rewarded_draws[self.trial]))
+        return self._rewarded_draws[self.trial]
 
     def step(self, actions):
         actions = torch.as_tensor(actions, device=self.device).long().reshape(-1)
         if actions.numel() != self.num_envs:
             raise ValueError(f"actions: expected {self.num_envs} actions, got {actions.numel()}")
-        if bool(((actions != 0) & (actions != 1)).any()):
+        if self.validate_actions and bool(((actions != 0) & (actions != 1)).any()):
             raise ValueError("actions: every action must be 0 (Left) or 1 (Right)")
         rewarded = self.rewarded_side()
         reward = (actions == rewarded).to(self.dtype)
         step_info = {"choice": actions, "rewarded_side": rewarded, "stimulus": self.signed_contrast}
         self.global_trial += 1
         done = self.global_trial % self.task.trials_per_session == 0
+        if done:
+            self._session_draws()
         new_c = self._draw()
         if self.task.repeat_after_error and not done:
             repeat = (reward == 0) & (self.signed_contrast != 0)

@@ -44,17 +44,23 @@ def as_seed_tensor(seeds, device=None) -> torch.Tensor:
     return t
 
 
-def uniform(seeds: torch.Tensor, stream: int, counter, dtype=torch.float64) -> torch.Tensor:
+def stream_key(seeds: torch.Tensor, stream: int) -> torch.Tensor:
+    """Per-mouse key of one stream, ``(n_mice,)``; reuse it for many draws."""
+    return _mix32(seeds ^ _mix32(torch.as_tensor(stream * 0x01000193 & _M32, device=seeds.device)))
+
+
+def uniform(seeds: torch.Tensor, stream: int, counter, dtype=torch.float64, key: torch.Tensor | None = None) -> torch.Tensor:
     """Uniform draws in (0, 1), one per mouse, for a given stream and counter.
 
     ``counter`` is an int or an int64 tensor broadcastable to ``seeds``
-    (e.g. the global trial index). Resolution 2**-32.
+    (e.g. the global trial index, or a column of trial indices for a block
+    of draws), in [0, 2**32). ``key`` may pass a precomputed
+    :func:`stream_key`. Resolution 2**-32.
     """
-    key = _mix32(seeds ^ _mix32(torch.as_tensor(stream * 0x01000193 & _M32, device=seeds.device)))
+    key = stream_key(seeds, stream) if key is None else key
     counter = torch.as_tensor(counter, dtype=torch.int64, device=seeds.device)
-    h = _mix32(key ^ _mix32(counter & _M32))
-    h = _mix32(h ^ ((counter >> 32) & _M32))
-    return (h.to(dtype) + 0.5) / _TWO32
+    h = _mix32(key ^ _mix32(_mix32(counter & _M32) ^ (counter >> 32)))
+    return (h.to(dtype) + 0.5) * (1.0 / _TWO32)
 
 
 def normal(seeds: torch.Tensor, stream: int, counter, dtype=torch.float64) -> torch.Tensor:

@@ -93,7 +93,7 @@ class ModelParams:
             if bad.any():
                 first = arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
                 bracket = "[" if lo_incl else "("
-                raise ValueError(f"{name}: must lie in {bracket}{lo}, {hi}], got {first!r}")
+                raise ValueError(f"{name}: must lie in {bracket}{lo}, {hi}], got {float(first)!r}")
 
     @classmethod
     def numeric_fields(cls) -> tuple[str, ...]:

@@ -112,15 +112,19 @@ def simulate_cohort(
     weights = init_weights(p, env.seeds, params.jitter)
     snapshots = [weights_frame(weights, 0, names)]
     log = {k: torch.empty((n_total, n_mice), dtype=dtype, device=device) for k in _TRIAL_FIELDS} if record_trials else None
+    env.validate_actions = False  # choices come from the sampler below
     _, info = env.reset()
+    choice_key = rng.stream_key(env.seeds, rng.CHOICE)
     with torch.no_grad():
         bar = tqdm(total=n_sessions, desc="sessions", unit="session", disable=not progress, leave=False)
         for t in range(n_total):
+            if t % T == 0:
+                choice_u = rng.uniform(env.seeds, rng.CHOICE, torch.arange(t, t + T, device=device)[:, None], dtype, choice_key)
             c = info["signed_contrast"]
             x = encode(c, params.encoding)
             fwd = forward(weights, x)
             pr = p_right(fwd.q_tot, p.beta, p.lapse)
-            choice = (rng.uniform(env.seeds, rng.CHOICE, t) < pr).long()
+            choice = (choice_u[t % T] < pr).long()
             _, reward, terminated, _, info = env.step(choice)
             learn_reward = torch.where(c == 0, 0.5, reward) if params.zero_reward == "expected" else reward
             step = trial_update(weights, x, choice, learn_reward, p.eta, params.positive, fwd)
