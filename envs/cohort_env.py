@@ -60,6 +60,8 @@ class CohortEnv(VectorEnv):
         self._cumulative = torch.tensor(self.task.cumulative, dtype=torch.float64, device=self.device)
         #: check every action is 0 or 1 (one device sync per step; trusted callers switch it off)
         self.validate_actions = True
+        self._all_true = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._all_false = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self.global_trial = 0
         self.signed_contrast = torch.zeros(self.num_envs, dtype=dtype, device=self.device)
 
@@ -140,7 +142,7 @@ class CohortEnv(VectorEnv):
         return self._rewarded_draws[self.trial]
 
     def step(self, actions):
-        actions = torch.as_tensor(actions, device=self.device).long().reshape(-1)
+        actions = torch.as_tensor(actions, device=self.device).reshape(-1)
         if actions.numel() != self.num_envs:
             raise ValueError(f"actions: expected {self.num_envs} actions, got {actions.numel()}")
         if self.validate_actions and bool(((actions != 0) & (actions != 1)).any()):
@@ -157,6 +159,5 @@ class CohortEnv(VectorEnv):
             repeat = (reward == 0) & (self.signed_contrast != 0)
             new_c = torch.where(repeat, self.signed_contrast, new_c)
         self.signed_contrast = new_c
-        terminated = torch.full((self.num_envs,), done, dtype=torch.bool, device=self.device)
-        truncated = torch.zeros_like(terminated)
-        return self._obs(), reward, terminated, truncated, {**self._info(), **step_info}
+        terminated = self._all_true if done else self._all_false
+        return self._obs(), reward, terminated, self._all_false, {**self._info(), **step_info}

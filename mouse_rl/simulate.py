@@ -12,6 +12,7 @@ from envs.cohort_env import CohortEnv
 from envs.task import TaskConfig
 
 from . import rng
+from .checkpoint import load_matching, save_atomic
 from .network import Weights, encode, forward, init_weights, p_right, trial_update
 from .params import ModelParams
 from .schema import MODEL_COLUMNS, WEIGHT_COLUMNS
@@ -73,7 +74,10 @@ def simulate_cohort(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     record_trials: bool = True,
+    record_weights: str = "session",
     progress: bool = True,
+    checkpoint=None,
+    checkpoint_every: int = 1,
 ) -> CohortResult:
     """Train ``n_mice`` simulated mice for ``n_sessions`` sessions on the batched task.
 
@@ -88,7 +92,15 @@ def simulate_cohort(
         cohort with seed s_i behaves exactly like a 1-mouse run with [s_i].
     device, dtype : where and in which precision to run.
     record_trials : build the per-trial table (N x S x T rows).
+    record_weights : ``"session"`` (snapshots in ``result.weights``) or
+        ``"trial"`` (also the weights each trial's choice was made with, as
+        weight columns of the trial table).
     progress : show a progress bar over sessions.
+    checkpoint : path of a checkpoint file. Every ``checkpoint_every``
+        sessions the state (weights, trial counter, logs) is written
+        atomically; a rerun with the same arguments resumes from it and gives
+        output identical to an uninterrupted run (randomness is counter-based,
+        so no generator state is needed).
     """
     params = params or ModelParams()
     task = task or TaskConfig()
@@ -98,6 +110,10 @@ def simulate_cohort(
         raise ValueError(f"n_mice: must be a positive integer, got {n_mice!r}")
     if int(n_sessions) != n_sessions or n_sessions < 1:
         raise ValueError(f"n_sessions: must be a positive integer, got {n_sessions!r}")
+    if record_weights not in ("session", "trial"):
+        raise ValueError(f"record_weights: must be 'session' or 'trial', got {record_weights!r}")
+    if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: must be a positive integer, got {checkpoint_every!r}")
     hint = params.n_mice_hint()
     if hint is not None and hint not in (1, n_mice):
         raise ValueError(f"params: per-mouse parameters have length {hint} but n_mice={n_mice}")
@@ -108,16 +124,29 @@ def simulate_cohort(
     names = mouse_names(n_mice)
     T = task.trials_per_session
     n_total = n_sessions * T
+    fields_logged = _TRIAL_FIELDS + (WEIGHT_COLUMNS if record_weights == "trial" else [])
 
     weights = init_weights(p, env.seeds, params.jitter)
     snapshots = [weights_frame(weights, 0, names)]
-    log = {k: torch.empty((n_total, n_mice), dtype=dtype, device=device) for k in _TRIAL_FIELDS} if record_trials else None
+    log = {k: torch.empty((n_total, n_mice), dtype=dtype, device=device) for k in fields_logged} if record_trials else None
     env.validate_actions = False  # choices come from the sampler below
-    _, info = env.reset()
+    start = 0
+    fingerprint = _fingerprint(n_mice, n_sessions, params, task, seed_values, dtype, record_trials, record_weights)
+    state = load_matching(checkpoint, fingerprint) if checkpoint is not None else None
+    if state is not None:
+        start = state["global_trial"]
+        weights = Weights(state["a"].to(device), state["U"].to(device))
+        snapshots = state["snapshots"]
+        if log is not None:
+            for k in log:
+                log[k][:start] = state["log"][k].to(device)
+        _, info = env.reset(options={"global_trial": start, "signed_contrast": state["signed_contrast"]})
+    else:
+        _, info = env.reset()
     choice_key = rng.stream_key(env.seeds, rng.CHOICE)
     with torch.no_grad():
-        bar = tqdm(total=n_sessions, desc="sessions", unit="session", disable=not progress, leave=False)
-        for t in range(n_total):
+        bar = tqdm(total=n_sessions, initial=start // T, desc="sessions", unit="session", disable=not progress, leave=False)
+        for t in range(start, n_total):
             if t % T == 0:
                 choice_u = rng.uniform(env.seeds, rng.CHOICE, torch.arange(t, t + T, device=device)[:, None], dtype, choice_key)
             c = info["signed_contrast"]
@@ -125,22 +154,41 @@ def simulate_cohort(
             fwd = forward(weights, x)
             pr = p_right(fwd.q_tot, p.beta, p.lapse)
             choice = (choice_u[t % T] < pr).long()
-            _, reward, terminated, _, info = env.step(choice)
+            _, reward, _, _, info = env.step(choice)
             learn_reward = torch.where(c == 0, 0.5, reward) if params.zero_reward == "expected" else reward
             step = trial_update(weights, x, choice, learn_reward, p.eta, params.positive, fwd)
-            weights = step.weights
             if log is not None:
-                row = (c, choice, reward, pr, *fwd.q_tot.unbind(-1), *fwd.q_stim.unbind(-1), *fwd.q_const.unbind(-1),
-                       step.delta_tot, step.delta_stim, step.delta_const)
-                for k, v in zip(_TRIAL_FIELDS, row):
+                row = [c, choice, reward, pr, *fwd.q_tot.unbind(-1), *fwd.q_stim.unbind(-1), *fwd.q_const.unbind(-1),
+                       step.delta_tot, step.delta_stim, step.delta_const]
+                if record_weights == "trial":
+                    row += [*weights.a.unbind(-1), *weights.U.reshape(n_mice, 6).unbind(-1)]
+                for k, v in zip(fields_logged, row):
                     log[k][t] = v
-            if bool(terminated[0]):
-                snapshots.append(weights_frame(weights, t // T + 1, names))
+            weights = step.weights
+            if (t + 1) % T == 0:  # session end (known on the host: no device sync)
+                session = (t + 1) // T
+                snapshots.append(weights_frame(weights, session, names))
                 bar.update(1)
+                if checkpoint is not None and (session % checkpoint_every == 0) and session < n_sessions:
+                    save_atomic(
+                        {"fingerprint": fingerprint, "global_trial": t + 1, "a": weights.a.cpu(), "U": weights.U.cpu(),
+                         "signed_contrast": info["signed_contrast"].cpu(), "snapshots": snapshots,
+                         "log": {k: v[: t + 1].cpu() for k, v in log.items()} if log is not None else None},
+                        checkpoint,
+                    )
         bar.close()
     trials = _trial_table(log, names, n_sessions, T) if log is not None else pd.DataFrame()
     return CohortResult(trials, pd.concat(snapshots, ignore_index=True), weights, seed_values, params, task,
                         {"device": str(device), "dtype": str(dtype), "seed": seed})
+
+
+def _fingerprint(n_mice, n_sessions, params, task, seeds, dtype, record_trials, record_weights) -> dict:
+    """Everything that determines a run's output, as plain comparable values."""
+    plain = {k: (np.asarray(v.detach().cpu() if torch.is_tensor(v) else v).tolist()) for k, v in params.to_dict().items()}
+    return {
+        "n_mice": int(n_mice), "n_sessions": int(n_sessions), "params": plain, "task": repr(task),
+        "seeds": np.asarray(seeds).tolist(), "dtype": str(dtype), "record": (bool(record_trials), record_weights),
+    }
 
 
 def _trial_table(log: dict, names, n_sessions: int, T: int) -> pd.DataFrame:

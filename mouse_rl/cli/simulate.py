@@ -15,6 +15,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="cohort seed (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output .parquet (weights go to *.weights.parquet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint file (default OUT.ckpt); rerunning a killed command resumes from it")
+    p.add_argument("--record-weights", choices=["session", "trial"], default="session",
+                   help="also log the weights of every trial (default: per-session snapshots only)")
     add_device_option(p)
     add_model_options(p)
     add_task_options(p)
@@ -24,10 +28,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.out.suffix != ".parquet":
         raise ValueError(f"--out: expected a .parquet file name, got {str(args.out)!r}")
+    checkpoint = args.checkpoint or args.out.with_suffix(".ckpt")
     result = simulate_cohort(
         n_mice=args.mice, n_sessions=args.sessions, params=model_params(args), task=task_config(args),
         seed=args.seed, device=resolve_device(args.device), dtype=dtype_of(args), progress=not args.quiet,
+        record_weights=args.record_weights, checkpoint=checkpoint,
     )
     result.to_parquet(args.out)
+    checkpoint.unlink(missing_ok=True)
     print(f"wrote {len(result.trials):,} trials of {args.mice} mice to {args.out}")
     return 0
