@@ -75,17 +75,23 @@ def main(argv=None):
     ap.add_argument("--loop-trials", type=int, default=1000)
     ap.add_argument("--cuda-mice", type=int, default=100_000)
     ap.add_argument("--cuda-trials", type=int, default=10000)
+    ap.add_argument("--cuda-only", action="store_true", help="skip the CPU measurements")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    if not args.cuda_only:
+        cpu_comparison(args)
+    if torch.cuda.is_available():
+        cuda = batched_rate(args.cuda_mice, args.cuda_trials, "cuda")
+        print(f"(c) batched cohort, CUDA {torch.cuda.get_device_name()}, {args.cuda_mice} mice x {args.cuda_trials} trials: "
+              f"{cuda:,.0f} mouse-trials/s  (target >= 1e8 on an H100)")
+
+
+def cpu_comparison(args) -> None:
     batched = batched_rate(args.mice, args.trials, "cpu")
     print(f"(a) batched cohort, CPU, {args.mice} mice x {args.trials} trials: {batched:,.0f} mouse-trials/s")
     loop = autograd_loop_rate(args.loop_mice, args.loop_trials)
     print(f"(b) per-mouse autograd loop, CPU ({args.loop_mice} mice x {args.loop_trials} trials): {loop:,.0f} mouse-trials/s")
     print(f"ratio (a)/(b): {batched / loop:,.0f}x  (target >= 1,000)")
-    if torch.cuda.is_available():
-        cuda = batched_rate(args.cuda_mice, args.cuda_trials, "cuda")
-        print(f"(c) batched cohort, CUDA {torch.cuda.get_device_name()}, {args.cuda_mice} mice x {args.cuda_trials} trials: "
-              f"{cuda:,.0f} mouse-trials/s  (target >= 1e8 on an H100)")
 
 
 if __name__ == "__main__":

@@ -46,12 +46,10 @@ def encode(signed_contrast: torch.Tensor, encoding: str = "side") -> torch.Tenso
     """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (MODEL.md section 1)."""
     c = signed_contrast
     if encoding == "side":
-        left, right = (c < 0).to(c.dtype), (c > 0).to(c.dtype)
-    elif encoding == "magnitude":
-        left, right = torch.clamp(-c, min=0), torch.clamp(c, min=0)
-    else:
-        raise ValueError(f"encoding: must be 'side' or 'magnitude', got {encoding!r}")
-    return torch.stack([left, right, torch.ones_like(c)], dim=-1)
+        return torch.stack([c < 0, c > 0, torch.ones_like(c, dtype=torch.bool)], dim=-1).to(c.dtype)
+    if encoding == "magnitude":
+        return torch.stack([torch.clamp(-c, min=0), torch.clamp(c, min=0), torch.ones_like(c)], dim=-1)
+    raise ValueError(f"encoding: must be 'side' or 'magnitude', got {encoding!r}")
 
 
 def init_weights(params: NetParams, seeds: torch.Tensor | None = None, jitter: float = 1e-5) -> Weights:
@@ -133,7 +131,8 @@ def trial_update(
     h = a * x
     signal = torch.stack([d_stim, d_stim, d_const], dim=-1)
     row_step = eta_ * signal * h
-    chosen = torch.nn.functional.one_hot(idx[..., 0], 2).to(U.dtype)
+    right = choice.to(U.dtype)
+    chosen = torch.stack([1 - right, right], dim=-1)  # one-hot without one_hot's host-side range check
     new_U = U + chosen[..., :, None] * row_step[..., None, :]
     if positive:
         new_a, new_U = new_a.abs(), new_U.abs()
