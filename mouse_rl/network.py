@@ -21,6 +21,10 @@ from . import rng
 from .params import NetParams
 
 
+#: Saturation bound of every weight (see :func:`trial_update`).
+MAX_WEIGHT = 1e6
+
+
 class Weights(NamedTuple):
     a: torch.Tensor  # (..., 3)
     U: torch.Tensor  # (..., 2, 3)
@@ -110,7 +114,10 @@ def trial_update(
     delta_stim = Rew - Q^stim[ch] trains U[ch, L-stim] and U[ch, R-stim];
     delta_const = Rew - Q^const[ch] trains U[ch, bias]. The unchosen row of U
     is untouched. All gradients use pre-update weights; with ``positive`` the
-    new weights are replaced by their absolute values.
+    new weights are replaced by their absolute values. Weights saturate at
+    ``±MAX_WEIGHT``: plain SGD diverges when eta * |w|^2 is large (e.g. eta
+    near 1), and saturating keeps every value finite; learning that stays in
+    the model's range (|w| ~ 1) never reaches the bound.
 
     ``fwd`` may pass the already computed :func:`forward` of (weights, x).
     ``delta_offset`` ``(..., 3)``, if given, is added to (delta_tot, delta_stim,
@@ -136,4 +143,5 @@ def trial_update(
     new_U = U + chosen[..., :, None] * row_step[..., None, :]
     if positive:
         new_a, new_U = new_a.abs(), new_U.abs()
+    new_a, new_U = new_a.clamp(-MAX_WEIGHT, MAX_WEIGHT), new_U.clamp(-MAX_WEIGHT, MAX_WEIGHT)
     return TrialStep(Weights(new_a, new_U), fwd, d_tot, d_stim, d_const)

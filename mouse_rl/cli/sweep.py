@@ -1,0 +1,41 @@
+"""``mouse-rl sweep``: run a grid / random parameter sweep of simulated cohorts."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..sweep import BACKENDS, BackendUnavailableError, run_sweep
+from ..sweep.runner import RESULTS_NAME
+from .common import resolve_device
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a parameter sweep from a TOML file; write one summary row per point",
+        description="Expand CONFIG (a TOML sweep file) into points (parameters x seed), simulate each as one "
+                    "batched cohort and write DIR/sweep_results.parquet (+ .csv). Finished points are "
+                    "checkpointed in DIR/points/, so rerunning the same command resumes a killed sweep.",
+    )
+    p.add_argument("config", type=Path, help="sweep file (.toml)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: sweeps/<config name> in the current folder)")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="where points run (default %(default)s)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: worker processes (default sequential); ray: CPUs of a local Ray instance")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    out = args.out if args.out is not None else Path("sweeps") / args.config.stem
+    try:
+        table = run_sweep(args.config, backend=args.backend, address=args.address, workers=args.workers,
+                          out=out, device=resolve_device(args.device), progress=not args.quiet)
+    except BackendUnavailableError as err:
+        print(f"mouse-rl sweep: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(table)} points to {out / (RESULTS_NAME + '.parquet')} (+ .csv)")
+    return 0
