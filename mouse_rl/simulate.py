@@ -78,6 +78,7 @@ def simulate_cohort(
     progress: bool = True,
     checkpoint=None,
     checkpoint_every: int = 1,
+    stimulation=None,
 ) -> CohortResult:
     """Train ``n_mice`` simulated mice for ``n_sessions`` sessions on the batched task.
 
@@ -101,6 +102,13 @@ def simulate_cohort(
         atomically; a rerun with the same arguments resumes from it and gives
         output identical to an uninterrupted run (randomness is counter-based,
         so no generator state is needed).
+    stimulation : optional callable ``(t, session, c, choice, reward, seeds)
+        -> (mask, delta_offset, reward_add)`` called every trial after the
+        choice (``t`` global trial from 0, tensors per mouse): ``delta_offset``
+        ``(n_mice, 3)`` or None is added to (delta_tot, delta_stim,
+        delta_const) and ``reward_add`` to the reward the network learns from;
+        ``mask`` is logged as the bool column ``stimulated``. Used by
+        :mod:`mouse_rl.dopamine.optogenetics`.
     """
     params = params or ModelParams()
     task = task or TaskConfig()
@@ -124,7 +132,8 @@ def simulate_cohort(
     names = mouse_names(n_mice)
     T = task.trials_per_session
     n_total = n_sessions * T
-    fields_logged = _TRIAL_FIELDS + (WEIGHT_COLUMNS if record_weights == "trial" else [])
+    fields_logged = (_TRIAL_FIELDS + (WEIGHT_COLUMNS if record_weights == "trial" else [])
+                     + (["stimulated"] if stimulation is not None else []))
 
     weights = init_weights(p, env.seeds, params.jitter)
     snapshots = [weights_frame(weights, 0, names)]
@@ -156,12 +165,18 @@ def simulate_cohort(
             choice = (choice_u[t % T] < pr).long()
             _, reward, _, _, info = env.step(choice)
             learn_reward = torch.where(c == 0, 0.5, reward) if params.zero_reward == "expected" else reward
-            step = trial_update(weights, x, choice, learn_reward, p.eta, params.positive, fwd)
+            offset = None
+            if stimulation is not None:
+                stimulated, offset, reward_add = stimulation(t, t // T + 1, c, choice, reward, env.seeds)
+                learn_reward = learn_reward + reward_add
+            step = trial_update(weights, x, choice, learn_reward, p.eta, params.positive, fwd, delta_offset=offset)
             if log is not None:
                 row = [c, choice, reward, pr, *fwd.q_tot.unbind(-1), *fwd.q_stim.unbind(-1), *fwd.q_const.unbind(-1),
                        step.delta_tot, step.delta_stim, step.delta_const]
                 if record_weights == "trial":
                     row += [*weights.a.unbind(-1), *weights.U.reshape(n_mice, 6).unbind(-1)]
+                if stimulation is not None:
+                    row.append(stimulated)
                 for k, v in zip(fields_logged, row):
                     log[k][t] = v
             weights = step.weights
@@ -209,5 +224,5 @@ def _trial_table(log: dict, names, n_sessions: int, T: int) -> pd.DataFrame:
     df["reward"] = cols.pop("reward")
     df["feedbackType"] = 2 * df["reward"] - 1
     for k, v in cols.items():
-        df[k] = v
+        df[k] = v > 0.5 if k == "stimulated" else v
     return df

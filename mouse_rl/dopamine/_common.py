@@ -1,0 +1,85 @@
+"""Small helpers shared by the dopamine modules (errors, column checks, figures)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mouse_rl.schema import KEY_COLUMNS
+
+#: The model's three teaching signals (candidate dopamine correlates).
+DELTAS = ("delta_tot", "delta_stim", "delta_const")
+#: Q columns of each signal's pathway.
+_Q_OF = {"delta_tot": "q_tot", "delta_stim": "q_stim", "delta_const": "q_const"}
+REWARD_MODES = ("experienced", "model")
+
+
+def data_error():
+    """The project's :class:`DataFormatError` (a ValueError) if mouse_rl.data exists, else ValueError."""
+    try:
+        from mouse_rl.data import DataFormatError  # noqa: PLC0415 (lazy: built in parallel)
+    except ImportError:  # pragma: no cover
+        return ValueError
+    return DataFormatError
+
+
+def require(df: pd.DataFrame, columns, what: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise data_error()(f"{what}: missing required column(s) {missing}; columns present: {list(map(str, df.columns))}")
+
+
+def rows_text(df: pd.DataFrame, mask, limit: int = 5) -> str:
+    """'rows [3, 7] (mouse 'm1', session 2, trial 5), ...' for the rows where ``mask`` is true."""
+    idx = np.flatnonzero(np.asarray(mask))
+    parts = []
+    for i in idx[:limit]:
+        keys = ", ".join(f"{k} {_plain(df[k].iloc[i])!r}" for k in KEY_COLUMNS if k in df.columns)
+        parts.append(f"row {df.index[i]!r} ({keys})")
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    return "; ".join(parts) + more
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def chosen(df: pd.DataFrame, prefix: str) -> np.ndarray:
+    """Value of ``{prefix}_L`` / ``{prefix}_R`` for the chosen action of each trial."""
+    ch = df["choice"].to_numpy()
+    return np.where(ch == 1, df[f"{prefix}_R"].to_numpy(float), df[f"{prefix}_L"].to_numpy(float))
+
+
+def outcome_deltas(trials: pd.DataFrame, reward_mode: str = "experienced") -> pd.DataFrame:
+    """The three teaching signals per trial, as a DataFrame with columns :data:`DELTAS`.
+
+    ``reward_mode="experienced"``: ``reward - Q^x[choice]`` with the reward the
+    mouse actually received (the RPE a dopamine neuron sees; at c = 0 it
+    differs from the model's learning signal when ``zero_reward="expected"``).
+    Trials with unknown reward (NaN) fall back to the logged ``delta_*``.
+    ``reward_mode="model"``: the logged ``delta_*`` columns (what the network
+    learned from).
+    """
+    if reward_mode not in REWARD_MODES:
+        raise ValueError(f"reward_mode: must be one of {REWARD_MODES}, got {reward_mode!r}")
+    if reward_mode == "model":
+        require(trials, list(DELTAS), "trial table")
+        return trials[list(DELTAS)].astype(float).copy()
+    require(trials, ["choice", "reward"] + [f"{q}_{s}" for q in _Q_OF.values() for s in "LR"], "trial table")
+    reward = trials["reward"].to_numpy(float)
+    out = {}
+    for name, q in _Q_OF.items():
+        value = reward - chosen(trials, q)
+        if np.isnan(reward).any() and name in trials.columns:
+            value = np.where(np.isnan(reward), trials[name].to_numpy(float), value)
+        out[name] = value
+    return pd.DataFrame(out, index=trials.index)
+
+
+def figure(n_panels: int = 1, panel_size=(4.0, 3.2)) -> tuple[Figure, list]:
+    """A pyplot-free figure with ``n_panels`` side-by-side axes (safe under any backend)."""
+    fig = Figure(figsize=(panel_size[0] * n_panels, panel_size[1]), layout="constrained")
+    axes = [fig.add_subplot(1, n_panels, i + 1) for i in range(n_panels)]
+    return fig, axes

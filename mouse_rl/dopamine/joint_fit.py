@@ -1,0 +1,216 @@
+"""Joint fit: network parameters that explain the choices *and* one region's dopamine.
+
+For one mouse, region r and candidate delta c, maximise over network
+parameters theta (default eta, beta, w0, s0; others at their
+:class:`~mouse_rl.params.ModelParams` values)::
+
+    J_c(theta) = sum_t log pi_theta(choice_t)
+               + sum_t log N(da_r(t) | gain * delta_c(t; theta) + offset_session, sigma^2)
+
+The dopamine term's gain, per-session offsets and sigma are profiled out in
+closed form (their maximum-likelihood values given theta), so only theta is
+optimised (Adam, autograd through the unrolled trials). The network runs
+teacher-forced on the mouse's own stimuli and choices by calling the one
+update :func:`mouse_rl.network.trial_update`; the model's delta_c(t) is the
+experienced RPE ``reward - Q^c[choice]`` (learning itself uses reward 0.5 at
+c = 0 under ``zero_reward="expected"``). All (region, candidate) pairs of a
+mouse are fitted at once along the batch axis.
+
+The best delta of a region is the candidate with the highest J_c (same
+number of free parameters for every candidate, so the comparison is fair).
+
+The teacher-forced run is :func:`mouse_rl.fit.unroll` (the fitting
+module's differentiable run, ``record=True`` for the Q's) when that module is
+importable; otherwise :func:`teacher_forced` here (same ``trial_update``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mouse_rl.network import encode, init_weights, log_policy, trial_update
+from mouse_rl.params import ModelParams, NetParams
+
+from ._common import DELTAS, data_error, require
+from .recordings import align_recordings, region_columns
+
+__all__ = ["JointFitResult", "joint_fit", "teacher_forced"]
+
+_FITTABLE = ("eta", "beta", "w0", "s0", "b_L", "b_R")
+
+
+@dataclass
+class JointFitResult:
+    """``table``: one row per (mouse, region, delta) with objective, choice_ll,
+    dopamine_ll, gain, sigma and the fitted parameters. ``best``: per (mouse,
+    region) the delta with the highest objective and its margin. ``summary``:
+    per region, how many mice picked each delta."""
+
+    table: pd.DataFrame
+    best: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def teacher_forced(params: NetParams, signed_contrast, choice, reward, *, encoding="side", positive=True,
+                   zero_reward="expected"):
+    """Run the network on given stimuli/choices/rewards ``(T,)`` (or ``(T, B)``), batched over params ``(B,)``.
+
+    Returns (log-likelihood of every choice ``(T, B)``, experienced deltas
+    ``(T, B, 3)`` = reward - Q^{tot,stim,const}[choice]; NaN reward -> 0.5).
+    Differentiable in ``params``.
+    """
+    B = params.eta.shape[0]
+    c = torch.as_tensor(signed_contrast, dtype=params.eta.dtype)
+    ch = torch.as_tensor(choice, dtype=torch.long)
+    rew = torch.as_tensor(reward, dtype=params.eta.dtype)
+    if c.ndim == 1:
+        c, ch, rew = (v[:, None].expand(-1, B) for v in (c, ch, rew))
+    rew_known = torch.where(torch.isnan(rew), torch.full_like(rew, 0.5), rew)
+    learn = torch.where(c == 0, torch.full_like(rew, 0.5), rew_known) if zero_reward == "expected" else rew_known
+    w = init_weights(params, seeds=None)
+    lls, deltas = [], []
+    for t in range(c.shape[0]):
+        x = encode(c[t], encoding)
+        step = trial_update(w, x, ch[t], learn[t], params.eta, positive)
+        f = step.forward
+        lp = log_policy(f.q_tot, params.beta, params.lapse)
+        lls.append(lp.gather(-1, ch[t][:, None])[:, 0])
+        idx = ch[t][:, None]
+        q = torch.stack([f.q_tot.gather(-1, idx)[:, 0], f.q_stim.gather(-1, idx)[:, 0],
+                         f.q_const.gather(-1, idx)[:, 0]], -1)
+        deltas.append(rew_known[t][:, None] - q)
+        w = step.weights
+    return torch.stack(lls), torch.stack(deltas)
+
+
+def _fit_module_runner(d: pd.DataFrame, B: int, params: ModelParams):
+    """A function p -> (choice log-lik (T, B), experienced deltas (T, B, 3)) using :mod:`mouse_rl.fit`, or None."""
+    try:
+        from mouse_rl.fit import make_batch, unroll  # noqa: PLC0415 (built in parallel)
+    except ImportError:
+        return None
+    batch = make_batch(d, zero_reward=params.zero_reward, dtype=torch.float64).repeat(B)
+    rew = torch.tensor(d["reward"].to_numpy(float))
+    rew = torch.where(torch.isnan(rew), torch.full_like(rew, 0.5), rew)[:, None]
+    idx = batch.choice[..., None]
+
+    def run(p: NetParams):
+        out = unroll(batch, p, params.encoding, params.positive, record=True)
+        ll = log_policy(out.q_tot, p.beta, p.lapse).gather(-1, idx)[..., 0]
+        q = torch.stack([out.q_tot.gather(-1, idx)[..., 0], out.q_stim.gather(-1, idx)[..., 0],
+                         out.q_const.gather(-1, idx)[..., 0]], -1)
+        return ll, rew[..., None] - q
+
+    return run
+
+
+def _profiled_gaussian_ll(y, x, inv, n_sess):
+    """Max over gain, per-session offsets, sigma of sum log N(y | gain x + o_s, sigma^2); y, x: (n, B)."""
+    cnt = torch.bincount(inv, minlength=n_sess).to(y.dtype)[:, None]
+    def centre(v):
+        m = torch.zeros(n_sess, v.shape[1], dtype=v.dtype).index_add(0, inv, v) / cnt
+        return v - m[inv]
+    yc, xc = centre(y), centre(x)
+    gain = (xc * yc).sum(0) / (xc * xc).sum(0).clamp_min(1e-12)
+    rss = ((yc - gain * xc) ** 2).sum(0)
+    n = y.shape[0]
+    sigma2 = (rss / n).clamp_min(1e-12)
+    return -0.5 * n * (torch.log(2 * math.pi * sigma2) + 1), gain, sigma2.sqrt()
+
+
+def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regions=None, candidates=DELTAS, *,
+              params: ModelParams | None = None, fit=("eta", "beta", "w0", "s0"), n_iter: int = 60,
+              lr: float = 0.05, mice=None, engine: str = "auto") -> JointFitResult:
+    """Fit network parameters to choices + each region's dopamine under each candidate delta (module doc).
+
+    ``trials``: trial table (keys, signed_contrast, choice, reward), complete
+    and in order per mouse; ``recordings``: ``da_*`` per recorded trial (or
+    None if ``trials`` already has the ``da_*`` columns). ``fit``: names of
+    the parameters optimised (log-parametrised), the others come from ``params``.
+    ``engine``: "auto" (use :mod:`mouse_rl.fit` if importable), "fit" or "local".
+    """
+    if engine not in ("auto", "fit", "local"):
+        raise ValueError(f"engine: must be 'auto', 'fit' or 'local', got {engine!r}")
+    params = params or ModelParams()
+    bad = [f for f in fit if f not in _FITTABLE]
+    if bad:
+        raise ValueError(f"fit: unknown parameter(s) {bad}; choose from {_FITTABLE}")
+    candidates = list(candidates)
+    bad = [c for c in candidates if c not in DELTAS]
+    if bad:
+        raise ValueError(f"candidates: must be among {DELTAS}, got {bad}")
+    require(trials, ["mouse", "session", "trial", "signed_contrast", "choice", "reward"], "trial table")
+    if recordings is not None:
+        rec = align_recordings(trials, recordings)
+        regions = list(regions) if regions is not None else region_columns(recordings)
+        data = trials.merge(rec[["mouse", "session", "trial"] + regions], on=["mouse", "session", "trial"], how="left")
+    else:
+        regions = list(regions) if regions is not None else region_columns(trials)
+        data = trials
+    if not regions:
+        raise data_error()("joint_fit: no dopamine columns (names starting with 'da_')")
+    data = data.sort_values(["mouse", "session", "trial"], kind="stable").reset_index(drop=True)
+    data["mouse"] = data["mouse"].astype(str)
+    pairs = [(r, c) for r in regions for c in candidates]
+    B = len(pairs)
+    rows = []
+    for mouse, d in data.groupby("mouse", sort=True):
+        if mice is not None and mouse not in mice:
+            continue
+        base = params.tensors(B, dtype=torch.float64)
+        raw = {name: torch.log(getattr(base, name).clamp_min(1e-4)).clone().requires_grad_(True) for name in fit}
+        opt = torch.optim.Adam(list(raw.values()), lr=lr)
+        y = torch.tensor(d[[r for r, _ in pairs]].to_numpy(float))
+        cidx = torch.as_tensor([DELTAS.index(c) for _, c in pairs])
+        inv_all = torch.tensor(d.groupby("session", sort=False).ngroup().to_numpy())
+        rec_mask = torch.isfinite(y).all(1)  # trials with every region recorded
+        inv_rec = torch.unique(inv_all[rec_mask], return_inverse=True)[1]
+        n_sess = int(inv_rec.max()) + 1 if rec_mask.any() else 0
+        if n_sess == 0:
+            raise data_error()(f"joint_fit: mouse {mouse!r} has no trial with all of {regions} recorded")
+        c = d["signed_contrast"].to_numpy(float)
+        ch = d["choice"].to_numpy(np.int64)
+        rw = d["reward"].to_numpy(float)
+
+        run = _fit_module_runner(d, B, params) if engine in ("auto", "fit") else None
+        if engine == "fit" and run is None:
+            raise ImportError("engine='fit' needs mouse_rl.fit")
+
+        def objective():
+            p = base._replace(**{k: torch.exp(v) for k, v in raw.items()})
+            if run is not None:
+                ll, deltas = run(p)
+            else:
+                ll, deltas = teacher_forced(p, c, ch, rw, encoding=params.encoding, positive=params.positive,
+                                            zero_reward=params.zero_reward)
+            x = deltas[rec_mask].gather(-1, cidx[None, :, None].expand(int(rec_mask.sum()), B, 1))[..., 0]
+            da_ll, gain, sigma = _profiled_gaussian_ll(y[rec_mask], x, inv_rec, n_sess)
+            return ll.sum(0), da_ll, gain, sigma, p
+
+        for _ in range(n_iter):
+            opt.zero_grad()
+            choice_ll, da_ll, *_ = objective()
+            (-(choice_ll + da_ll).sum()).backward()
+            opt.step()
+        with torch.no_grad():
+            choice_ll, da_ll, gain, sigma, p = objective()
+        for b, (region, cand) in enumerate(pairs):
+            row = {"mouse": mouse, "region": region, "delta": cand, "objective": float(choice_ll[b] + da_ll[b]),
+                   "choice_ll": float(choice_ll[b]), "dopamine_ll": float(da_ll[b]), "gain": float(gain[b]),
+                   "sigma": float(sigma[b]), "n_trials": len(d), "n_recorded": int(rec_mask.sum())}
+            row.update({name: float(getattr(p, name)[b]) for name in _FITTABLE})
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    best_rows = []
+    for (mouse, region), g in table.groupby(["mouse", "region"], sort=False):
+        g = g.sort_values("objective", ascending=False)
+        best_rows.append({"mouse": mouse, "region": region, "best_delta": g.iloc[0]["delta"],
+                          "objective": g.iloc[0]["objective"],
+                          "margin": g.iloc[0]["objective"] - g.iloc[1]["objective"] if len(g) > 1 else np.nan})
+    best = pd.DataFrame(best_rows)
+    summary = best.groupby(["region", "best_delta"]).size().rename("n").reset_index() if len(best) else best
+    return JointFitResult(table, best, summary)
