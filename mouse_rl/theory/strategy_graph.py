@@ -139,7 +139,6 @@ def strategy_graph(
     min_dwell : persistence required of a target (trials).
     threshold : strategy threshold (Q units).
     """
-    from ..strategy import strategy_of
 
     params = params or ModelParams()
     task = task or TaskConfig()
