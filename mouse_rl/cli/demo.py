@@ -3,9 +3,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+
 from .. import analysis
 from ..params import ModelParams
 from ..simulate import simulate_cohort
+from ..theory import mean_field_trajectory
+
+SIDES = (("left", "p_right_left", "tab:blue"), ("zero", "p_right_zero", "0.4"), ("right", "p_right_right", "tab:red"))
+
+
+def theory_overlay(sessions, params: ModelParams, n_sessions: int) -> Figure:
+    """Cohort-mean P(R | stimulus side) per session (solid) with the mean-field prediction (dashed)."""
+    theory = mean_field_trajectory(params, n_sessions=n_sessions, record_every=None, trials_per_step=20)
+    predicted = theory.session_p_right_side()[0]
+    observed = sessions.groupby("session")[[col for _, col, _ in SIDES]].mean()
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(1, n_sessions + 1)
+    for j, (side, col, colour) in enumerate(SIDES):
+        ax.plot(observed.index, observed[col], "-", color=colour, label=f"simulated cohort, {side}")
+        ax.plot(x, predicted[:, j], "--", color=colour, label=f"theory, {side}")
+    ax.set(xlabel="session", ylabel="P(choose Right | stimulus)", ylim=(0, 1),
+           title="cohort mean (solid) vs mean-field theory (dashed)")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
 
 
 def add_parser(sub) -> None:
@@ -30,6 +53,7 @@ def run(args) -> int:
     figures = {
         "learning_curves.png": analysis.plot_learning_curves(sessions),
         "psychometrics.png": analysis.plot_psychometrics(result.trials),
+        "theory_vs_cohort.png": theory_overlay(sessions, ModelParams(), args.sessions),
     }
     if args.sessions >= 8:
         early_late = analysis.early_late_metrics(sessions)
