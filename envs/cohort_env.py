@@ -85,6 +85,7 @@ class CohortEnv(VectorEnv):
         c = self._stim_draws
         self._rewarded_draws = torch.where(c > 0, 1, torch.where(c < 0, 0, zero_sides))
         self._correct_draws = torch.where(c > 0, 1, torch.where(c < 0, 0, -1))
+        self._obs_draws = self._contrast_pair(c)
 
     def _draw(self) -> torch.Tensor:
         return self._stim_draws[self.trial]
@@ -97,9 +98,14 @@ class CohortEnv(VectorEnv):
     def session(self) -> int:
         return self.global_trial // self.task.trials_per_session + 1
 
+    @staticmethod
+    def _contrast_pair(c: torch.Tensor) -> torch.Tensor:
+        return torch.stack([(-c).clamp(min=0), c.clamp(min=0)], dim=-1) + 0.0  # + 0.0: no -0.0
+
     def _obs(self) -> torch.Tensor:
-        c = self.signed_contrast
-        return torch.stack([(-c).clamp(min=0), c.clamp(min=0)], dim=-1) + 0.0  # no -0.0
+        if self.task.repeat_after_error:
+            return self._contrast_pair(self.signed_contrast)
+        return self._obs_draws[self.trial]
 
     def _info(self) -> dict:
         c = self.signed_contrast

@@ -153,6 +153,7 @@ def simulate_cohort(
     else:
         _, info = env.reset()
     choice_key = rng.stream_key(env.seeds, rng.CHOICE)
+    lapse = p.lapse if bool((p.lapse != 0).any()) else None  # skip the lapse arithmetic when nobody lapses
     with torch.no_grad():
         bar = tqdm(total=n_sessions, initial=start // T, desc="sessions", unit="session", disable=not progress, leave=False)
         for t in range(start, n_total):
@@ -161,7 +162,7 @@ def simulate_cohort(
             c = info["signed_contrast"]
             x = encode(c, params.encoding)
             fwd = forward(weights, x)
-            pr = p_right(fwd.q_tot, p.beta, p.lapse)
+            pr = p_right(fwd.q_tot, p.beta, lapse)
             choice = (choice_u[t % T] < pr).long()
             _, reward, _, _, info = env.step(choice)
             learn_reward = torch.where(c == 0, 0.5, reward) if params.zero_reward == "expected" else reward
