@@ -266,15 +266,3 @@ def test_cli_dopamine(tmp_path):
                  "regression_scores.csv", "regression_best.csv"):
         assert (out / name).exists(), name
     assert main(["dopamine", str(tmp_path / "missing.parquet"), "--out", str(out)]) == 2
-
-
-def test_notebook_executes(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "dopamine.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stripped
-    monkeypatch.setenv("MOUSE_RL_SMALL", "1")
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
