@@ -1,0 +1,187 @@
+"""Cross-validation of choice models on the same folds: time-aware and interleaved.
+
+Every model follows one small protocol (:class:`CVModel`): it is built from a
+prepared trial table (:func:`mouse_rl.fit.prepare_trials`), ``fit(train_mask)``
+fits on the choices of the rows in ``train_mask`` and ``score(mask)`` returns
+per-mouse log-likelihoods of the rows in ``mask``. Masks are boolean arrays
+over the prepared table's rows. Sequential learners (the network, Q-learning)
+see *every* trial (the mouse's own stimulus, choice and reward) in both
+phases; held-out choices are only excluded from the objective.
+
+Schemes
+-------
+``"time"``: fit on each mouse's first sessions (``train_frac`` of them), score
+the later sessions; the learner keeps learning through them from the mouse's
+own choices. ``"interleaved"``: hold out every ``every``-th trial of each mouse
+(``n_folds`` offsets, default 1).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..params import ModelParams
+from .batch import make_batch, prepare_trials
+from .fitting import NetworkObjective, fit_batch, make_transform
+from .optim import torch_threads
+from .transforms import DEFAULT_FREE
+
+SCHEMES = ("time", "interleaved")
+
+
+class CVModel(Protocol):
+    name: str
+
+    def fit(self, train_mask: np.ndarray) -> "CVModel": ...
+
+    def score(self, mask: np.ndarray) -> pd.DataFrame: ...
+
+
+def score_frame(mice, loglik, n) -> pd.DataFrame:
+    """Per-mouse score table: ``loglik`` (nats), ``n_trials``, ``bits_per_trial`` (mean log2 P(choice))."""
+    loglik, n = np.asarray(loglik, float), np.asarray(n, float)
+    return pd.DataFrame({"mouse": list(mice), "loglik": loglik, "n_trials": n.astype(int),
+                         "bits_per_trial": loglik / np.maximum(n, 1) / math.log(2)})
+
+
+def time_split(trials: pd.DataFrame, train_frac: float = 0.5, n_train_sessions: int | None = None):
+    """Rows of each mouse's first sessions (train) and of the rest (test).
+
+    ``n_train_sessions`` (same for every mouse) overrides ``train_frac``; else
+    each mouse trains on ``max(1, floor(train_frac * n_sessions))`` sessions.
+    Returns ``(train_mask, test_mask)`` over the rows of ``prepare_trials(trials)``.
+    """
+    df = prepare_trials(trials)
+    rank = df.groupby("mouse")["session"].rank(method="dense")
+    n_sess = df.groupby("mouse")["session"].transform("nunique")
+    k = np.full(len(df), n_train_sessions) if n_train_sessions is not None else \
+        np.maximum(1, np.floor(train_frac * n_sess.to_numpy()))
+    train = (rank.to_numpy() <= k)
+    return train, ~train
+
+
+def interleaved_split(trials: pd.DataFrame, every: int = 10, offset: int = 0):
+    """Hold out each mouse's trials whose index (from 0, over all its sessions) is ``offset`` mod ``every``."""
+    df = prepare_trials(trials)
+    idx = df.groupby("mouse").cumcount().to_numpy()
+    test = idx % every == offset % every
+    return ~test, test
+
+
+def folds(trials: pd.DataFrame, scheme: str = "time", n_folds: int = 1, every: int = 10, train_frac: float = 0.5):
+    """List of ``(train_mask, test_mask)`` for a scheme (``n_folds`` offsets for interleaved)."""
+    if scheme == "time":
+        return [time_split(trials, train_frac)]
+    if scheme == "interleaved":
+        return [interleaved_split(trials, every, f) for f in range(n_folds)]
+    raise ValueError(f"scheme: must be one of {SCHEMES}, got {scheme!r}")
+
+
+class NetworkModel:
+    """The deep network as a :class:`CVModel` (``w0=1`` fixed and not free = shallow control).
+
+    Parameters mirror :func:`mouse_rl.fit.fit_mice`.
+    """
+
+    def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 2, max_iter: int = 100,
+                 method: str = "lbfgs", free=DEFAULT_FREE, fixed: ModelParams | None = None,
+                 fit_lapse: bool = True, engine: str = "eager", device="cpu", dtype=torch.float64,
+                 seed: int = 0, progress: bool = False):
+        self.name = name
+        self.trials = prepare_trials(trials)
+        self.transform = make_transform(free, fixed, fit_lapse)
+        self.batch = make_batch(self.trials, self.transform.fixed.zero_reward, device, dtype, prepared=True)
+        self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, seed=seed, engine=engine,
+                       progress=progress)
+        self.u = None
+
+    @classmethod
+    def shallow(cls, trials, name: str = "shallow", **kw) -> "NetworkModel":
+        """The shallow control: w0 = 1 fixed."""
+        fixed = kw.pop("fixed", None) or ModelParams()
+        free = tuple(n for n in kw.pop("free", DEFAULT_FREE) if n != "w0")
+        return cls(trials, name=name, free=free, fixed=fixed.replace(w0=1.0), **kw)
+
+    def fit(self, train_mask) -> "NetworkModel":
+        score = self.batch.mask_from_rows(train_mask)
+        last = int(torch.nonzero(score.any(1)).max()) + 1 if bool(score.any()) else 1
+        batch = self.batch.crop(last)  # later trials cannot change the training objective
+        self.result = fit_batch(batch, self.transform, score[:last], None, **self.kw)
+        self.u = self.result["u"]
+        return self
+
+    def score(self, mask) -> pd.DataFrame:
+        if self.u is None:
+            raise RuntimeError("call fit() first")
+        m = self.batch.mask_from_rows(mask)
+        obj = NetworkObjective(self.batch, self.transform, m, self.batch.valid, engine=self.kw["engine"])
+        with torch.no_grad(), torch_threads(1):
+            ll = -obj(self.u)
+        return score_frame(self.batch.mice, ll.cpu().numpy(), m.sum(0).cpu().numpy())
+
+    def fitted_params(self) -> pd.DataFrame:
+        p = self.transform.params(self.u)
+        return pd.DataFrame({"mouse": self.batch.mice, **{k: getattr(p, k).detach().cpu().numpy()
+                                                           for k in self.transform.free}})
+
+
+def cross_validate(trials: pd.DataFrame, models: dict[str, Callable[[pd.DataFrame], CVModel]],
+                   scheme: str = "time", n_folds: int = 1, every: int = 10, train_frac: float = 0.5,
+                   progress: bool = True) -> pd.DataFrame:
+    """Fit and score every model on the same folds.
+
+    Parameters
+    ----------
+    trials : trial table (validated and sorted here).
+    models : name -> factory taking the prepared table and returning a :class:`CVModel`.
+    scheme, n_folds, every, train_frac : see :func:`folds`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (model, mouse, fold): ``loglik`` (nats), ``n_trials`` and
+        ``bits_per_trial`` of held-out choices, ``train_bits_per_trial``,
+        ``fit_seconds`` (batched models: wall time of fitting the whole batch
+        of mice for this model and fold, flagged ``batched``; per-mouse models:
+        that mouse's fit time) and ``scheme``.
+    """
+    df = prepare_trials(trials)
+    rows = []
+    for fold, (train, test) in enumerate(folds(df, scheme, n_folds, every, train_frac)):
+        for name, factory in models.items():
+            if progress:
+                print(f"[cv {scheme} fold {fold}] {name} ...", flush=True)
+            model = factory(df)
+            t0 = time.perf_counter()
+            model.fit(train)
+            seconds = time.perf_counter() - t0
+            held = model.score(test)
+            tr = model.score(train)
+            held["train_bits_per_trial"] = held["mouse"].map(tr.set_index("mouse")["bits_per_trial"])
+            held.insert(0, "model", name)
+            held["fold"] = fold
+            per_mouse = getattr(model, "fit_seconds_by_mouse", None)
+            held["batched"] = per_mouse is None
+            held["fit_seconds"] = held["mouse"].map(per_mouse) if per_mouse else seconds
+            held["scheme"] = scheme
+            rows.append(held)
+    return pd.concat(rows, ignore_index=True)
+
+
+def summarise(cv_table: pd.DataFrame) -> pd.DataFrame:
+    """Per model: total held-out bits/trial over all mice (trial-weighted) and the per-mouse mean."""
+    g = cv_table.groupby(["scheme", "model"])
+    out = pd.DataFrame({
+        "bits_per_trial_total": g["loglik"].sum() / g["n_trials"].sum() / math.log(2),
+        "bits_per_trial_mouse_mean": g["bits_per_trial"].mean(),
+        "n_trials": g["n_trials"].sum(),
+    })
+    per_fold = cv_table.groupby(["scheme", "model", "fold"]).apply(
+        lambda d: d["fit_seconds"].iloc[0] if d["batched"].iloc[0] else d["fit_seconds"].sum(), include_groups=False)
+    out["fit_seconds_total"] = per_fold.groupby(["scheme", "model"]).sum()
+    return out.reset_index()

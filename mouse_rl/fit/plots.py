@@ -1,0 +1,60 @@
+"""Per-mouse figures of a fit: data vs model psychometrics, learning curve, weights."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def _bins(sessions, n_bins: int):
+    s = np.sort(np.unique(sessions))
+    return [b for b in np.array_split(s, min(n_bins, len(s))) if len(b)]
+
+
+def plot_mouse_fit(fitted: pd.DataFrame, mouse: str | None = None, n_bins: int = 4) -> Figure:
+    """Three panels for one mouse of a teacher-forced table (``FitResult.trials``).
+
+    Left: P(Right) vs signed contrast per session bin, data (dots) and model
+    (lines, mean of the model's P(Right) on the same trials). Middle: accuracy
+    on c != 0 per session, data and model. Right: stimulus strengths
+    w_L = a_L (U_LL - U_RL), w_R = a_R (U_RR - U_LR) and bias a_b (U_Rb - U_Lb)
+    across trials (Q units).
+    """
+    from ..strategy import stimulus_strength
+
+    mouse = mouse if mouse is not None else str(fitted["mouse"].iloc[0])
+    d = fitted[fitted["mouse"].astype(str) == str(mouse)]
+    if d.empty:
+        raise ValueError(f"mouse {mouse!r} not in the table")
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    colors = [f"C{i}" for i in range(10)]
+    for i, b in enumerate(_bins(d["session"], n_bins)):
+        db = d[d["session"].isin(b)]
+        g = db.groupby("signed_contrast")
+        label = f"sessions {b[0]}-{b[-1]}"
+        ax1.plot(g["choice"].mean().index, g["choice"].mean(), "o", color=colors[i % 10], label=label)
+        ax1.plot(g["p_right"].mean().index, g["p_right"].mean(), "-", color=colors[i % 10])
+    ax1.set(xlabel="signed contrast", ylabel="P(Right)", ylim=(0, 1), title=f"{mouse}: data (dots) vs model")
+    ax1.legend(fontsize=7)
+    nz = d[d["signed_contrast"] != 0]
+    correct_data = (nz["choice"] == (nz["signed_contrast"] > 0)).astype(float)
+    correct_model = np.where(nz["signed_contrast"] > 0, nz["p_right"], 1 - nz["p_right"])
+    acc = pd.DataFrame({"session": nz["session"], "data": correct_data, "model": correct_model}).groupby("session").mean()
+    ax2.plot(acc.index, acc["data"], "o-", label="data")
+    ax2.plot(acc.index, acc["model"], "s--", label="model")
+    ax2.axhline(0.5, color="grey", lw=0.5)
+    ax2.set(xlabel="session", ylabel="accuracy (c != 0)", ylim=(0.3, 1), title="learning curve")
+    ax2.legend(fontsize=7)
+    a = d[["a_L", "a_R", "a_b"]].to_numpy()
+    U = d[["U_LL", "U_LR", "U_Lb", "U_RL", "U_RR", "U_Rb"]].to_numpy().reshape(-1, 2, 3)
+    wl, wr = stimulus_strength(a, U)
+    t = np.arange(len(d))
+    ax3.plot(t, wl, label="w_L (left stim)")
+    ax3.plot(t, wr, label="w_R (right stim)")
+    ax3.plot(t, a[:, 2] * (U[:, 1, 2] - U[:, 0, 2]), label="bias (R - L)")
+    for s in np.flatnonzero(np.diff(d["session"].to_numpy())):
+        ax3.axvline(s + 1, color="grey", lw=0.3)
+    ax3.set(xlabel="trial", ylabel="Q units", title="fitted weights")
+    ax3.legend(fontsize=7)
+    return fig
