@@ -113,7 +113,8 @@ class ModelParams:
         """Broadcast every numeric field to a ``(n_mice,)`` tensor."""
         out = []
         for name in NetParams._fields:
-            value = torch.as_tensor(getattr(self, name), dtype=dtype, device=device)
+            value = getattr(self, name)
+            value = torch.as_tensor(value if torch.is_tensor(value) else np.array(value), dtype=dtype, device=device)
             if value.ndim == 1 and value.shape[0] not in (1, n_mice):
                 raise ValueError(f"{name}: {value.shape[0]} per-mouse values for {n_mice} mice")
             out.append(value.expand(n_mice).clone() if value.ndim == 0 or value.shape[0] == 1 else value)

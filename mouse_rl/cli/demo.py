@@ -6,7 +6,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+import html
+
+import pandas as pd
+
 from .. import analysis
+from ..examples import EXAMPLE_TRUTH, load_example_mouse
 from ..params import ModelParams
 from ..simulate import simulate_cohort
 from ..theory import mean_field_trajectory
@@ -37,7 +42,40 @@ def add_parser(sub) -> None:
     p.add_argument("--mice", type=int, default=30, help="cohort size (default %(default)s)")
     p.add_argument("--sessions", type=int, default=25, help="sessions (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-fit", dest="fit", action="store_false", help="skip fitting the example mouse")
     p.set_defaults(func=run)
+
+
+def fit_example(out: Path):
+    """Fit the bundled synthetic example mouse; return (truth-vs-fit table, figure)."""
+    from ..fit import fit_mice
+    from ..fit.plots import plot_mouse_fit
+
+    print("\nFitting the bundled example mouse (data/example_mouse.parquet, 12 sessions) by exact likelihood ...")
+    fit = fit_mice(load_example_mouse(), n_restarts=1, max_iter=25, fit_lapse=False, progress=True)
+    fitted = fit.params.iloc[0]
+    names = ["eta", "beta", "w0", "s0", "b_L", "b_R"]
+    table = pd.DataFrame({"true": [EXAMPLE_TRUTH[n] for n in names], "fitted": [fitted[n] for n in names],
+                          "std_error": [fitted.get(f"se_{n}") for n in names]}, index=names)
+    fit.params.to_csv(out / "example_fit.csv", index=False)
+    print(table.round(4).to_string())
+    print(f"log-likelihood {fitted.loglik:.1f} over {int(fitted.n_trials)} trials ({fitted.bits_per_trial:.3f} bits/trial)")
+    return table, plot_mouse_fit(fit.trials)
+
+
+def write_report(out: Path, summary: pd.DataFrame, figures: dict, fit_table: pd.DataFrame | None) -> Path:
+    """A one-page HTML report that embeds the demo's figures."""
+    parts = ["<html><head><meta charset='utf-8'><title>mouse_rl demo</title></head><body>",
+             "<h1>mouse_rl demo</h1>",
+             "<h2>Simulated cohort: mean per session</h2>", summary.round(3).to_html()]
+    if fit_table is not None:
+        parts += ["<h2>Example mouse: true vs fitted parameters</h2>", fit_table.round(4).to_html()]
+    for name in figures:
+        parts.append(f"<h3>{html.escape(name)}</h3><img src='{html.escape(name)}' style='max-width:720px'>")
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts))
+    return path
 
 
 def run(args) -> int:
@@ -60,7 +98,11 @@ def run(args) -> int:
         figures["early_bias_vs_late_slope.png"] = analysis.plot_early_late(early_late)
         sides = early_late.learner_side.value_counts().reindex(["left", "balanced", "right"], fill_value=0)
         print(f"\nLearner sides (late right-minus-left slope): {sides.to_dict()}")
+    fit_table = None
+    if args.fit:
+        fit_table, figures["example_mouse_fit.png"] = fit_example(out)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=120)
-    print(f"\nWrote {out / 'cohort.parquet'} and {', '.join(figures)} to {out}/")
+    report = write_report(out, summary, figures, fit_table)
+    print(f"\nWrote {out / 'cohort.parquet'}, {', '.join(figures)} and {report.name} to {out}/")
     return 0
