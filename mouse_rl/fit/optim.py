@@ -71,7 +71,8 @@ def _minimize(objective, u0, scale, method, max_iter, lr, progress, desc):
     best_f = torch.full((u0.shape[0],), float("inf"), dtype=u0.dtype, device=u0.device)
     history: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=max_iter, desc=desc, unit="it", disable=not progress, leave=False)
+    max_eval = max_iter if method == "adam" else int(max_iter * 1.25)  # L-BFGS line searches evaluate more often
+    bar = tqdm(total=max_eval, desc=desc, unit="eval", disable=not progress, leave=False)
 
     def evaluate():
         nonlocal best_u, best_f
@@ -96,7 +97,7 @@ def _minimize(objective, u0, scale, method, max_iter, lr, progress, desc):
             opt.step()
             bar.update(1)
     else:
-        opt = torch.optim.LBFGS([u], lr=lr or 1.0, max_iter=max_iter, history_size=20,
+        opt = torch.optim.LBFGS([u], lr=lr or 1.0, max_iter=max_iter, max_eval=max_eval, history_size=20,
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
         def closure():
@@ -110,7 +111,7 @@ def _minimize(objective, u0, scale, method, max_iter, lr, progress, desc):
 
         opt.step(closure)
         with torch.no_grad():
-            evaluate()
+            evaluate()  # the final point (not counted by the bar)
     bar.close()
     return best_u, best_f, {"n_evals": len(history), "seconds": time.perf_counter() - t0, "history": history}
 
