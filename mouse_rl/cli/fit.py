@@ -23,6 +23,11 @@ def add_parser(subparsers) -> None:
                    help="also report held-out bits/trial (default none)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip per-mouse PNGs")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=["batched", "local", "ray"], default="batched",
+                   help="batched: one batched fit in this process (default); local/ray: split the mice into "
+                        "--workers chunks fitted on local processes or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--workers", type=int, default=2, help="chunks / worker processes (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -65,7 +70,13 @@ def run(args) -> int:
     fixed = ModelParams(w0=1.0) if args.shallow else ModelParams()
     kw = dict(n_restarts=args.restarts, max_iter=args.max_iter, method=args.method, free=free, fixed=fixed,
               fit_lapse=args.fit_lapse, device=args.device, seed=args.seed, engine=args.engine)
-    res = fit_mice(trials, map_prior=args.map_prior, progress=not args.quiet, dtype=torch.float64, **kw)
+    if args.backend == "batched":
+        res = fit_mice(trials, map_prior=args.map_prior, progress=not args.quiet, dtype=torch.float64, **kw)
+    else:
+        from ..fit.distributed import fit_mice_distributed
+
+        res = fit_mice_distributed(trials, args.workers, args.backend, args.address, args.workers,
+                                   map_prior=args.map_prior, dtype=torch.float64, **kw)
     per_mouse, per_session = strategy_labels(res.trials)
     table = res.params.merge(per_mouse, on="mouse", how="left")
     if args.cv != "none":
