@@ -13,7 +13,10 @@ COMMANDS = ["simulate", "demo", "theory", "fit", "recover", "dopamine", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mouse-rl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mouse-rl",
+        description="Simulate, predict (DLN theory), fit and analyse a deep RL network model of mice "
+                    "learning a visual decision task. `mouse-rl COMMAND --help` for each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
