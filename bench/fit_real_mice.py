@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--restarts", type=int, default=2)
     p.add_argument("--max-iter", type=int, default=50)
     p.add_argument("--engine", choices=["eager", "compile"], default="eager")
+    p.add_argument("--map", dest="map_prior", action="store_true",
+                   help="fit both networks by MAP with the weak priors of mouse_rl.fit (default: maximum likelihood)")
     p.add_argument("--summarise-only", action="store_true")
     args = p.parse_args(argv)
 
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         n_mice = trials["mouse"].nunique()
         print(f"{n_mice} mice, {len(trials)} trials, max {trials.groupby('mouse').size().max()} per mouse", flush=True)
         factories = default_models(q_kw=dict(n_restarts=args.restarts, max_iter=args.max_iter),
-                                   n_restarts=args.restarts, max_iter=args.max_iter, engine=args.engine)
+                                   n_restarts=args.restarts, max_iter=args.max_iter, engine=args.engine,
+                                   map_prior=args.map_prior)
         for scheme in args.schemes:
             for name in args.models:
                 t0 = time.perf_counter()

@@ -91,13 +91,13 @@ class NetworkModel:
     def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 2, max_iter: int = 100,
                  method: str = "lbfgs", free=DEFAULT_FREE, fixed: ModelParams | None = None,
                  fit_lapse: bool = True, engine: str = "eager", device="cpu", dtype=torch.float64,
-                 seed: int = 0, progress: bool = False):
+                 seed: int = 0, progress: bool = False, map_prior: bool = False):
         self.name = name
         self.trials = prepare_trials(trials)
         self.transform = make_transform(free, fixed, fit_lapse)
         self.batch = make_batch(self.trials, self.transform.fixed.zero_reward, device, dtype, prepared=True)
         self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, seed=seed, engine=engine,
-                       progress=progress)
+                       progress=progress, map_prior=map_prior)
         self.u = None
 
     @classmethod
