@@ -199,3 +199,15 @@ def test_distributed_fit_equals_per_chunk_fits():
     assert split.options["chunks"] == 2
     np.testing.assert_allclose(split.params[["eta", "beta", "loglik"]], direct[["eta", "beta", "loglik"]], rtol=1e-9)
     assert len(split.trials) == len(trials)
+
+
+def test_cli_fit_malformed_mouse_needs_single_block(liebana_dir, tmp_path, capsys):
+    from mouse_rl.cli import main
+
+    path = str(liebana_dir / "DAP044_data.npy")
+    common = ["--out", str(tmp_path), "--max-iter", "2", "--restarts", "1", "--quiet", "--no-plots"]
+    assert main(["fit", path, *common]) == 2
+    assert "session_lengths" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="one unknown-session block"):
+        assert main(["fit", path, "--single-block", *common]) == 0
+    assert (tmp_path / "fit_results.parquet").exists()

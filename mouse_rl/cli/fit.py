@@ -11,6 +11,8 @@ def add_parser(subparsers) -> None:
                    help="trial files or folders (liebana2025 folder, .npy, .parquet, .csv); concatenated")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--mice", nargs="+", default=None, help="only these mice")
+    p.add_argument("--single-block", action="store_true",
+                   help="load .npy files without session_lengths (e.g. DAP044) as one unknown-session block")
     p.add_argument("--restarts", type=int, default=4, help="starts per mouse (default %(default)s)")
     p.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations / Adam steps (default %(default)s)")
     p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs")
@@ -33,12 +35,17 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_many(paths, mice=None):
+def load_many(paths, mice=None, single_block: bool = False):
     import pandas as pd
 
     from ..data import load_trials
 
-    tables = [load_trials(p) for p in paths]
+    def load(path):
+        if single_block and path.suffix == ".npy":
+            return load_trials(path, missing_sessions="single_block")
+        return load_trials(path)
+
+    tables = [load(p) for p in paths]
     df = pd.concat(tables, ignore_index=True)
     if mice is not None:
         missing = sorted(set(mice) - set(df["mouse"].astype(str)))
@@ -62,7 +69,7 @@ def run(args) -> int:
 
     if args.restarts < 1 or args.max_iter < 1:
         raise ValueError("--restarts and --max-iter must be >= 1")
-    trials = load_many(args.data, args.mice)
+    trials = load_many(args.data, args.mice, args.single_block)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
