@@ -17,8 +17,11 @@ def plot_trajectory(result, ax=None, init: int = 0, linestyle="--", label_prefix
     ax = ax or plt.gca()
     p = result.session_p_right_side()[init]
     sessions = np.arange(1, p.shape[0] + 1)
-    for j, name in enumerate(SIDE_COLORS):
-        ax.plot(sessions, p[:, j], linestyle, color=SIDE_COLORS[name], label=f"{label_prefix}{name}")
+    names = list(SIDE_COLORS)
+    for j in (1, 0, 2):  # zero first and wide, so that an unassociated stimulus's equal curve shows on top
+        name = names[j]
+        wide = dict(lw=4, alpha=0.35) if name == "zero" else {}
+        ax.plot(sessions, p[:, j], linestyle, color=SIDE_COLORS[name], label=f"{label_prefix}{name}", **wide)
     ax.set_xlabel("session")
     ax.set_ylabel("P(R | stimulus)")
     ax.set_ylim(0, 1)
