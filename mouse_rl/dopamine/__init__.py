@@ -12,7 +12,7 @@
 * :mod:`.synthetic` - synthetic recordings with known ground truth.
 """
 from ._common import DELTAS, outcome_deltas
-from .joint_fit import JointFitResult, joint_fit, teacher_forced
+from .joint_fit import JointFitResult, joint_fit
 from .optogenetics import OptoComparison, OptoProtocol, compare_opto, opto_step, simulate_opto
 from .readouts import (
     DEFAULT_GAIN_THRESHOLD, OUTCOME_SIGNALS, STIMULUS_SIGNALS, plot_delta_over_sessions, plot_delta_vs_contrast,
@@ -31,6 +31,6 @@ __all__ = [
     "SyntheticRecordings", "align_recordings", "compare_opto", "contralateral_view", "cv_r2", "delta_regression",
     "joint_fit", "load_recordings", "normalise_per_session", "opto_step", "outcome_deltas", "peak_response",
     "plot_delta_over_sessions", "plot_delta_vs_contrast", "readout_table", "region_columns", "regress_recordings",
-    "session_bins", "simulate_opto", "summarise_readouts", "synthetic_recordings", "teacher_forced",
+    "session_bins", "simulate_opto", "summarise_readouts", "synthetic_recordings",
     "tidy_readouts", "validate_recordings",
 ]

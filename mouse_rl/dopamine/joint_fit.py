@@ -20,8 +20,7 @@ The best delta of a region is the candidate with the highest J_c (same
 number of free parameters for every candidate, so the comparison is fair).
 
 The teacher-forced run is :func:`mouse_rl.fit.unroll` (the fitting
-module's differentiable run, ``record=True`` for the Q's) when that module is
-importable; otherwise :func:`teacher_forced` here (same ``trial_update``).
+module's differentiable run of ``trial_update``, ``record=True`` for the Q's).
 """
 from __future__ import annotations
 
@@ -32,13 +31,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mouse_rl.network import encode, init_weights, log_policy, trial_update
+from mouse_rl.fit import make_batch, unroll
+from mouse_rl.network import log_policy
 from mouse_rl.params import ModelParams, NetParams
 
 from ._common import DELTAS, data_error, require
 from .recordings import align_recordings, region_columns
 
-__all__ = ["JointFitResult", "joint_fit", "teacher_forced"]
+__all__ = ["JointFitResult", "joint_fit"]
 
 _FITTABLE = ("eta", "beta", "w0", "s0", "b_L", "b_R")
 
@@ -55,44 +55,8 @@ class JointFitResult:
     summary: pd.DataFrame
 
 
-def teacher_forced(params: NetParams, signed_contrast, choice, reward, *, encoding="side", positive=True,
-                   zero_reward="expected"):
-    """Run the network on given stimuli/choices/rewards ``(T,)`` (or ``(T, B)``), batched over params ``(B,)``.
-
-    Returns (log-likelihood of every choice ``(T, B)``, experienced deltas
-    ``(T, B, 3)`` = reward - Q^{tot,stim,const}[choice]; NaN reward -> 0.5).
-    Differentiable in ``params``.
-    """
-    B = params.eta.shape[0]
-    c = torch.as_tensor(signed_contrast, dtype=params.eta.dtype)
-    ch = torch.as_tensor(choice, dtype=torch.long)
-    rew = torch.as_tensor(reward, dtype=params.eta.dtype)
-    if c.ndim == 1:
-        c, ch, rew = (v[:, None].expand(-1, B) for v in (c, ch, rew))
-    rew_known = torch.where(torch.isnan(rew), torch.full_like(rew, 0.5), rew)
-    learn = torch.where(c == 0, torch.full_like(rew, 0.5), rew_known) if zero_reward == "expected" else rew_known
-    w = init_weights(params, seeds=None)
-    lls, deltas = [], []
-    for t in range(c.shape[0]):
-        x = encode(c[t], encoding)
-        step = trial_update(w, x, ch[t], learn[t], params.eta, positive)
-        f = step.forward
-        lp = log_policy(f.q_tot, params.beta, params.lapse)
-        lls.append(lp.gather(-1, ch[t][:, None])[:, 0])
-        idx = ch[t][:, None]
-        q = torch.stack([f.q_tot.gather(-1, idx)[:, 0], f.q_stim.gather(-1, idx)[:, 0],
-                         f.q_const.gather(-1, idx)[:, 0]], -1)
-        deltas.append(rew_known[t][:, None] - q)
-        w = step.weights
-    return torch.stack(lls), torch.stack(deltas)
-
-
 def _fit_module_runner(d: pd.DataFrame, B: int, params: ModelParams):
-    """A function p -> (choice log-lik (T, B), experienced deltas (T, B, 3)) using :mod:`mouse_rl.fit`, or None."""
-    try:
-        from mouse_rl.fit import make_batch, unroll  # noqa: PLC0415 (built in parallel)
-    except ImportError:
-        return None
+    """A function p -> (choice log-lik (T, B), experienced deltas (T, B, 3)) using :mod:`mouse_rl.fit`."""
     batch = make_batch(d, zero_reward=params.zero_reward, dtype=torch.float64).repeat(B)
     rew = torch.tensor(d["reward"].to_numpy(float))
     rew = torch.where(torch.isnan(rew), torch.full_like(rew, 0.5), rew)[:, None]
@@ -124,17 +88,14 @@ def _profiled_gaussian_ll(y, x, inv, n_sess):
 
 def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regions=None, candidates=DELTAS, *,
               params: ModelParams | None = None, fit=("eta", "beta", "w0", "s0"), n_iter: int = 60,
-              lr: float = 0.05, mice=None, engine: str = "auto") -> JointFitResult:
+              lr: float = 0.05, mice=None) -> JointFitResult:
     """Fit network parameters to choices + each region's dopamine under each candidate delta (module doc).
 
     ``trials``: trial table (keys, signed_contrast, choice, reward), complete
     and in order per mouse; ``recordings``: ``da_*`` per recorded trial (or
     None if ``trials`` already has the ``da_*`` columns). ``fit``: names of
     the parameters optimised (log-parametrised), the others come from ``params``.
-    ``engine``: "auto" (use :mod:`mouse_rl.fit` if importable), "fit" or "local".
     """
-    if engine not in ("auto", "fit", "local"):
-        raise ValueError(f"engine: must be 'auto', 'fit' or 'local', got {engine!r}")
     params = params or ModelParams()
     bad = [f for f in fit if f not in _FITTABLE]
     if bad:
@@ -172,21 +133,11 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
         n_sess = int(inv_rec.max()) + 1 if rec_mask.any() else 0
         if n_sess == 0:
             raise data_error()(f"joint_fit: mouse {mouse!r} has no trial with all of {regions} recorded")
-        c = d["signed_contrast"].to_numpy(float)
-        ch = d["choice"].to_numpy(np.int64)
-        rw = d["reward"].to_numpy(float)
-
-        run = _fit_module_runner(d, B, params) if engine in ("auto", "fit") else None
-        if engine == "fit" and run is None:
-            raise ImportError("engine='fit' needs mouse_rl.fit")
+        run = _fit_module_runner(d, B, params)
 
         def objective():
             p = base._replace(**{k: torch.exp(v) for k, v in raw.items()})
-            if run is not None:
-                ll, deltas = run(p)
-            else:
-                ll, deltas = teacher_forced(p, c, ch, rw, encoding=params.encoding, positive=params.positive,
-                                            zero_reward=params.zero_reward)
+            ll, deltas = run(p)
             x = deltas[rec_mask].gather(-1, cidx[None, :, None].expand(int(rec_mask.sum()), B, 1))[..., 0]
             da_ll, gain, sigma = _profiled_gaussian_ll(y[rec_mask], x, inv_rec, n_sess)
             return ll.sum(0), da_ll, gain, sigma, p
