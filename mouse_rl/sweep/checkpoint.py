@@ -1,36 +1,20 @@
 """Per-point checkpoints of a sweep: ``DIR/points/<point_id>.parquet``, written atomically."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from ..checkpoint import write_atomic
 
 POINTS_DIR = "points"
 
 
 def atomic_write(df: pd.DataFrame, path: Path, fmt: str = "parquet") -> None:
-    """Write ``df`` to ``path`` via a temporary file in the same folder and :func:`os.replace`.
-
-    A reader (or a resumed sweep) sees either no file or the complete file,
-    even if the writer is killed mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if fmt == "parquet":
-            df.to_parquet(tmp, index=False)
-        elif fmt == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            raise ValueError(f"fmt: must be 'parquet' or 'csv', got {fmt!r}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``df`` to ``path`` atomically (:func:`mouse_rl.checkpoint.write_atomic`)."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"fmt: must be 'parquet' or 'csv', got {fmt!r}")
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False) if fmt == "parquet" else df.to_csv(tmp, index=False))
 
 
 def point_path(out: Path, point_id: str) -> Path:
