@@ -49,3 +49,17 @@ def test_fit_likelihood_and_gradient_cuda_equal_cpu_float64():
         values[device] = (ll.item(), grad.item())
     assert values["cuda"][0] == pytest.approx(values["cpu"][0], rel=1e-10)
     assert values["cuda"][1] == pytest.approx(values["cpu"][1], rel=1e-8)
+
+
+def test_laplace_predictive_cuda_equals_cpu_float64():
+    from mouse_rl.fit.predictive import laplace_covariance, predictive_loglik
+
+    out = {}
+    for device in ("cpu", "cuda"):
+        u = torch.tensor([[0.4, -1.0], [1.5, 0.2]], dtype=torch.float64, device=device)
+        H = torch.tensor([[[3.0, 0.5], [0.5, 1.0]], [[0.2, 0.0], [0.0, -1.0]]], dtype=torch.float64, device=device)
+        mask = torch.ones(3, 2, dtype=torch.bool, device=device)
+        logp = lambda d: torch.nn.functional.logsigmoid(d.sum(-1) * torch.arange(1, 4, device=device)[:, None])  # noqa: E731
+        out[device] = predictive_loglik(logp, u, laplace_covariance(H, 2.0), mask, n_samples=16, seed=4)
+    for cpu, gpu in zip(out["cpu"], out["cuda"]):
+        torch.testing.assert_close(cpu, gpu.cpu())

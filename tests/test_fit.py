@@ -181,6 +181,12 @@ def test_cli_fit_and_recover(sim, tmp_path, capsys):
     table = pd.read_parquet(out / "fit_results.parquet")
     assert list(table["mouse"]) == ["sim0000", "sim0001"] and (out / "plots" / "sim0000.png").exists()
     assert (out / "fit_trials.parquet").exists()
+    assert main(["fit", str(path), "--out", str(tmp_path / "cv"), "--restarts", "1", "--max-iter", "2", "--quiet",
+                 "--no-plots", "--cv", "time", "--samples", "8"]) == 0
+    table = pd.read_parquet(tmp_path / "cv" / "fit_results.parquet")
+    assert np.isfinite(table[["cv_time_bits_per_trial", "cv_time_bits_per_trial_plugin"]].to_numpy()).all()
+    assert main(["fit", str(path), "--out", str(tmp_path / "bad"), "--samples", "0", "--quiet"]) != 0
+    assert "--samples: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["recover", "--mice", "4", "--sessions", "1", "--trials", "60", "--restarts", "1",
                  "--max-iter", "2", "--out", str(tmp_path / "rec")]) == 0
     assert (tmp_path / "rec" / "recovery_summary.csv").exists()

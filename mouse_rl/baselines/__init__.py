@@ -13,13 +13,16 @@ from .qlearning import QLearningModel, q_logprob, q_update, simulate_qlearning
 __all__ = ["PsyTrackModel", "QLearningModel", "q_logprob", "q_update", "simulate_qlearning", "default_models"]
 
 
-def default_models(q_kw: dict | None = None, **network_kw):
+def default_models(q_kw: dict | None = None, predictive: str = "plugin", n_samples: int = 64, **network_kw):
     """Factories of the five compared models (network, shallow network, PsyTrack, two Q-learners).
 
     ``network_kw`` go to :class:`~mouse_rl.fit.cv.NetworkModel` (both networks),
-    ``q_kw`` to both :class:`QLearningModel` s.
+    ``q_kw`` to both :class:`QLearningModel` s; ``predictive`` / ``n_samples``
+    (held-out scoring, see :mod:`mouse_rl.fit.predictive`) to all four batched
+    models. PsyTrack is always scored at its fitted weights.
     """
-    q_kw = q_kw or {}
+    q_kw = dict(q_kw or {}, predictive=predictive, n_samples=n_samples)
+    network_kw = dict(network_kw, predictive=predictive, n_samples=n_samples)
     from ..fit.cv import NetworkModel
 
     return {

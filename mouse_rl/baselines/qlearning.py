@@ -17,7 +17,9 @@ import pandas as pd
 import torch
 
 from ..fit.batch import make_batch, prepare_trials
-from ..fit.optim import minimize_batched, torch_threads
+from ..fit.fitting import PRIOR_SD
+from ..fit.optim import batched_hessian, minimize_batched, torch_threads
+from ..fit.predictive import check_predictive, laplace_covariance, predictive_loglik
 
 PARAM_NAMES = ("beta", "alpha_pos", "alpha_neg", "Q_L", "Q_R")
 
@@ -66,27 +68,36 @@ class QLearningModel:
     trials : prepared trial table.
     tabular : stimulus-dependent Q[stimulus class, action] (classes = distinct signed contrasts).
     n_restarts, max_iter, method : optimiser settings (see :func:`mouse_rl.fit.optim.minimize_batched`).
+    predictive, n_samples : ``"plugin"`` or ``"laplace"`` held-out scoring, as for
+        :class:`mouse_rl.fit.cv.NetworkModel` (same weak prior, in this model's
+        unconstrained units: log beta, logit alphas, Q_L, Q_R).
     """
 
     def __init__(self, trials: pd.DataFrame, tabular: bool = False, name: str | None = None, n_restarts: int = 3,
                  max_iter: int = 100, method: str = "lbfgs", device="cpu", dtype=torch.float64, seed: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, predictive: str = "plugin", n_samples: int = 64):
         self.name = name or ("qlearning_tabular" if tabular else "qlearning")
         self.trials = prepare_trials(trials)
         self.batch = make_batch(self.trials, "expected", device, dtype, prepared=True)
         self.s, self.levels = _classes(self.batch.contrast, tabular)
         self.n_restarts, self.max_iter, self.method, self.seed, self.progress = n_restarts, max_iter, method, seed, progress
-        self.u = None
+        self.predictive, self.n_samples = check_predictive(predictive), n_samples
+        self.u = self.cov = None
 
-    def _nll(self, score, T=None, repeat=1):
+    def _logp(self, T=None, repeat=1):
         b = self.batch
         T = T or b.shape[0]
         s, ch, r, learn = (z[:T].repeat(1, repeat) if z.dim() == 2 else z[:T].repeat(1, repeat, 1)
                            for z in (self.s, b.choice, b.reward, b.valid))
+        return lambda u: q_logprob(u, s, ch, r, learn)
+
+    def _nll(self, score, T=None, repeat=1):
+        T = T or self.batch.shape[0]
+        logp = self._logp(T, repeat)
         sc = score[:T].repeat(1, repeat)
 
         def f(u):
-            lp = q_logprob(u, s, ch, r, learn)
+            lp = logp(u)
             return -torch.where(sc, lp, torch.zeros_like(lp)).sum(0)
         return f
 
@@ -106,16 +117,23 @@ class QLearningModel:
                                            progress=self.progress, desc=self.name)
         f = torch.nan_to_num(f.reshape(R, M), nan=float("inf"))
         best = f.argmin(0)
-        self.u = u.reshape(R, M, -1)[best, torch.arange(M)]
+        self.u = u.reshape(R, M, -1)[best, torch.arange(M)].detach()
+        if self.predictive == "laplace":
+            self.cov = laplace_covariance(batched_hessian(self._nll(score, T), self.u), PRIOR_SD)
         return self
 
     def score(self, mask) -> pd.DataFrame:
+        """Held-out log-likelihoods per mouse (plug-in, or Laplace predictive with a ``loglik_plugin`` column)."""
         from ..fit.cv import score_frame
 
         m = self.batch.mask_from_rows(mask)
+        n = m.sum(0).cpu().numpy()
         with torch.no_grad(), torch_threads(1):
-            ll = -self._nll(m)(self.u)
-        return score_frame(self.batch.mice, ll.cpu().numpy(), m.sum(0).cpu().numpy())
+            if self.predictive == "plugin":
+                return score_frame(self.batch.mice, -self._nll(m)(self.u).cpu().numpy(), n)
+            K = self.n_samples
+            ll, plug = predictive_loglik(self._logp(repeat=K), self.u, self.cov, m, K, self.seed)
+        return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 
     def fitted_params(self) -> pd.DataFrame:
         vals = _natural(self.u)

@@ -23,6 +23,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--map", dest="map_prior", action="store_true", help="weak Gaussian prior (MAP)")
     p.add_argument("--cv", choices=["none", "time", "interleaved"], default="none",
                    help="also report held-out bits/trial (default none)")
+    p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace",
+                   help="with --cv: score held-out choices by the Laplace posterior predictive (default; the "
+                        "plug-in score is written beside it) or at the fitted parameters only")
+    p.add_argument("--samples", type=int, default=64, help="posterior draws per mouse for --predictive laplace")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip per-mouse PNGs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", choices=["batched", "local", "ray"], default="batched",
@@ -69,6 +73,8 @@ def run(args) -> int:
 
     if args.restarts < 1 or args.max_iter < 1:
         raise ValueError("--restarts and --max-iter must be >= 1")
+    if args.samples < 1:
+        raise ValueError(f"--samples: must be >= 1, got {args.samples}")
     trials = load_many(args.data, args.mice, args.single_block)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +97,12 @@ def run(args) -> int:
         net_kw["n_restarts"] = args.restarts
         factory = {"network": lambda d: NetworkModel(d, fit_lapse=args.fit_lapse,
                                                      **{k: v for k, v in net_kw.items() if k != "device"},
-                                                     device=args.device)}
+                                                     device=args.device, predictive=args.predictive,
+                                                     n_samples=args.samples)}
         cv = cross_validate(trials, factory, args.cv, progress=not args.quiet)
         cv.to_csv(out / f"cv_{args.cv}.csv", index=False)
-        table = table.merge(cv[["mouse", "bits_per_trial"]].rename(columns={"bits_per_trial": f"cv_{args.cv}_bits_per_trial"}),
+        cols = [c for c in ("bits_per_trial", "bits_per_trial_plugin") if c in cv]
+        table = table.merge(cv[["mouse", *cols]].rename(columns={c: f"cv_{args.cv}_{c}" for c in cols}),
                             on="mouse", how="left")
         print(summarise(cv).to_string(index=False))
     table.to_parquet(out / "fit_results.parquet", index=False)

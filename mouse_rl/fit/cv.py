@@ -27,8 +27,9 @@ import torch
 
 from ..params import ModelParams
 from .batch import make_batch, prepare_trials
-from .fitting import NetworkObjective, fit_batch, make_transform
-from .optim import torch_threads
+from .fitting import PRIOR_SD, NetworkObjective, fit_batch, make_transform
+from .optim import batched_hessian, torch_threads
+from .predictive import check_predictive, laplace_covariance, predictive_loglik
 from .transforms import DEFAULT_FREE
 
 SCHEMES = ("time", "interleaved")
@@ -42,11 +43,19 @@ class CVModel(Protocol):
     def score(self, mask: np.ndarray) -> pd.DataFrame: ...
 
 
-def score_frame(mice, loglik, n) -> pd.DataFrame:
-    """Per-mouse score table: ``loglik`` (nats), ``n_trials``, ``bits_per_trial`` (mean log2 P(choice))."""
+def score_frame(mice, loglik, n, plugin=None) -> pd.DataFrame:
+    """Per-mouse score table: ``loglik`` (nats), ``n_trials``, ``bits_per_trial`` (mean log2 P(choice)).
+
+    ``plugin``: the point-estimate log-likelihoods when ``loglik`` is a
+    posterior predictive (adds ``loglik_plugin`` and ``bits_per_trial_plugin``).
+    """
     loglik, n = np.asarray(loglik, float), np.asarray(n, float)
-    return pd.DataFrame({"mouse": list(mice), "loglik": loglik, "n_trials": n.astype(int),
-                         "bits_per_trial": loglik / np.maximum(n, 1) / math.log(2)})
+    out = pd.DataFrame({"mouse": list(mice), "loglik": loglik, "n_trials": n.astype(int),
+                        "bits_per_trial": loglik / np.maximum(n, 1) / math.log(2)})
+    if plugin is not None:
+        out["loglik_plugin"] = np.asarray(plugin, float)
+        out["bits_per_trial_plugin"] = out["loglik_plugin"] / np.maximum(n, 1) / math.log(2)
+    return out
 
 
 def time_split(trials: pd.DataFrame, train_frac: float = 0.5, n_train_sessions: int | None = None):
@@ -85,20 +94,26 @@ def folds(trials: pd.DataFrame, scheme: str = "time", n_folds: int = 1, every: i
 class NetworkModel:
     """The deep network as a :class:`CVModel` (``w0=1`` fixed and not free = shallow control).
 
-    Parameters mirror :func:`mouse_rl.fit.fit_mice`.
+    Parameters mirror :func:`mouse_rl.fit.fit_mice`, plus ``predictive``:
+    ``"plugin"`` scores held-out choices at the fitted parameters;
+    ``"laplace"`` scores them by the Laplace posterior predictive with
+    ``n_samples`` draws (see :mod:`mouse_rl.fit.predictive`; the Hessian is
+    taken at the end of ``fit``) and also reports the plug-in score.
     """
 
     def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 2, max_iter: int = 100,
                  method: str = "lbfgs", free=DEFAULT_FREE, fixed: ModelParams | None = None,
                  fit_lapse: bool = True, engine: str = "eager", device="cpu", dtype=torch.float64,
-                 seed: int = 0, progress: bool = False, map_prior: bool = False):
+                 seed: int = 0, progress: bool = False, map_prior: bool = False, predictive: str = "plugin",
+                 n_samples: int = 64):
         self.name = name
         self.trials = prepare_trials(trials)
         self.transform = make_transform(free, fixed, fit_lapse)
         self.batch = make_batch(self.trials, self.transform.fixed.zero_reward, device, dtype, prepared=True)
         self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, seed=seed, engine=engine,
                        progress=progress, map_prior=map_prior)
-        self.u = None
+        self.predictive, self.n_samples = check_predictive(predictive), n_samples
+        self.u = self.cov = None
 
     @classmethod
     def shallow(cls, trials, name: str = "shallow", **kw) -> "NetworkModel":
@@ -112,17 +127,30 @@ class NetworkModel:
         last = int(torch.nonzero(score.any(1)).max()) + 1 if bool(score.any()) else 1
         batch = self.batch.crop(last)  # later trials cannot change the training objective
         self.result = fit_batch(batch, self.transform, score[:last], None, **self.kw)
-        self.u = self.result["u"]
+        self.u = self.result["u"].detach()
+        if self.predictive == "laplace":
+            engine = self.kw["engine"]
+            train = NetworkObjective(batch, self.transform, score[:last], batch.valid, engine=engine)
+            H = batched_hessian(train, self.u, "fd" if engine == "compile" else "autograd")
+            self.cov = laplace_covariance(H, PRIOR_SD)
         return self
 
     def score(self, mask) -> pd.DataFrame:
+        """Held-out log-likelihoods per mouse (plug-in, or Laplace predictive with a ``loglik_plugin`` column)."""
         if self.u is None:
             raise RuntimeError("call fit() first")
         m = self.batch.mask_from_rows(mask)
-        obj = NetworkObjective(self.batch, self.transform, m, self.batch.valid, engine=self.kw["engine"])
+        n = m.sum(0).cpu().numpy()
+        engine = self.kw["engine"]
         with torch.no_grad(), torch_threads(1):
-            ll = -obj(self.u)
-        return score_frame(self.batch.mice, ll.cpu().numpy(), m.sum(0).cpu().numpy())
+            if self.predictive == "plugin":
+                ll = -NetworkObjective(self.batch, self.transform, m, self.batch.valid, engine=engine)(self.u)
+                return score_frame(self.batch.mice, ll.cpu().numpy(), n)
+            K = self.n_samples
+            big = NetworkObjective(self.batch.repeat(K), self.transform, m.repeat(1, K),
+                                   self.batch.valid.repeat(1, K), engine=engine)
+            ll, plug = predictive_loglik(big.logp, self.u, self.cov, m, K, self.kw["seed"])
+        return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 
     def fitted_params(self) -> pd.DataFrame:
         p = self.transform.params(self.u)
@@ -146,6 +174,8 @@ def cross_validate(trials: pd.DataFrame, models: dict[str, Callable[[pd.DataFram
     pandas.DataFrame
         One row per (model, mouse, fold): ``loglik`` (nats), ``n_trials`` and
         ``bits_per_trial`` of held-out choices, ``train_bits_per_trial``,
+        ``loglik_plugin`` / ``bits_per_trial_plugin`` (models scored by a
+        posterior predictive: the score at the point estimate; NaN otherwise),
         ``fit_seconds`` (batched models: wall time of fitting the whole batch
         of mice for this model and fold, flagged ``batched``; per-mouse models:
         that mouse's fit time) and ``scheme``.
@@ -184,4 +214,7 @@ def summarise(cv_table: pd.DataFrame) -> pd.DataFrame:
     per_fold = cv_table.groupby(["scheme", "model", "fold"]).apply(
         lambda d: d["fit_seconds"].iloc[0] if d["batched"].iloc[0] else d["fit_seconds"].sum(), include_groups=False)
     out["fit_seconds_total"] = per_fold.groupby(["scheme", "model"]).sum()
+    if "loglik_plugin" in cv_table:  # models scored by a posterior predictive also report the plug-in score
+        has = cv_table.dropna(subset=["loglik_plugin"]).groupby(["scheme", "model"])
+        out["bits_per_trial_plugin_total"] = has["loglik_plugin"].sum() / has["n_trials"].sum() / math.log(2)
     return out.reset_index()

@@ -33,11 +33,15 @@ class NetworkObjective:
     map_prior: bool = False
     engine: str = "eager"
 
-    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+    def logp(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-trial log P(observed choice) ``(T, B)`` in nats (0 on padding), learning on ``learn``."""
         p = self.transform.params(u)
         fixed = self.transform.fixed
         use_lapse = "lapse" in self.transform.free or bool(np.any(np.asarray(fixed.lapse) != 0))
-        lp = choice_logprob(self.batch, p, fixed.encoding, fixed.positive, self.learn, use_lapse, self.engine)
+        return choice_logprob(self.batch, p, fixed.encoding, fixed.positive, self.learn, use_lapse, self.engine)
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        lp = self.logp(u)
         nll = -torch.where(self.score, lp, torch.zeros_like(lp)).sum(0)
         if self.map_prior:
             centre = self.transform.to_u(INIT_DEFAULT, 1, u.device, u.dtype)
