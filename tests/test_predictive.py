@@ -120,3 +120,13 @@ def test_bad_predictive_names_the_field(sim):
         NetworkModel(sim, predictive="bayes")
     with pytest.raises(ValueError, match="predictive"):
         QLearningModel(sim, predictive="bayes")
+
+
+def test_predictive_score_is_additive_over_masks_and_refit_resets_it(sim):
+    train, test = time_split(sim)
+    m = QLearningModel(sim, n_restarts=1, max_iter=5, predictive="laplace", n_samples=8).fit(train)
+    a, b, both = m.score(test), m.score(train), m.score(np.ones(len(train), bool))
+    np.testing.assert_allclose(a["loglik"] + b["loglik"], both["loglik"], rtol=1e-12)
+    np.testing.assert_allclose(a["loglik_plugin"] + b["loglik_plugin"], both["loglik_plugin"], rtol=1e-12)
+    m.fit(test)  # another fit: new parameters, new posterior, new scores
+    assert not np.allclose(m.score(test)["loglik"], a["loglik"])

@@ -19,7 +19,7 @@ import torch
 from ..fit.batch import make_batch, prepare_trials
 from ..fit.fitting import PRIOR_SD
 from ..fit.optim import batched_hessian, minimize_batched, torch_threads
-from ..fit.predictive import check_predictive, laplace_covariance, predictive_loglik
+from ..fit.predictive import check_predictive, laplace_covariance, masked_sum, predictive_trial_logp
 
 PARAM_NAMES = ("beta", "alpha_pos", "alpha_neg", "Q_L", "Q_R")
 
@@ -82,7 +82,7 @@ class QLearningModel:
         self.s, self.levels = _classes(self.batch.contrast, tabular)
         self.n_restarts, self.max_iter, self.method, self.seed, self.progress = n_restarts, max_iter, method, seed, progress
         self.predictive, self.n_samples = check_predictive(predictive), n_samples
-        self.u = self.cov = None
+        self.u = self.cov = self._trial_logp = None
 
     def _logp(self, T=None, repeat=1):
         b = self.batch
@@ -118,6 +118,7 @@ class QLearningModel:
         f = torch.nan_to_num(f.reshape(R, M), nan=float("inf"))
         best = f.argmin(0)
         self.u = u.reshape(R, M, -1)[best, torch.arange(M)].detach()
+        self._trial_logp = None
         if self.predictive == "laplace":
             self.cov = laplace_covariance(batched_hessian(self._nll(score, T), self.u), PRIOR_SD)
         return self
@@ -131,8 +132,10 @@ class QLearningModel:
         with torch.no_grad(), torch_threads(1):
             if self.predictive == "plugin":
                 return score_frame(self.batch.mice, -self._nll(m)(self.u).cpu().numpy(), n)
-            K = self.n_samples
-            ll, plug = predictive_loglik(self._logp(repeat=K), self.u, self.cov, m, K, self.seed)
+            if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
+                K = self.n_samples
+                self._trial_logp = predictive_trial_logp(self._logp(repeat=K), self.u, self.cov, K, self.seed)
+        ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
         return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 
     def fitted_params(self) -> pd.DataFrame:

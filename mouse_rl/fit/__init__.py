@@ -12,7 +12,7 @@ fit or by the Laplace posterior predictive (:mod:`.predictive`). Parameter recov
 from .batch import TrialBatch, learning_reward, make_batch, prepare_trials
 from .fitting import FitResult, fit_batch, fit_mice, make_transform, standard_errors
 from .likelihood import choice_logprob, log_likelihood, teacher_forced, unroll
-from .predictive import laplace_covariance, laplace_samples, predictive_loglik
+from .predictive import laplace_covariance, laplace_samples, predictive_loglik, predictive_trial_logp
 from .transforms import DEFAULT_FREE, ParamTransform
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "make_batch",
     "make_transform",
     "predictive_loglik",
+    "predictive_trial_logp",
     "prepare_trials",
     "standard_errors",
     "teacher_forced",

@@ -29,7 +29,7 @@ from ..params import ModelParams
 from .batch import make_batch, prepare_trials
 from .fitting import PRIOR_SD, NetworkObjective, fit_batch, make_transform
 from .optim import batched_hessian, torch_threads
-from .predictive import check_predictive, laplace_covariance, predictive_loglik
+from .predictive import check_predictive, laplace_covariance, masked_sum, predictive_trial_logp
 from .transforms import DEFAULT_FREE
 
 SCHEMES = ("time", "interleaved")
@@ -113,7 +113,7 @@ class NetworkModel:
         self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, seed=seed, engine=engine,
                        progress=progress, map_prior=map_prior)
         self.predictive, self.n_samples = check_predictive(predictive), n_samples
-        self.u = self.cov = None
+        self.u = self.cov = self._trial_logp = None
 
     @classmethod
     def shallow(cls, trials, name: str = "shallow", **kw) -> "NetworkModel":
@@ -128,6 +128,7 @@ class NetworkModel:
         batch = self.batch.crop(last)  # later trials cannot change the training objective
         self.result = fit_batch(batch, self.transform, score[:last], None, **self.kw)
         self.u = self.result["u"].detach()
+        self._trial_logp = None
         if self.predictive == "laplace":
             engine = self.kw["engine"]
             train = NetworkObjective(batch, self.transform, score[:last], batch.valid, engine=engine)
@@ -146,10 +147,12 @@ class NetworkModel:
             if self.predictive == "plugin":
                 ll = -NetworkObjective(self.batch, self.transform, m, self.batch.valid, engine=engine)(self.u)
                 return score_frame(self.batch.mice, ll.cpu().numpy(), n)
-            K = self.n_samples
-            big = NetworkObjective(self.batch.repeat(K), self.transform, m.repeat(1, K),
-                                   self.batch.valid.repeat(1, K), engine=engine)
-            ll, plug = predictive_loglik(big.logp, self.u, self.cov, m, K, self.kw["seed"])
+            if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
+                K = self.n_samples
+                big = NetworkObjective(self.batch.repeat(K), self.transform, self.batch.valid.repeat(1, K),
+                                       self.batch.valid.repeat(1, K), engine=engine)
+                self._trial_logp = predictive_trial_logp(big.logp, self.u, self.cov, K, self.kw["seed"])
+        ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
         return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 
     def fitted_params(self) -> pd.DataFrame:

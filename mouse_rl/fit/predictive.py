@@ -61,27 +61,35 @@ def laplace_samples(u: torch.Tensor, cov: torch.Tensor, n_samples: int, seed: in
     return draws
 
 
-def predictive_loglik(logp_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor, cov: torch.Tensor,
-                      mask: torch.Tensor, n_samples: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-mouse held-out log-likelihoods (nats): Laplace posterior predictive and plug-in.
+def predictive_trial_logp(logp_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor, cov: torch.Tensor,
+                          n_samples: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-trial log P(choice) ``(T, M)`` in nats: Laplace posterior predictive and plug-in.
 
     Parameters
     ----------
     logp_fn : maps ``(K * M, P)`` parameters (column ``k * M + m`` = draw k of
         mouse m) to per-trial ``log P(choice)`` ``(T, K * M)``.
     u, cov : point estimates ``(M, P)`` and covariances ``(M, P, P)``.
-    mask : ``(T, M)`` trials to score.
     n_samples : K posterior draws (draw 0 = ``u``).
-
-    Returns
-    -------
-    (predictive, plugin) : ``(M,)`` each.
     """
     K, (M, P) = n_samples, u.shape
     draws = laplace_samples(u, cov, K, seed).reshape(K * M, P)
     with torch.no_grad():
         lp = logp_fn(draws)
     lp = lp.reshape(lp.shape[0], K, M)
-    pointwise = torch.logsumexp(lp, dim=1) - math.log(K)
-    zero = torch.zeros((), dtype=lp.dtype, device=lp.device)
-    return torch.where(mask, pointwise, zero).sum(0), torch.where(mask, lp[:, 0], zero).sum(0)
+    return torch.logsumexp(lp, dim=1) - math.log(K), lp[:, 0]
+
+
+def masked_sum(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of per-trial values ``(T, M)`` over the trials in ``mask`` ``(T, M)``."""
+    return torch.where(mask, logp, torch.zeros((), dtype=logp.dtype, device=logp.device)).sum(0)
+
+
+def predictive_loglik(logp_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor, cov: torch.Tensor,
+                      mask: torch.Tensor, n_samples: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mouse log-likelihoods (nats) of the trials in ``mask`` ``(T, M)``: (predictive, plug-in), ``(M,)`` each.
+
+    See :func:`predictive_trial_logp` for the arguments.
+    """
+    pointwise, plugin = predictive_trial_logp(logp_fn, u, cov, n_samples, seed)
+    return masked_sum(pointwise, mask), masked_sum(plugin, mask)
