@@ -58,6 +58,9 @@ def main(argv=None) -> int:
                    help="held-out scoring of the four batched models: Laplace posterior predictive (default; "
                         "the plug-in score is reported beside it) or plug-in only")
     p.add_argument("--samples", type=int, default=128, help="posterior draws per mouse for --predictive laplace")
+    p.add_argument("--draw-seed", type=int, default=0,
+                   help="seed of the posterior draws (the fits do not depend on it: rerun with another seed to see "
+                        "the Monte-Carlo error of the predictive score)")
     p.add_argument("--summarise-only", action="store_true")
     args = p.parse_args(argv)
 
@@ -76,7 +79,7 @@ def main(argv=None) -> int:
         factories = default_models(q_kw=dict(n_restarts=args.restarts, max_iter=args.max_iter),
                                    n_restarts=args.restarts, max_iter=args.max_iter, engine=args.engine,
                                    map_prior=args.map_prior, predictive=args.predictive,
-                                   n_samples=args.samples)
+                                   n_samples=args.samples, draw_seed=args.draw_seed)
         for scheme in args.schemes:
             for name in args.models:
                 t0 = time.perf_counter()

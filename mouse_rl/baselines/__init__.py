@@ -13,16 +13,17 @@ from .qlearning import QLearningModel, q_logprob, q_update, simulate_qlearning
 __all__ = ["PsyTrackModel", "QLearningModel", "q_logprob", "q_update", "simulate_qlearning", "default_models"]
 
 
-def default_models(q_kw: dict | None = None, predictive: str = "plugin", n_samples: int = 64, **network_kw):
+def default_models(q_kw: dict | None = None, predictive: str = "plugin", n_samples: int = 64, draw_seed: int = 0,
+                   **network_kw):
     """Factories of the five compared models (network, shallow network, PsyTrack, two Q-learners).
 
     ``network_kw`` go to :class:`~mouse_rl.fit.cv.NetworkModel` (both networks),
-    ``q_kw`` to both :class:`QLearningModel` s; ``predictive`` / ``n_samples``
+    ``q_kw`` to both :class:`QLearningModel` s; ``predictive`` / ``n_samples`` / ``draw_seed``
     (held-out scoring, see :mod:`mouse_rl.fit.predictive`) to all four batched
     models. PsyTrack is always scored at its fitted weights.
     """
-    q_kw = dict(q_kw or {}, predictive=predictive, n_samples=n_samples)
-    network_kw = dict(network_kw, predictive=predictive, n_samples=n_samples)
+    q_kw = dict(q_kw or {}, predictive=predictive, n_samples=n_samples, draw_seed=draw_seed)
+    network_kw = dict(network_kw, predictive=predictive, n_samples=n_samples, draw_seed=draw_seed)
     from ..fit.cv import NetworkModel
 
     return {

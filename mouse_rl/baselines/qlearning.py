@@ -68,20 +68,21 @@ class QLearningModel:
     trials : prepared trial table.
     tabular : stimulus-dependent Q[stimulus class, action] (classes = distinct signed contrasts).
     n_restarts, max_iter, method : optimiser settings (see :func:`mouse_rl.fit.optim.minimize_batched`).
-    predictive, n_samples : ``"plugin"`` or ``"laplace"`` held-out scoring, as for
+    predictive, n_samples, draw_seed : ``"plugin"`` or ``"laplace"`` held-out scoring, as for
         :class:`mouse_rl.fit.cv.NetworkModel` (same weak prior, in this model's
         unconstrained units: log beta, logit alphas, Q_L, Q_R).
     """
 
     def __init__(self, trials: pd.DataFrame, tabular: bool = False, name: str | None = None, n_restarts: int = 3,
                  max_iter: int = 100, method: str = "lbfgs", device="cpu", dtype=torch.float64, seed: int = 0,
-                 progress: bool = False, predictive: str = "plugin", n_samples: int = 64):
+                 progress: bool = False, predictive: str = "plugin", n_samples: int = 64,
+                 draw_seed: int = 0):
         self.name = name or ("qlearning_tabular" if tabular else "qlearning")
         self.trials = prepare_trials(trials)
         self.batch = make_batch(self.trials, "expected", device, dtype, prepared=True)
         self.s, self.levels = _classes(self.batch.contrast, tabular)
         self.n_restarts, self.max_iter, self.method, self.seed, self.progress = n_restarts, max_iter, method, seed, progress
-        self.predictive, self.n_samples = check_predictive(predictive), n_samples
+        self.predictive, self.n_samples, self.draw_seed = check_predictive(predictive), n_samples, draw_seed
         self.u = self.cov = self._trial_logp = None
 
     def _logp(self, T=None, repeat=1):
@@ -134,7 +135,7 @@ class QLearningModel:
                 return score_frame(self.batch.mice, -self._nll(m)(self.u).cpu().numpy(), n)
             if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
                 K = self.n_samples
-                self._trial_logp = predictive_trial_logp(self._logp(repeat=K), self.u, self.cov, K, self.seed)
+                self._trial_logp = predictive_trial_logp(self._logp(repeat=K), self.u, self.cov, K, self.draw_seed)
         ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
         return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 

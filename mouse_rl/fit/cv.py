@@ -97,22 +97,22 @@ class NetworkModel:
     Parameters mirror :func:`mouse_rl.fit.fit_mice`, plus ``predictive``:
     ``"plugin"`` scores held-out choices at the fitted parameters;
     ``"laplace"`` scores them by the Laplace posterior predictive with
-    ``n_samples`` draws (see :mod:`mouse_rl.fit.predictive`; the Hessian is
-    taken at the end of ``fit``) and also reports the plug-in score.
+    ``n_samples`` draws seeded by ``draw_seed`` (see :mod:`mouse_rl.fit.predictive`;
+    the Hessian is taken at the end of ``fit``) and also reports the plug-in score.
     """
 
     def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 2, max_iter: int = 100,
                  method: str = "lbfgs", free=DEFAULT_FREE, fixed: ModelParams | None = None,
                  fit_lapse: bool = True, engine: str = "eager", device="cpu", dtype=torch.float64,
                  seed: int = 0, progress: bool = False, map_prior: bool = False, predictive: str = "plugin",
-                 n_samples: int = 64):
+                 n_samples: int = 64, draw_seed: int = 0):
         self.name = name
         self.trials = prepare_trials(trials)
         self.transform = make_transform(free, fixed, fit_lapse)
         self.batch = make_batch(self.trials, self.transform.fixed.zero_reward, device, dtype, prepared=True)
         self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, seed=seed, engine=engine,
                        progress=progress, map_prior=map_prior)
-        self.predictive, self.n_samples = check_predictive(predictive), n_samples
+        self.predictive, self.n_samples, self.draw_seed = check_predictive(predictive), n_samples, draw_seed
         self.u = self.cov = self._trial_logp = None
 
     @classmethod
@@ -151,7 +151,7 @@ class NetworkModel:
                 K = self.n_samples
                 big = NetworkObjective(self.batch.repeat(K), self.transform, self.batch.valid.repeat(1, K),
                                        self.batch.valid.repeat(1, K), engine=engine)
-                self._trial_logp = predictive_trial_logp(big.logp, self.u, self.cov, K, self.kw["seed"])
+                self._trial_logp = predictive_trial_logp(big.logp, self.u, self.cov, K, self.draw_seed)
         ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
         return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 
