@@ -19,7 +19,8 @@ import torch
 from ..fit.batch import make_batch, prepare_trials
 from ..fit.fitting import PRIOR_SD
 from ..fit.optim import batched_hessian, minimize_batched, torch_threads
-from ..fit.predictive import check_predictive, laplace_covariance, masked_sum, predictive_trial_logp
+from ..fit.likelihood import masked_sum
+from ..fit.predictive import check_predictive, laplace_covariance, predictive_trial_logp
 
 PARAM_NAMES = ("beta", "alpha_pos", "alpha_neg", "Q_L", "Q_R")
 
@@ -97,10 +98,7 @@ class QLearningModel:
         logp = self._logp(T, repeat)
         sc = score[:T].repeat(1, repeat)
 
-        def f(u):
-            lp = logp(u)
-            return -torch.where(sc, lp, torch.zeros_like(lp)).sum(0)
-        return f
+        return lambda u: -masked_sum(logp(u), sc)
 
     def fit(self, train_mask) -> "QLearningModel":
         b = self.batch

@@ -28,8 +28,9 @@ import torch
 from ..params import ModelParams
 from .batch import make_batch, prepare_trials
 from .fitting import PRIOR_SD, NetworkObjective, fit_batch, make_transform
+from .likelihood import masked_sum
 from .optim import batched_hessian, torch_threads
-from .predictive import check_predictive, laplace_covariance, masked_sum, predictive_trial_logp
+from .predictive import check_predictive, laplace_covariance, predictive_trial_logp
 from .transforms import DEFAULT_FREE
 
 SCHEMES = ("time", "interleaved")

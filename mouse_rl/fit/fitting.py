@@ -11,7 +11,7 @@ import torch
 
 from ..params import ModelParams, NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
-from .likelihood import choice_logprob, teacher_forced
+from .likelihood import choice_logprob, masked_sum, teacher_forced
 from .optim import batched_hessian, minimize_batched
 from .transforms import DEFAULT_FREE, INIT_DEFAULT, ParamTransform
 
@@ -42,7 +42,7 @@ class NetworkObjective:
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         lp = self.logp(u)
-        nll = -torch.where(self.score, lp, torch.zeros_like(lp)).sum(0)
+        nll = -masked_sum(lp, self.score)
         if self.map_prior:
             centre = self.transform.to_u(INIT_DEFAULT, 1, u.device, u.dtype)
             nll = nll + 0.5 * (((u - centre) / PRIOR_SD) ** 2).sum(-1)

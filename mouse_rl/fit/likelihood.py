@@ -121,6 +121,11 @@ def unroll(batch: TrialBatch, params: NetParams, encoding: str = "side", positiv
     return Unroll(torch.cat(qs)[:T])
 
 
+def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over trials of per-trial values ``(T, B)`` where ``mask`` ``(T, B)`` is True (``(B,)``; differentiable)."""
+    return torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(0)
+
+
 def _lapse(params: NetParams, use_lapse: bool):
     return params.lapse if use_lapse else None
 
@@ -164,9 +169,7 @@ def log_likelihood(trials, params, *, score: torch.Tensor | None = None, learn: 
     if use_lapse is None:
         use_lapse = bool(params.lapse.requires_grad or (params.lapse != 0).any())
     lp = choice_logprob(batch, params, encoding, positive, learn, use_lapse, engine)
-    if score is not None:
-        lp = torch.where(score & batch.valid, lp, torch.zeros_like(lp))
-    return lp.sum(0)
+    return lp.sum(0) if score is None else masked_sum(lp, score & batch.valid)
 
 
 def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", positive: bool = True,

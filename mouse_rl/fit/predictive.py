@@ -25,6 +25,8 @@ from typing import Callable
 
 import torch
 
+from .likelihood import masked_sum
+
 PREDICTIVES = ("plugin", "laplace")
 
 
@@ -41,9 +43,8 @@ def laplace_covariance(hessian: torch.Tensor, prior_sd: float) -> torch.Tensor:
     """
     if not prior_sd > 0:
         raise ValueError(f"prior_sd: must be > 0, got {prior_sd!r}")
-    h = torch.nan_to_num(0.5 * (hessian + hessian.transpose(-1, -2)), nan=0.0, posinf=0.0, neginf=0.0)
     ok = torch.isfinite(hessian).all(-1).all(-1)
-    h = torch.where(ok[:, None, None], h, torch.zeros_like(h))
+    h = torch.where(ok[:, None, None], 0.5 * (hessian + hessian.transpose(-1, -2)), 0.0)
     ev, V = torch.linalg.eigh(h)
     ev = ev.clamp(min=0) + 1.0 / prior_sd**2
     return (V / ev[..., None, :]) @ V.transpose(-1, -2)
@@ -78,11 +79,6 @@ def predictive_trial_logp(logp_fn: Callable[[torch.Tensor], torch.Tensor], u: to
         lp = logp_fn(draws)
     lp = lp.reshape(lp.shape[0], K, M)
     return torch.logsumexp(lp, dim=1) - math.log(K), lp[:, 0]
-
-
-def masked_sum(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum of per-trial values ``(T, M)`` over the trials in ``mask`` ``(T, M)``."""
-    return torch.where(mask, logp, torch.zeros((), dtype=logp.dtype, device=logp.device)).sum(0)
 
 
 def predictive_loglik(logp_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor, cov: torch.Tensor,
