@@ -20,8 +20,17 @@ is usable) and ``OUT/summary.csv``: held-out bits/trial per model (total over
 mice, trial-weighted, and mean over mice) and fit wall time (batched models:
 one batched fit; PsyTrack: sum over mice).
 
+``--trust`` runs the fit-trust benchmark instead (what a user gets from
+``mouse-rl fit DATA`` with no options): the default fit of all mice (wall
+time), a rerun with another restart seed (how many mice reach the same
+optimum within 0.5 log-posterior units), convergence and identifiability per
+mouse, model-vs-data learner sides, and the posterior-predictive check (50
+free-running copies per mouse): ``OUT/trust_fit_seed{0,1}.csv``,
+``OUT/trust_check_per_mouse.csv`` and ``OUT/trust_summary.json``.
+
 Usage::
 
+    python bench/fit_real_mice.py --trust --out out/bench_trust
     python bench/fit_real_mice.py --data ../shared/data/liebana2025 --out out/bench_fit
     python bench/fit_real_mice.py --models network psytrack --schemes time --mice DAP007 DAP009
     python bench/fit_real_mice.py --summarise-only --out out/bench_fit
@@ -49,11 +58,17 @@ def main(argv=None) -> int:
     p.add_argument("--mice", nargs="+", default=None)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--schemes", nargs="+", default=["time", "interleaved"], choices=["time", "interleaved"])
-    p.add_argument("--restarts", type=int, default=2)
-    p.add_argument("--max-iter", type=int, default=50)
+    p.add_argument("--restarts", type=int, default=8)
+    p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--engine", choices=["eager", "compile"], default="eager")
-    p.add_argument("--map", dest="map_prior", action="store_true",
-                   help="fit both networks by MAP with the weak priors of mouse_rl.fit (default: maximum likelihood)")
+    p.add_argument("--ml", dest="map_prior", action="store_false",
+                   help="fit both networks by maximum likelihood (default: MAP with the priors of mouse_rl.params)")
+    p.add_argument("--trust", action="store_true", help="run the fit-trust benchmark (see module docstring)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--trust: restart seeds (default 0 1)")
+    p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="--trust: fix the lapse at 0")
+    p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD",
+                   help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
+    p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
     p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace",
                    help="held-out scoring of the four batched models: Laplace posterior predictive (default; "
                         "the plug-in score is reported beside it) or plug-in only")
@@ -63,6 +78,11 @@ def main(argv=None) -> int:
                         "the Monte-Carlo error of the predictive score)")
     p.add_argument("--summarise-only", action="store_true")
     args = p.parse_args(argv)
+    import numba
+
+    numba.set_num_threads(args.threads)
+    if args.trust:
+        return trust(args)
 
     from mouse_rl.baselines import default_models
     from mouse_rl.fit.cv import cross_validate, summarise
@@ -102,6 +122,69 @@ def main(argv=None) -> int:
     wide = table.pivot_table(index=["scheme", "mouse"], columns="model", values="bits_per_trial")
     wide.to_csv(args.out / "bits_per_mouse.csv")
     print(wide.round(3).to_string())
+    return 0
+
+
+def trust(args) -> int:
+    """Default fit (two restart seeds), convergence, restart agreement, learner sides, posterior-predictive check."""
+    import json
+    import platform
+
+    import numpy as np
+
+    from mouse_rl.data import load_liebana2025
+    from mouse_rl.fit import fit_mice
+    from mouse_rl.fit.checks import check_fit
+    from mouse_rl.fit.labels import strategy_labels
+
+    import dataclasses
+
+    from mouse_rl.params import PARAMS
+
+    for item in args.prior_sd:
+        name, sd = item.split("=")
+        PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=float(sd))
+    args.out.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials = load_liebana2025(args.data, mice=args.mice)
+    fits, seconds = [], []
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        res = fit_mice(trials, seed=seed, map_prior=args.map_prior, n_restarts=args.restarts, max_iter=args.max_iter,
+                       fit_lapse=args.fit_lapse)
+        seconds.append(time.perf_counter() - t0)
+        res.params.to_csv(args.out / f"trust_fit_seed{seed}.csv", index=False)
+        fits.append(res)
+        print(f"default fit, restart seed {seed}: {seconds[-1]:.1f} s", flush=True)
+    a, b = (f.params.set_index("mouse") for f in (fits * 2)[:2])
+    key = "log_posterior" if "log_posterior" in a else "loglik"
+    gap = (a[key] - b[key]).abs()  # zero with one seed
+    per_mouse, _ = strategy_labels(fits[0].trials, fits[0].params)
+    sides = per_mouse.dropna(subset=["learner_side_data"])
+    t0 = time.perf_counter()
+    check = check_fit(fits[0], trials, n_copies=50, seed=0)
+    check_seconds = time.perf_counter() - t0
+    check.per_mouse.to_csv(args.out / "trust_check_per_mouse.csv", index=False)
+    check.per_session.to_csv(args.out / "trust_check_per_session.csv", index=False)
+    p = fits[0].params
+    summary = {
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
+        "n_mice": int(len(p)), "fit_seconds": seconds, "seeds": args.seeds,
+        "fit_lapse": args.fit_lapse, "prior_sd": args.prior_sd, "log_posterior_total": float(p[key].sum()),
+        "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
+        "converged": int(p["converged"].sum()), "stop_reasons": p["stop_reason"].value_counts().to_dict(),
+        "median_restarts_at_best": float(p["n_restarts_at_best"].median()),
+        "finite_se": int(np.isfinite(p[[c for c in p if c.startswith("se_") and c != "se_status"]]).all(axis=1).sum()),
+        "lapse_max": float(p["lapse"].max()), "beta_max": float(p["beta"].max()),
+        "learner_side_agreement": float((sides["learner_side_data"] == sides["learner_side_model"]).mean()),
+        "check_seconds": check_seconds, **{f"check_{k}": v for k, v in check.summary.items()},
+    }
+    (args.out / "trust_summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    cols = ["mouse", "session_coverage", "early_bias", "early_bias_median", "early_bias_inside", "late_slope_diff",
+            "late_slope_diff_median", "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
+    print(check.per_mouse[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

@@ -36,7 +36,7 @@ def main() -> None:
     modes = [args.trials_per_step] + ([] if args.skip_exact or args.trials_per_step == 1 else [1])
     for h in modes:
         for dtype in (torch.float64, torch.float32):
-            kw = dict(device=args.device, dtype=dtype, record_every=220, trials_per_step=h)
+            kw = dict(device=args.device, dtype=dtype, record_every=220, trials_per_step=h, closure="none")
             mean_field_trajectory(params, n_sessions=1, **kw)  # warm-up
             t0 = time.perf_counter()
             res = mean_field_trajectory(params, n_sessions=args.sessions, **kw)

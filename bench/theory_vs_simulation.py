@@ -42,7 +42,8 @@ def main() -> None:
         _report(name, "unscented", err)
         print(f"{'':8s} {'':10s} max|d weights| = {cmp.max_error_weights:.4f}")
         plain = mean_field_trajectory(cmp.theory.params, cmp.theory.task, args.sessions,
-                                      record_every=cmp.theory.task.trials_per_session).session_p_right_side()[0]
+                                      record_every=cmp.theory.task.trials_per_session,
+                                      closure="none").session_p_right_side()[0]
         sim = cmp.p_right.pivot(index="session", columns="side", values="simulated")[["left", "zero", "right"]]
         _report(name, "plain map", (sim - plain).abs().max(axis=1))
 

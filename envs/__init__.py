@@ -19,4 +19,9 @@ if ENV_ID not in gymnasium.registry:
         vector_entry_point="envs.cohort_env:CohortEnv",
     )
 
-__all__ = ["CohortEnv", "ContrastDiscriminationEnv", "TaskConfig", "ENV_ID", "DEFAULT_CONTRASTS", "DEFAULT_PROBABILITIES"]
+#: The IBL training protocol (curriculum, debiasing, biased blocks): envs.ibl_task.IBLTrainingEnv.
+IBL_ENV_ID = "mouse_rl/IBLTraining-v0"
+if IBL_ENV_ID not in gymnasium.registry:
+    gymnasium.register(id=IBL_ENV_ID, entry_point="envs.ibl_task:IBLTrainingEnv")
+
+__all__ = ["CohortEnv", "ContrastDiscriminationEnv", "TaskConfig", "ENV_ID", "IBL_ENV_ID", "DEFAULT_CONTRASTS", "DEFAULT_PROBABILITIES"]

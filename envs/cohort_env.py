@@ -8,22 +8,67 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import rng
-
 from .task import DEFAULT_CONTRASTS, DEFAULT_PROBABILITIES, TaskConfig
 
 
 class CohortEnv(VectorEnv):
     """``num_envs`` mice doing the task in lockstep, as torch tensors on one device.
 
-    Observations are ``(num_envs, 2)`` tensors ``(contrastLeft, contrastRight)``;
-    actions an int tensor ``(num_envs,)`` with 0 = Left, 1 = Right. Every
-    mouse draws from its own counter-based stream (``seeds``), so mouse *i*
-    sees the same trials in any cohort and on any device. Sessions end
-    together; the env auto-resets in the same step (``AutoresetMode.SAME_STEP``):
-    the observation returned with ``terminated`` is the first trial of the
-    next session. ``info`` holds tensors ``signed_contrast``, ``correct_side``
-    (-1 at c = 0) and ints ``trial`` (within session, from 0), ``session``
-    (from 1) and ``global_trial``.
+    The native vector env of ``mouse_rl/ContrastDiscrimination-v0``
+    (``gymnasium.make_vec(ENV_ID, num_envs=N)``). Every mouse draws from its
+    own counter-based stream (:mod:`envs.rng`, keyed by its seed), so mouse
+    *i* sees the same trials in any cohort, on any device, and
+    :class:`~envs.contrast_env.ContrastDiscriminationEnv` is exactly its
+    one-mouse view.
+
+    ## Action Space
+
+    ``MultiDiscrete([2] * num_envs)``; actions are an int tensor
+    ``(num_envs,)`` with **0 = Left, 1 = Right**.
+
+    ## Observation Space
+
+    ``Box(0, 1, (num_envs, 2), float32)``: a ``(num_envs, 2)`` tensor of
+    ``(contrastLeft, contrastRight)`` contrast fractions, in ``dtype``.
+
+    ## Rewards
+
+    ``(num_envs,)`` tensor: 1 if the mouse chose the stimulus side, else 0;
+    at c = 0 the rewarded side is random (Right with ``zero_reward_p_right``).
+
+    ## Starting State
+
+    ``reset()`` starts session 1, trial 0; ``reset(seed=s)`` first sets the
+    per-mouse seeds to ``envs.rng.mouse_seeds(s, num_envs)``;
+    ``options={"global_trial": t}`` resumes at global trial ``t``.
+
+    ## Episode End
+
+    Every mouse's session terminates after ``trials_per_session`` trials, all
+    at once; never truncated. The env auto-resets in the same step
+    (``AutoresetMode.SAME_STEP``): the observation returned with
+    ``terminated`` is the first trial of the next session.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``num_envs`` | 1 | number of mice |
+    | ``seeds`` | ``mouse_seeds(0, num_envs)`` | per-mouse seeds, uint32 values |
+    | ``contrasts`` | ``(-0.5, -0.25, 0, 0.25, 0.5)`` | signed contrasts, fractions in [-1, 1] |
+    | ``probabilities`` | ``(0.3, 0.15, 0.1, 0.15, 0.3)`` | probability of each contrast (sum 1) |
+    | ``trials_per_session`` | 220 | trials per episode |
+    | ``repeat_after_error`` | False | after an error at c != 0 the same contrast is shown again |
+    | ``zero_reward_p_right`` | 0.5 | P(Right is rewarded) at c = 0 |
+    | ``device``, ``dtype`` | ``"cpu"``, float32 | where the tensors live |
+    | ``task`` | None | a :class:`~envs.task.TaskConfig` (overrides the task arguments) |
+
+    ## Info
+
+    Tensors ``signed_contrast`` and ``correct_side`` (-1 at c = 0), ints
+    ``trial`` (within session, from 0), ``session`` (from 1) and
+    ``global_trial``; after a step also ``choice``, ``rewarded_side`` and
+    ``stimulus`` (the contrast the action answered).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}

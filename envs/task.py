@@ -12,7 +12,7 @@ DEFAULT_PROBABILITIES = (0.30, 0.15, 0.10, 0.15, 0.30)
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """The visual contrast-discrimination task (MODEL.md section 1).
+    """The visual contrast-discrimination task (mouse_rl/MODEL.md section 1).
 
     Parameters
     ----------

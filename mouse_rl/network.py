@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from . import rng
-from .params import NetParams
+from envs import rng
+
+from .params import ZERO_REWARD_MODES, NetParams
 
 
 #: Saturation bound of every weight (see :func:`trial_update`).
@@ -47,7 +49,7 @@ class TrialStep(NamedTuple):
 
 
 def encode(signed_contrast: torch.Tensor, encoding: str = "side") -> torch.Tensor:
-    """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (MODEL.md section 1)."""
+    """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (mouse_rl/MODEL.md section 1)."""
     c = signed_contrast
     if encoding == "side":
         return torch.stack([c < 0, c > 0, torch.ones_like(c, dtype=torch.bool)], dim=-1).to(c.dtype)
@@ -98,6 +100,39 @@ def log_policy(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | No
     return torch.logaddexp(torch.log(lapse / 2), torch.log1p(-lapse) + logp)
 
 
+def learning_reward(signed_contrast, reward, zero_reward: str = "expected"):
+    """Reward the network learns from on each trial (reward units, 0..1; mouse_rl/MODEL.md section 3).
+
+    At non-zero contrast: ``reward``. At zero contrast (rewarded side random,
+    p = 0.5): the expected reward 0.5 when ``zero_reward="expected"``; the
+    reward received when ``zero_reward="random"``, and 0.5 where that is
+    unknown (NaN; real data often do not store it). ``signed_contrast`` and
+    ``reward`` are torch tensors or numpy arrays of the same shape; the result
+    has the type of ``reward``.
+    """
+    if zero_reward not in ZERO_REWARD_MODES:
+        raise ValueError(f"zero_reward: must be one of {ZERO_REWARD_MODES}, got {zero_reward!r}")
+    if torch.is_tensor(reward):
+        zero = signed_contrast == 0
+        return torch.where(zero if zero_reward == "expected" else zero & torch.isnan(reward), 0.5, reward)
+    zero = np.asarray(signed_contrast) == 0
+    return np.where(zero if zero_reward == "expected" else zero & np.isnan(reward), 0.5, reward)
+
+
+def prediction_errors(fwd: Forward, choice: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    """``reward - Q^x[choice]`` for x = tot, stim, const, as ``(..., 3)`` (reward units).
+
+    With the learning reward (:func:`learning_reward`) these are the three
+    teaching signals of :func:`trial_update`; with the reward the mouse
+    actually received they are the experienced RPEs a dopamine neuron sees
+    (they differ only at c = 0 under ``zero_reward="expected"``).
+    """
+    idx = choice.long()[..., None]
+    q = torch.stack([fwd.q_tot.gather(-1, idx)[..., 0], fwd.q_stim.gather(-1, idx)[..., 0],
+                     fwd.q_const.gather(-1, idx)[..., 0]], dim=-1)
+    return reward[..., None] - q
+
+
 def trial_update(
     weights: Weights,
     x: torch.Tensor,
@@ -108,7 +143,7 @@ def trial_update(
     fwd: Forward | None = None,
     delta_offset: torch.Tensor | None = None,
 ) -> TrialStep:
-    """One trial of learning with the three teaching signals (MODEL.md section 3).
+    """One trial of learning with the three teaching signals (mouse_rl/MODEL.md section 3).
 
     delta_tot = Rew - Q^tot[ch] trains the cortex ``a`` (all three gains);
     delta_stim = Rew - Q^stim[ch] trains U[ch, L-stim] and U[ch, R-stim];
@@ -127,9 +162,7 @@ def trial_update(
     a, U = weights
     fwd = forward(weights, x) if fwd is None else fwd
     idx = choice.long()[..., None]
-    d_tot = reward - fwd.q_tot.gather(-1, idx)[..., 0]
-    d_stim = reward - fwd.q_stim.gather(-1, idx)[..., 0]
-    d_const = reward - fwd.q_const.gather(-1, idx)[..., 0]
+    d_tot, d_stim, d_const = prediction_errors(fwd, choice, reward).unbind(-1)
     if delta_offset is not None:
         d_tot, d_stim, d_const = d_tot + delta_offset[..., 0], d_stim + delta_offset[..., 1], d_const + delta_offset[..., 2]
     U_chosen = U.gather(-2, idx[..., None].expand(*U.shape[:-2], 1, 3))[..., 0, :]

@@ -30,22 +30,66 @@ class NetParams(NamedTuple):
     lapse: torch.Tensor
 
 
-#: (lower, upper, lower inclusive) legal range of each numeric field.
-_RANGES = {
-    "eta": (0.0, 1.0, False),
-    "beta": (0.0, 1000.0, True),
-    "w0": (0.0, 100.0, True),
-    "k": (0.0, 100.0, True),
-    "s0": (0.0, 100.0, True),
-    "b_L": (0.0, 100.0, True),
-    "b_R": (0.0, 100.0, True),
-    "lapse": (0.0, 1.0, True),
-}
+@dataclass(frozen=True)
+class ParamSpec:
+    """Everything the library knows about one numeric hyperparameter (the one registry).
+
+    Attributes
+    ----------
+    name : field name in :class:`ModelParams` / :class:`NetParams`.
+    default : model default (mouse_rl/MODEL.md).
+    legal : ``(lower, upper, lower inclusive)`` range a user may set.
+    transform : ``"log"`` or ``"logit"``: the unconstrained coordinate used in fitting.
+    fit_bounds : natural-unit box of fitting (keeps every fitted network finite).
+    init_range : natural-unit box the fit's restarts are spread over (log/logit scale).
+    fit_start : start value of restart 0 (the default, moved off a 0 boundary).
+    prior_centre, prior_sd : weakly informative Gaussian prior of MAP fits, in the
+        unconstrained coordinate (centre given in natural units, sd in log / logit units).
+    flag : command-line option.
+    unit : unit / meaning for help texts.
+    """
+
+    name: str
+    default: float
+    legal: tuple
+    transform: str
+    fit_bounds: tuple
+    init_range: tuple
+    fit_start: float
+    prior_centre: float
+    prior_sd: float
+    flag: str
+    unit: str
+
+
+#: The parameter registry, in :class:`NetParams` order. Priors: lapse logit-normal around 0.02 (95%: 0.001-0.3),
+#: so the lapse cannot drift to its bound to absorb the start of learning; beta log-normal around 9
+#: (95%: 1.3-64); the learning and initial-weight parameters get sd 2 (a factor e^4 = 55 either way).
+PARAMS: dict[str, ParamSpec] = {s.name: s for s in (
+    ParamSpec("eta", 0.0026, (0.0, 1.0, False), "log", (1e-6, 0.2), (5e-4, 2e-2), 0.0026, 0.0026, 2.0,
+              "--eta", "learning rate per trial"),
+    ParamSpec("beta", 9.0, (0.0, 1000.0, True), "log", (1e-2, 200.0), (2.0, 20.0), 9.0, 9.0, 1.0,
+              "--beta", "softmax inverse temperature (1 / value unit)"),
+    ParamSpec("w0", 0.05, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.01, 0.5), 0.05, 0.05, 2.0,
+              "--w0", "initial stimulus cortical gain; small = deep, 1 = shallow"),
+    ParamSpec("k", 1.0, (0.0, 100.0, True), "log", (1e-3, 10.0), (0.5, 2.0), 1.0, 1.0, 1.0,
+              "--k", "initial bias cortical gain"),
+    ParamSpec("s0", 0.2, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.05, 0.5), 0.2, 0.2, 2.0,
+              "--s0", "initial striatal stimulus weights"),
+    ParamSpec("b_L", 0.0, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.01, 0.3), 0.05, 0.05, 2.0,
+              "--b-left", "initial left bias weight U[L, b]"),
+    ParamSpec("b_R", 0.0, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.01, 0.3), 0.05, 0.05, 2.0,
+              "--b-right", "initial right bias weight U[R, b]"),
+    ParamSpec("lapse", 0.0, (0.0, 1.0, True), "logit", (1e-6, 0.5), (0.005, 0.1), 0.02, 0.02, 1.5,
+              "--lapse", "lapse rate; P(R) <- lapse/2 + (1 - lapse) P(R)"),
+)}
+
+_RANGES = {name: spec.legal for name, spec in PARAMS.items()}
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Hyperparameters of the cortex -> striatum network (MODEL.md sections 2-3).
+    """Hyperparameters of the cortex -> striatum network (mouse_rl/MODEL.md sections 2-3).
 
     Parameters
     ----------
@@ -64,14 +108,14 @@ class ModelParams:
     jitter : std of the Gaussian jitter added to every initial weight.
     """
 
-    eta: object = 0.0026
-    beta: object = 9.0
-    w0: object = 0.05
-    k: object = 1.0
-    s0: object = 0.2
-    b_L: object = 0.0
-    b_R: object = 0.0
-    lapse: object = 0.0
+    eta: object = PARAMS["eta"].default
+    beta: object = PARAMS["beta"].default
+    w0: object = PARAMS["w0"].default
+    k: object = PARAMS["k"].default
+    s0: object = PARAMS["s0"].default
+    b_L: object = PARAMS["b_L"].default
+    b_R: object = PARAMS["b_R"].default
+    lapse: object = PARAMS["lapse"].default
     encoding: str = "side"
     positive: bool = True
     zero_reward: str = "expected"
@@ -122,3 +166,4 @@ class ModelParams:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+assert tuple(PARAMS) == NetParams._fields, "PARAMS must follow NetParams order"

@@ -8,12 +8,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from envs import rng
 from envs.cohort_env import CohortEnv
 from envs.task import TaskConfig
 
-from . import rng
-from .checkpoint import load_matching, save_atomic
-from .network import Weights, encode, forward, init_weights, p_right, trial_update
+from .checkpoint import load_cohort_state, save_atomic
+from .network import Weights, encode, forward, init_weights, learning_reward, p_right, trial_update
 from .params import ModelParams
 from .schema import MODEL_COLUMNS, WEIGHT_COLUMNS
 
@@ -75,7 +75,7 @@ def simulate_cohort(
     dtype: torch.dtype = torch.float32,
     record_trials: bool = True,
     record_weights: str = "session",
-    progress: bool = True,
+    progress: bool = False,
     checkpoint=None,
     checkpoint_every: int = 1,
     stimulation=None,
@@ -96,7 +96,7 @@ def simulate_cohort(
     record_weights : ``"session"`` (snapshots in ``result.weights``) or
         ``"trial"`` (also the weights each trial's choice was made with, as
         weight columns of the trial table).
-    progress : show a progress bar over sessions.
+    progress : show a progress bar over sessions (stderr; off by default, on in the CLI).
     checkpoint : path of a checkpoint file. Every ``checkpoint_every``
         sessions the state (weights, trial counter, logs) is written
         atomically; a rerun with the same arguments resumes from it and gives
@@ -141,7 +141,7 @@ def simulate_cohort(
     env.validate_actions = False  # choices come from the sampler below
     start = 0
     fingerprint = _fingerprint(n_mice, n_sessions, params, task, seed_values, dtype, record_trials, record_weights)
-    state = load_matching(checkpoint, fingerprint) if checkpoint is not None else None
+    state = load_cohort_state(checkpoint, fingerprint, T, list(log) if log is not None else None)
     if state is not None:
         start = state["global_trial"]
         weights = Weights(state["a"].to(device), state["U"].to(device))
@@ -165,7 +165,7 @@ def simulate_cohort(
             pr = p_right(fwd.q_tot, p.beta, lapse)
             choice = (choice_u[t % T] < pr).long()
             _, reward, _, _, info = env.step(choice)
-            learn_reward = torch.where(c == 0, 0.5, reward) if params.zero_reward == "expected" else reward
+            learn_reward = learning_reward(c, reward, params.zero_reward)
             offset = None
             if stimulation is not None:
                 stimulated, offset, reward_add = stimulation(t, t // T + 1, c, choice, reward, env.seeds)

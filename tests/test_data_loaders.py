@@ -246,7 +246,7 @@ def test_ibl_left_choice_and_feedback_mapping():
 
 
 def test_ibl_nogo_dropped_with_count_and_trials_renumbered():
-    table = ibl_table(6, choice=[-1, 0, -1, 0, 0, 1])
+    table = ibl_table(6, choice=[-1, 0, -1, 0, 0, 1], feedbackType=[1, 1, 1, 1, 1, -1])  # last: Left on a right stimulus
     with pytest.warns(UserWarning, match=r"dropped 3 of 6 rows \(no-go"):
         df = load_ibl_trials(table, mouse="m")
     assert len(df) == 3 and df["session"].tolist() == [1, 1, 2] and df["trial"].tolist() == [0, 1, 0]
@@ -315,10 +315,10 @@ def test_signed_csv_pm1_needs_choice_convention():
 
 
 def test_signed_csv_given_reward_trial_and_mouse_columns_and_sorting():
-    table = signed_table(reward=[0.0, 1.0, 0.0], trial=[1, 0, 0], mouse=["x", "x", "w"])
+    table = signed_table(reward=[1.0, 1.0, 0.0], trial=[1, 0, 0], mouse=["x", "x", "w"])
     df = load_signed_contrast_csv(table)
     assert df[["mouse", "session", "trial"]].values.tolist() == [["w", 2, 0], ["x", 1, 0], ["x", 1, 1]]
-    assert df["reward"].tolist() == [0.0, 1.0, 0.0]
+    assert df["reward"].tolist() == [0.0, 1.0, 1.0]  # the given reward at c = 0 (derived would be NaN)
 
 
 def test_signed_csv_errors():

@@ -124,3 +124,21 @@ def test_repeat_after_error_repeats_the_stimulus():
     _, reward, _, _, info = env.step(wrong)
     nonzero = c != 0
     assert torch.equal(info["signed_contrast"][nonzero], c[nonzero])
+
+
+@pytest.mark.parametrize("repeat_after_error", [False, True])
+def test_make_and_make_vec_with_one_env_give_the_same_trials(repeat_after_error):
+    kw = dict(trials_per_session=30, repeat_after_error=repeat_after_error)
+    single = gym.make(envs.ENV_ID, **kw)
+    vec = gym.make_vec(envs.ENV_ID, num_envs=1, **kw)
+    actions = np.random.default_rng(0).integers(2, size=90)
+    obs, info = single.reset(seed=7)
+    vobs, vinfo = vec.reset(seed=7)
+    for t, a in enumerate(actions):
+        if t and t % 30 == 0:  # next session: a plain reset of the single env, auto-reset of the vector env
+            obs, info = single.reset()
+        assert obs.tolist() == vobs[0].tolist() and info["signed_contrast"] == float(vinfo["signed_contrast"][0])
+        assert info["session"] == vinfo["session"] and info["trial"] == vinfo["trial"]
+        obs, r, term, _, info = single.step(int(a))
+        vobs, vr, vterm, _, vinfo = vec.step(torch.tensor([a]))
+        assert r == float(vr[0]) and term == bool(vterm[0]) and info["rewarded_side"] == int(vinfo["rewarded_side"][0])

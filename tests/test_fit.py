@@ -29,6 +29,16 @@ def test_teacher_forced_reproduces_simulation(sim):
     assert {"a_L", "U_Rb", "q_const_R", "logp_choice"} <= set(tf.columns)
 
 
+def test_teacher_forced_equals_simulation_without_jitter():
+    """With no initial jitter, fitting's teacher-forced run is the simulation's run, to float64 round-off."""
+    params = TRUE.replace(jitter=0.0)
+    sim0 = simulate_cohort(3, 3, 120, params, seed=7, dtype=torch.float64)
+    tf = teacher_forced(sim0.trials, params)
+    ref = sim0.trials.sort_values(["mouse", "session", "trial"]).reset_index(drop=True)
+    for col in ("p_right", "q_tot_L", "q_tot_R", "delta_tot", "delta_stim", "delta_const"):
+        np.testing.assert_allclose(tf[col], ref[col], rtol=0, atol=1e-12)
+
+
 def test_likelihood_peaks_at_true_parameters(sim):
     ll_true = log_likelihood(sim.trials, TRUE).sum()
     for name, factor in [("eta", 3.0), ("beta", 1.6), ("s0", 2.5), ("b_R", 2.5), ("b_L", 6.0), ("lapse", 3.0)]:

@@ -1,4 +1,5 @@
 """The single-trial update against hand-computed values and autograd."""
+import numpy as np
 import pytest
 import torch
 
@@ -132,3 +133,31 @@ def test_init_weights_defaults_and_jitter():
 def test_bad_params_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         ModelParams(**{field: value})
+
+
+def test_learning_reward_one_rule_for_tensors_and_arrays():
+    from mouse_rl.network import learning_reward
+
+    c = np.array([-0.25, 0.0, 0.0, 0.5, 0.0])
+    r = np.array([1.0, 0.0, np.nan, 0.0, 1.0])
+    expected = learning_reward(c, r, "expected")
+    random = learning_reward(c, r, "random")
+    np.testing.assert_array_equal(expected, [1.0, 0.5, 0.5, 0.0, 0.5])
+    np.testing.assert_array_equal(random, [1.0, 0.0, 0.5, 0.0, 1.0])  # 0.5 only where unknown
+    for mode, want in (("expected", expected), ("random", random)):
+        got = learning_reward(torch.as_tensor(c), torch.as_tensor(r), mode)
+        assert torch.is_tensor(got) and np.array_equal(got.numpy(), want)
+    with pytest.raises(ValueError, match="zero_reward"):
+        learning_reward(c, r, "drawn")
+
+
+def test_prediction_errors_are_the_teaching_signals_of_trial_update():
+    from mouse_rl.network import forward, prediction_errors
+
+    g = torch.Generator().manual_seed(1)
+    w = Weights(torch.rand(5, 3, generator=g, dtype=torch.float64), torch.rand(5, 2, 3, generator=g, dtype=torch.float64))
+    x = encode(torch.tensor([-0.5, 0.0, 0.25, 0.5, 0.0], dtype=torch.float64))
+    choice, reward = torch.tensor([0, 1, 1, 0, 0]), torch.tensor([1.0, 0.5, 1.0, 0.0, 0.5], dtype=torch.float64)
+    step = trial_update(w, x, choice, reward, torch.full((5,), 0.1, dtype=torch.float64))
+    d = prediction_errors(forward(w, x), choice, reward)
+    assert torch.equal(d, torch.stack([step.delta_tot, step.delta_stim, step.delta_const], -1))

@@ -62,7 +62,7 @@ def test_per_mouse_parameters():
 
 @pytest.mark.slow
 def test_default_cohort_matches_reference_numbers():
-    """MODEL.md section 7: 30 mice x 25 sessions x 220 trials at the defaults."""
+    """mouse_rl/MODEL.md section 7: 30 mice x 25 sessions x 220 trials at the defaults."""
     sm = session_metrics(simulate_cohort(30, 25, 220, seed=0, progress=False).trials)
     first = sm[sm.session == 1].accuracy.mean()
     last5 = sm[sm.session > 20].accuracy.mean()

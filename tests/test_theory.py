@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -65,7 +66,7 @@ def test_closed_forms_vectorised_torch_and_escape_time():
 
 
 def _hand_update(a, U, x, o, r, eta):
-    """MODEL.md section 3, written out independently (numpy, pre-update weights)."""
+    """mouse_rl/MODEL.md section 3, written out independently (numpy, pre-update weights)."""
     h = a * x
     q_stim = U[:, :2] @ h[:2]
     q_const = U[:, 2] * h[2]
@@ -206,7 +207,7 @@ def test_theory_tracks_simulated_cohort():
     assert cmp.meta["closure"] == "unscented"
     assert cmp.max_error_p <= 0.05
     assert cmp.weights.query("session == 0")["error"].abs().max() < 1e-4  # same init up to jitter
-    plain = mean_field_trajectory(params, n_sessions=25, record_every=220).session_p_right_side()[0]
+    plain = mean_field_trajectory(params, n_sessions=25, record_every=220, closure="none").session_p_right_side()[0]
     sim = cmp.p_right.pivot(index="session", columns="side", values="simulated")[["left", "zero", "right"]]
     assert np.abs(sim.to_numpy() - plain).max() > cmp.max_error_p + 0.03
 
@@ -226,7 +227,7 @@ def test_folded_normal_mean():
 def test_unscented_closure_reduces_to_map_and_batches():
     task = TaskConfig(trials_per_session=50)
     params = ModelParams(b_R=[0.0, 0.05])
-    plain = mean_field_trajectory(params, task, n_sessions=3, record_every=50)
+    plain = mean_field_trajectory(params, task, n_sessions=3, record_every=50, closure="none")
     quiet = mean_field_trajectory(params, task, n_sessions=3, record_every=50, closure="unscented", noise=0.0)
     torch.testing.assert_close(quiet.session_p_right, plain.session_p_right, rtol=0, atol=1e-12)
     torch.testing.assert_close(quiet.session_a, plain.session_a, rtol=0, atol=1e-12)
@@ -256,14 +257,19 @@ def test_cli_theory(tmp_path, capsys):
     assert main(["theory", "--sessions", "2", "--trials", "50", "--b-right", "0.05", "--out", str(out)]) == 0
     assert out.exists() and out.with_suffix(".png").exists()
     assert "predicted stages" in capsys.readouterr().out
+    default = pd.read_parquet(out)
+    assert main(["theory", "--sessions", "2", "--trials", "50", "--b-right", "0.05", "--closure", "none",
+                 "--out", str(out)]) == 0
+    plain = pd.read_parquet(out)  # the cohort closure (default) and the plain map differ once the cohort spreads
+    assert not np.allclose(default["p_right_right"], plain["p_right_right"], rtol=0, atol=1e-9)
     assert main(["theory", "--sessions", "0", "--out", str(out)]) == 2
 
 
 def test_ode_integration_matches_per_trial_map():
     """Heun steps of 20 trials stay within 0.01 of the exact per-trial map (P(R | stimulus), per session)."""
     params = ModelParams(b_R=0.05)
-    exact = mean_field_trajectory(params, n_sessions=25, record_every=220)
-    ode = mean_field_trajectory(params, n_sessions=25, record_every=220, trials_per_step=20)
+    exact = mean_field_trajectory(params, n_sessions=25, record_every=220, closure="none")
+    ode = mean_field_trajectory(params, n_sessions=25, record_every=220, trials_per_step=20, closure="none")
     assert np.abs(ode.session_p_right_side() - exact.session_p_right_side()).max() < 0.01
     with pytest.raises(ValueError, match="trials_per_step"):
-        mean_field_trajectory(params, n_sessions=1, trials_per_step=7)
+        mean_field_trajectory(params, n_sessions=1, trials_per_step=7, closure="none")

@@ -9,6 +9,11 @@ Strategies (re-exported from :mod:`mouse_rl.strategy`): :func:`stimulus_strength
 :func:`strategy_from_weights_table` and the codes ``BIAS_ONLY, L_ONLY, R_ONLY,
 EXPERT`` / :data:`STRATEGY_NAMES`.
 
+IBL training criteria (:mod:`mouse_rl.analysis.training_criteria`,
+:mod:`mouse_rl.analysis.psychometric_fit`): :func:`training_status`,
+:func:`sessions_to_trained`, :func:`evaluate_criterion`, ``TRAINED_1A``,
+``TRAINED_1B``, :func:`fit_psychometric`, :func:`erf_psychometric`.
+
 Figures (:mod:`mouse_rl.analysis.plots`): :func:`plot_learning_curves`,
 :func:`plot_psychometrics`, :func:`plot_early_late`.
 """
@@ -20,6 +25,15 @@ from mouse_rl.analysis.metrics import (
     psychometric,
     session_metrics,
     wilson_interval,
+)
+from mouse_rl.analysis.psychometric_fit import erf_psychometric, fit_psychometric, fit_psychometric_counts
+from mouse_rl.analysis.training_criteria import (
+    TRAINED_1A,
+    TRAINED_1B,
+    TrainingCriterion,
+    evaluate_criterion,
+    sessions_to_trained,
+    training_status,
 )
 from mouse_rl.analysis.plots import plot_early_late, plot_learning_curves, plot_psychometrics
 from mouse_rl.strategy import (
@@ -43,6 +57,15 @@ __all__ = [
     "early_late_metrics",
     "cohort_correlations",
     "label_learner_side",
+    "erf_psychometric",
+    "fit_psychometric",
+    "fit_psychometric_counts",
+    "TRAINED_1A",
+    "TRAINED_1B",
+    "TrainingCriterion",
+    "evaluate_criterion",
+    "sessions_to_trained",
+    "training_status",
     "plot_learning_curves",
     "plot_psychometrics",
     "plot_early_late",

@@ -1,4 +1,4 @@
-"""Behavioural metrics of trial tables (MODEL.md section 6).
+"""Behavioural metrics of trial tables (mouse_rl/MODEL.md section 6).
 
 Input is the shared trial table of :mod:`mouse_rl.schema` (one row per trial;
 ``choice`` 1 = Right, 0 = Left; ``signed_contrast`` = right - left, in
@@ -256,7 +256,7 @@ def early_late_metrics(session_table: pd.DataFrame, early=(4, 8), late_n: int = 
                        criterion: float = 0.7,
                        side_threshold: float = 0.1,
                        slope_threshold: float = DEFAULT_SLOPE_THRESHOLD) -> pd.DataFrame:
-    """Per-mouse early/late summary used in the paper (MODEL.md section 6).
+    """Per-mouse early/late summary used in the paper (mouse_rl/MODEL.md section 6).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ delta = r - Q[s, ch] and Q[s, ch] += alpha+ delta if delta > 0 else alpha- delta
 Stimulus-independent: one class (the paper's early-learning model). Tabular:
 one class per distinct signed contrast. Initial values Q_L, Q_R (shared by
 all classes) are free ("innate" values). The reward is the learning reward of
-:func:`mouse_rl.fit.learning_reward` (0.5 at zero contrast).
+:func:`mouse_rl.network.learning_reward` (0.5 at zero contrast).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..fit.fitting import PRIOR_SD
 from ..fit.optim import batched_hessian, minimize_batched, torch_threads
 from ..fit.likelihood import masked_sum
 from ..fit.predictive import check_predictive, laplace_covariance, predictive_trial_logp
+from ..network import learning_reward
 
 PARAM_NAMES = ("beta", "alpha_pos", "alpha_neg", "Q_L", "Q_R")
 
@@ -172,7 +173,7 @@ def simulate_qlearning(contrast: np.ndarray, beta, alpha_pos, alpha_neg, Q_L, Q_
         zero_side = (torch.rand(B, generator=gen, dtype=torch.float64) < 0.5).long()
         side = torch.where(c[t] > 0, 1, torch.where(c[t] < 0, 0, zero_side))
         rew = (ch == side).double()
-        learn_r = torch.where(c[t] == 0, 0.5, rew)
+        learn_r = learning_reward(c[t], rew)
         Q, _, _ = q_update(Q, s[t], ch, learn_r, p[1], p[2])
         choices.append(ch)
         rewards.append(rew)

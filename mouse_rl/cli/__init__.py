@@ -2,6 +2,10 @@
 
 Each command lives in its own module exposing ``add_parser(subparsers)``,
 which registers the sub-command and sets ``func(args) -> int`` as its handler.
+:func:`main` is the one error boundary (:mod:`mouse_rl.cli.errors`): shared
+options are checked first (:mod:`mouse_rl.cli.guards`), and every failure a
+user can cause ends in a one-line message and exit code 2, never a traceback
+(``--debug`` or ``MOUSE_RL_DEBUG=1`` shows it).
 """
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["simulate", "demo", "theory", "fit", "recover", "dopamine", "sweep"]
+from .errors import DEBUG_ENV, run_guarded
+from .guards import check_common
+
+COMMANDS = ["simulate", "demo", "theory", "fit", "check", "recover", "dopamine", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,25 +24,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mouse-rl",
         description="Simulate, predict (DLN theory), fit and analyse a deep RL network model of mice "
                     "learning a visual decision task. `mouse-rl COMMAND --help` for each command.")
+    debug_help = f"on an error, also print the traceback (or set {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"mouse_rl.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"mouse_rl.cli.{name}":
-                continue  # command not built in this installation
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"mouse_rl.cli.{name}").add_parser(sub)
+    for command in sub.choices.values():  # `mouse-rl COMMAND ... --debug` works too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"mouse-rl {args.command}: error: {err}", file=sys.stderr)
-        return 2
+
+    def command() -> int:
+        check_common(args)
+        return args.func(args)
+
+    return run_guarded(args.command, command, debug=args.debug)
 
 
 if __name__ == "__main__":

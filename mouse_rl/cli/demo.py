@@ -12,22 +12,24 @@ import pandas as pd
 
 from .. import analysis
 from ..examples import EXAMPLE_TRUTH, load_example_mouse
+from ..outputs import OutputSet
 from ..params import ModelParams
 from ..simulate import simulate_cohort
 from ..theory import mean_field_trajectory
+from .limits import check_cohort_size
 
-SIDES = (("left", "p_right_left", "tab:blue"), ("zero", "p_right_zero", "0.4"), ("right", "p_right_right", "tab:red"))
+_SIDE_CURVES = (("left", "p_right_left", "tab:blue"), ("zero", "p_right_zero", "0.4"), ("right", "p_right_right", "tab:red"))
 
 
 def theory_overlay(sessions, params: ModelParams, n_sessions: int) -> Figure:
-    """Cohort-mean P(R | stimulus side) per session (solid) with the mean-field prediction (dashed)."""
-    theory = mean_field_trajectory(params, n_sessions=n_sessions, record_every=None, trials_per_step=20)
+    """Cohort-mean P(R | stimulus side) per session (solid) with the mean-field cohort prediction (dashed)."""
+    theory = mean_field_trajectory(params, n_sessions=n_sessions, record_every=None, closure="unscented")
     predicted = theory.session_p_right_side()[0]
-    observed = sessions.groupby("session")[[col for _, col, _ in SIDES]].mean()
+    observed = sessions.groupby("session")[[col for _, col, _ in _SIDE_CURVES]].mean()
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(1, n_sessions + 1)
-    for j, (side, col, colour) in enumerate(SIDES):
+    for j, (side, col, colour) in enumerate(_SIDE_CURVES):
         ax.plot(observed.index, observed[col], "-", color=colour, label=f"simulated cohort, {side}")
         ax.plot(x, predicted[:, j], "--", color=colour, label=f"theory, {side}")
     ax.set(xlabel="session", ylabel="P(choose Right | stimulus)", ylim=(0, 1),
@@ -80,10 +82,13 @@ def write_report(out: Path, summary: pd.DataFrame, figures: dict, fit_table: pd.
 
 def run(args) -> int:
     out = args.out
+    check_cohort_size(args.mice, args.sessions, 220, options=("--mice", "--sessions", "trials per session"))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"Simulating {args.mice} mice x {args.sessions} sessions x 220 trials (MODEL.md defaults) ...")
+    outputs = OutputSet(out, meta={"command": "demo"})  # `outputs / name`: written as one set at the end
+    print(f"Simulating {args.mice} mice x {args.sessions} sessions x 220 trials (mouse_rl/MODEL.md defaults) ...")
     result = simulate_cohort(args.mice, args.sessions, params=ModelParams(), seed=args.seed, progress=True)
-    result.to_parquet(out / "cohort.parquet")
+    result.trials.to_parquet(outputs / "cohort.parquet", index=False)
+    result.weights.to_parquet(outputs / "cohort.weights.parquet", index=False)
     sessions = analysis.session_metrics(result.trials)
     summary = sessions.groupby("session")[["accuracy", "bias", "left_slope", "right_slope"]].mean()
     print("\nCohort mean per session (accuracy on c != 0; bias = P(R|0) - 0.5):")
@@ -100,9 +105,10 @@ def run(args) -> int:
         print(f"\nLearner sides (late right-minus-left slope): {sides.to_dict()}")
     fit_table = None
     if args.fit:
-        fit_table, figures["example_mouse_fit.png"] = fit_example(out)
+        fit_table, figures["example_mouse_fit.png"] = fit_example(outputs)
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=120)
-    report = write_report(out, summary, figures, fit_table)
-    print(f"\nWrote {out / 'cohort.parquet'}, {', '.join(figures)} and {report.name} to {out}/")
+        fig.savefig(outputs / name, dpi=120, format="png")
+    write_report(outputs, summary, figures, fit_table)
+    outputs.commit()
+    print(f"\nWrote {out / 'cohort.parquet'}, {', '.join(figures)} and report.html to {out}/")
     return 0

@@ -20,15 +20,47 @@ def add_parser(sub) -> None:
     p.add_argument("--n-null", type=int, default=100, help="null draws per regression (default %(default)s)")
     p.add_argument("--null", choices=["sessions", "circular"], default="sessions")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reward-rule", choices=["stimulus", "recorded"], default="stimulus",
+                   help="'stimulus' (default): rewards must follow the stimulus side on every trial with a stimulus; "
+                        "'recorded': the task had another rule, use the recorded rewards")
     p.set_defaults(func=run)
 
 
-def _read(path: Path):
-    import pandas as pd
+#: Model columns the read-outs and the regression need.
+_MODEL_NEEDED = [f"q_{p}_{s}" for p in ("tot", "stim", "const") for s in "LR"] + ["delta_tot", "delta_stim",
+                                                                                  "delta_const"]
 
-    if not path.exists():
-        raise FileNotFoundError(f"file not found: {path}")
-    return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+
+def _check_options(args) -> None:
+    import math
+
+    if args.bins < 1:
+        raise ValueError(f"--bins: must be >= 1 (sessions per stage bin), got {args.bins}")
+    if args.n_null < 0:
+        raise ValueError(f"--n-null: must be >= 0 (null draws per regression; 0 = none), got {args.n_null}")
+    if args.gain_threshold is not None and not (math.isfinite(args.gain_threshold) and args.gain_threshold > 0):
+        raise ValueError(f"--gain-threshold: must be a finite cortical gain > 0, got {args.gain_threshold}")
+
+
+def read_trials_table(path: Path, reward_rule: str = "stimulus"):
+    """The dopamine command's trial table: read and validated (schema, model columns finite) at the boundary."""
+    from ..data import validate_trials
+    from ..data.files import read_table_file
+    from ..data.validation import DataFormatError
+
+    table = read_table_file(path, "trial table")
+    if len(table) == 0:
+        raise DataFormatError(f"{path}: no trials (the table has no rows)")
+    required = ["mouse", "session", "trial", "signed_contrast", "choice", "reward"] + _MODEL_NEEDED
+    return validate_trials(table, str(path), required=required, reward_rule=reward_rule)
+
+
+def read_weights_table(path: Path):
+    """Per-session weight snapshots, read and validated."""
+    from ..data.files import read_table_file
+    from ..data.validation import validate_weights
+
+    return validate_weights(read_table_file(path, "weights table"), str(path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,29 +69,33 @@ def run(args: argparse.Namespace) -> int:
         regress_recordings, summarise_readouts,
     )
 
-    trials = _read(args.trials)
+    from ..outputs import OutputSet
+
+    _check_options(args)
+    trials = read_trials_table(args.trials, args.reward_rule)
     weights_path = args.weights or args.trials.with_suffix(".weights.parquet")
-    weights = _read(weights_path) if (args.weights or weights_path.exists()) else None
+    weights = read_weights_table(weights_path) if (args.weights or weights_path.exists()) else None
+    rec = load_recordings(args.recordings, trials=trials) if args.recordings is not None else None
     table = readout_table(trials, weights, reward_mode=args.reward_mode, bins=args.bins,
                           gain_threshold=args.gain_threshold if args.gain_threshold is not None else DEFAULT_GAIN_THRESHOLD)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out / "readouts.parquet", index=False)
-    summarise_readouts(table).to_csv(out / "readout_summary.csv", index=False)
-    summarise_readouts(table, by=("session", "association")).to_csv(out / "readout_by_association.csv", index=False)
-    plot_delta_vs_contrast(table).savefig(out / "delta_vs_contrast.png", dpi=120)
-    plot_delta_over_sessions(table).savefig(out / "delta_over_sessions.png", dpi=120)
-    written = ["readouts.parquet", "readout_summary.csv", "readout_by_association.csv", "delta_vs_contrast.png",
-               "delta_over_sessions.png"]
-    if args.recordings is not None:
-        rec = load_recordings(args.recordings, trials=trials)
+    report = None
+    if rec is not None:
         report = regress_recordings(trials, rec, reward_mode=args.reward_mode, normalise=args.normalise,
                                     n_null=args.n_null, null=args.null, seed=args.seed)
-        report.scores.to_csv(out / "regression_scores.csv", index=False)
-        report.best.to_csv(out / "regression_best.csv", index=False)
-        report.gains.to_csv(out / "regression_gains.csv", index=False)
-        report.summary.to_csv(out / "regression_summary.csv", index=False)
-        written += ["regression_scores.csv", "regression_best.csv", "regression_gains.csv", "regression_summary.csv"]
+    out = args.out
+    with OutputSet(out, meta={"command": "dopamine"}) as outputs:
+        table.to_parquet(outputs.path("readouts.parquet"), index=False)
+        summarise_readouts(table).to_csv(outputs.path("readout_summary.csv"), index=False)
+        summarise_readouts(table, by=("session", "association")).to_csv(
+            outputs.path("readout_by_association.csv"), index=False)
+        plot_delta_vs_contrast(table).savefig(outputs.path("delta_vs_contrast.png"), dpi=120, format="png")
+        plot_delta_over_sessions(table).savefig(outputs.path("delta_over_sessions.png"), dpi=120, format="png")
+        if report is not None:
+            report.scores.to_csv(outputs.path("regression_scores.csv"), index=False)
+            report.best.to_csv(outputs.path("regression_best.csv"), index=False)
+            report.gains.to_csv(outputs.path("regression_gains.csv"), index=False)
+            report.summary.to_csv(outputs.path("regression_summary.csv"), index=False)
+    if report is not None:
         print(report.summary.to_string(index=False))
-    print(f"wrote {', '.join(written)} to {out}")
+    print(f"wrote {', '.join(f.name for f in outputs.files)} to {out}")
     return 0

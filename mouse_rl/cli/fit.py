@@ -11,16 +11,25 @@ def add_parser(subparsers) -> None:
                    help="trial files or folders (liebana2025 folder, .npy, .parquet, .csv); concatenated")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--mice", nargs="+", default=None, help="only these mice")
+    p.add_argument("--reward-rule", choices=["stimulus", "recorded"], default="stimulus",
+                   help="'stimulus' (default): stored rewards must follow the stimulus side; 'recorded': the task "
+                        "had another rule, use the recorded rewards (.csv/.parquet tables)")
     p.add_argument("--single-block", action="store_true",
                    help="load .npy files without session_lengths (e.g. DAP044) as one unknown-session block")
-    p.add_argument("--restarts", type=int, default=4, help="starts per mouse (default %(default)s)")
-    p.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations / Adam steps (default %(default)s)")
-    p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--restarts", type=int, default=8,
+                   help="starts per mouse run to convergence, chosen per mouse from 4x as many screened "
+                        "starts (default %(default)s)")
+    p.add_argument("--max-iter", type=int, default=100,
+                   help="Newton iterations per start (L-BFGS iterations / Adam steps) (default %(default)s)")
+    p.add_argument("--method", choices=["newton", "lbfgs", "adam"], default="newton",
+                   help="newton: per-mouse trust-region Newton on the exact Hessian of the fused kernel "
+                        "(default); lbfgs/adam: batched torch unroll (for comparison)")
     p.add_argument("--engine", choices=["eager", "compile"], default="eager",
-                   help="'compile' fuses trials with torch.compile: faster on long data after ~1 min compile")
+                   help="torch unroll of --method lbfgs/adam ('compile' fuses trials with torch.compile)")
     p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="fix the lapse at 0")
     p.add_argument("--shallow", action="store_true", help="fit the shallow control (w0 = 1 fixed)")
-    p.add_argument("--map", dest="map_prior", action="store_true", help="weak Gaussian prior (MAP)")
+    p.add_argument("--ml", dest="map_prior", action="store_false",
+                   help="maximum likelihood: drop the weakly informative priors of the default MAP fit")
     p.add_argument("--cv", choices=["none", "time", "interleaved"], default="none",
                    help="also report held-out bits/trial (default none)")
     p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace",
@@ -39,7 +48,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_many(paths, mice=None, single_block: bool = False):
+def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "stimulus"):
     import pandas as pd
 
     from ..data import load_trials
@@ -47,6 +56,8 @@ def load_many(paths, mice=None, single_block: bool = False):
     def load(path):
         if single_block and path.suffix == ".npy":
             return load_trials(path, missing_sessions="single_block")
+        if reward_rule != "stimulus" and path.suffix in (".csv", ".parquet"):  # tables that store rewards
+            return load_trials(path, reward_rule=reward_rule)
         return load_trials(path)
 
     tables = [load(p) for p in paths]
@@ -57,6 +68,23 @@ def load_many(paths, mice=None, single_block: bool = False):
             raise ValueError(f"--mice: not in the data: {missing}")
         df = df[df["mouse"].astype(str).isin(mice)]
     return df
+
+
+def save_laplace(out, res) -> None:
+    """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``."""
+    import json
+
+    import numpy as np
+
+    np.savez(out / "fit_laplace.npz", mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u,
+             hessian=res.hessian, free=np.array(list(res.transform.free)))
+    fixed = res.transform.fixed
+    opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
+            "zero_reward": fixed.zero_reward,
+            "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0])
+                      for name in ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse")},
+            "map_prior": bool(res.options.get("map_prior", False))}
+    (out / "fit_options.json").write_text(json.dumps(opts, indent=1))
 
 
 def run(args) -> int:
@@ -70,12 +98,17 @@ def run(args) -> int:
     from ..fit.labels import strategy_labels
     from ..fit.plots import plot_mouse_fit
     from ..params import ModelParams
+    from ..safe_names import confined_path, unique_filenames
 
     if args.restarts < 1 or args.max_iter < 1:
         raise ValueError("--restarts and --max-iter must be >= 1")
     if args.samples < 1:
         raise ValueError(f"--samples: must be >= 1, got {args.samples}")
-    trials = load_many(args.data, args.mice, args.single_block)
+    if args.backend == "ray":
+        from ..sweep.backends import import_ray
+
+        import_ray()  # clear install hint (exit 2) before any data is loaded
+    trials = load_many(args.data, args.mice, args.single_block, args.reward_rule)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
@@ -90,7 +123,7 @@ def run(args) -> int:
 
         res = fit_mice_distributed(trials, args.workers, args.backend, args.address, args.workers,
                                    map_prior=args.map_prior, dtype=torch.float64, **kw)
-    per_mouse, per_session = strategy_labels(res.trials)
+    per_mouse, per_session = strategy_labels(res.trials, res.params, encoding=fixed.encoding)
     table = res.params.merge(per_mouse, on="mouse", how="left")
     if args.cv != "none":
         net_kw = {k: v for k, v in kw.items() if k not in ("fit_lapse",)}
@@ -109,13 +142,16 @@ def run(args) -> int:
     table.to_csv(out / "fit_results.csv", index=False)
     res.trials.to_parquet(out / "fit_trials.parquet", index=False)
     res.restarts.to_csv(out / "fit_restarts.csv", index=False)
+    if res.u is not None:
+        save_laplace(out, res)
     per_session.to_csv(out / "strategies_per_session.csv", index=False)
     if args.plots:
         plot_dir = out / "plots"
         plot_dir.mkdir(exist_ok=True)
+        stems = unique_filenames(table["mouse"])  # mouse ids come from the data: sanitised, kept inside --out
         for mouse in table["mouse"]:
             fig = plot_mouse_fit(res.trials, mouse)
-            fig.savefig(plot_dir / f"{mouse}.png", dpi=110)
+            fig.savefig(confined_path(plot_dir, f"{stems[str(mouse)]}.png"), dpi=110, format="png")
     cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse", "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

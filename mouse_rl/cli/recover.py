@@ -1,7 +1,11 @@
 """``mouse-rl recover``: parameter recovery of the network fit on simulated mice."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+
+from ..outputs import OutputSet
+from .limits import check_cohort_size
 
 
 def add_parser(subparsers) -> None:
@@ -12,9 +16,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--trials", type=int, default=150, help="trials per session (default %(default)s)")
     p.add_argument("--free", nargs="+", default=["eta", "beta", "b_L", "b_R"],
                    help="parameters drawn per mouse and fitted; others fixed at defaults (default %(default)s)")
-    p.add_argument("--restarts", type=int, default=2)
-    p.add_argument("--max-iter", type=int, default=60)
-    p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--restarts", type=int, default=4, help="starts per mouse (default %(default)s)")
+    p.add_argument("--max-iter", type=int, default=100, help="iterations per start (default %(default)s)")
+    p.add_argument("--method", choices=["newton", "lbfgs", "adam"], default="newton",
+                   help="optimiser (default %(default)s: per-mouse trust-region Newton, see `mouse-rl fit`)")
     p.add_argument("--engine", choices=["eager", "compile"], default="eager")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -22,24 +27,41 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _check_options(args) -> None:
+    """Everything the run needs, checked before the simulation and the fit start."""
+    from ..fit.recovery import DEFAULT_RANGES
+
+    for option, value, minimum in (("--mice", args.mice, 3), ("--sessions", args.sessions, 1),
+                                   ("--trials", args.trials, 1), ("--restarts", args.restarts, 1),
+                                   ("--max-iter", args.max_iter, 1)):
+        if value < minimum:
+            raise ValueError(f"{option}: must be >= {minimum}, got {value}")
+    unknown = [name for name in args.free if name not in DEFAULT_RANGES]
+    if unknown:
+        raise ValueError(f"--free: unknown parameter(s) {unknown}; choose from {', '.join(DEFAULT_RANGES)}")
+    if len(set(args.free)) != len(args.free):
+        raise ValueError(f"--free: duplicate names in {args.free}")
+    check_cohort_size(args.mice, args.sessions, args.trials, fit_restarts=args.restarts)
+
+
 def run(args) -> int:
     from ..fit.recovery import parameter_recovery
 
-    if args.mice < 3 or args.sessions < 1 or args.trials < 1:
-        raise ValueError("need --mice >= 3, --sessions >= 1, --trials >= 1")
+    _check_options(args)
     summary, table, fit = parameter_recovery(args.mice, args.sessions, args.trials, tuple(args.free), seed=args.seed,
                                              n_restarts=args.restarts, max_iter=args.max_iter, method=args.method,
                                              engine=args.engine, device=args.device, progress=True)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    undefined = summary.loc[summary["pearson_r"].isna(), "parameter"].tolist()
+    if undefined:
+        warnings.warn(f"pearson_r is undefined (NaN) for {undefined}: true or fitted values do not vary across "
+                      "mice; try more --mice, --sessions or --max-iter", UserWarning, stacklevel=1)
     if args.out is not None:
         import matplotlib
 
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out / "recovery.csv", index=False)
-        summary.to_csv(args.out / "recovery_summary.csv", index=False)
         names = list(args.free)
         fig = Figure(figsize=(3.2 * len(names), 3.2), layout="constrained")
         for ax, n in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
@@ -47,6 +69,9 @@ def run(args) -> int:
             lo, hi = table[[f"{n}_true", f"{n}_fit"]].min().min(), table[[f"{n}_true", f"{n}_fit"]].max().max()
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
             ax.set(xlabel=f"true {n}", ylabel=f"fitted {n}")
-        fig.savefig(args.out / "recovery.png", dpi=110)
+        with OutputSet(args.out, meta={"command": "recover"}) as outputs:
+            table.to_csv(outputs.path("recovery.csv"), index=False)
+            summary.to_csv(outputs.path("recovery_summary.csv"), index=False)
+            fig.savefig(outputs.path("recovery.png"), dpi=110, format="png")
         print(f"wrote {args.out / 'recovery.csv'}")
     return 0

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..outputs import OutputSet, marker_for_file
 from ..simulate import simulate_cohort
+from .limits import check_cohort_size
 from .common import add_device_option, dtype_of, resolve_device
 from .options import add_model_options, add_task_options, model_params, task_config
 
@@ -17,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint file (default OUT.ckpt); rerunning a killed command resumes from it")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an existing checkpoint (e.g. a corrupt one) and start from session 1")
     p.add_argument("--record-weights", choices=["session", "trial"], default="session",
                    help="also log the weights of every trial (default: per-session snapshots only)")
     add_device_option(p)
@@ -28,13 +32,22 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.out.suffix != ".parquet":
         raise ValueError(f"--out: expected a .parquet file name, got {str(args.out)!r}")
+    params, task = model_params(args), task_config(args)
+    check_cohort_size(args.mice, args.sessions, task.trials_per_session, record_weights=args.record_weights)
     checkpoint = args.checkpoint or args.out.with_suffix(".ckpt")
+    if checkpoint.is_dir():
+        raise ValueError(f"--checkpoint: {str(checkpoint)!r} is a folder, expected a file name")
+    if args.restart:
+        checkpoint.unlink(missing_ok=True)
     result = simulate_cohort(
-        n_mice=args.mice, n_sessions=args.sessions, params=model_params(args), task=task_config(args),
+        n_mice=args.mice, n_sessions=args.sessions, params=params, task=task,
         seed=args.seed, device=resolve_device(args.device), dtype=dtype_of(args), progress=not args.quiet,
         record_weights=args.record_weights, checkpoint=checkpoint,
     )
-    result.to_parquet(args.out)
+    weights = args.out.with_suffix(".weights.parquet")
+    with OutputSet(args.out.parent, marker=marker_for_file(args.out), meta={"command": "simulate"}) as outputs:
+        result.trials.to_parquet(outputs.path(args.out.name), index=False)
+        result.weights.to_parquet(outputs.path(weights.name), index=False)
     checkpoint.unlink(missing_ok=True)
-    print(f"wrote {len(result.trials):,} trials of {args.mice} mice to {args.out}")
+    print(f"wrote {len(result.trials):,} trials of {args.mice} mice to {args.out} (weights: {weights.name})")
     return 0

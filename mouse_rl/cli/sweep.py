@@ -1,12 +1,15 @@
 """``mouse-rl sweep``: run a grid / random parameter sweep of simulated cohorts."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from ..sweep import BACKENDS, BackendUnavailableError, run_sweep
+from ..sweep import BACKENDS, run_sweep
+from ..sweep.backends import check_backend, import_ray
+from ..sweep.config import load_config
 from ..sweep.runner import RESULTS_NAME
 from .common import resolve_device
+from .guards import check_out
+from .limits import check_cohort_size
 
 
 def add_parser(sub) -> None:
@@ -31,11 +34,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     out = args.out if args.out is not None else Path("sweeps") / args.config.stem
-    try:
-        table = run_sweep(args.config, backend=args.backend, address=args.address, workers=args.workers,
-                          out=out, device=resolve_device(args.device), progress=not args.quiet)
-    except BackendUnavailableError as err:
-        print(f"mouse-rl sweep: error: {err}", file=sys.stderr)
-        return 2
+    check_out(out, "folder")
+    config = load_config(args.config)
+    check_backend(args.backend, args.address, args.workers)
+    if args.backend == "ray":
+        import_ray()  # an install hint now, not after the points are expanded
+    at_once = args.workers if (args.backend == "local" and args.workers) else 1
+    check_cohort_size(config.mice, config.sessions, config.trials, copies=at_once,
+                      options=("sweep.mice", "sweep.sessions", "sweep.trials"))
+    table = run_sweep(config, backend=args.backend, address=args.address, workers=args.workers,
+                      out=out, device=resolve_device(args.device), progress=not args.quiet)
     print(f"wrote {len(table)} points to {out / (RESULTS_NAME + '.parquet')} (+ .csv)")
     return 0

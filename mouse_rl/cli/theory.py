@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..outputs import OutputSet, marker_for_file
+from .limits import check_theory_size
 from .options import add_model_options, add_task_options, model_params, task_config
 
 
@@ -15,6 +17,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="output table FILE.parquet (a PNG is written beside it)")
     p.add_argument("--per", choices=["session", "trial"], default="session",
                    help="rows of the table: one per session (default) or per trial")
+    p.add_argument("--closure", choices=["unscented", "none"], default="unscented",
+                   help="'unscented' (default): the mean of a simulated cohort (mean-field mean and covariance); "
+                        "'none': the plain mean-field map (one noise-free mouse)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
@@ -33,19 +38,21 @@ def run(args) -> int:
     if args.out.suffix != ".parquet":
         raise ValueError(f"--out: must end in .parquet, got {args.out}")
     params, task = model_params(args), task_config(args)
+    check_theory_size(args.sessions, task.trials_per_session, args.per)
     every = 1 if args.per == "trial" else task.trials_per_session
-    res = mean_field_trajectory(params, task, args.sessions, device=args.device, record_every=every)
+    res = mean_field_trajectory(params, task, args.sessions, device=args.device, record_every=every,
+                                closure=args.closure)
     table = res.to_frame() if args.per == "trial" else res.session_frame()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(args.out, index=False)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot_trajectory(res, ax)
-    ax.legend(fontsize=8)
-    ax.set_title(f"mean-field prediction (w0={args.w0}, b_R={args.b_R})")
-    png = args.out.with_suffix(".png")
-    fig.savefig(png, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     stages = predict_stages(params, task, n_sessions=args.sessions, device=args.device)
+    png = args.out.with_suffix(".png")
+    with OutputSet(args.out.parent, marker=marker_for_file(args.out), meta={"command": "theory"}) as outputs:
+        table.to_parquet(outputs.path(args.out.name), index=False)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_trajectory(res, ax)
+        ax.legend(fontsize=8)
+        ax.set_title(f"mean-field prediction, closure={args.closure} (w0={args.w0}, b_R={args.b_R})")
+        fig.savefig(outputs.path(png.name), dpi=120, bbox_inches="tight", format="png")
+        plt.close(fig)
     seq = " -> ".join(f"{r.strategy_name} ({r.n_sessions:.1f} sessions)" for r in stages.itertuples())
     print(f"predicted stages: {seq}")
     print(f"wrote {args.out} and {png}")

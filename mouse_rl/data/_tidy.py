@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mouse_rl.data.validation import DataFormatError, check_values, require_columns, validate_trials
+from mouse_rl.data.files import read_table_file
+from mouse_rl.data.validation import (
+    REWARD_RULE_ATTR, DataFormatError, check_mouse_ids, check_reward_rule, check_values, require_columns,
+    validate_trials,
+)
 from mouse_rl.schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS
 
 #: Columns of every loader's output, in this order.
@@ -19,16 +23,10 @@ def read_table(path_or_df, source: str | None = None) -> tuple[pd.DataFrame, str
     """Read a parquet/CSV file or copy a DataFrame; return ``(df, source, path)``."""
     if isinstance(path_or_df, pd.DataFrame):
         return path_or_df.reset_index(drop=True), source or "<DataFrame>", None
+    if not isinstance(path_or_df, (str, Path)):
+        raise TypeError(f"expected a file path or a pandas DataFrame, got {type(path_or_df).__name__}")
     path = Path(path_or_df)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        df = pd.read_parquet(path)
-    elif name.endswith((".csv", ".csv.gz")):
-        df = pd.read_csv(path)
-    else:
-        raise DataFormatError(f"{path}: unsupported file type; expected .parquet or .csv")
+    df = read_table_file(path, "trial table")
     return df.reset_index(drop=True), str(path), path
 
 
@@ -80,25 +78,43 @@ def drop_rows(df: pd.DataFrame, mask: pd.Series, what: str, source: str) -> pd.D
     return df.loc[~mask]
 
 
-def finalize(df: pd.DataFrame, source: str, session_lengths=None) -> pd.DataFrame:
+def finalize(df: pd.DataFrame, source: str, session_lengths=None, reward_rule: str = "stimulus") -> pd.DataFrame:
     """Number trials, add ``feedbackType``, validate, cast dtypes and sort.
 
     ``df`` needs ``mouse``, ``session``, contrasts, ``choice`` (0/1) and
     ``reward``; ``trial`` (else numbered in row order within each session) and
     ``response_times`` (s, else NaN) are optional. Row labels are kept until
-    validation so errors quote the input's rows.
+    validation so errors quote the input's rows. ``reward_rule`` (see
+    :data:`~mouse_rl.data.validation.REWARD_RULES`) is checked and, when not
+    the default, recorded in the output's ``attrs`` so later validation honours it.
     """
+    check_reward_rule(reward_rule)
+    if len(df) == 0:
+        raise DataFormatError(f"{source}: no trials (the table has no rows)")
     df = df.copy()
     require_columns(df, ["mouse", "session", "choice", "reward"], source)
+    check_mouse_ids(df, source)
     if "trial" not in df.columns:
         df["trial"] = df.groupby(["mouse", "session"], sort=False).cumcount()
     if "response_times" not in df.columns:
         df["response_times"] = np.nan
+    rt = pd.to_numeric(df["response_times"], errors="coerce")
+    text = rt.isna() & df["response_times"].notna()
+    if text.any():
+        first = text.idxmax()
+        raise DataFormatError(
+            f"{source}: 'response_times' must be numbers (s) or empty, got {df.at[first, 'response_times']!r} "
+            f"at row {first} ({int(text.sum())} rows)"
+        )
+    df["response_times"] = rt
     check_values(df, "reward", [0, 1], source, allow_nan=True)
     df["reward"] = pd.to_numeric(df["reward"]).astype(float)
     df["feedbackType"] = 2 * df["reward"] - 1
-    validate_trials(df, source, session_lengths=session_lengths)
+    validate_trials(df, source, session_lengths=session_lengths, reward_rule=reward_rule)
     df = df[TRIAL_COLUMNS].astype(
         {"mouse": str, "session": "int64", "trial": "int64", "choice": "int64"} | dict.fromkeys(_FLOAT_COLUMNS, "float64")
     )
-    return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+    df = df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+    if reward_rule != "stimulus":
+        df.attrs[REWARD_RULE_ATTR] = reward_rule
+    return df

@@ -36,7 +36,19 @@ def session_numbers(df: pd.DataFrame, mouse: pd.Series, source: str) -> pd.Serie
     return df[col].groupby(mouse, sort=False).transform(lambda s: pd.factorize(s)[0] + 1)
 
 
-def load_ibl_trials(path_or_df, mouse: str | None = None) -> pd.DataFrame:
+def _check_ibl_choice_codes(df: pd.DataFrame, source: str) -> None:
+    """Refuse 0/1-coded choices: in IBL files 0 is a no-go and there is no Right without -1."""
+    values = set(pd.to_numeric(df["choice"], errors="coerce").dropna().unique().tolist())
+    if 0 in values and -1 not in values:
+        n_zero = int((pd.to_numeric(df["choice"], errors="coerce") == 0).sum())
+        raise DataFormatError(
+            f"{source}: 'choice' holds only {sorted(values)} ({n_zero} of {len(df)} rows are 0) and never -1: "
+            "this looks like 0 = Left / 1 = Right coding, not IBL (-1 = Right, +1 = Left, 0 = no-go). "
+            "Load it with load_signed_contrast_csv (add a signed_contrast column), or recode choice to IBL"
+        )
+
+
+def load_ibl_trials(path_or_df, mouse: str | None = None, *, reward_rule: str = "stimulus") -> pd.DataFrame:
     """Load an IBL ALF trials table as a trial table in the mouse_rl convention.
 
     Parameters
@@ -50,6 +62,10 @@ def load_ibl_trials(path_or_df, mouse: str | None = None) -> pd.DataFrame:
         a session column (see :func:`session_numbers`), ``mouse`` or ``subject``.
     mouse : str, optional
         Mouse name; default the ``mouse``/``subject`` column, else the file stem.
+    reward_rule : {"stimulus", "recorded"}
+        ``"stimulus"`` (default): ``feedbackType`` must agree with contrast and
+        choice on every trial with a stimulus (an error otherwise);
+        ``"recorded"``: the task had another rule, use ``feedbackType`` as is.
 
     Returns
     -------
@@ -62,6 +78,7 @@ def load_ibl_trials(path_or_df, mouse: str | None = None) -> pd.DataFrame:
     df, source, path = read_table(path_or_df)
     require_columns(df, ["contrastLeft", "contrastRight", "choice"], source)
     check_values(df, "choice", [-1, 0, 1], source, hint=" (IBL: -1 = Right, +1 = Left, 0 = no-go)")
+    _check_ibl_choice_codes(df, source)
     df = drop_rows(df, pd.to_numeric(df["choice"]) == 0, "no-go trials, choice == 0", source)
 
     names = mouse_names(df, mouse, path, source, columns=("mouse", "subject"))
@@ -92,4 +109,4 @@ def load_ibl_trials(path_or_df, mouse: str | None = None) -> pd.DataFrame:
         "reward": reward,
         "response_times": rt,
     })
-    return finalize(out, source)
+    return finalize(out, source, reward_rule=reward_rule)

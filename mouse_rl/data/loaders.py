@@ -9,7 +9,8 @@ from mouse_rl.data._tidy import TRIAL_COLUMNS
 from mouse_rl.data.ibl import load_ibl_trials
 from mouse_rl.data.psytrax import load_liebana2025, load_psytrax_npy
 from mouse_rl.data.signed_csv import load_signed_contrast_csv
-from mouse_rl.data.validation import DataFormatError, validate_trials
+from mouse_rl.data.files import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table_file
+from mouse_rl.data.validation import REWARD_RULE_ATTR, DataFormatError, check_reward_rule, validate_trials
 
 __all__ = [
     "TRIAL_COLUMNS",
@@ -43,7 +44,9 @@ def load_trials(path_or_df, **kwargs) -> pd.DataFrame:
         DataFrame with ``contrastLeft`` and no ``signed_contrast``
         (:func:`load_ibl_trials`), otherwise :func:`load_signed_contrast_csv`.
     **kwargs
-        Passed to the chosen loader.
+        Passed to the chosen loader (e.g. ``reward_rule="recorded"`` for a
+        table whose task rewarded by another rule; ignored for ``.npy`` data,
+        whose rewards are derived from stimulus and choice).
 
     Returns
     -------
@@ -54,26 +57,29 @@ def load_trials(path_or_df, **kwargs) -> pd.DataFrame:
         loader = load_ibl_trials if _is_ibl(path_or_df.columns) else load_signed_contrast_csv
         return loader(path_or_df, **kwargs)
     path = Path(path_or_df)
-    if path.is_dir():
-        return load_liebana2025(path, **kwargs)
+    if path.is_dir() or path.name.lower().endswith(".npy"):
+        # psytrax files store no reward: it is derived from stimulus and choice, whatever the rule
+        check_reward_rule(kwargs.pop("reward_rule", "stimulus"))
+        if path.is_dir():
+            return load_liebana2025(path, **kwargs)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     name = path.name.lower()
     if name.endswith(".npy"):
         return load_psytrax_npy(path, **kwargs)
-    if name.endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(path)
-        if (schema.metadata or {}).get(_META_KEY) == _META_VALUE:
-            return read_trials(path)
-        columns = schema.names
-    elif name.endswith((".csv", ".csv.gz")):
-        columns = pd.read_csv(path, nrows=0).columns
-    else:
+    if not name.endswith(PARQUET_SUFFIXES + CSV_SUFFIXES):
         raise DataFormatError(f"{path}: unsupported file type; expected a folder, .npy, .parquet or .csv")
+    columns = read_table_file(path, "trial table", columns_only=True).columns
+    if name.endswith(PARQUET_SUFFIXES) and _written_by_us(path):
+        return read_trials(path, **kwargs)
     loader = load_ibl_trials if _is_ibl(columns) else load_signed_contrast_csv
     return loader(path, **kwargs)
+
+
+def _written_by_us(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    return (pq.read_schema(path).metadata or {}).get(_META_KEY) == _META_VALUE
 
 
 def write_trials(df: pd.DataFrame, path) -> Path:
@@ -102,13 +108,15 @@ def write_trials(df: pd.DataFrame, path) -> Path:
     return path
 
 
-def read_trials(path) -> pd.DataFrame:
+def read_trials(path, *, reward_rule: str = "stimulus") -> pd.DataFrame:
     """Read a parquet trial table (e.g. from :func:`write_trials`) and validate it.
 
     Parameters
     ----------
     path : str or pathlib.Path
         ``.parquet`` file.
+    reward_rule : {"stimulus", "recorded"}
+        See :func:`~mouse_rl.data.validation.validate_trials`.
 
     Returns
     -------
@@ -116,4 +124,10 @@ def read_trials(path) -> pd.DataFrame:
         The table as stored.
     """
     path = Path(path)
-    return validate_trials(pd.read_parquet(path), str(path))
+    df = read_table_file(path, "trial table")
+    if len(df) == 0:
+        raise DataFormatError(f"{path}: no trials (the table has no rows)")
+    validate_trials(df, str(path), reward_rule=reward_rule)
+    if reward_rule != "stimulus":
+        df.attrs[REWARD_RULE_ATTR] = reward_rule
+    return df

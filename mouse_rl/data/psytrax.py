@@ -1,4 +1,9 @@
-"""Loaders for psytrax-style ``.npy`` files (Liebana et al. 2025 data release)."""
+"""Loaders for psytrax-style ``.npy`` files (Liebana et al. 2025 data release).
+
+The files are pickles; they are read with a restricted unpickler
+(:mod:`mouse_rl.data.safe_npy`), so a crafted file cannot run code, not even
+one that is then skipped as invalid.
+"""
 from __future__ import annotations
 
 import warnings
@@ -8,13 +13,16 @@ import numpy as np
 import pandas as pd
 
 from mouse_rl.data._tidy import derive_reward, finalize, split_contrast
+from mouse_rl.data.safe_npy import read_npy
 from mouse_rl.data.validation import DataFormatError, validate_session_lengths, validate_trials
 from mouse_rl.schema import KEY_COLUMNS
 
 MISSING_SESSIONS = ("raise", "single_block")
 
 
-def _get(container: dict, key: str, path: Path, where: str = ""):
+def _get(container, key: str, path: Path, where: str = ""):
+    if not isinstance(container, dict):
+        raise DataFormatError(f"{path}: expected a dict{where}, got {type(container).__name__}")
     if key not in container:
         raise DataFormatError(
             f"{path}: key {key!r} is missing{where}; keys present: {sorted(map(str, container))}"
@@ -22,13 +30,18 @@ def _get(container: dict, key: str, path: Path, where: str = ""):
     return container[key]
 
 
-def _read_npy_dict(path: Path) -> dict:
+def _float_array(value, path: Path, key: str) -> np.ndarray:
     try:
-        data = np.load(path, allow_pickle=True).item()
-    except ValueError as err:  # .item() of an array with more than one element
-        raise DataFormatError(f"{path}: expected a pickled dict (np.load(...).item()): {err}") from err
+        return np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError) as err:
+        raise DataFormatError(f"{path}: {key!r} must be an array of numbers, got {type(value).__name__} ({err})") from None
+
+
+def _read_npy_dict(path: Path) -> dict:
+    """The dict stored in a psytrax ``.npy`` file, unpickled safely (:func:`~mouse_rl.data.safe_npy.read_npy`)."""
+    data = read_npy(path)
     if not isinstance(data, dict):
-        raise DataFormatError(f"{path}: expected a pickled dict, got {type(data).__name__}")
+        raise DataFormatError(f"{path}: expected a pickled dict (np.save of a dict), got {type(data).__name__}")
     return data
 
 
@@ -72,13 +85,19 @@ def load_psytrax_npy(path, mouse: str | None = None, *, missing_sessions: str = 
     data = _read_npy_dict(path)
     mouse = mouse_from_path(path) if mouse is None else str(mouse)
     inputs = _get(data, "inputs", path)
-    signed = np.asarray(_get(inputs, "c", path, " from 'inputs'"), dtype=float).ravel()
+    signed = _float_array(_get(inputs, "c", path, " from 'inputs'"), path, "inputs['c']")
     arrays = {
         "inputs['c']": signed,
-        "responses": np.asarray(_get(data, "responses", path), dtype=float).ravel(),
-        "times": np.asarray(_get(data, "times", path), dtype=float).ravel(),
+        "responses": _float_array(_get(data, "responses", path), path, "responses"),
+        "times": _float_array(_get(data, "times", path), path, "times"),
     }
-    t_nd = float(_get(data, "t_nd", path))
+    t_nd = _float_array(_get(data, "t_nd", path), path, "t_nd")
+    if t_nd.size != 1 or not np.isfinite(t_nd[0]):
+        raise DataFormatError(
+            f"{path}: 't_nd' (non-decision time, s) must be one finite number, got {t_nd.tolist()}; "
+            "it is added to every response time"
+        )
+    t_nd = float(t_nd[0])
     n = len(signed)
     if any(len(a) != n for a in arrays.values()):
         raise DataFormatError(f"{path}: arrays differ in length: { {k: len(a) for k, a in arrays.items()} }")

@@ -15,7 +15,8 @@ CHOICE_CONVENTIONS = {
 }
 
 
-def load_signed_contrast_csv(path_or_df, mouse: str | None = None, *, choice_convention: str = "01") -> pd.DataFrame:
+def load_signed_contrast_csv(path_or_df, mouse: str | None = None, *, choice_convention: str = "01",
+                             reward_rule: str = "stimulus") -> pd.DataFrame:
     """Load a table with ``signed_contrast``, ``choice`` and ``session`` columns.
 
     Parameters
@@ -31,6 +32,10 @@ def load_signed_contrast_csv(path_or_df, mouse: str | None = None, *, choice_con
     choice_convention : {"01", "sign", "ibl"}
         ``"01"``: 0 = Left, 1 = Right (default). ``"sign"``: -1 = Left,
         +1 = Right. ``"ibl"``: -1 = Right, +1 = Left.
+    reward_rule : {"stimulus", "recorded"}
+        ``"stimulus"`` (default): a ``reward`` column must agree with contrast
+        and choice on every trial with a stimulus (an error otherwise);
+        ``"recorded"``: the task had another rule, use ``reward`` as is.
 
     Returns
     -------
@@ -62,4 +67,4 @@ def load_signed_contrast_csv(path_or_df, mouse: str | None = None, *, choice_con
     })
     if "trial" in df.columns:
         out.insert(2, "trial", df["trial"])
-    return finalize(out, source)
+    return finalize(out, source, reward_rule=reward_rule)

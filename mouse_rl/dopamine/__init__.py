@@ -1,4 +1,4 @@
-"""Dopamine-like teaching signals of the network (MODEL.md section 5).
+"""Dopamine-like teaching signals of the network (mouse_rl/MODEL.md section 5).
 
 * :mod:`.readouts` - stimulus-onset and outcome responses of any trial table,
   split by contrast, reward, stage and association state; plots.

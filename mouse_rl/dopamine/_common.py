@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
+from mouse_rl.data import DataFormatError
+from mouse_rl.network import Forward, prediction_errors
 from mouse_rl.schema import KEY_COLUMNS
 
 #: The model's three teaching signals (candidate dopamine correlates).
@@ -14,21 +17,12 @@ _Q_OF = {"delta_tot": "q_tot", "delta_stim": "q_stim", "delta_const": "q_const"}
 REWARD_MODES = ("experienced", "model")
 
 
-def data_error():
-    """The project's :class:`DataFormatError` (a ValueError) if mouse_rl.data exists, else ValueError."""
-    try:
-        from mouse_rl.data import DataFormatError  # noqa: PLC0415 (lazy: built in parallel)
-    except ImportError:  # pragma: no cover
-        return ValueError
-    return DataFormatError
-
-
 def require(df: pd.DataFrame, columns, what: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise data_error()(f"{what}: missing required column(s) {missing}; columns present: {list(map(str, df.columns))}")
+        raise DataFormatError(f"{what}: missing required column(s) {missing}; columns present: {list(map(str, df.columns))}")
 
 
 def rows_text(df: pd.DataFrame, mask, limit: int = 5) -> str:
@@ -55,8 +49,9 @@ def chosen(df: pd.DataFrame, prefix: str) -> np.ndarray:
 def outcome_deltas(trials: pd.DataFrame, reward_mode: str = "experienced") -> pd.DataFrame:
     """The three teaching signals per trial, as a DataFrame with columns :data:`DELTAS`.
 
-    ``reward_mode="experienced"``: ``reward - Q^x[choice]`` with the reward the
-    mouse actually received (the RPE a dopamine neuron sees; at c = 0 it
+    ``reward_mode="experienced"``: ``reward - Q^x[choice]``
+    (:func:`mouse_rl.network.prediction_errors`) with the reward the mouse
+    actually received (the RPE a dopamine neuron sees; at c = 0 it
     differs from the model's learning signal when ``zero_reward="expected"``).
     Trials with unknown reward (NaN) fall back to the logged ``delta_*``.
     ``reward_mode="model"``: the logged ``delta_*`` columns (what the network
@@ -69,9 +64,12 @@ def outcome_deltas(trials: pd.DataFrame, reward_mode: str = "experienced") -> pd
         return trials[list(DELTAS)].astype(float).copy()
     require(trials, ["choice", "reward"] + [f"{q}_{s}" for q in _Q_OF.values() for s in "LR"], "trial table")
     reward = trials["reward"].to_numpy(float)
+    fwd = Forward(*(torch.tensor(trials[[f"{q}_L", f"{q}_R"]].to_numpy(float)) for q in _Q_OF.values()))
+    right = torch.as_tensor(trials["choice"].to_numpy() == 1)
+    experienced = prediction_errors(fwd, right, torch.tensor(reward)).numpy()
     out = {}
-    for name, q in _Q_OF.items():
-        value = reward - chosen(trials, q)
+    for j, name in enumerate(_Q_OF):
+        value = experienced[:, j]
         if np.isnan(reward).any() and name in trials.columns:
             value = np.where(np.isnan(reward), trials[name].to_numpy(float), value)
         out[name] = value

@@ -12,8 +12,9 @@ closed form (their maximum-likelihood values given theta), so only theta is
 optimised (Adam, autograd through the unrolled trials). The network runs
 teacher-forced on the mouse's own stimuli and choices by calling the one
 update :func:`mouse_rl.network.trial_update`; the model's delta_c(t) is the
-experienced RPE ``reward - Q^c[choice]`` (learning itself uses reward 0.5 at
-c = 0 under ``zero_reward="expected"``). All (region, candidate) pairs of a
+experienced RPE ``reward - Q^c[choice]`` of
+:func:`mouse_rl.network.prediction_errors` with the reward received (learning
+itself uses reward 0.5 at c = 0 under ``zero_reward="expected"``). All (region, candidate) pairs of a
 mouse are fitted at once along the batch axis.
 
 The best delta of a region is the candidate with the highest J_c (same
@@ -31,11 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mouse_rl.fit import make_batch, unroll
-from mouse_rl.network import log_policy
+from mouse_rl.data import DataFormatError
+from mouse_rl.fit import learning_reward, make_batch, unroll
+from mouse_rl.network import Forward, log_policy, prediction_errors
 from mouse_rl.params import ModelParams, NetParams
 
-from ._common import DELTAS, data_error, require
+from ._common import DELTAS, require
 from .recordings import align_recordings, region_columns
 
 __all__ = ["JointFitResult", "joint_fit"]
@@ -58,16 +60,14 @@ class JointFitResult:
 def _fit_module_runner(d: pd.DataFrame, B: int, params: ModelParams):
     """A function p -> (choice log-lik (T, B), experienced deltas (T, B, 3)) using :mod:`mouse_rl.fit`."""
     batch = make_batch(d, zero_reward=params.zero_reward, dtype=torch.float64).repeat(B)
-    rew = torch.tensor(d["reward"].to_numpy(float))
-    rew = torch.where(torch.isnan(rew), torch.full_like(rew, 0.5), rew)[:, None]
+    # the reward the mouse received (0.5 at c = 0 where it is not stored)
+    received = torch.as_tensor(learning_reward(d, "random"), dtype=torch.float64)[:, None]
     idx = batch.choice[..., None]
 
     def run(p: NetParams):
         out = unroll(batch, p, params.encoding, params.positive, record=True)
         ll = log_policy(out.q_tot, p.beta, p.lapse).gather(-1, idx)[..., 0]
-        q = torch.stack([out.q_tot.gather(-1, idx)[..., 0], out.q_stim.gather(-1, idx)[..., 0],
-                         out.q_const.gather(-1, idx)[..., 0]], -1)
-        return ll, rew[..., None] - q
+        return ll, prediction_errors(Forward(out.q_tot, out.q_stim, out.q_const), batch.choice, received)
 
     return run
 
@@ -113,7 +113,7 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
         regions = list(regions) if regions is not None else region_columns(trials)
         data = trials
     if not regions:
-        raise data_error()("joint_fit: no dopamine columns (names starting with 'da_')")
+        raise DataFormatError("joint_fit: no dopamine columns (names starting with 'da_')")
     data = data.sort_values(["mouse", "session", "trial"], kind="stable").reset_index(drop=True)
     data["mouse"] = data["mouse"].astype(str)
     pairs = [(r, c) for r in regions for c in candidates]
@@ -132,7 +132,7 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
         inv_rec = torch.unique(inv_all[rec_mask], return_inverse=True)[1]
         n_sess = int(inv_rec.max()) + 1 if rec_mask.any() else 0
         if n_sess == 0:
-            raise data_error()(f"joint_fit: mouse {mouse!r} has no trial with all of {regions} recorded")
+            raise DataFormatError(f"joint_fit: mouse {mouse!r} has no trial with all of {regions} recorded")
         run = _fit_module_runner(d, B, params)
 
         def objective():

@@ -1,6 +1,6 @@
 """Optogenetic stimulation of a teaching signal, vs. adding the same amount of reward.
 
-Model (MODEL.md section 5): on a stimulated trial, add ``kappa`` to one
+Model (mouse_rl/MODEL.md section 5): on a stimulated trial, add ``kappa`` to one
 teaching signal (``delta_tot``, ``delta_stim`` or ``delta_const``) before the
 weight update. Because each signal owns one weight block, stimulating
 ``delta_stim`` changes only ``U[choice, L-stim/R-stim]`` (and, with the side
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mouse_rl import rng
+from envs import rng
 from mouse_rl.network import TrialStep, Weights, trial_update
 from mouse_rl.params import ModelParams
 
@@ -158,7 +158,8 @@ def simulate_opto(protocol: OptoProtocol | None = None, n_mice: int = 30, n_sess
 class OptoComparison:
     """``trials`` / ``weights``: the three arms stacked (column ``arm``:
     "control", "opto", "reward"); ``summary``: per arm and session, accuracy
-    on c != 0, P(Right) per stimulus side, fraction stimulated and mean
+    on c != 0, P(Right) per stimulus side (``p_right_left/zero/right``, as
+    :func:`mouse_rl.analysis.session_metrics`), fraction stimulated and mean
     weights; ``protocol``: the optogenetic protocol."""
 
     trials: pd.DataFrame
@@ -166,7 +167,7 @@ class OptoComparison:
     summary: pd.DataFrame
     protocol: OptoProtocol
 
-    def plot(self, columns=("accuracy", "p_right_L", "p_right_R", "a_L", "a_R", "U_Lb", "U_Rb")):
+    def plot(self, columns=("accuracy", "p_right_left", "p_right_right", "a_L", "a_R", "U_Lb", "U_Rb")):
         """Figure: one panel per summary column vs session, one line per arm."""
         import seaborn as sns  # noqa: PLC0415
 
@@ -197,7 +198,7 @@ def compare_opto(protocol: OptoProtocol, **kwargs) -> OptoComparison:
     trials["arm"] = pd.Categorical(trials["arm"], categories=ARMS, ordered=True)
     weights["arm"] = pd.Categorical(weights["arm"], categories=ARMS, ordered=True)
     c = trials["signed_contrast"]
-    side = np.where(c < 0, "L", np.where(c > 0, "R", "0"))
+    side = np.where(c < 0, "left", np.where(c > 0, "right", "zero"))
     t = trials.assign(correct=np.where(c != 0, trials["reward"], np.nan), side=side)
     g = t.groupby(["arm", "mouse", "session"], observed=True)
     summary = g.agg(accuracy=("correct", "mean"), stimulated=("stimulated", "mean")).reset_index()

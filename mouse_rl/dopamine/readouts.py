@@ -1,4 +1,4 @@
-"""Model dopamine read-outs of a trial table (MODEL.md section 5).
+"""Model dopamine read-outs of a trial table (mouse_rl/MODEL.md section 5).
 
 For every trial of a table with model columns (``q_*_L/R``, ``delta_*``,
 see :mod:`mouse_rl.schema`):

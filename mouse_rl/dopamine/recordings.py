@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mouse_rl.data import DataFormatError
+from mouse_rl.data.files import read_table_file
 from mouse_rl.schema import KEY_COLUMNS
 
-from ._common import data_error, require, rows_text
+from ._common import require, rows_text
 
 __all__ = [
     "REGION_PREFIX", "PAPER_WINDOW", "region_columns", "validate_recordings", "load_recordings",
@@ -42,12 +44,14 @@ def region_columns(df: pd.DataFrame) -> list[str]:
 
 def validate_recordings(df: pd.DataFrame, source: str = "recordings", *, allow_nan: bool = False) -> pd.DataFrame:
     """Check a recording table; return it. Raises :class:`mouse_rl.data.DataFormatError` naming field and rows."""
-    err = data_error()
+    err = DataFormatError
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
     for col in KEY_COLUMNS:
         if col not in df.columns:
             raise err(f"{source}: missing key column {col!r}; columns present: {list(map(str, df.columns))}")
+    if len(df) == 0:
+        raise err(f"{source}: no recorded trials (the table has no rows)")
     regions = region_columns(df)
     if not regions:
         raise err(f"{source}: no dopamine columns (names starting with {REGION_PREFIX!r}, e.g. 'da_DLS_left'); "
@@ -82,14 +86,7 @@ def _read(path_or_df, source):
     path = Path(path_or_df)
     if not path.exists():
         raise FileNotFoundError(f"recordings file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    elif suffix in (".csv", ".tsv"):
-        df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    else:
-        raise data_error()(f"{path}: unsupported recordings format {suffix!r} (use .parquet or .csv)")
-    return df, source or str(path)
+    return read_table_file(path, "recordings table"), source or str(path)
 
 
 def load_recordings(path_or_df, trials: pd.DataFrame | None = None, *, source: str | None = None,
@@ -124,7 +121,7 @@ def align_recordings(trials: pd.DataFrame, recordings: pd.DataFrame, *, source: 
     regions = region_columns(recordings)
     clash = [c for c in regions if c in trials.columns]
     if clash:
-        raise data_error()(f"{source}: columns {clash} exist in the trial table too")
+        raise DataFormatError(f"{source}: columns {clash} exist in the trial table too")
     rec = recordings[KEY_COLUMNS + regions].copy()
     t = trials.copy()
     for frame in (rec, t):
@@ -134,7 +131,7 @@ def align_recordings(trials: pd.DataFrame, recordings: pd.DataFrame, *, source: 
     merged = t.merge(rec, on=KEY_COLUMNS, how="right", validate="one_to_one", indicator=True)
     missing = (merged["_merge"] == "right_only").to_numpy()
     if missing.any():
-        raise data_error()(f"{source}: recorded trials not in the trial table at {rows_text(merged, missing)}")
+        raise DataFormatError(f"{source}: recorded trials not in the trial table at {rows_text(merged, missing)}")
     return merged.drop(columns="_merge")
 
 
@@ -148,11 +145,11 @@ def normalise_per_session(df: pd.DataFrame, regions=None, *, source: str = "reco
     """
     regions = list(regions) if regions is not None else region_columns(df)
     if not regions:
-        raise data_error()(f"{source}: no dopamine columns to normalise (names starting with {REGION_PREFIX!r})")
+        raise DataFormatError(f"{source}: no dopamine columns to normalise (names starting with {REGION_PREFIX!r})")
     for col in ["mouse", "session", "signed_contrast", "reward"] + regions:
         if col not in df.columns:
             hint = " (join the trial table first: align_recordings(trials, recordings))" if col in ("signed_contrast", "reward") else ""
-            raise data_error()(f"{source}: missing column {col!r} needed for normalisation{hint}")
+            raise DataFormatError(f"{source}: missing column {col!r} needed for normalisation{hint}")
     out = df.copy()
     ref_trial = (out["reward"] == 1) & (out["signed_contrast"].abs() < 1e-9)
     for col in regions:
@@ -163,7 +160,7 @@ def normalise_per_session(df: pd.DataFrame, regions=None, *, source: str = "reco
         if len(bad):
             sessions = ", ".join(f"(mouse {m!r}, session {int(s)})" for m, s in bad.index[:10])
             more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-            raise data_error()(
+            raise DataFormatError(
                 f"{source}: cannot normalise {col!r}: no rewarded zero-contrast trial with a finite, non-zero "
                 f"mean response in {sessions}{more}")
         out[col] = out[col] / mean

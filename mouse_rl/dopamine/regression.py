@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._common import DELTAS, data_error, outcome_deltas, require
+from mouse_rl.data import DataFormatError
+
+from ._common import DELTAS, outcome_deltas, require
 from .recordings import align_recordings, normalise_per_session, region_columns
 
 __all__ = ["RegressionReport", "delta_regression", "regress_recordings", "cv_r2"]
@@ -133,7 +135,7 @@ def delta_regression(data: pd.DataFrame, regions=None, candidates=DELTAS, *, by:
     candidates = list(candidates)
     regions = list(regions) if regions is not None else region_columns(data)
     if not regions:
-        raise data_error()("delta_regression: no region columns (names starting with 'da_')")
+        raise DataFormatError("delta_regression: no region columns (names starting with 'da_')")
     require(data, ["session", "trial"] + candidates + regions + ([by] if by else []), "regression data")
     models = [(c, [c]) for c in candidates] + ([("joint", candidates)] if joint and len(candidates) > 1 else [])
     rng = np.random.default_rng(seed)

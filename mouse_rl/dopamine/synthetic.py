@@ -29,7 +29,7 @@ from ._common import DELTAS, outcome_deltas, require
 __all__ = ["DEFAULT_MAPPING", "DEFAULT_SNR", "SyntheticRecordings", "synthetic_recordings"]
 
 #: Ground truth used by default: DLS (both hemispheres) carries delta_stim,
-#: DMS delta_const, NAc delta_tot (MODEL.md section 5; keep it a parameter).
+#: DMS delta_const, NAc delta_tot (mouse_rl/MODEL.md section 5; keep it a parameter).
 DEFAULT_MAPPING = {"da_DLS_left": "delta_stim", "da_DLS_right": "delta_stim",
                    "da_DMS": "delta_const", "da_NAc": "delta_tot"}
 DEFAULT_SNR = 1.0
@@ -63,7 +63,6 @@ def synthetic_recordings(trials: pd.DataFrame, mapping: dict | None = None, *, g
     rec = trials[KEY_COLUMNS].copy().reset_index(drop=True)
     deltas = deltas.reset_index(drop=True)
     mice = pd.unique(rec["mouse"])
-    sess_codes = pd.MultiIndex.from_frame(rec[["mouse", "session"]])
     truth_rows, sess_rows = [], []
     cols = {r: np.empty(len(rec)) for r in mapping}
     for mi, mouse in enumerate(mice):
@@ -83,7 +82,6 @@ def synthetic_recordings(trials: pd.DataFrame, mapping: dict | None = None, *, g
                                "snr": snr, "noise_sd": noise_sd})
             sess_rows += [{"mouse": mouse, "region": region, "session": int(s), "gain": gs, "offset": os_}
                           for s, gs, os_ in zip(uniq, g_s, o_s)]
-    del sess_codes
     for region, v in cols.items():
         rec[region] = v
     return SyntheticRecordings(rec, pd.DataFrame(truth_rows), pd.DataFrame(sess_rows))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..params import ZERO_REWARD_MODES
+from ..network import learning_reward as network_learning_reward
 
 _SORT = ["mouse", "session", "trial"]
 
@@ -42,27 +42,18 @@ def prepare_trials(trials: pd.DataFrame, source: str = "trial table") -> pd.Data
 
 
 def learning_reward(trials: pd.DataFrame, zero_reward: str = "expected") -> np.ndarray:
-    """Reward the model learns from on each trial (reward units, 0..1).
+    """Reward the model learns from on each trial of a table (reward units, 0..1).
 
     Non-zero contrast: the reward column where known, else derived from the
-    choice (1 iff the choice is on the stimulus side). Zero contrast: 0.5 (the
-    expected reward; the rewarded side is random with p = 0.5 and often not
-    stored) when ``zero_reward="expected"`` (default, as in simulation) or where
-    the reward is unknown (NaN); the stored reward when ``zero_reward="random"``.
+    choice (1 iff the choice is on the stimulus side). Zero contrast: as
+    :func:`mouse_rl.network.learning_reward` (0.5 under ``"expected"`` or
+    where the reward is unknown).
     """
-    if zero_reward not in ZERO_REWARD_MODES:
-        raise ValueError(f"zero_reward: must be one of {ZERO_REWARD_MODES}, got {zero_reward!r}")
     c = trials["signed_contrast"].to_numpy(float)
     choice = trials["choice"].to_numpy(float)
     derived = np.where(c > 0, choice == 1, choice == 0).astype(float)
     stored = trials["reward"].to_numpy(float) if "reward" in trials else np.full(len(trials), np.nan)
-    r = np.where(np.isnan(stored), derived, stored)
-    zero = c == 0
-    if zero_reward == "expected":
-        r[zero] = 0.5
-    else:
-        r[zero & np.isnan(stored)] = 0.5
-    return r
+    return network_learning_reward(c, np.where(np.isnan(stored) & (c != 0), derived, stored), zero_reward)
 
 
 @dataclass

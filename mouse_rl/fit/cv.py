@@ -27,9 +27,9 @@ import torch
 
 from ..params import ModelParams
 from .batch import make_batch, prepare_trials
-from .fitting import PRIOR_SD, NetworkObjective, fit_batch, make_transform
+from .fitting import fit_batch, make_transform
+from .objective import KernelObjective
 from .likelihood import masked_sum
-from .optim import batched_hessian, torch_threads
 from .predictive import check_predictive, laplace_covariance, predictive_trial_logp
 from .transforms import DEFAULT_FREE
 
@@ -102,10 +102,10 @@ class NetworkModel:
     the Hessian is taken at the end of ``fit``) and also reports the plug-in score.
     """
 
-    def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 2, max_iter: int = 100,
-                 method: str = "lbfgs", free=DEFAULT_FREE, fixed: ModelParams | None = None,
+    def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 8, max_iter: int = 100,
+                 method: str = "newton", free=DEFAULT_FREE, fixed: ModelParams | None = None,
                  fit_lapse: bool = True, engine: str = "eager", device="cpu", dtype=torch.float64,
-                 seed: int = 0, progress: bool = False, map_prior: bool = False, predictive: str = "plugin",
+                 seed: int = 0, progress: bool = False, map_prior: bool = True, predictive: str = "plugin",
                  n_samples: int = 64, draw_seed: int = 0):
         self.name = name
         self.trials = prepare_trials(trials)
@@ -128,13 +128,10 @@ class NetworkModel:
         last = int(torch.nonzero(score.any(1)).max()) + 1 if bool(score.any()) else 1
         batch = self.batch.crop(last)  # later trials cannot change the training objective
         self.result = fit_batch(batch, self.transform, score[:last], None, **self.kw)
-        self.u = self.result["u"].detach()
+        self.u = self.result.u.detach()
         self._trial_logp = None
-        if self.predictive == "laplace":
-            engine = self.kw["engine"]
-            train = NetworkObjective(batch, self.transform, score[:last], batch.valid, engine=engine)
-            H = batched_hessian(train, self.u, "fd" if engine == "compile" else "autograd")
-            self.cov = laplace_covariance(H, PRIOR_SD)
+        if self.predictive == "laplace":  # exact likelihood Hessian of the training choices (fused kernel)
+            self.cov = laplace_covariance(torch.as_tensor(self.result.hessian_loglik), self.transform.prior_u()[1])
         return self
 
     def score(self, mask) -> pd.DataFrame:
@@ -143,16 +140,20 @@ class NetworkModel:
             raise RuntimeError("call fit() first")
         m = self.batch.mask_from_rows(mask)
         n = m.sum(0).cpu().numpy()
-        engine = self.kw["engine"]
-        with torch.no_grad(), torch_threads(1):
-            if self.predictive == "plugin":
-                ll = -NetworkObjective(self.batch, self.transform, m, self.batch.valid, engine=engine)(self.u)
-                return score_frame(self.batch.mice, ll.cpu().numpy(), n)
-            if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
-                K = self.n_samples
-                big = NetworkObjective(self.batch.repeat(K), self.transform, self.batch.valid.repeat(1, K),
-                                       self.batch.valid.repeat(1, K), engine=engine)
-                self._trial_logp = predictive_trial_logp(big.logp, self.u, self.cov, K, self.draw_seed)
+        kobj = KernelObjective(self.batch, self.transform)  # every trial scored and learned from
+        M = self.batch.shape[1]
+        if self.predictive == "plugin":
+            lp = torch.as_tensor(kobj.trial_logp(self.u.cpu().numpy(), np.arange(M)))
+            return score_frame(self.batch.mice, masked_sum(lp, m.cpu()).numpy(), n)
+        if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
+            K = self.n_samples
+
+            def logp(draws):
+                return torch.as_tensor(kobj.trial_logp(draws.cpu().numpy(), np.arange(len(draws))))
+
+            self._trial_logp = tuple(t.cpu() for t in predictive_trial_logp(logp, self.u.cpu(), self.cov.cpu(), K,
+                                                                            self.draw_seed))
+        m = m.cpu()
         ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
         return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
 

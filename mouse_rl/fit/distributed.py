@@ -18,8 +18,8 @@ def fit_mice_distributed(trials: pd.DataFrame, n_chunks: int, backend: str = "lo
 
     Each chunk is one batched fit on a worker of :func:`mouse_rl.sweep.backends.map_points`
     (``backend="local"`` with ``workers`` processes, or ``"ray"`` at ``address``).
-    Mice are fitted independently, so the result equals one big fit up to the
-    restarts' random starts (seeded per chunk from ``seed``).
+    Every mouse is fitted on its own (per-mouse Newton, restart design shared
+    by all mice), so the result equals one big fit, mouse by mouse.
     """
     from ..sweep.backends import map_points
 
@@ -36,4 +36,6 @@ def fit_mice_distributed(trials: pd.DataFrame, n_chunks: int, backend: str = "lo
         restarts=pd.concat([r.restarts for r in results], ignore_index=True),
         transform=results[0].transform,
         options={**results[0].options, "seconds": seconds, "chunks": len(results), "backend": backend},
+        u=None if any(r.u is None for r in results) else np.concatenate([r.u for r in results]),
+        hessian=None if any(r.hessian is None for r in results) else np.concatenate([r.hessian for r in results]),
     )

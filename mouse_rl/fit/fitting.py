@@ -8,14 +8,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..params import ModelParams, NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .likelihood import choice_logprob, masked_sum, teacher_forced
+from .newton import minimize_newton
+from .objective import KernelObjective
 from .optim import batched_hessian, minimize_batched
-from .transforms import DEFAULT_FREE, INIT_DEFAULT, ParamTransform
+from .transforms import DEFAULT_FREE, ParamTransform
 
-#: Standard deviation (unconstrained units) of the weak Gaussian prior of ``map_prior=True``.
+#: Standard deviation (unconstrained units) of the weak Gaussian prior of the Q-learning baselines' MAP fits
+#: (the network's priors are per parameter, in :data:`mouse_rl.params.PARAMS`).
 PRIOR_SD = 2.0
 
 
@@ -44,8 +48,8 @@ class NetworkObjective:
         lp = self.logp(u)
         nll = -masked_sum(lp, self.score)
         if self.map_prior:
-            centre = self.transform.to_u(INIT_DEFAULT, 1, u.device, u.dtype)
-            nll = nll + 0.5 * (((u - centre) / PRIOR_SD) ** 2).sum(-1)
+            centre, sd = (torch.as_tensor(a, dtype=u.dtype, device=u.device) for a in self.transform.prior_u())
+            nll = nll + 0.5 * (((u - centre) / sd) ** 2).sum(-1)
         return nll
 
 
@@ -62,7 +66,10 @@ class FitResult:
         ``best_restart``, ``fit_seconds`` (wall time of the whole batched fit).
     trials : teacher-forced per-trial table at the fitted parameters (see
         :func:`mouse_rl.fit.teacher_forced`); empty if not requested.
-    restarts : one row per (mouse, restart) with its final loglik and parameters.
+    restarts : one row per (mouse, restart) with its final objective and parameters.
+    u : ``(M, P)`` fitted unconstrained parameters (mice sorted by name, columns ``transform.free``).
+    hessian : ``(M, P, P)`` Laplace posterior precision at ``u`` (:func:`posterior_precision`: the exact
+        likelihood Hessian, PSD-clipped, plus the prior precision).
     """
 
     params: pd.DataFrame
@@ -70,6 +77,8 @@ class FitResult:
     restarts: pd.DataFrame
     transform: ParamTransform
     options: dict = field(default_factory=dict)
+    u: np.ndarray | None = None
+    hessian: np.ndarray | None = None
 
     def model_params(self) -> ModelParams:
         """Fitted :class:`ModelParams` (one value per mouse, mice sorted by name)."""
@@ -84,77 +93,302 @@ def make_transform(free=DEFAULT_FREE, fixed: ModelParams | None = None, fit_laps
     return ParamTransform(free=free, fixed=fixed or ModelParams())
 
 
-def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor | None = None,
-              learn: torch.Tensor | None = None, n_restarts: int = 4, max_iter: int = 100,
-              method: str = "lbfgs", map_prior: bool = False, seed: int = 0, engine: str = "eager",
-              progress: bool = True, lr: float | None = None) -> dict:
-    """Fit every column of ``batch`` with ``n_restarts`` starts in one batched optimisation.
+METHODS = ("newton", "lbfgs", "adam")
+#: Restarts whose objective lies within this many nats of a mouse's best count as reaching the best optimum.
+AGREE_NATS = 0.5
+#: How many best starts per mouse are polished with the crease search after the first pass.
+POLISH = 2
+#: Basin hopping: perturbations per mouse per round and their size (in prior sds of each parameter).
+HOP_STARTS = 8
+HOP_SCALE = 0.25
 
-    Returns a dict with ``u`` ``(M, P)`` (best restart per mouse), ``nll`` ``(M,)``,
-    ``u_all``/``nll_all`` ``(R, M, ...)``, ``best_restart`` ``(M,)`` and ``info``.
+
+@dataclass
+class BatchFit:
+    """Result of :func:`fit_batch` (M mice, R restarts, P free parameters).
+
+    Attributes
+    ----------
+    u : ``(M, P)`` best point of each mouse (unconstrained units); nll : ``(M,)`` objective there
+        (negative log-likelihood, plus the prior with ``map_prior``).
+    u_all, nll_all : ``(R, M, P)`` / ``(R, M)`` every restart's final point and objective.
+    best_restart : ``(M,)``; n_scored : ``(M,)`` scored trials.
+    converged : ``(M,)`` bool, the best restart stopped at a local minimum (projected gradient
+        below tolerance, Hessian positive definite on the free coordinates).
+    reason : ``(M,)`` str stopping reason of the best restart (see :mod:`mouse_rl.fit.newton`).
+    n_iter : ``(M,)`` iterations of the best restart.
+    n_at_best : ``(M,)`` restarts whose objective is within :data:`AGREE_NATS` of the best.
+    hessian : ``(M, P, P)`` Hessian of the objective at ``u`` (exact, from the kernel).
+    hessian_loglik : ``(M, P, P)`` Hessian of the negative log-likelihood alone at ``u``.
+    grad : ``(M, P)`` gradient of the objective at ``u``.
+    info : ``n_evals`` (batched objective calls), ``seconds``.
     """
+
+    u: torch.Tensor
+    nll: torch.Tensor
+    u_all: torch.Tensor
+    nll_all: torch.Tensor
+    best_restart: torch.Tensor
+    n_scored: torch.Tensor
+    converged: np.ndarray
+    reason: np.ndarray
+    n_iter: np.ndarray
+    n_at_best: np.ndarray
+    hessian: np.ndarray
+    hessian_loglik: np.ndarray
+    grad: np.ndarray
+    info: dict
+
+
+def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor | None = None,
+              learn: torch.Tensor | None = None, n_restarts: int = 8, max_iter: int = 100,
+              method: str = "newton", map_prior: bool = True, seed: int = 0, engine: str = "eager",
+              progress: bool = False, lr: float | None = None, gtol: float = 1e-4, ftol: float = 1e-4,
+              n_screen: int | None = None, screen_iter: int = 8, n_hops: int = 2) -> BatchFit:
+    """Fit every mouse (column) of ``batch`` from ``n_restarts`` starts.
+
+    ``method="newton"`` (default): per-mouse trust-region Newton steps on the
+    exact Hessian of the fused kernel (:mod:`mouse_rl.fit.newton`); every
+    (mouse, restart) column converges on its own, so a mouse's fit does not
+    depend on the mice it is batched with. ``"lbfgs"``/``"adam"``: the torch
+    unroll (``engine``) with a batched optimiser over the sum of columns
+    (kept for comparison; columns share the L-BFGS line search). Restarts: row
+    0 the defaults, then a scrambled Sobol design shared by every mouse
+    (:meth:`ParamTransform.starts`). With ``n_screen > n_restarts`` (Newton
+    only; default ``4 * n_restarts``) that many starts first take
+    ``screen_iter`` Newton iterations and each mouse keeps its own
+    ``n_restarts`` best to run to convergence (the likelihood has many local
+    optima; screening spends the budget on the promising ones). The kept
+    starts run Newton until their trust radius collapses (no crease search),
+    then each mouse's :data:`POLISH` best go on with the crease search to
+    ``ftol`` (see :mod:`mouse_rl.fit.newton`). Then up to ``n_hops`` rounds
+    of basin hopping: :data:`HOP_STARTS` perturbations of each mouse's best
+    point (``HOP_SCALE`` prior sds, a design shared by every mouse) run to
+    convergence, and one that beats the best by more than :data:`AGREE_NATS`
+    is polished and replaces the mouse's worst restart (the optima of a deep
+    network's likelihood are narrow and many: one restart in 12 often finds
+    the best).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     M = batch.shape[1]
     score = batch.valid if score is None else score & batch.valid
     learn = batch.valid if learn is None else learn & batch.valid
-    big = batch.repeat(n_restarts)
-    obj = NetworkObjective(big, transform, score.repeat(1, n_restarts), learn.repeat(1, n_restarts),
-                           map_prior, engine)
-    u0 = transform.init_u(M, n_restarts, seed, batch.contrast.device, batch.contrast.dtype)
-    n_scored = score.sum(0).clamp(min=1).to(u0.dtype).repeat(n_restarts)
-    u, f, info = minimize_batched(obj, u0, n_scored, method, max_iter, lr, progress,
-                                  desc=f"fit {M} mice x {n_restarts}")
-    f_all = f.reshape(n_restarts, M)
+    kobj = KernelObjective(batch, transform, score, learn, map_prior)
+    n_screen = (4 * n_restarts if method == "newton" else n_restarts) if n_screen is None else int(n_screen)
+    if n_screen < n_restarts:
+        raise ValueError(f"n_screen: must be >= n_restarts ({n_restarts}), got {n_screen}")
+    starts = transform.starts(n_screen, seed)
+    u0 = np.repeat(starts[:n_restarts], M, axis=0)  # column r * M + m = restart r of mouse m
+    lower, upper = transform.bounds_u()
+    t0 = time.perf_counter()
+    if method == "newton":
+        bar = tqdm(total=max_iter + (screen_iter if n_screen > n_restarts else 0), unit="iter",
+                   desc=f"fit {M} mice x {n_restarts}", disable=not progress, leave=False)
+        if n_screen > n_restarts:
+            us, fs, _ = minimize_newton(kobj, np.repeat(starts, M, axis=0), lower, upper, screen_iter, gtol,
+                                        callback=lambda n_active: bar.update(0))
+            bar.update(screen_iter)
+            fs = np.where(np.isfinite(fs), fs, np.inf).reshape(n_screen, M)
+            keep = np.argsort(fs, axis=0, kind="stable")[:n_restarts]  # each mouse its own best starts
+            u0 = us.reshape(n_screen, M, -1)[keep, np.arange(M)[None]].reshape(n_restarts * M, -1)
+        # every kept start to a loose tolerance, then each mouse's best POLISH starts to the tight one
+        u, f, info = minimize_newton(kobj, u0, lower, upper, max_iter, gtol, crease_search=False,
+                                     callback=lambda n_active: bar.update(1))
+        reason, n_iter, converged = info["reason"].astype(object), info["n_iter"], info["converged"]
+        fr = np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, M)
+        top = np.argsort(fr, axis=0, kind="stable")[:min(POLISH, n_restarts)]
+        cols = (top * M + np.arange(M)[None]).reshape(-1)
+        cols = cols[np.isin(reason[cols], ("gradient", "stalled", "max_iter"))]
+        if len(cols):
+            up, fp, ip = minimize_newton(lambda uu, cc: kobj(uu, cols[cc]), u[cols], lower, upper, max_iter, gtol,
+                                         ftol=ftol)
+            u[cols], f[cols], n_iter[cols] = up, fp, n_iter[cols] + ip["n_iter"]
+            reason[cols], converged[cols] = ip["reason"], ip["converged"]
+        for hop in range(n_hops):  # basin hopping: perturb each mouse's best point, keep what beats it
+            fr = np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, M)
+            best, worst = fr.argmin(0), fr.argmax(0)
+            ub = u.reshape(n_restarts, M, -1)[best, np.arange(M)]
+            z = np.random.default_rng([int(seed), 7919, hop]).standard_normal((HOP_STARTS, len(lower)))
+            uh0 = np.clip((ub[None] + HOP_SCALE * z[:, None] * kobj.sd).reshape(HOP_STARTS * M, -1), lower, upper)
+            uh, fh, _ = minimize_newton(kobj, uh0, lower, upper, max_iter, gtol, crease_search=False)
+            fh = np.where(np.isfinite(fh), fh, np.inf).reshape(HOP_STARTS, M)
+            j = fh.argmin(0)
+            better = np.flatnonzero(fh[j, np.arange(M)] < fr[best, np.arange(M)] - AGREE_NATS)
+            if len(better) == 0:
+                break
+            src = j[better] * M + better
+            up, fp, ip = minimize_newton(lambda uu, cc: kobj(uu, src[cc]), uh[src], lower, upper, max_iter, gtol,
+                                         ftol=ftol)
+            dst = worst[better] * M + better  # the hop replaces the mouse's worst restart
+            u[dst], f[dst], n_iter[dst] = up, fp, ip["n_iter"]
+            reason[dst], converged[dst] = ip["reason"], ip["converged"]
+            bar.update(0)
+        bar.close()
+    else:
+        obj = NetworkObjective(batch.repeat(n_restarts), transform, score.repeat(1, n_restarts),
+                               learn.repeat(1, n_restarts), map_prior, engine)
+        ut = torch.as_tensor(u0, dtype=batch.contrast.dtype, device=batch.contrast.device)
+        n_scored_rep = score.sum(0).clamp(min=1).to(ut.dtype).repeat(n_restarts)
+        ub, fb, tinfo = minimize_batched(obj, ut, n_scored_rep, method, max_iter, lr, progress,
+                                         desc=f"fit {M} mice x {n_restarts}")
+        u = np.clip(ub.detach().cpu().numpy(), lower, upper)
+        f = kobj(u, np.arange(len(u)))[0]
+        info = {"n_evals": tinfo["n_evals"]}
+        reason = np.array(["unchecked"] * len(u), dtype=object)
+        n_iter = np.full(len(u), max_iter)
+        converged = np.zeros(len(u), dtype=bool)
+    seconds = time.perf_counter() - t0
+    f_all = np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, M)
     u_all = u.reshape(n_restarts, M, -1)
-    best = torch.nan_to_num(f_all, nan=float("inf")).argmin(0)
-    idx = torch.arange(M, device=u.device)
-    return {"u": u_all[best, idx], "nll": f_all[best, idx], "u_all": u_all, "nll_all": f_all,
-            "best_restart": best, "info": info, "n_scored": score.sum(0)}
+    best = f_all.argmin(0)
+    idx = np.arange(M)
+    ub = u_all[best, idx]
+    fo, go, Ho = kobj(ub, idx)
+    _, _, Hl = kobj.loglik_derivatives(ub, idx)
+    col = best * M + idx
+    if method != "newton":  # judge convergence at the end by the same test the Newton fit stops on
+        reason = reason.copy()
+        for j, c in enumerate(col):
+            ok = _converged(ub[j], go[j], Ho[j], lower, upper, 100 * gtol)
+            reason[c] = "gradient" if ok else "not_converged"
+            converged[c] = ok
+    n_at_best = (f_all <= f_all[best, idx][None] + AGREE_NATS).sum(0)
+    dev, dt = batch.contrast.device, batch.contrast.dtype
+    tt = lambda a: torch.as_tensor(np.asarray(a, float), dtype=dt, device=dev)  # noqa: E731
+    return BatchFit(u=tt(ub), nll=tt(fo), u_all=tt(u_all), nll_all=tt(f_all), best_restart=torch.as_tensor(best),
+                    n_scored=score.sum(0), converged=np.asarray(converged)[col], reason=np.asarray(reason)[col].astype(str),
+                    n_iter=np.asarray(n_iter)[col], n_at_best=n_at_best, hessian=Ho, hessian_loglik=Hl, grad=go,
+                    info={"n_evals": info["n_evals"], "seconds": seconds, "work": kobj.work})
+
+
+def _converged(u, g, H, lower, upper, tol) -> bool:
+    from .newton import _free_mask
+
+    free = _free_mask(u, g, lower, upper)
+    if not free.any():
+        return True
+    h = H[np.ix_(free, free)]
+    return bool(np.abs(g[free]).max() <= tol and np.all(np.isfinite(h)) and np.linalg.eigvalsh(h).min() > 0)
+
+
+def posterior_precision(transform: ParamTransform, H_loglik: np.ndarray) -> np.ndarray:
+    """Laplace posterior precision ``(M, P, P)``: the likelihood Hessian (eigenvalues clipped at 0) + the prior's.
+
+    At a crease of the piecewise-smooth likelihood (see :mod:`mouse_rl.fit.newton`) the one-sided Hessian
+    can have a negative eigenvalue; clipping it means "no information from the data in that direction"
+    and the prior (:data:`mouse_rl.params.PARAMS` ``prior_sd``) supplies it, so the precision is always
+    positive definite (as in :func:`mouse_rl.fit.predictive.laplace_covariance`).
+    """
+    _, sd = transform.prior_u()
+    out = np.empty_like(H_loglik)
+    for m, h in enumerate(H_loglik):
+        h = 0.5 * (h + h.T) if np.all(np.isfinite(h)) else np.zeros_like(h)
+        e, V = np.linalg.eigh(h)
+        out[m] = (V * np.clip(e, 0, None)) @ V.T + np.diag(1.0 / sd**2)
+    return out
 
 
 def standard_errors(batch: TrialBatch, transform: ParamTransform, u: torch.Tensor, score=None, learn=None,
                     map_prior: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Delta-method standard errors of the free parameters ``(M, P)`` (natural units) and the Hessians.
 
-    The Hessian of the negative log-likelihood (plus prior) is taken in the
-    unconstrained space by autograd (eager engine); ``cov_u = H^-1`` and
-    ``se_theta = |d theta / d u| sqrt(diag cov_u)``. NaN where H is not
-    positive definite (e.g. a parameter at its bound).
+    The exact Hessian of the negative log-likelihood (plus the prior with
+    ``map_prior``) in unconstrained units comes from the fused kernel;
+    ``cov_u = H^-1`` and ``se_theta = |d theta / d u| sqrt(diag cov_u)``.
+    NaN where H is not positive definite.
     """
-    score = batch.valid if score is None else score & batch.valid
-    learn = batch.valid if learn is None else learn & batch.valid
-    obj = NetworkObjective(batch, transform, score, learn, map_prior, "eager")
-    H = batched_hessian(obj, u)
+    obj = KernelObjective(batch, transform, score, learn, map_prior)
+    un = u.detach().cpu().numpy()
+    _, _, H = obj(un, np.arange(len(un)))
+    return _se_from_hessian(transform, un, H)[0], H
+
+
+def _se_from_hessian(transform: ParamTransform, u: np.ndarray, H: np.ndarray,
+                     precision: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+    """SEs ``(M, P)`` from ``H`` and a status per mouse.
+
+    ``"ok"``: ``H`` is positive definite. Otherwise, with ``precision`` given
+    (:func:`posterior_precision`), the SEs come from it and the status says so
+    (``"crease: curvature clipped"``); without, they are NaN and the status says why.
+    """
     se = np.full(u.shape, np.nan)
-    jac = transform.jacobian_diag(u).detach().cpu().numpy()
-    Hn = H.cpu().numpy()
+    reasons = []
+    _, d1, _ = transform.natural(u)
+    lower, upper = transform.bounds_u()
     for m in range(u.shape[0]):  # tiny P x P inverses; not in the hot path
-        h = 0.5 * (Hn[m] + Hn[m].T)
-        if np.all(np.isfinite(h)) and np.all(np.linalg.eigvalsh(h) > 0):
-            se[m] = np.abs(jac[m]) * np.sqrt(np.diag(np.linalg.inv(h)))
-    return se, Hn
+        h = 0.5 * (H[m] + H[m].T)
+        at = [n for j, n in enumerate(transform.free) if u[m, j] <= lower[j] + 1e-9 or u[m, j] >= upper[j] - 1e-9]
+        bound = f" (at bound: {', '.join(at)})" if at else ""
+        if np.all(np.isfinite(h)) and np.linalg.eigvalsh(h).min() > 0:
+            se[m] = np.abs(d1[m]) * np.sqrt(np.diag(np.linalg.inv(h)))
+            reasons.append("ok" + bound)
+        elif precision is not None:
+            se[m] = np.abs(d1[m]) * np.sqrt(np.diag(np.linalg.inv(precision[m])))
+            reasons.append("crease: curvature clipped, prior-regularised" + bound)
+        else:
+            reasons.append(("hessian not finite" if not np.all(np.isfinite(h)) else "hessian not positive definite")
+                           + bound)
+    return se, reasons
 
 
-def fit_mice(trials: pd.DataFrame, n_restarts: int = 4, max_iter: int = 100, method: str = "lbfgs",
-             map_prior: bool = False, free=DEFAULT_FREE, fixed: ModelParams | None = None,
+def identifiability(transform: ParamTransform, H_loglik: np.ndarray) -> pd.DataFrame:
+    """Which parameter combinations a mouse's data identify, from the likelihood Hessian in ``u`` ``(M, P, P)``.
+
+    With the prior precision ``L = diag(1 / prior_sd^2)``, the eigenvalues
+    ``e`` of ``L^-1/2 H L^-1/2`` say how much more the data constrain each
+    direction than the prior does. ``n_identified = sum e / (1 + e)`` (0..P)
+    is the number of directions the data pin down; the weakest direction is
+    reported as its unconstrained-coordinate loadings (e.g. ``"w0 +0.71, s0
+    -0.70"``: the data constrain log w0 - log s0 least) with ``weakest_data_share``
+    = e / (1 + e) along it (0 = prior only, 1 = data only).
+    """
+    _, sd = transform.prior_u()
+    rows = []
+    for h in H_loglik:
+        h = 0.5 * (h + h.T)
+        if not np.all(np.isfinite(h)):
+            rows.append({"n_identified": np.nan, "weakest_direction": "", "weakest_data_share": np.nan})
+            continue
+        e, V = np.linalg.eigh(h * sd[:, None] * sd[None, :])
+        e = np.clip(e, 0, None)
+        v = V[:, 0] * sd
+        v = v / np.linalg.norm(v)
+        v = v * np.sign(v[np.argmax(np.abs(v))])
+        terms = [f"{n} {c:+.2f}" for n, c in sorted(zip(transform.free, v), key=lambda t: -abs(t[1])) if abs(c) >= 0.2]
+        rows.append({"n_identified": float((e / (1 + e)).sum()), "weakest_direction": ", ".join(terms),
+                     "weakest_data_share": float(e[0] / (1 + e[0]))})
+    return pd.DataFrame(rows)
+
+
+def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, method: str = "newton",
+             map_prior: bool = True, free=DEFAULT_FREE, fixed: ModelParams | None = None,
              fit_lapse: bool = True, device="cpu", dtype: torch.dtype = torch.float64, seed: int = 0,
-             progress: bool = True, engine: str = "eager", compute_se: bool = True,
+             progress: bool = False, engine: str = "eager", compute_se: bool = True,
              per_trial: bool = True, score_rows=None, learn_rows=None, lr: float | None = None) -> FitResult:
-    """Fit the network to every mouse of a trial table (one batched run over mice x restarts).
+    """Fit the network to every mouse of a trial table; every mouse converges on its own.
 
     Parameters
     ----------
-    trials : trial table (validated here); mice are fitted independently.
-    n_restarts : starts per mouse (restart 0 = model defaults, the rest random).
-    max_iter : L-BFGS iterations / Adam steps.
-    method : ``"lbfgs"`` or ``"adam"``.
-    map_prior : add a weak Gaussian prior (sd 2 in log/logit units, centred on the defaults).
+    trials : trial table (validated here); mice are fitted independently (a
+        mouse's result does not depend on the other mice in the table).
+    n_restarts : starts per mouse (restart 0 = model defaults, the rest a scrambled
+        Sobol design over :data:`mouse_rl.params.PARAMS` ``init_range``, the same for every mouse).
+    max_iter : Newton iterations (L-BFGS iterations / Adam steps for those methods).
+    method : ``"newton"`` (default; per-mouse trust-region Newton on the exact Hessian of the fused
+        kernel), ``"lbfgs"`` or ``"adam"`` (torch unroll, batched optimiser; for comparison).
+    map_prior : weakly informative Gaussian priors of :data:`mouse_rl.params.PARAMS` (default True:
+        they keep directions the data cannot separate, e.g. the lapse, off their bounds);
+        False = maximum likelihood.
     free : parameters to fit (default eta, beta, w0, s0, b_L, b_R, lapse; k = 1 fixed).
     fixed : :class:`ModelParams` for the non-free parameters and model options
         (encoding, positive, zero_reward). ``w0=1`` with ``"w0"`` not free = shallow network.
     fit_lapse : fit the lapse (else it stays at ``fixed.lapse``, default 0).
-    device, dtype : float64 on CPU by default.
-    engine : ``"eager"`` or ``"compile"`` (faster for long sequences, see :mod:`.likelihood`).
-    compute_se : Hessian-based standard errors (best restart only).
+    device, dtype : of the per-trial table and of the lbfgs/adam unroll (the Newton kernel runs on the CPU).
+    seed : seed of the restart design.
+    progress : show a progress bar (off by default; the CLI turns it on).
+    engine : ``"eager"`` or ``"compile"`` torch unroll for lbfgs/adam.
+    compute_se : delta-method standard errors from the exact Hessian.
     per_trial : build the teacher-forced per-trial table at the fitted parameters.
     score_rows, learn_rows : optional bool arrays over the prepared table's rows:
         trials whose choices count in the likelihood / that the learner learns from.
@@ -162,9 +396,15 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 4, max_iter: int = 100, met
     Returns
     -------
     FitResult
+        ``params`` has, per mouse, the fitted parameters, ``loglik`` (nats; the likelihood even with
+        the prior), ``log_posterior`` (with ``map_prior``), ``converged``, ``stop_reason``, ``n_iter``,
+        ``n_restarts_at_best`` (restarts within 0.5 nats of the best), ``se_<name>`` and ``se_status``,
+        ``n_identified``, ``weakest_direction``, ``weakest_data_share`` (see :func:`identifiability`).
     """
     if int(n_restarts) != n_restarts or n_restarts < 1:
         raise ValueError(f"n_restarts: must be a positive integer, got {n_restarts!r}")
+    if int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     df = prepare_trials(trials)
     transform = make_transform(free, fixed, fit_lapse)
     fixed = transform.fixed
@@ -174,36 +414,43 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 4, max_iter: int = 100, met
     t0 = time.perf_counter()
     res = fit_batch(batch, transform, score, learn, n_restarts, max_iter, method, map_prior, seed, engine,
                     progress, lr)
-    seconds = time.perf_counter() - t0
-    u = res["u"]
+    u = res.u
     p = transform.params(u)
-    n = res["n_scored"].cpu().numpy().astype(float)
-    nll = res["nll"].detach().cpu().numpy()
-    if map_prior:  # report the likelihood itself, not the posterior
-        with torch.no_grad():
-            nll = NetworkObjective(batch, transform, batch.valid if score is None else score & batch.valid,
-                                   batch.valid if learn is None else learn & batch.valid)(u).cpu().numpy()
+    n = res.n_scored.cpu().numpy().astype(float)
+    un = u.cpu().numpy()
+    nll = KernelObjective(batch, transform, score, learn).loglik_derivatives(un, np.arange(len(un)), 0)[0]
+    seconds = time.perf_counter() - t0
     k = transform.n_free
     table = pd.DataFrame({"mouse": batch.mice})
     for name in NetParams._fields:
         table[name] = getattr(p, name).detach().cpu().numpy()
     table["loglik"] = -nll
+    if map_prior:
+        table["log_posterior"] = -res.nll.cpu().numpy()
     table["n_trials"] = n.astype(int)
     table["n_params"] = k
     table["bits_per_trial"] = -nll / np.maximum(n, 1) / math.log(2)
     table["BIC"] = k * np.log(np.maximum(n, 1)) + 2 * nll
     table["AIC"] = 2 * k + 2 * nll
-    table["best_restart"] = res["best_restart"].cpu().numpy()
+    table["converged"] = res.converged
+    table["stop_reason"] = res.reason
+    table["n_iter"] = res.n_iter
+    table["best_restart"] = res.best_restart.cpu().numpy()
+    table["n_restarts_at_best"] = res.n_at_best
     table["fit_seconds"] = seconds
+    precision = posterior_precision(transform, res.hessian_loglik)
     if compute_se:
-        se, _ = standard_errors(batch, transform, u, score, learn, map_prior)
+        se, status = _se_from_hessian(transform, un, res.hessian, precision if map_prior else None)
         for j, name in enumerate(transform.free):
             table[f"se_{name}"] = se[:, j]
+        table["se_status"] = status
+    ident = identifiability(transform, res.hessian_loglik)
+    for c in ident:
+        table[c] = ident[c].to_numpy()
     rows = []
-    R = n_restarts
-    for r in range(R):
-        pr = transform.params(res["u_all"][r])
-        block = pd.DataFrame({"mouse": batch.mice, "restart": r, "loglik": -res["nll_all"][r].detach().cpu().numpy()})
+    for r in range(n_restarts):
+        pr = transform.params(res.u_all[r])
+        block = pd.DataFrame({"mouse": batch.mice, "restart": r, "objective": res.nll_all[r].cpu().numpy()})
         for name in transform.free:
             block[name] = getattr(pr, name).detach().cpu().numpy()
         rows.append(block)
@@ -211,6 +458,6 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 4, max_iter: int = 100, met
                          zero_reward=fixed.zero_reward, learn_rows=learn_rows, device=device,
                          dtype=dtype) if per_trial else pd.DataFrame()
     options = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, map_prior=map_prior,
-                   free=transform.free, seed=seed, engine=engine, n_evals=res["info"]["n_evals"],
+                   free=transform.free, seed=seed, engine=engine, n_evals=res.info["n_evals"],
                    seconds=seconds, device=str(device))
-    return FitResult(table, per, pd.concat(rows, ignore_index=True), transform, options)
+    return FitResult(table, per, pd.concat(rows, ignore_index=True), transform, options, un, precision)

@@ -58,3 +58,45 @@ def plot_mouse_fit(fitted: pd.DataFrame, mouse: str | None = None, n_bins: int =
     ax3.set(xlabel="trial", ylabel="Q units", title="fitted weights")
     ax3.legend(fontsize=7)
     return fig
+
+
+def plot_check(check, mouse: str) -> Figure:
+    """Real vs free-running copies of one mouse (:class:`mouse_rl.fit.checks.CheckResult`).
+
+    Left: accuracy on c != 0 per session, the mouse (dots; open where outside
+    the band) and the copies' median with their 5-95% band. Middle: P(Right)
+    for left and right stimuli per session, same layout. Right: the copies'
+    late slope differences (histogram) with the mouse's value and the learner-side thresholds.
+    """
+    from .checks import SIDE_THRESHOLD
+
+    s = check.per_session[check.per_session["mouse"] == str(mouse)]
+    if s.empty:
+        raise ValueError(f"mouse {mouse!r} not in the check")
+    m = check.per_mouse.set_index("mouse").loc[str(mouse)]
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    x = s["session"].to_numpy()
+    ax1.fill_between(x, s["accuracy_lo"], s["accuracy_hi"], color="0.8", label="copies 5-95%")
+    ax1.plot(x, s["accuracy_median"], color="0.4", label="copies median")
+    inside = s["accuracy_inside"].to_numpy(bool)
+    ax1.plot(x[inside], s["accuracy"].to_numpy()[inside], "o", color="k", ms=4, label="mouse")
+    ax1.plot(x[~inside], s["accuracy"].to_numpy()[~inside], "o", mfc="none", color="r", ms=5, label="outside")
+    ax1.set(xlabel="session", ylabel="accuracy (c != 0)", ylim=(0.3, 1.0),
+            title=f"{mouse}: {inside.mean():.0%} of sessions inside")
+    ax1.legend(fontsize=7)
+    for key, colour, label in (("p_right_left", "tab:blue", "left stim"), ("p_right_right", "tab:red", "right stim")):
+        ax2.fill_between(x, s[f"{key}_lo"], s[f"{key}_hi"], color=colour, alpha=0.2)
+        ax2.plot(x, s[f"{key}_median"], color=colour, lw=1)
+        ax2.plot(x, s[key], "o", color=colour, ms=3, label=f"mouse, {label}")
+    ax2.set(xlabel="session", ylabel="P(Right)", ylim=(0, 1), title="P(Right) by stimulus side")
+    ax2.legend(fontsize=7)
+    copies = check.copies[check.copies["mouse"] == str(mouse)]["late_slope_diff"].dropna()
+    ax3.hist(copies, bins=20, color="0.6")
+    ax3.axvline(m["late_slope_diff"], color="k", lw=2, label=f"mouse ({m['side']})")
+    for t in (-SIDE_THRESHOLD, SIDE_THRESHOLD):
+        ax3.axvline(t, color="0.3", ls=":")
+    ax3.set(xlabel="late slope difference (right - left)", ylabel="copies",
+            title=f"modal copy: {m['side_modal_sim']} ({m['side_share']:.0%} {m['side']})")
+    ax3.legend(fontsize=7)
+    return fig

@@ -36,18 +36,23 @@ def check_predictive(predictive: str) -> str:
     return predictive
 
 
-def laplace_covariance(hessian: torch.Tensor, prior_sd: float) -> torch.Tensor:
+def laplace_covariance(hessian, prior_sd) -> torch.Tensor:
     """Posterior covariances ``(M, P, P)`` from per-mouse Hessians ``(M, P, P)`` of the negative log-likelihood.
 
+    ``prior_sd``: the Gaussian prior's sd in unconstrained units, a scalar or one per parameter ``(P,)``.
     Non-finite Hessians are replaced by 0 (prior only); negative eigenvalues are clipped at 0.
     """
-    if not prior_sd > 0:
+    hessian = torch.as_tensor(hessian)
+    sd = torch.as_tensor(prior_sd, dtype=hessian.dtype, device=hessian.device)
+    if not bool(torch.all(sd > 0)):
         raise ValueError(f"prior_sd: must be > 0, got {prior_sd!r}")
     ok = torch.isfinite(hessian).all(-1).all(-1)
     h = torch.where(ok[:, None, None], 0.5 * (hessian + hessian.transpose(-1, -2)), 0.0)
     ev, V = torch.linalg.eigh(h)
-    ev = ev.clamp(min=0) + 1.0 / prior_sd**2
-    return (V / ev[..., None, :]) @ V.transpose(-1, -2)
+    h = (V * ev.clamp(min=0)[..., None, :]) @ V.transpose(-1, -2)
+    P = h.shape[-1]
+    prec = torch.diag_embed(torch.ones(P, dtype=h.dtype, device=h.device) / sd.expand(P) ** 2)
+    return torch.linalg.inv(h + prec)
 
 
 def laplace_samples(u: torch.Tensor, cov: torch.Tensor, n_samples: int, seed: int = 0) -> torch.Tensor:

@@ -58,8 +58,8 @@ def recovery_summary(truth: pd.DataFrame, fitted: pd.DataFrame, names) -> pd.Dat
 
 def parameter_recovery(n_mice: int = 30, n_sessions: int = 8, trials_per_session: int = 150,
                        free=("eta", "beta", "b_L", "b_R"), ranges: dict | None = None,
-                       base: ModelParams | None = None, seed: int = 0, n_restarts: int = 2,
-                       max_iter: int = 60, method: str = "lbfgs", engine: str = "eager", device="cpu",
+                       base: ModelParams | None = None, seed: int = 0, n_restarts: int = 4,
+                       max_iter: int = 100, method: str = "newton", engine: str = "eager", device="cpu",
                        progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, FitResult]:
     """Simulate ``n_mice`` with known parameters, fit them, and summarise recovery.
 

@@ -13,47 +13,28 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..params import ModelParams, NetParams
+from ..params import PARAMS, ModelParams, NetParams
 
 #: Parameters the network fit may free (NetParams field names).
-FITTABLE = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse")
+FITTABLE = tuple(PARAMS)
 #: Default free set: k is fixed at 1 (only a_b * U[., b] is identifiable with it).
 DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 #: Natural-space box used to clamp (lower, upper).
-BOUNDS = {
-    "eta": (1e-6, 0.2),
-    "beta": (1e-2, 200.0),
-    "w0": (1e-6, 10.0),
-    "k": (1e-3, 10.0),
-    "s0": (1e-6, 10.0),
-    "b_L": (1e-6, 10.0),
-    "b_R": (1e-6, 10.0),
-    "lapse": (1e-6, 0.5),
-}
-#: Log-uniform ranges for random restarts (natural units); restart 0 uses the defaults.
-INIT_RANGES = {
-    "eta": (5e-4, 2e-2),
-    "beta": (2.0, 20.0),
-    "w0": (0.01, 0.5),
-    "k": (0.5, 2.0),
-    "s0": (0.05, 0.5),
-    "b_L": (0.01, 0.3),
-    "b_R": (0.01, 0.3),
-    "lapse": (0.005, 0.1),
-}
+BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}
+#: Log-uniform (lapse: logit-uniform) ranges of the restarts (natural units); restart 0 uses the defaults.
+INIT_RANGES = {name: spec.init_range for name, spec in PARAMS.items()}
 #: Start values of restart 0 (the paper's defaults; b's and lapse moved off the 0 boundary).
-INIT_DEFAULT = {"eta": 0.0026, "beta": 9.0, "w0": 0.05, "k": 1.0, "s0": 0.2, "b_L": 0.05, "b_R": 0.05,
-                "lapse": 0.02}
+INIT_DEFAULT = {name: spec.fit_start for name, spec in PARAMS.items()}
 
 
 def _to_u(name: str, value):
     v = torch.as_tensor(value)
-    return torch.logit(v) if name == "lapse" else torch.log(v)
+    return torch.logit(v) if PARAMS[name].transform == "logit" else torch.log(v)
 
 
 def _from_u(name: str, u: torch.Tensor) -> torch.Tensor:
     lo, hi = BOUNDS[name]
-    if name == "lapse":
+    if PARAMS[name].transform == "logit":
         return torch.sigmoid(u.clamp(math.log(lo / (1 - lo)), math.log(hi / (1 - hi))))
     return torch.exp(u.clamp(math.log(lo), math.log(hi)))
 
@@ -117,5 +98,54 @@ class ParamTransform:
         cols = []
         for j, name in enumerate(self.free):
             theta = _from_u(name, u[:, j])
-            cols.append(theta * (1 - theta) if name == "lapse" else theta)
+            cols.append(theta * (1 - theta) if PARAMS[name].transform == "logit" else theta)
         return torch.stack(cols, dim=-1)
+
+    # ---- numpy views used by the per-mouse Newton fit (mouse_rl.fit.objective) ----
+    def bounds_u(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds ``(P,)`` of the free parameters in unconstrained units."""
+        lo = [float(_to_u(n, torch.tensor(BOUNDS[n][0], dtype=torch.float64))) for n in self.free]
+        hi = [float(_to_u(n, torch.tensor(BOUNDS[n][1], dtype=torch.float64))) for n in self.free]
+        return np.array(lo), np.array(hi)
+
+    def prior_u(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centre and sd ``(P,)`` of the MAP prior in unconstrained units (see :data:`mouse_rl.params.PARAMS`)."""
+        centre = self.to_u({n: PARAMS[n].prior_centre for n in self.free}, 1)[0].numpy()
+        return centre, np.array([PARAMS[n].prior_sd for n in self.free])
+
+    def starts(self, n_restarts: int, seed: int = 0) -> np.ndarray:
+        """Restart design ``(n_restarts, P)`` shared by every mouse (so a mouse's starts never depend on its batch).
+
+        Row 0 is :data:`INIT_DEFAULT`; the others a scrambled Sobol design over
+        :data:`INIT_RANGES` in unconstrained units (log / logit uniform).
+        """
+        from scipy.stats import qmc
+
+        first = self.to_u(INIT_DEFAULT, 1)[0].numpy()
+        if n_restarts == 1:
+            return first[None]
+        lo = self.to_u({n: INIT_RANGES[n][0] for n in self.free}, 1)[0].numpy()
+        hi = self.to_u({n: INIT_RANGES[n][1] for n in self.free}, 1)[0].numpy()
+        m = int(np.ceil(np.log2(n_restarts - 1))) if n_restarts > 2 else 0
+        z = qmc.Sobol(d=self.n_free, scramble=True, seed=seed).random_base2(m)[: n_restarts - 1]
+        return np.vstack([first, lo + z * (hi - lo)])
+
+    def natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All eight natural parameters ``(n, 8)`` (NetParams order) at ``u`` ``(n, P)``,
+        with ``d theta / d u`` and ``d2 theta / d u2`` ``(n, P)`` of the free ones."""
+        n = u.shape[0]
+        base = self.fixed.tensors(n, dtype=torch.float64)
+        theta = torch.stack(list(base), dim=-1).numpy().copy()
+        d1 = np.empty_like(u)
+        d2 = np.empty_like(u)
+        order = list(NetParams._fields)
+        for j, name in enumerate(self.free):
+            if PARAMS[name].transform == "logit":
+                t = 1.0 / (1.0 + np.exp(-u[:, j]))
+                d1[:, j] = t * (1 - t)
+                d2[:, j] = t * (1 - t) * (1 - 2 * t)
+            else:
+                t = np.exp(u[:, j])
+                d1[:, j] = d2[:, j] = t
+            theta[:, order.index(name)] = t
+        return theta, d1, d2

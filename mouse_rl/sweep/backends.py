@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from .parent_watch import die_with_parent
+
 BACKENDS = ("local", "ray")
 
 
@@ -54,8 +56,10 @@ def import_ray():
     return ray
 
 
-def _init_worker() -> None:
-    """One compute thread per worker process (the workers already share the cores)."""
+def _init_worker(parent: int | None = None) -> None:
+    """Exit with the parent process (:mod:`.parent_watch`); one compute thread per worker (they share the cores)."""
+    if parent is not None:
+        die_with_parent(parent)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
@@ -68,7 +72,8 @@ def _run_sequential(func, items, on_done):
 
 def _run_pool(func, items, workers, on_done):
     ctx = multiprocessing.get_context("spawn")  # fork after torch threads may deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(func, item): i for i, item in enumerate(items)}
         try:
             while pending:

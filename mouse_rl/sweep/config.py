@@ -57,6 +57,8 @@ RANDOM_PARAMS = tuple(name for name, kind in PARAM_KINDS.items() if kind == "flo
 SWEEP_KEYS = ("mode", "n_samples", "sample_seed", "seeds", "n_seeds", "mice", "sessions", "trials", "dtype")
 TABLES = ("sweep", "grid", "random", "model", "task")
 RANDOM_KEYS = ("low", "high", "log")
+#: Largest cohort seed: per-mouse random streams are uint32, a larger seed would alias a smaller one.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,13 @@ def _check_keys(table: Mapping, allowed, where: str, what: str = "key") -> None:
                      f"valid: {', '.join(allowed)}")
 
 
-def _int(value: Any, key: str, minimum: int) -> int:
+def _int(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(key, f"must be an integer, got {value!r} ({type(value).__name__})")
     if value < minimum:
         _fail(key, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        _fail(key, f"must be <= {maximum}, got {value}")
     return int(value)
 
 
@@ -212,13 +216,13 @@ def _parse_seeds(sweep: Mapping) -> tuple[int, ...]:
     if "seeds" in sweep and "n_seeds" in sweep:
         _fail("sweep.seeds", "give either seeds or n_seeds, not both")
     if "n_seeds" in sweep:
-        return tuple(range(_int(sweep["n_seeds"], "sweep.n_seeds", 1)))
+        return tuple(range(_int(sweep["n_seeds"], "sweep.n_seeds", 1, SEED_MAX + 1)))
     seeds = sweep.get("seeds", [0])
     if not isinstance(seeds, list):
         _fail("sweep.seeds", f"must be a list of integers, got {seeds!r}")
     if not seeds:
         _fail("sweep.seeds", "empty list; give at least one seed")
-    out = tuple(_int(s, f"sweep.seeds[{i}]", 0) for i, s in enumerate(seeds))
+    out = tuple(_int(s, f"sweep.seeds[{i}]", 0, SEED_MAX) for i, s in enumerate(seeds))
     if len(set(out)) != len(out):
         _fail("sweep.seeds", f"duplicate seeds in {seeds}")
     return out
@@ -237,6 +241,9 @@ def parse_config(raw: Mapping) -> SweepConfig:
     if not isinstance(raw, Mapping):
         raise ValueError(f"sweep config must be a mapping of tables, got {type(raw).__name__}")
     _check_keys(raw, TABLES, "config", "table")
+    if not any(raw.get(table) for table in TABLES):
+        raise ValueError("config: the sweep file is empty (no [sweep], [grid], [random], [model] or [task] "
+                         "settings); see bench/sweep_example.toml for the layout")
     sweep = raw.get("sweep", {})
     if not isinstance(sweep, Mapping):
         _fail("sweep", f"must be a table, got {type(sweep).__name__}")
@@ -285,11 +292,18 @@ def parse_config(raw: Mapping) -> SweepConfig:
 
 
 def _check_fixed_values(config: SweepConfig) -> None:
-    """Let ModelParams / TaskConfig validate the fixed overrides (varied values are checked per point)."""
+    """Let ModelParams / TaskConfig validate the fixed overrides (varied values are checked per point).
+
+    Task fields depend on each other (one probability per contrast), so when
+    a task field is varied the fixed task fields are checked together with
+    the varied ones, point by point, in :func:`~mouse_rl.sweep.points.expand_points`.
+    """
     try:
         ModelParams(**config.model)
     except ValueError as err:
         raise ValueError(f"model.{err}") from None
+    if any(name in TASK_KINDS for name in config.varied):
+        return
     try:
         TaskConfig(**{**config.task, "trials_per_session": config.trials})
     except ValueError as err:

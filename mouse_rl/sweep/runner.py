@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ..outputs import FOLDER_MARKER, OutputSet
 from ..simulate import simulate_cohort
 from . import checkpoint
 from .backends import check_backend, map_points
@@ -85,7 +86,8 @@ def run_sweep(
         ``out/points/<point_id>.parquet``; points with a checkpoint are not
         rerun (so a killed sweep resumes); the table is written to
         ``out/sweep_results.parquet`` and ``.csv`` and the resolved config to
-        ``out/sweep_config.json``. None: nothing is written. Checkpoints of
+        ``out/sweep_config.json``, as one set (:class:`mouse_rl.outputs.OutputSet`:
+        the marker ``out/mouse_rl_run.json`` is written last). None: nothing is written. Checkpoints of
         other sweeps in the same folder are ignored (ids hash every setting).
     device : str
         Torch device of every simulation (``"cpu"``, ``"cuda"``); with Ray,
@@ -115,7 +117,7 @@ def run_sweep(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.clean_temporary(out)
-        (out / "sweep_config.json").write_text(json.dumps(config_dict(config), indent=2) + "\n")
+        (out / FOLDER_MARKER).unlink(missing_ok=True)  # the folder's old result set is no longer current
         for p in points:
             row = checkpoint.read_point(out, p.point_id)
             if row is not None:
@@ -134,8 +136,10 @@ def run_sweep(
                ray_options=ray_options)
     table = pd.concat([rows[p.index] for p in points], ignore_index=True)
     if out is not None:
-        checkpoint.atomic_write(table, out / f"{RESULTS_NAME}.parquet")
-        checkpoint.atomic_write(table, out / f"{RESULTS_NAME}.csv", fmt="csv")
+        with OutputSet(out, meta={"command": "sweep"}) as outputs:
+            outputs.path("sweep_config.json").write_text(json.dumps(config_dict(config), indent=2) + "\n")
+            table.to_parquet(outputs.path(f"{RESULTS_NAME}.parquet"), index=False)
+            table.to_csv(outputs.path(f"{RESULTS_NAME}.csv"), index=False)
     return table
 
 

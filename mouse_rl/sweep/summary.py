@@ -19,7 +19,8 @@ from ..strategy import STRATEGY_NAMES, strategy_from_behaviour
 #: Sessions needed for the early (4-8) / late (last 5) metrics and correlations.
 MIN_SESSIONS_EARLY_LATE = 8
 LATE_N = 5
-SIDES = ("left", "balanced", "right")
+#: Values of ``learner_side`` (:func:`mouse_rl.analysis.label_learner_side`), counted per sweep point.
+LEARNER_SIDES = ("left", "balanced", "right")
 
 
 
@@ -38,7 +39,7 @@ METRIC_COLUMNS = [
     "early_bias_mean",
     "late_bias_mean",
     "late_slope_diff_mean",
-    *(f"n_{side}" for side in SIDES),
+    *(f"n_{side}" for side in LEARNER_SIDES),
     *(strategy_column(name) for name in STRATEGY_NAMES),
     "r_early_bias_late_slope_diff",
     "r_early_bias_late_bias",
@@ -132,7 +133,7 @@ def cohort_summary(trials: pd.DataFrame, final_weights: pd.DataFrame | None = No
             "late_slope_diff_mean": _nanmean(el["late_slope_diff"]),
         }
     sides = el["learner_side"].value_counts()
-    row.update({f"n_{side}": int(sides.get(side, 0)) for side in SIDES})
+    row.update({f"n_{side}": int(sides.get(side, 0)) for side in LEARNER_SIDES})
     strategies = el["late_strategy"].value_counts()
     row.update({strategy_column(name): int(strategies.get(name, 0)) for name in STRATEGY_NAMES})
     row["r_early_bias_late_slope_diff"] = r_slope

@@ -90,7 +90,7 @@ def stimulus_classes(task: TaskConfig, params: ModelParams) -> StimulusClasses:
     if params.encoding == "side":
         side = np.array([-1, 0, 1])
         prob = np.array([p[c < 0].sum(), p[c == 0].sum(), p[c > 0].sum()])
-        names = ("left", "zero", "right")
+        names = tuple(SIDE_NAMES.values())
         contrast = side.astype(float)
     else:
         order = np.argsort(c)

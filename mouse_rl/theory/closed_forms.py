@@ -1,4 +1,4 @@
-"""Closed-form learning curves of one mode (MODEL.md section 4), vectorised.
+"""Closed-form learning curves of one mode (mouse_rl/MODEL.md section 4), vectorised.
 
 All functions broadcast over their arguments and accept NumPy arrays, Python
 scalars or torch tensors (the result has the type of the inputs: torch if any

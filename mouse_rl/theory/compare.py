@@ -7,17 +7,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from envs import rng
 from envs.task import TaskConfig
 
-from .. import rng
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
+from .classes import SIDE_NAMES
 from .mean_field import MeanFieldResult, mean_field_trajectory
 
 __all__ = ["Comparison", "compare_with_simulation", "compare_deep_shallow", "simulated_session_p_right"]
-
-SIDES = ("left", "zero", "right")
-
 
 @dataclass
 class Comparison:
@@ -115,7 +113,7 @@ def compare_with_simulation(
     theory_p = theory.session_p_right_side()[0]  # (S, 3)
     rows = []
     for s in range(1, n_sessions + 1):
-        for j, name in enumerate(SIDES):
+        for j, name in enumerate(SIDE_NAMES.values()):
             simulated = sim_p.loc[s, j - 1] if (j - 1) in sim_p.columns else np.nan
             rows.append((s, name, simulated, theory_p[s - 1, j]))
     p_df = pd.DataFrame(rows, columns=["session", "side", "simulated", "theory"])

@@ -7,7 +7,7 @@ A *strategy* fixes which pathways are silent: a silent pathway ``j`` has
 proportional to ``h_j = a_j x_j``) and removes it from the policy. The
 *reduced system* is ``F = 0`` on the coordinates of the active pathways only;
 the silent ``a_j`` sit on the reflecting boundary ``a_j = 0``, where their
-drift ``F_{a_j}`` (the *boundary drive*, MODEL.md ``G_s`` up to ``eta p_s``)
+drift ``F_{a_j}`` (the *boundary drive*, mouse_rl/MODEL.md ``G_s`` up to ``eta p_s``)
 need not vanish: a negative drive pins ``a_j`` at the wall, a positive drive
 pushes it into the interior (an escape direction).
 
@@ -39,7 +39,7 @@ from envs.task import TaskConfig
 
 from ..network import Weights, init_weights
 from ..params import ModelParams
-from .mean_field import MeanFieldMap, as_weights
+from .mean_field import MeanFieldMap, as_weights, flat_weights, weights_from_flat
 
 __all__ = ["FixedPoint", "find_fixed_points", "fixed_points_frame", "PATHWAYS", "flow_jacobian"]
 
@@ -50,14 +50,6 @@ PATHWAYS = ("L", "R", "b")
 def _coords(j: int) -> list[int]:
     """Indices of pathway ``j`` (a_j, U[L, j], U[R, j]) in the flat 9-vector (a, U.flatten())."""
     return [j, 3 + j, 6 + j]
-
-
-def _flat(w: Weights) -> torch.Tensor:
-    return torch.cat([w.a.reshape(-1), w.U.reshape(-1)])
-
-
-def _unflat(v: torch.Tensor) -> Weights:
-    return Weights(v[:3][None], v[3:].reshape(1, 2, 3))
 
 
 @dataclass
@@ -111,10 +103,10 @@ class FixedPoint:
 
 def flow_jacobian(mf: MeanFieldMap, w: Weights) -> tuple[np.ndarray, np.ndarray]:
     """Flow ``F`` (9,) and its Jacobian (9, 9) at the single point ``w`` (a (3,), U (2, 3)), float64."""
-    v0 = _flat(Weights(torch.as_tensor(w.a, dtype=torch.float64), torch.as_tensor(w.U, dtype=torch.float64)))
+    v0 = flat_weights(Weights(torch.as_tensor(w.a, dtype=torch.float64), torch.as_tensor(w.U, dtype=torch.float64)))
 
     def F(v):
-        return _flat(mf.flow(_unflat(v)))
+        return flat_weights(mf.flow(weights_from_flat(v[None])))[0]
 
     J = torch.autograd.functional.jacobian(F, v0)
     with torch.no_grad():
@@ -192,7 +184,7 @@ def find_fixed_points(
     mf = MeanFieldMap(params, task, 1, "cpu", torch.float64)
     eta = float(mf.net_params.eta[0])
     base = init_weights(mf.net_params) if frozen is None else as_weights(frozen, 1, "cpu", torch.float64)
-    base_v = _flat(Weights(base.a[0], base.U[0])).numpy()
+    base_v = flat_weights(base)[0].numpy()
     rng = np.random.default_rng(seed)
     found: list[FixedPoint] = []
     bias_options = (False, True) if include_bias_silent else (False,)
@@ -213,7 +205,7 @@ def find_fixed_points(
         def residual(z, idx=idx, full=full):
             v = torch.as_tensor(full(z))
             with torch.no_grad():
-                f = _flat(mf.flow(_unflat(v))).numpy()
+                f = flat_weights(mf.flow(weights_from_flat(v[None])))[0].numpy()
             return f[idx] / eta
 
         for start in range(int(n_starts)):
@@ -223,12 +215,14 @@ def find_fixed_points(
             if start % 2 == 0:
                 for j in active:
                     g = rng.uniform(0.3, 1.5)
-                    z0[j] = g
-                    if j < 2:
-                        z0[3 * (1 + j) + j] = rng.uniform(0.7, 1.3) / g
-                        z0[3 * (2 - j) + j] = rng.uniform(0.0, 0.1)
+                    gain, u_left, u_right = _coords(j)
+                    z0[gain] = g
+                    if j < 2:  # stimulus pathway: associated with its correct action (row j)
+                        correct, wrong = (u_left, u_right) if j == 0 else (u_right, u_left)
+                        z0[correct] = rng.uniform(0.7, 1.3) / g
+                        z0[wrong] = rng.uniform(0.0, 0.1)
                     else:
-                        z0[[5, 8]] = rng.uniform(0.0, 1.0, size=2) / g
+                        z0[[u_left, u_right]] = rng.uniform(0.0, 1.0, size=2) / g
             z0 = z0[idx]
             sol = optimize.root(lambda y: residual(y * y), np.sqrt(z0), method="lm",
                                 options={"xtol": 1e-14, "ftol": 1e-14, "maxiter": int(maxiter)})

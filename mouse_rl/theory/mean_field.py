@@ -102,11 +102,13 @@ def folded_normal_mean(m: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, out, m.abs())
 
 
-def _flat(w: Weights) -> torch.Tensor:
+def flat_weights(w: Weights) -> torch.Tensor:
+    """Weights as one vector ``(..., 9)``: ``a`` then ``U`` row by row (order of :data:`~mouse_rl.schema.WEIGHT_COLUMNS`)."""
     return torch.cat([w.a, w.U.flatten(-2)], -1)
 
 
-def _unflat(v: torch.Tensor) -> Weights:
+def weights_from_flat(v: torch.Tensor) -> Weights:
+    """Inverse of :func:`flat_weights`: ``(..., 9)`` -> ``a (..., 3)``, ``U (..., 2, 3)``."""
     return Weights(v[..., :3], v[..., 3:].unflatten(-1, (2, 3)))
 
 
@@ -188,7 +190,7 @@ class MeanFieldMap:
         new_U = (w[..., None, None] * step.weights.U).sum((1, 2))
         noise = None
         if cov:
-            dev = _flat(step.weights) - _flat(Weights(new_a, new_U))[:, None, None]  # (N, C, 2, 9)
+            dev = flat_weights(step.weights) - flat_weights(Weights(new_a, new_U))[:, None, None]  # (N, C, 2, 9)
             noise = (w[..., None, None] * dev[..., :, None] * dev[..., None, :]).sum((1, 2))  # no bmm: tiny
         if positive and not per_sample:
             new_a, new_U = new_a.abs(), new_U.abs()
@@ -234,8 +236,8 @@ class _Unscented:
         ev, evec = torch.linalg.eigh((C + C.mT) / 2)
         dirs = (evec * (ev.clamp_min(0).sqrt() * self.scale)[:, None, :]).mT  # (N, D, D), rows = directions
         pts = torch.cat([m[:, None], m[:, None] + dirs, m[:, None] - dirs], 1).transpose(0, 1).reshape(-1, N_WEIGHTS)
-        out = self.big(_unflat(pts), positive=False, deltas=deltas, cov=self.noise > 0)
-        new_pts = _flat(out.weights).reshape(self.k, self.n, N_WEIGHTS)
+        out = self.big(weights_from_flat(pts), positive=False, deltas=deltas, cov=self.noise > 0)
+        new_pts = flat_weights(out.weights).reshape(self.k, self.n, N_WEIGHTS)
         new = torch.tensordot(self.wts, new_pts, dims=1)
         dev = new_pts - new
         cov = (self.wts[:, None, None, None] * dev[..., :, None] * dev[..., None, :]).sum(0)
@@ -390,12 +392,18 @@ def mean_field_trajectory(
     dtype: torch.dtype = torch.float64,
     record_every: int | None = 1,
     trials_per_step: int = 1,
-    closure: str = "none",
+    closure: str = "unscented",
     noise: float = 1.0,
 ) -> MeanFieldResult:
     """Iterate the mean-field map once per trial for ``n_sessions`` sessions.
 
-    With ``trials_per_step = h > 1`` the map is integrated as an ODE instead:
+    Two closures: ``closure="unscented"`` (default) predicts the mean of a
+    simulated *cohort* (weights and P(R | stimulus) averaged over mice);
+    ``closure="none"`` is the plain mean-field map, the trajectory of one
+    noise-free mouse (cheaper, and the one the fixed points, the strategy
+    graph and :func:`~mouse_rl.theory.predict_stages` follow).
+
+    With ``trials_per_step = h > 1`` (``closure="none"`` only) the plain map is integrated as an ODE instead:
     time is measured in trials, the flow per trial is ``f(w) = M(w) - w``
     (the same averaged :func:`~mouse_rl.network.trial_update`, no boundary),
     and each step advances ``h`` trials with Heun's method,
@@ -458,8 +466,8 @@ def mean_field_trajectory(
         of ``trials_per_step``.
     trials_per_step : int
         Trials per integration step (1 = the exact per-trial map).
-    closure : ``"none"`` (the map of one noise-free mouse) or ``"unscented"``
-        (cohort mean and covariance, see above).
+    closure : ``"unscented"`` (default: cohort mean and covariance, see
+        above) or ``"none"`` (the plain map of one noise-free mouse).
     noise : scale of the per-trial noise covariance of the closure (1 = the
         model's; 0 = none, which reproduces ``closure="none"``).
 
@@ -478,7 +486,8 @@ def mean_field_trajectory(
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise: must be finite and >= 0, got {noise!r}")
     if closure != "none" and trials_per_step != 1:
-        raise ValueError(f"trials_per_step: closure={closure!r} needs trials_per_step=1, got {trials_per_step!r}")
+        raise ValueError(f"trials_per_step: closure={closure!r} needs trials_per_step=1, got {trials_per_step!r} "
+                         "(pass closure='none' to integrate the plain map as an ODE)")
     device = torch.device(device)
     n = n_batch(params, init)
     mf = MeanFieldMap(params, task, n, device, dtype)
@@ -502,8 +511,8 @@ def mean_field_trajectory(
         for t in range(0, total, h):
             rec = t % every == 0
             if ut is not None:
-                new, cov, pr, d = ut(_flat(w), cov, params.positive, rec)
-                out = MeanFieldStep(_unflat(new), pr, *d)
+                new, cov, pr, d = ut(flat_weights(w), cov, params.positive, rec)
+                out = MeanFieldStep(weights_from_flat(new), pr, *d)
             else:
                 out = mf(w, deltas=rec, positive=False if h > 1 else None)
             acc += h * out.p_right

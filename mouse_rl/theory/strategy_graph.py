@@ -47,7 +47,7 @@ def predict_stages(
     device="cpu",
     dtype=torch.float64,
 ) -> pd.DataFrame:
-    """Strategy stages visited by the mean-field trajectory, classified every trial.
+    """Strategy stages visited by the plain mean-field trajectory (``closure="none"``: one noise-free mouse), classified every trial.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def predict_stages(
     from ..strategy import STRATEGY_NAMES
 
     task = task or TaskConfig()
-    res = mean_field_trajectory(params, task, n_sessions, init, device, dtype, record_every=1)
+    res = mean_field_trajectory(params, task, n_sessions, init, device, dtype, record_every=1, closure="none")
     codes = res.strategies(threshold).cpu().numpy()
     df = run_lengths(codes)
     T = task.trials_per_session
@@ -169,7 +169,7 @@ def strategy_graph(
         return StrategyGraph(fps, pd.DataFrame(columns=cols))
     S = np.array(starts)
     init = Weights(torch.as_tensor(S[:, :3]), torch.as_tensor(S[:, 3:].reshape(-1, 2, 3)))
-    res = mean_field_trajectory(params, task, n_sessions, init, record_every=1)
+    res = mean_field_trajectory(params, task, n_sessions, init, record_every=1, closure="none")
     codes = (res.strategies(threshold)).cpu().numpy()
     runs = run_lengths(codes)
     rows = []

@@ -1,0 +1,97 @@
+"""``mouse-rl check FITS_DIR``: posterior-predictive check of a fit -- free-running copies of every mouse."""
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Files of a ``mouse-rl fit`` output folder that the check reads.
+FIT_FILES = ("fit_trials.parquet", "fit_laplace.npz", "fit_options.json")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("check", help="posterior-predictive check of a fit (free-running copies per mouse)",
+                              description=__doc__)
+    p.add_argument("fits", type=Path, help="output folder of `mouse-rl fit`")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default FITS/check)")
+    p.add_argument("--copies", type=int, default=50, help="free-running copies per mouse (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of parameter draws and copies (default %(default)s)")
+    p.add_argument("--no-uncertainty", dest="uncertainty", action="store_false",
+                   help="run every copy at the fitted parameters (no Laplace posterior draws)")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip per-mouse PNGs")
+    p.set_defaults(func=run)
+
+
+def load_fit(folder: Path):
+    """Trial table, u, Hessian and :class:`ParamTransform` of a ``mouse-rl fit`` folder (no pickle)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from ..fit.transforms import ParamTransform
+    from ..params import ModelParams
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"fits: {str(folder)!r} is not a folder written by `mouse-rl fit`")
+    missing = [f for f in FIT_FILES if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"fits: {str(folder)!r} lacks {missing} (rerun `mouse-rl fit` with this version)")
+    try:
+        opts = json.loads((folder / "fit_options.json").read_text())
+        with np.load(folder / "fit_laplace.npz", allow_pickle=False) as z:
+            mice, u, hessian, free = (z[k] for k in ("mice", "u", "hessian", "free"))
+        fixed = ModelParams(**opts["fixed"], encoding=opts["encoding"], positive=opts["positive"],
+                            zero_reward=opts["zero_reward"])
+        transform = ParamTransform(free=tuple(str(f) for f in free), fixed=fixed)
+    except (KeyError, TypeError, json.JSONDecodeError, OSError) as err:
+        raise ValueError(f"fits: {str(folder)!r} has an unreadable fit_laplace.npz / fit_options.json ({err})")
+    if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
+        raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
+                         f"hessian {hessian.shape}")
+    trials = pd.read_parquet(folder / "fit_trials.parquet")
+    keep = [c for c in ("mouse", "session", "trial", "signed_contrast", "contrastLeft", "contrastRight", "choice",
+                        "reward", "feedbackType", "response_times") if c in trials]
+    trials = trials[keep]
+    order = np.argsort(mice.astype(str), kind="stable")
+    fitted = sorted(trials["mouse"].astype(str).unique())
+    if sorted(mice.astype(str).tolist()) != fitted:
+        raise ValueError(f"fits: fit_laplace.npz mice {sorted(mice.tolist())} differ from fit_trials.parquet's {fitted}")
+    return trials, u[order], hessian[order], transform
+
+
+def run(args) -> int:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..fit.checks import posterior_predictive_check
+    from ..fit.plots import plot_check
+
+    if args.copies < 2:
+        raise ValueError(f"--copies: must be >= 2, got {args.copies}")
+    trials, u, hessian, transform = load_fit(args.fits)
+    out = args.out or args.fits / "check"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, args.uncertainty)
+    check.per_mouse.to_csv(out / "check_per_mouse.csv", index=False)
+    check.per_session.to_csv(out / "check_per_session.csv", index=False)
+    check.copies.to_csv(out / "check_copies.csv", index=False)
+    (out / "check_summary.json").write_text(json.dumps(check.summary, indent=1))
+    if args.plots:
+        from ..safe_names import unique_filenames
+
+        (out / "plots").mkdir(exist_ok=True)
+        names = unique_filenames(check.per_mouse["mouse"])
+        for mouse in check.per_mouse["mouse"]:
+            plot_check(check, mouse).savefig(out / "plots" / f"{names[str(mouse)]}.png", dpi=100)
+    cols = ["mouse", "session_coverage", "early_bias", "early_bias_inside", "late_slope_diff",
+            "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
+    print(check.per_mouse[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    s = check.summary
+    print(f"sessions inside the copies' 5-95% band: {s['session_coverage']:.1%}; late slope difference inside: "
+          f"{s['late_slope_inside']}/{s['n_mice']}; early bias inside: {s['early_bias_inside']}/{s['n_mice']}; "
+          f"modal learner side = real: {s['side_match']}/{s['n_mice']}  ({s['n_copies']} copies per mouse)")
+    print(f"wrote {out}")
+    return 0

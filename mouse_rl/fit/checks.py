@@ -1,0 +1,291 @@
+"""Posterior-predictive checks: free-running copies of each fitted mouse, compared with the mouse.
+
+A fit is teacher-forced: the network learns from the mouse's own choices. The
+check asks the harder question of a learning model -- run free, does it
+*behave* like that mouse? Each copy of a mouse draws its parameters from the
+fit's Laplace posterior (``N(u, H^-1)`` in unconstrained units; parameter
+uncertainty included), sees the mouse's own stimulus sequence and session
+lengths, and chooses for itself with :func:`mouse_rl.network.trial_update`
+learning from its own choices and rewards. Per mouse we then ask whether the
+real value lies inside the copies' 5-95% band for
+
+* every session's accuracy (coverage; a calibrated model gives ~90%),
+* the early bias (mean P(R | c = 0) - 0.5 over sessions 4-8),
+* the late slope difference (right - left psychometric slope, last 5 sessions),
+
+and whether the copies' modal learner side (left / balanced / right: late
+slope difference beyond +-0.1) is the mouse's side. The metrics are those of
+:func:`mouse_rl.analysis.session_metrics` and
+:func:`mouse_rl.analysis.early_late_metrics` (same windows and threshold).
+"""
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from envs import rng
+
+from ..network import encode, forward, init_weights, learning_reward, p_right, trial_update
+from ..params import NetParams
+from .batch import TrialBatch, make_batch, prepare_trials
+from .predictive import laplace_covariance
+from .transforms import ParamTransform
+
+#: Windows and threshold of the per-mouse metrics (as :func:`mouse_rl.analysis.early_late_metrics`).
+EARLY_SESSIONS = (4, 8)
+LATE_SESSIONS = 5
+SIDE_THRESHOLD = 0.1
+BAND = (5.0, 95.0)
+
+
+@dataclass
+class CheckResult:
+    """Output of :func:`posterior_predictive_check`.
+
+    per_mouse : one row per mouse: ``session_coverage`` (fraction of its sessions whose real accuracy
+        is inside the copies' band), ``early_bias`` / ``late_slope_diff`` real values with the copies'
+        ``_lo``, ``_median``, ``_hi`` and ``_inside``; ``side`` (real learner side), ``side_modal_sim``,
+        ``side_match`` (modal = real), ``side_share`` (fraction of copies with the real side) and
+        ``side_self_agreement`` (sum over sides of the copies' share squared: the chance that two copies
+        agree, i.e. the ``side_share`` a calibrated model gives on average).
+    per_session : one row per (mouse, session): real ``accuracy``, ``p_right_left``, ``p_right_right``
+        and the copies' ``_lo``, ``_median``, ``_hi``; ``accuracy_inside``.
+    summary : overall numbers: ``session_coverage`` (over all sessions), ``late_slope_inside``,
+        ``early_bias_inside`` and ``side_match`` (mice counts), ``mean_side_share`` and its calibrated
+        expectation ``expected_side_share``, ``n_mice``, ``n_copies``. Where the side is decided by chance
+        during learning (the copies split), even the true model's modal side misses often; compare
+        ``mean_side_share`` with ``expected_side_share`` for calibration.
+    copies : one row per (mouse, copy): the copy's ``early_bias``, ``late_slope_diff``, ``side``.
+    """
+
+    per_mouse: pd.DataFrame
+    per_session: pd.DataFrame
+    summary: dict
+    copies: pd.DataFrame
+
+
+def copy_seeds(mice, n_copies: int, seed: int = 0) -> np.ndarray:
+    """Seeds ``(n_copies, M)`` of each (copy, mouse): a hash of the mouse's name, the copy and ``seed``.
+
+    A mouse's copies are the same whichever mice are checked with it.
+    """
+    names = torch.tensor([zlib.crc32(str(m).encode()) for m in mice], dtype=torch.int64)
+    base = torch.as_tensor(rng.mouse_seeds(seed, n_copies), dtype=torch.int64)
+    return (rng.stream_key(names[None, :] ^ base[:, None], rng.STIMULUS)).numpy()
+
+
+def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side", positive: bool = True,
+             zero_reward: str = "expected") -> tuple[torch.Tensor, torch.Tensor]:
+    """Free-running network on each column's own stimuli and session lengths.
+
+    Returns ``(choice, p_right)``, each ``(T, B)``: the copy's sampled choices
+    (0 = Left, 1 = Right; 0 on padding) and its P(Right) before each choice.
+    Choices use the counter-based stream ``rng.CHOICE`` of each column's seed;
+    the zero-contrast reward side (``zero_reward="random"``) ``rng.ZERO_REWARD_SIDE``.
+    """
+    seeds = rng.as_seed_tensor(seeds, batch.contrast.device)
+    ckey, zkey = rng.stream_key(seeds, rng.CHOICE), rng.stream_key(seeds, rng.ZERO_REWARD_SIDE)
+    w = init_weights(params)
+    x_all = encode(batch.contrast, encoding)
+    choices, probs = [], []
+    for t in range(batch.shape[0]):
+        x, c, valid = x_all[t], batch.contrast[t], batch.valid[t]
+        fwd = forward(w, x)
+        p = p_right(fwd.q_tot, params.beta, params.lapse)
+        choice = (rng.uniform(seeds, rng.CHOICE, t, p.dtype, ckey) < p).long()
+        correct = torch.where(c > 0, choice == 1, choice == 0).to(p.dtype)
+        side_draw = (rng.uniform(seeds, rng.ZERO_REWARD_SIDE, t, p.dtype, zkey) < 0.5).to(p.dtype)
+        reward = learning_reward(c, torch.where(c == 0, side_draw, correct), zero_reward)
+        step = trial_update(w, x, choice, reward, params.eta, positive, fwd)
+        w = type(w)(torch.where(valid[:, None], step.weights.a, w.a),
+                    torch.where(valid[:, None, None], step.weights.U, w.U))
+        choices.append(torch.where(valid, choice, 0))
+        probs.append(p)
+    return torch.stack(choices), torch.stack(probs)
+
+
+def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-column, per-session metrics ``(S, B)`` (sessions ranked from 0 within each column)."""
+    sess = batch.session.cpu().numpy()
+    valid = batch.valid.cpu().numpy()
+    T, B = sess.shape
+    rank = np.zeros_like(sess)
+    for b in range(B):
+        _, rank[valid[:, b], b] = np.unique(sess[valid[:, b], b], return_inverse=True)
+    S = int(rank.max()) + 1
+    c = batch.contrast.cpu().numpy()
+    idx = (rank * B + np.arange(B)[None, :])[valid]
+    y = choice[valid].astype(float)
+    cv = c[valid]
+
+    def mean(mask, values):
+        num = np.bincount(idx[mask], weights=values[mask], minlength=S * B)
+        den = np.bincount(idx[mask], minlength=S * B)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (num / den).reshape(S, B), den.reshape(S, B)
+
+    left, right = cv < 0, cv > 0
+    zero = ~(left | right)
+    correct = np.where(right, y, 1 - y)
+    acc, _ = mean(left | right, correct)
+    pl, _ = mean(left, y)
+    pz, _ = mean(zero, y)
+    pr, _ = mean(right, y)
+    n_sess = np.array([len(np.unique(sess[valid[:, b], b])) for b in range(B)])
+    exists = np.arange(S)[:, None] < n_sess[None, :]
+    return {"accuracy": acc, "p_right_left": pl, "p_right_zero": pz, "p_right_right": pr, "exists": exists,
+            "n_sessions": n_sess}
+
+
+def _mouse_metrics(st: dict) -> dict[str, np.ndarray]:
+    """Early bias, late slope difference and learner side per column from :func:`_session_table`."""
+    S, B = st["accuracy"].shape
+    bias = st["p_right_zero"] - 0.5
+    diff = (st["p_right_right"] - st["p_right_zero"]) - (st["p_right_zero"] - st["p_right_left"])
+    s = np.arange(S)[:, None]
+    early = (s >= EARLY_SESSIONS[0] - 1) & (s <= EARLY_SESSIONS[1] - 1) & st["exists"]
+    late = (s >= st["n_sessions"][None, :] - LATE_SESSIONS) & st["exists"]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        early_bias = np.nanmean(np.where(early, bias, np.nan), axis=0)
+        late_diff = np.nanmean(np.where(late, diff, np.nan), axis=0)
+    side = np.where(late_diff > SIDE_THRESHOLD, "right", np.where(late_diff < -SIDE_THRESHOLD, "left", "balanced"))
+    side = np.where(np.isnan(late_diff), "", side)
+    return {"early_bias": early_bias, "late_slope_diff": late_diff, "side": side}
+
+
+def posterior_samples(u: np.ndarray, hessian: np.ndarray, prior_sd, n_copies: int, seed: int = 0,
+                      parameter_uncertainty: bool = True, mice=None) -> np.ndarray:
+    """``(n_copies, M, P)`` parameter draws ``N(u, (H)^-1)`` (PSD-clipped, see :func:`laplace_covariance`).
+
+    Each mouse's draws come from its own generator (seeded by ``seed`` and the hash of its name in
+    ``mice``, default its index), so they do not depend on the other mice.
+    """
+    u = np.asarray(u, float)
+    if not parameter_uncertainty:
+        return np.broadcast_to(u, (n_copies, *u.shape)).copy()
+    # `hessian` is the fit's posterior precision (prior included): a huge prior sd here only guards a
+    # precision that is not positive definite (e.g. a hand-made one).
+    cov = laplace_covariance(torch.as_tensor(hessian), prior_sd).numpy()
+    L = np.linalg.cholesky(cov)
+    names = range(len(u)) if mice is None else mice
+    z = np.stack([np.random.default_rng([int(seed), zlib.crc32(str(m).encode())]).standard_normal(
+        (n_copies, u.shape[1])) for m in names], axis=1)
+    return u[None] + np.einsum("mij,kmj->kmi", L, z)
+
+
+def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.ndarray,
+                               transform: ParamTransform, n_copies: int = 50, seed: int = 0,
+                               parameter_uncertainty: bool = True, prior_sd=1e3,
+                               device="cpu") -> CheckResult:
+    """Simulate ``n_copies`` free-running copies of every fitted mouse and compare them with the mouse.
+
+    Parameters
+    ----------
+    trials : the mice's trial table (as fitted); mice in sorted order match the rows of ``u``.
+    u : ``(M, P)`` fitted unconstrained parameters (``FitResult.u``).
+    hessian : ``(M, P, P)`` posterior precision at ``u`` (``FitResult.hessian``).
+    transform : the fit's :class:`ParamTransform` (free parameters, fixed options).
+    n_copies : copies per mouse (>= 10 for meaningful 5-95% bands).
+    seed : seed of the parameter draws and of the copies' choice streams.
+    parameter_uncertainty : draw parameters from the Laplace posterior (default) or use ``u`` for all.
+    prior_sd : sd (unconstrained units) added only to regularise a Hessian that is not positive definite.
+
+    Returns
+    -------
+    CheckResult
+    """
+    if int(n_copies) != n_copies or n_copies < 2:
+        raise ValueError(f"n_copies: must be an integer >= 2, got {n_copies!r}")
+    df = prepare_trials(trials)
+    fixed = transform.fixed
+    batch = make_batch(df, fixed.zero_reward, device, torch.float64, prepared=True)
+    M = batch.shape[1]
+    u = np.asarray(u, float)
+    if u.shape != (M, transform.n_free):
+        raise ValueError(f"u: expected shape {(M, transform.n_free)} (mice x free parameters), got {u.shape}")
+    draws = posterior_samples(u, hessian, prior_sd, n_copies, seed, parameter_uncertainty, batch.mice)
+    lower, upper = transform.bounds_u()
+    draws = np.clip(draws, lower, upper).reshape(n_copies * M, -1)
+    params = transform.params(torch.as_tensor(draws, dtype=torch.float64, device=device))
+    seeds = copy_seeds(batch.mice, n_copies, seed).reshape(-1)
+    big = batch.repeat(n_copies)
+    with torch.no_grad():
+        choice, _ = free_run(big, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward)
+    sim = _session_table(big, choice.cpu().numpy())
+    real = _session_table(batch, batch.choice.cpu().numpy())
+    sim_m, real_m = _mouse_metrics(sim), _mouse_metrics(real)
+    return _compare(batch.mice, n_copies, real, sim, real_m, sim_m)
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, med, hi = np.nanpercentile(values, [BAND[0], 50.0, BAND[1]], axis=0)
+    return lo, med, hi
+
+
+def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
+    M = len(mice)
+    S = real["accuracy"].shape[0]
+    rows = []
+    sim_sessions = {k: sim[k][:S].reshape(S, K, M) for k in ("accuracy", "p_right_left", "p_right_right")}
+    for k, v in sim_sessions.items():
+        lo, med, hi = _band(v.transpose(1, 0, 2))  # over copies
+        sim_sessions[k] = (lo, med, hi)
+    for m, mouse in enumerate(mice):
+        for s in range(real["n_sessions"][m]):
+            row = {"mouse": mouse, "session": s + 1}
+            for k, (lo, med, hi) in sim_sessions.items():
+                row[k] = real[k][s, m]
+                row[f"{k}_lo"], row[f"{k}_median"], row[f"{k}_hi"] = lo[s, m], med[s, m], hi[s, m]
+            rows.append(row)
+    per_session = pd.DataFrame(rows)
+    a = per_session
+    per_session["accuracy_inside"] = (a["accuracy"] >= a["accuracy_lo"]) & (a["accuracy"] <= a["accuracy_hi"])
+    per_mouse = pd.DataFrame({"mouse": list(mice)})
+    per_mouse["session_coverage"] = per_session.groupby("mouse", sort=True)["accuracy_inside"].mean().to_numpy()
+    for key in ("early_bias", "late_slope_diff"):
+        v = sim_m[key].reshape(K, M)
+        lo, med, hi = _band(v)
+        per_mouse[key] = real_m[key]
+        per_mouse[f"{key}_lo"], per_mouse[f"{key}_median"], per_mouse[f"{key}_hi"] = lo, med, hi
+        per_mouse[f"{key}_inside"] = (real_m[key] >= lo) & (real_m[key] <= hi)
+    sides = sim_m["side"].reshape(K, M)
+    per_mouse["side"] = real_m["side"]
+    modal, share, agree = [], [], []
+    for m in range(M):
+        vals, counts = np.unique(sides[:, m], return_counts=True)
+        modal.append(vals[np.argmax(counts)])
+        share.append(float(np.mean(sides[:, m] == real_m["side"][m])))
+        agree.append(float(((counts / K) ** 2).sum()))
+    per_mouse["side_modal_sim"] = modal
+    per_mouse["side_share"] = share
+    per_mouse["side_self_agreement"] = agree
+    per_mouse["side_match"] = per_mouse["side_modal_sim"] == per_mouse["side"]
+    copies = pd.DataFrame({"mouse": np.tile(np.asarray(mice), K), "copy": np.repeat(np.arange(K), M),
+                           "early_bias": sim_m["early_bias"], "late_slope_diff": sim_m["late_slope_diff"],
+                           "side": sim_m["side"]})
+    summary = {"n_mice": M, "n_copies": K,
+               "session_coverage": float(per_session["accuracy_inside"].mean()),
+               "late_slope_inside": int(per_mouse["late_slope_diff_inside"].sum()),
+               "early_bias_inside": int(per_mouse["early_bias_inside"].sum()),
+               "side_match": int(per_mouse["side_match"].sum()),
+               "mean_side_share": float(per_mouse["side_share"].mean()),
+               "expected_side_share": float(per_mouse["side_self_agreement"].mean())}
+    return CheckResult(per_mouse, per_session, summary, copies)
+
+
+def check_fit(result, trials: pd.DataFrame, n_copies: int = 50, seed: int = 0,
+              parameter_uncertainty: bool = True, device="cpu") -> CheckResult:
+    """:func:`posterior_predictive_check` of a :class:`mouse_rl.fit.FitResult` on the trials it was fitted to."""
+    if result.u is None or result.hessian is None:
+        raise ValueError("result: this FitResult carries no u / hessian (fit with mouse_rl.fit.fit_mice)")
+    order = np.argsort(result.params["mouse"].astype(str).to_numpy(), kind="stable")  # mice sorted by name
+    return posterior_predictive_check(trials, result.u[order], result.hessian[order], result.transform, n_copies,
+                                      seed, parameter_uncertainty, device=device)

@@ -1,0 +1,83 @@
+"""The network's fitting objective in unconstrained units, with exact gradient and Hessian.
+
+Wraps the fused kernel (:func:`mouse_rl.fit.kernel.nll_derivatives`, tested
+against :func:`mouse_rl.network.trial_update`) for a :class:`TrialBatch`:
+columns of ``u`` are (restart, mouse) pairs that share the mouse's data row,
+the chain rule maps the natural-parameter derivatives to the free
+parameters' unconstrained coordinates, and the MAP prior (if any) is added.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..network import encode
+from .batch import TrialBatch
+from .kernel import THETA, nll_derivatives
+from .transforms import ParamTransform
+
+
+class KernelObjective:
+    """Negative log-likelihood (+ prior) of the network per column, with gradient and Hessian in ``u``.
+
+    Parameters
+    ----------
+    batch : the mice (one data row each).
+    transform : free parameters and fixed model options.
+    score, learn : ``(T, B)`` bool masks of trials whose choices count / the learner learns from
+        (default: all valid trials).
+    map_prior : add the Gaussian prior of :meth:`ParamTransform.prior_u`.
+    """
+
+    def __init__(self, batch: TrialBatch, transform: ParamTransform, score: torch.Tensor | None = None,
+                 learn: torch.Tensor | None = None, map_prior: bool = False):
+        valid = batch.valid
+        score = valid if score is None else score & valid
+        learn = valid if learn is None else learn & valid
+        fixed = transform.fixed
+        T = batch.shape[0]
+        self.n_mice = batch.shape[1]
+        self.transform = transform
+        self.map_prior = map_prior
+        self.positive = fixed.positive
+        self.use_lapse = "lapse" in transform.free or bool(np.any(np.asarray(fixed.lapse) != 0))
+        host = lambda t: t.detach().cpu().numpy().T.copy()  # noqa: E731  (B, T) contiguous
+        self.x = encode(batch.contrast.detach().cpu().double(), fixed.encoding).permute(1, 0, 2).contiguous().numpy()
+        self.choice, self.reward = host(batch.choice), host(batch.reward).astype(float)
+        self.learn, self.score = host(learn), host(score)
+        # a column ends at its last scored trial (later trials cannot change the likelihood)
+        s = self.score
+        self.n_trials = np.where(s.any(1), T - np.argmax(s[:, ::-1], axis=1), 0).astype(np.int64)
+        self.free_idx = np.array([THETA.index(n) for n in transform.free])
+        self.centre, self.sd = transform.prior_u()
+        self.work = 0  # column-trials run through the kernel so far (a load-independent cost measure)
+
+    def loglik_derivatives(self, u: np.ndarray, rows: np.ndarray, order: int = 2):
+        """Negative log-likelihood ``(n,)`` and its gradient / Hessian in ``u`` (no prior)."""
+        theta, d1, d2 = self.transform.natural(u)
+        self.work += int(self.n_trials[rows].sum())
+        f, g, H = nll_derivatives(self.x, self.choice, self.reward, self.learn, self.score, self.n_trials, theta,
+                                  self.positive, self.use_lapse, order, rows)
+        k = self.free_idx
+        g_t = g[:, k]
+        gu = g_t * d1
+        Hu = H[:, k][:, :, k] * d1[:, :, None] * d1[:, None, :]
+        Hu[:, np.arange(len(k)), np.arange(len(k))] += g_t * d2
+        return f, gu, Hu
+
+    def __call__(self, u: np.ndarray, cols: np.ndarray):
+        """Objective for columns ``cols`` (column c runs on mouse ``c % n_mice``) at points ``u`` ``(n, P)``."""
+        f, g, H = self.loglik_derivatives(u, np.asarray(cols) % self.n_mice)
+        if self.map_prior:
+            z = (u - self.centre) / self.sd
+            f = f + 0.5 * (z**2).sum(-1)
+            g = g + z / self.sd
+            H = H + np.diag(1.0 / self.sd**2)[None]
+        return f, g, H
+
+    def trial_logp(self, u: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """log P(observed choice) of every scored trial, ``(T, n)`` in nats (0 elsewhere), columns ``cols``."""
+        theta, _, _ = self.transform.natural(u)
+        *_, lp = nll_derivatives(self.x, self.choice, self.reward, self.learn, self.score, self.n_trials, theta,
+                                 self.positive, self.use_lapse, 0, np.asarray(cols) % self.n_mice, trial_logp=True)
+        return lp.T

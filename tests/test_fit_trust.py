@@ -1,0 +1,136 @@
+"""Fits you can trust: batch independence, flagged failures, identifiability, posterior-predictive checks."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mouse_rl.fit import fit_mice, teacher_forced
+from mouse_rl.fit.checks import check_fit, posterior_predictive_check
+from mouse_rl.fit.labels import strategy_labels
+from mouse_rl.params import ModelParams
+from mouse_rl.simulate import simulate_cohort
+from mouse_rl.strategy import strategy_from_policy
+
+#: A cohort with right-, left- and balanced learners: deep network, different start biases.
+COHORT = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=np.array([0.02, 0.3, 0.02, 0.3, 0.05, 0.05]),
+                     b_R=np.array([0.3, 0.02, 0.3, 0.02, 0.05, 0.05]), lapse=0.03)
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return simulate_cohort(6, 10, 200, COHORT, seed=11, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def fitted(cohort):
+    return fit_mice(cohort.trials, n_restarts=4, seed=0)
+
+
+def test_mouse_fitted_alone_equals_mouse_in_batch(cohort, fitted):
+    for mouse in ("sim0001", "sim0004"):
+        alone = fit_mice(cohort.trials[cohort.trials.mouse == mouse], n_restarts=4, seed=0, per_trial=False)
+        a = alone.params.iloc[0]
+        b = fitted.params.set_index("mouse").loc[mouse]
+        for name in ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse", "loglik"):
+            assert a[name] == pytest.approx(b[name], rel=1e-10, abs=1e-12), name
+        assert a["stop_reason"] == b["stop_reason"] and a["n_iter"] == b["n_iter"]
+
+
+def test_fit_reports_convergence_identifiability_and_finite_se(fitted):
+    p = fitted.params
+    assert p["converged"].all(), p[["mouse", "stop_reason"]]
+    assert set(p["stop_reason"]) <= {"gradient", "crease"}
+    assert (p["n_restarts_at_best"] >= 1).all() and (p["n_restarts_at_best"] <= 4).all()
+    se = p[[f"se_{n}" for n in fitted.transform.free]].to_numpy()
+    assert np.isfinite(se).all() and p["se_status"].str.match("ok|crease").all()
+    assert p["n_identified"].between(0, len(fitted.transform.free)).all()
+    assert fitted.u.shape == (6, 7) and fitted.hessian.shape == (6, 7, 7)
+    assert np.all(np.linalg.eigvalsh(fitted.hessian) > 0)
+
+
+def test_bad_fits_are_flagged_not_returned_as_converged(cohort):
+    res = fit_mice(cohort.trials[cohort.trials.mouse == "sim0000"], n_restarts=1, max_iter=1, per_trial=False)
+    assert not res.params["converged"].iloc[0] and res.params["stop_reason"].iloc[0] == "max_iter"
+
+
+def test_map_prior_keeps_lapse_off_its_bound(cohort):
+    """A mouse whose early choices are all one side: ML may push the lapse to its bound, MAP must not."""
+    p = fit_mice(cohort.trials[cohort.trials.mouse.isin(["sim0000", "sim0001"])], n_restarts=2,
+                 per_trial=False).params
+    assert (p["lapse"] < 0.3).all()
+
+
+def test_checks_are_calibrated_on_mice_simulated_from_the_model():
+    """Fit 16 simulated mice, check them: coverage near the nominal 90%, sides calibrated."""
+    r = np.random.default_rng(0)
+    truth = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=r.uniform(0.01, 0.3, 16),
+                        b_R=r.uniform(0.01, 0.3, 16), lapse=0.03)
+    sim = simulate_cohort(16, 10, 200, truth, seed=5, dtype=torch.float64)
+    fit = fit_mice(sim.trials, n_restarts=2, per_trial=False)
+    check = check_fit(fit, sim.trials, n_copies=60, seed=1)
+    s = check.summary
+    assert s["n_mice"] == 16 and s["n_copies"] == 60 and len(check.copies) == 16 * 60
+    assert s["session_coverage"] >= 0.85, check.per_mouse
+    assert s["late_slope_inside"] >= 13 and s["early_bias_inside"] >= 13, s
+    assert abs(s["mean_side_share"] - s["expected_side_share"]) < 0.15, s
+    assert set(check.per_session.columns) >= {"accuracy", "accuracy_lo", "accuracy_hi", "accuracy_inside"}
+
+
+def test_check_copies_do_not_depend_on_the_batch(cohort, fitted):
+    one = cohort.trials[cohort.trials.mouse == "sim0002"]
+    m = 2
+    a = posterior_predictive_check(one, fitted.u[m:m + 1], fitted.hessian[m:m + 1], fitted.transform, 8, seed=4)
+    b = check_fit(fitted, cohort.trials, n_copies=8, seed=4)
+    np.testing.assert_array_equal(a.copies["late_slope_diff"].to_numpy(),
+                                  b.copies[b.copies.mouse == "sim0002"]["late_slope_diff"].to_numpy())
+
+
+def test_check_rejects_bad_input(cohort, fitted):
+    with pytest.raises(ValueError, match="n_copies"):
+        check_fit(fitted, cohort.trials, n_copies=1)
+    with pytest.raises(ValueError, match="u: expected shape"):
+        posterior_predictive_check(cohort.trials, fitted.u[:2], fitted.hessian[:2], fitted.transform)
+
+
+def test_policy_labels_match_true_weights(cohort, fitted):
+    """Labels from the fitted end-of-session weights (beta-aware) agree with the true network's labels."""
+    true_tf = teacher_forced(cohort.trials, COHORT)
+    _, true_sessions = strategy_labels(true_tf, pd.DataFrame({"mouse": sorted(cohort.trials.mouse.unique()),
+                                                              "beta": 8.0, "lapse": 0.03}))
+    _, fit_sessions = strategy_labels(fitted.trials, fitted.params)
+    agree = (true_sessions["strategy_model"].to_numpy() == fit_sessions["strategy_model"].to_numpy()).mean()
+    assert agree >= 0.8, agree
+
+
+def test_policy_psychometric_closed_form():
+    a = np.array([[0.5, 0.2, 1.0]])
+    U = np.array([[[1.0, 0.1, 0.2], [0.3, 0.9, 0.4]]])
+    lab = strategy_from_policy(pd.DataFrame(np.c_[a, U.reshape(1, 6)], columns=[
+        "a_L", "a_R", "a_b", "U_LL", "U_LR", "U_Lb", "U_RL", "U_RR", "U_Rb"]), beta=5.0, lapse=0.1)
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    pz = 0.05 + 0.9 * sig(5 * (0.4 - 0.2))
+    pl = 0.05 + 0.9 * sig(5 * ((0.3 * 0.5 + 0.4) - (1.0 * 0.5 + 0.2)))
+    pr = 0.05 + 0.9 * sig(5 * ((0.9 * 0.2 + 0.4) - (0.1 * 0.2 + 0.2)))
+    np.testing.assert_allclose(lab[["p_right_left", "p_right_zero", "p_right_right"]].to_numpy()[0], [pl, pz, pr])
+
+
+def test_cli_fit_then_check(cohort, tmp_path, capsys):
+    from mouse_rl.cli import main
+
+    path = tmp_path / "trials.parquet"
+    cohort.trials[cohort.trials.mouse.isin(["sim0000", "sim0001"])][
+        ["mouse", "session", "trial", "signed_contrast", "choice", "reward"]].to_parquet(path)
+    out = tmp_path / "fit"
+    assert main(["fit", str(path), "--out", str(out), "--restarts", "2", "--quiet", "--no-plots"]) == 0
+    assert (out / "fit_laplace.npz").exists() and (out / "fit_options.json").exists()
+    table = pd.read_parquet(out / "fit_results.parquet")
+    assert {"converged", "stop_reason", "n_restarts_at_best", "n_identified", "se_status"} <= set(table.columns)
+    capsys.readouterr()
+    assert main(["check", str(out), "--copies", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "sessions inside the copies' 5-95% band" in printed
+    per_mouse = pd.read_csv(out / "check" / "check_per_mouse.csv")
+    assert list(per_mouse["mouse"]) == ["sim0000", "sim0001"]
+    assert (out / "check" / "plots" / "sim0000.png").exists()
+    assert main(["check", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder written by `mouse-rl fit`" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""The fused likelihood kernel against autograd through the reference `network.trial_update` (float64)."""
+import numpy as np
+import pytest
+import torch
+
+from mouse_rl import ModelParams, simulate_cohort
+from mouse_rl.fit.batch import TrialBatch, make_batch
+from mouse_rl.fit.kernel import THETA, nll_derivatives
+from mouse_rl.fit.likelihood import choice_logprob
+from mouse_rl.network import encode
+from mouse_rl.params import NetParams
+
+
+@pytest.fixture(scope="module")
+def batch():
+    res = simulate_cohort(n_mice=3, n_sessions=2, params=ModelParams(eta=0.05, lapse=0.1, b_R=0.1), seed=3)
+    return make_batch(res.trials).crop(160)
+
+
+def _column(b: TrialBatch, m: int) -> TrialBatch:
+    s = slice(m, m + 1)
+    return TrialBatch(b.mice[s], b.contrast[:, s], b.choice[:, s], b.reward[:, s], b.valid[:, s], b.session[:, s],
+                      b.row[:, s], b.n_trials[s])
+
+
+def _random_theta(B, seed):
+    r = np.random.default_rng(seed)
+    return np.column_stack([r.uniform(0.01, 0.15, B), r.uniform(2, 12, B), r.uniform(0.02, 0.6, B),
+                            r.uniform(0.5, 2, B), r.uniform(0.05, 0.6, B), r.uniform(0.0, 0.3, B),
+                            r.uniform(0.0, 0.3, B), r.uniform(0.01, 0.2, B)])
+
+
+@pytest.mark.parametrize("encoding,positive,use_lapse", [("side", True, True), ("magnitude", True, False),
+                                                         ("side", False, True)])
+def test_value_gradient_hessian_match_autograd(batch, encoding, positive, use_lapse):
+    T, B = batch.shape
+    theta = _random_theta(B, 1)
+    learn = batch.valid.clone()
+    learn[::7] = False
+    score = batch.valid.clone()
+    score[::5] = False
+    learn, score = learn & batch.valid, score & batch.valid
+    x = encode(batch.contrast, encoding).permute(1, 0, 2).numpy()
+    nll, g, H, lp = nll_derivatives(x, batch.choice.T.numpy(), batch.reward.T.numpy(), learn.T.numpy(),
+                                    score.T.numpy(), batch.n_trials.numpy(), theta, positive, use_lapse,
+                                    trial_logp=True)
+    for m in range(B):
+        col = _column(batch, m)
+
+        def f(th):
+            p = NetParams(*[th[i:i + 1] for i in range(8)])
+            logp = choice_logprob(col, p, encoding, positive, learn[:, m:m + 1], use_lapse)
+            return -(logp * score[:, m:m + 1]).sum()
+
+        th = torch.tensor(theta[m], dtype=torch.float64)
+        gt = torch.autograd.functional.jacobian(f, th).numpy()
+        Ht = torch.autograd.functional.hessian(f, th).numpy()
+        assert abs(float(f(th)) - nll[m]) <= 1e-12 * abs(nll[m])
+        assert np.abs(gt - g[m]).max() <= 1e-12 * max(1.0, np.abs(gt).max())
+        assert np.abs(Ht - H[m]).max() <= 1e-12 * max(1.0, np.abs(Ht).max())
+        with torch.no_grad():
+            ref = choice_logprob(col, NetParams(*[th[i:i + 1] for i in range(8)]), encoding, positive,
+                                 learn[:, m:m + 1], use_lapse)[:, 0].numpy()
+        s = score[:, m].numpy()
+        np.testing.assert_allclose(lp[m][s], ref[s], rtol=1e-12, atol=1e-13)
+
+
+def test_rows_select_data_and_columns_are_independent(batch):
+    """A column's numbers do not depend on which other columns share the call."""
+    T, B = batch.shape
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    args = (x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(), batch.valid.T.numpy(),
+            batch.n_trials.numpy())
+    theta = _random_theta(5, 2)
+    rows = np.array([2, 0, 1, 2, 0])
+    together = nll_derivatives(*args, theta, rows=rows)
+    for j in range(5):
+        alone = nll_derivatives(*args, theta[j:j + 1], rows=rows[j:j + 1])
+        for a, b in zip(together, alone):
+            assert np.array_equal(a[j], b[0])
+    with pytest.raises(ValueError, match="rows"):
+        nll_derivatives(*args, theta, rows=np.array([0, 1, 2, 3, 9]))
+
+
+def test_theta_order_is_netparams_order():
+    assert THETA == NetParams._fields
