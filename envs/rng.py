@@ -26,9 +26,9 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def mouse_seeds(seed: int, n_mice: int) -> np.ndarray:
-    """Per-mouse seeds (uint32 values as int64) derived from one cohort seed."""
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    """Per-mouse seeds (uint32 values as int64) derived from one cohort seed in [0, 2**32 - 1]."""
+    if int(seed) != seed or not 0 <= seed <= _M32:
+        raise ValueError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
     base = _mix32(torch.tensor([int(seed) & _M32], dtype=torch.int64))
     ids = torch.arange(n_mice, dtype=torch.int64)
     return _mix32((base * 0x9E3779B & _M32) ^ _mix32(ids + 0x632BE5AB & _M32)).numpy()

@@ -123,6 +123,7 @@ def test_cli_fit_then_check(cohort, tmp_path, capsys):
     out = tmp_path / "fit"
     assert main(["fit", str(path), "--out", str(out), "--restarts", "2", "--quiet", "--no-plots"]) == 0
     assert (out / "fit_laplace.npz").exists() and (out / "fit_options.json").exists()
+    assert (out / "mouse_rl_run.json").exists()  # written as one set, marker last
     table = pd.read_parquet(out / "fit_results.parquet")
     assert {"converged", "stop_reason", "n_restarts_at_best", "n_identified", "se_status"} <= set(table.columns)
     capsys.readouterr()
@@ -131,6 +132,6 @@ def test_cli_fit_then_check(cohort, tmp_path, capsys):
     assert "sessions inside the copies' 5-95% band" in printed
     per_mouse = pd.read_csv(out / "check" / "check_per_mouse.csv")
     assert list(per_mouse["mouse"]) == ["sim0000", "sim0001"]
-    assert (out / "check" / "plots" / "sim0000.png").exists()
+    assert (out / "check" / "plots" / "sim0000.png").exists() and (out / "check" / "mouse_rl_run.json").exists()
     assert main(["check", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder written by `mouse-rl fit`" in capsys.readouterr().err

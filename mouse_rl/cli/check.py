@@ -66,6 +66,8 @@ def run(args) -> int:
     matplotlib.use("Agg")
     from ..fit.checks import posterior_predictive_check
     from ..fit.plots import plot_check
+    from ..outputs import OutputSet
+    from ..safe_names import unique_filenames
 
     if args.copies < 2:
         raise ValueError(f"--copies: must be >= 2, got {args.copies}")
@@ -73,19 +75,17 @@ def run(args) -> int:
     out = args.out or args.fits / "check"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, args.uncertainty)
-    check.per_mouse.to_csv(out / "check_per_mouse.csv", index=False)
-    check.per_session.to_csv(out / "check_per_session.csv", index=False)
-    check.copies.to_csv(out / "check_copies.csv", index=False)
-    (out / "check_summary.json").write_text(json.dumps(check.summary, indent=1))
-    if args.plots:
-        from ..safe_names import unique_filenames
-
-        (out / "plots").mkdir(exist_ok=True)
-        names = unique_filenames(check.per_mouse["mouse"])
-        for mouse in check.per_mouse["mouse"]:
-            plot_check(check, mouse).savefig(out / "plots" / f"{names[str(mouse)]}.png", dpi=100)
+    with OutputSet(out, meta={"command": "check"}) as outputs:  # renamed together, then the run marker
+        check.per_mouse.to_csv(outputs.path("check_per_mouse.csv"), index=False)
+        check.per_session.to_csv(outputs.path("check_per_session.csv"), index=False)
+        check.copies.to_csv(outputs.path("check_copies.csv"), index=False)
+        outputs.path("check_summary.json").write_text(json.dumps(check.summary, indent=1))
+        if args.plots:
+            names = unique_filenames(check.per_mouse["mouse"])  # mouse ids from data: sanitised, kept in --out
+            for mouse in check.per_mouse["mouse"]:
+                plot_check(check, mouse).savefig(outputs.path(f"plots/{names[str(mouse)]}.png"), dpi=100,
+                                                 format="png")
     cols = ["mouse", "session_coverage", "early_bias", "early_bias_inside", "late_slope_diff",
             "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
     print(check.per_mouse[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))

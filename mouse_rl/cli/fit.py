@@ -70,21 +70,25 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
     return df
 
 
-def save_laplace(out, res) -> None:
-    """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``."""
+def save_laplace(outputs, res) -> None:
+    """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``.
+
+    ``outputs``: an :class:`mouse_rl.outputs.OutputSet` (or anything with ``path(name)``).
+    """
     import json
 
     import numpy as np
 
-    np.savez(out / "fit_laplace.npz", mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u,
-             hessian=res.hessian, free=np.array(list(res.transform.free)))
+    with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # a handle: np.savez would append ".npz" to a path
+        np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=res.hessian,
+                 free=np.array(list(res.transform.free)))
     fixed = res.transform.fixed
     opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
             "zero_reward": fixed.zero_reward,
             "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0])
                       for name in ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse")},
             "map_prior": bool(res.options.get("map_prior", False))}
-    (out / "fit_options.json").write_text(json.dumps(opts, indent=1))
+    outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
 
 
 def run(args) -> int:
@@ -98,7 +102,8 @@ def run(args) -> int:
     from ..fit.labels import strategy_labels
     from ..fit.plots import plot_mouse_fit
     from ..params import ModelParams
-    from ..safe_names import confined_path, unique_filenames
+    from ..outputs import OutputSet
+    from ..safe_names import unique_filenames
 
     if args.restarts < 1 or args.max_iter < 1:
         raise ValueError("--restarts and --max-iter must be >= 1")
@@ -133,25 +138,25 @@ def run(args) -> int:
                                                      device=args.device, predictive=args.predictive,
                                                      n_samples=args.samples)}
         cv = cross_validate(trials, factory, args.cv, progress=not args.quiet)
-        cv.to_csv(out / f"cv_{args.cv}.csv", index=False)
         cols = [c for c in ("bits_per_trial", "bits_per_trial_plugin") if c in cv]
         table = table.merge(cv[["mouse", *cols]].rename(columns={c: f"cv_{args.cv}_{c}" for c in cols}),
                             on="mouse", how="left")
         print(summarise(cv).to_string(index=False))
-    table.to_parquet(out / "fit_results.parquet", index=False)
-    table.to_csv(out / "fit_results.csv", index=False)
-    res.trials.to_parquet(out / "fit_trials.parquet", index=False)
-    res.restarts.to_csv(out / "fit_restarts.csv", index=False)
-    if res.u is not None:
-        save_laplace(out, res)
-    per_session.to_csv(out / "strategies_per_session.csv", index=False)
-    if args.plots:
-        plot_dir = out / "plots"
-        plot_dir.mkdir(exist_ok=True)
-        stems = unique_filenames(table["mouse"])  # mouse ids come from the data: sanitised, kept inside --out
-        for mouse in table["mouse"]:
-            fig = plot_mouse_fit(res.trials, mouse)
-            fig.savefig(confined_path(plot_dir, f"{stems[str(mouse)]}.png"), dpi=110, format="png")
+    with OutputSet(out, meta={"command": "fit"}) as outputs:  # all files renamed together, then the run marker
+        if args.cv != "none":
+            cv.to_csv(outputs.path(f"cv_{args.cv}.csv"), index=False)
+        table.to_parquet(outputs.path("fit_results.parquet"), index=False)
+        table.to_csv(outputs.path("fit_results.csv"), index=False)
+        res.trials.to_parquet(outputs.path("fit_trials.parquet"), index=False)
+        res.restarts.to_csv(outputs.path("fit_restarts.csv"), index=False)
+        if res.u is not None:
+            save_laplace(outputs, res)
+        per_session.to_csv(outputs.path("strategies_per_session.csv"), index=False)
+        if args.plots:
+            stems = unique_filenames(table["mouse"])  # mouse ids come from the data: sanitised, kept inside --out
+            for mouse in table["mouse"]:
+                fig = plot_mouse_fit(res.trials, mouse)
+                fig.savefig(outputs.path(f"plots/{stems[str(mouse)]}.png"), dpi=110, format="png")
     cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse", "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

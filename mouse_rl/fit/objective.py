@@ -60,9 +60,10 @@ class KernelObjective:
                                   self.positive, self.use_lapse, order, rows)
         k = self.free_idx
         g_t = g[:, k]
-        gu = g_t * d1
-        Hu = H[:, k][:, :, k] * d1[:, :, None] * d1[:, None, :]
-        Hu[:, np.arange(len(k)), np.arange(len(k))] += g_t * d2
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging start gives inf: the optimiser rejects it
+            gu = g_t * d1
+            Hu = H[:, k][:, :, k] * d1[:, :, None] * d1[:, None, :]
+            Hu[:, np.arange(len(k)), np.arange(len(k))] += g_t * d2
         return f, gu, Hu
 
     def __call__(self, u: np.ndarray, cols: np.ndarray):
