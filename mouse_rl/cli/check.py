@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
 def load_fit(folder: Path):
     """Trial table, u, Hessian and :class:`ParamTransform` of a ``mouse-rl fit`` folder (no pickle)."""
     import json
+    import zipfile
 
     import numpy as np
     import pandas as pd
@@ -42,8 +43,10 @@ def load_fit(folder: Path):
         fixed = ModelParams(**opts["fixed"], encoding=opts["encoding"], positive=opts["positive"],
                             zero_reward=opts["zero_reward"])
         transform = ParamTransform(free=tuple(str(f) for f in free), fixed=fixed)
-    except (KeyError, TypeError, json.JSONDecodeError, OSError) as err:
-        raise ValueError(f"fits: {str(folder)!r} has an unreadable fit_laplace.npz / fit_options.json ({err})")
+    except (KeyError, TypeError, ValueError, EOFError, json.JSONDecodeError, OSError, zipfile.BadZipFile) as err:
+        detail = "not a numeric .npz" if "pickle" in str(err) else err  # never suggest unpickling a received file
+        raise ValueError(f"fits: {str(folder)!r} has an unreadable fit_laplace.npz / fit_options.json "
+                         f"(rerun `mouse-rl fit`): {detail}") from None
     if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
         raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
                          f"hessian {hessian.shape}")

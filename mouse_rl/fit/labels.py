@@ -19,13 +19,15 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
                     side_threshold: float = 0.1, encoding: str = "side") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label mice and sessions from raw behaviour and from the fitted model, with one definition.
 
-    Both labels are read in behavioural units (P(Right)). Data: each session's
-    psychometric slopes from the mouse's choices
-    (:func:`mouse_rl.analysis.session_metrics`). Model: the psychometric of the
-    fitted policy at the end of each session -- the end-of-session weights
-    through the mouse's own fitted beta and lapse
-    (:func:`mouse_rl.strategy.strategy_from_policy`), so a large beta with small
-    Q values reads as the accurate behaviour it produces.
+    Both labels are read in behavioural units (P(Right)) from the same trials.
+    Data: each session's psychometric slopes from the mouse's choices
+    (:func:`mouse_rl.analysis.session_metrics`). Model: the same slopes from the
+    fitted model's P(Right) on those trials (its expected behaviour; the
+    policy through the mouse's own fitted beta and lapse, so a large beta with
+    small Q values reads as the accurate behaviour it produces). Per session,
+    both go through :func:`mouse_rl.strategy.strategy_from_behaviour`. The
+    psychometric of the fitted policy at the *end* of each session
+    (:func:`mouse_rl.strategy.strategy_from_policy`) is reported beside it.
 
     Learner side (per mouse): the late slope difference, right - left slope
     averaged over the last 5 sessions (the window of
@@ -40,8 +42,8 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
     ----------
     fitted_trials : teacher-forced per-trial table (``FitResult.trials``): the
         mouse's choices plus the model's ``p_right`` and weights.
-    params : per-mouse fitted parameters (``FitResult.params``: ``mouse``, ``beta``, ``lapse``);
-        None uses the model defaults (beta 9, lapse 0).
+    params : per-mouse fitted parameters (``FitResult.params``: ``mouse``, ``beta``, ``lapse``) for the
+        end-of-session policy labels; None uses the model defaults (beta 9, lapse 0).
     side_threshold : threshold on the late slope difference (P(Right) units).
     encoding : the model's input encoding (for the policy's stimulus input).
 
@@ -50,18 +52,20 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
     per_mouse : ``mouse``, ``learner_side_data`` / ``learner_side_model``,
         ``late_slope_diff_data`` / ``late_slope_diff_model``; NaN where a mouse
         has too few sessions for the early/late windows.
-    per_session : ``mouse``, ``session``, ``strategy_data``, ``strategy_model`` and the model's
-        end-of-session ``left_slope_model`` / ``right_slope_model``.
+    per_session : ``mouse``, ``session``, ``strategy_data``, ``strategy_model`` and the end-of-session
+        policy's ``strategy_policy_end``, ``left_slope_policy_end``, ``right_slope_policy_end``.
     """
-    from ..analysis import early_late_metrics, label_learner_side, session_metrics
+    from ..analysis import early_late_metrics, session_metrics
     from ..params import ModelParams
     from ..strategy import strategy_from_behaviour, strategy_from_policy
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sess_data = session_metrics(fitted_trials)
+        sess_model = session_metrics(fitted_trials, use_model=True)
     per_session = sess_data[["mouse", "session"]].copy()
     per_session["strategy_data"] = strategy_from_behaviour(sess_data)["strategy_name"].to_numpy()
+    per_session["strategy_model"] = strategy_from_behaviour(sess_model)["strategy_name"].to_numpy()
     w = session_weights(fitted_trials)
     d = ModelParams()
     if params is None:
@@ -74,27 +78,23 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
         beta = p.loc[w["mouse"].astype(str), "beta"].to_numpy(float)
         lapse = p.loc[w["mouse"].astype(str), "lapse"].to_numpy(float) if "lapse" in p else np.zeros(len(w))
     lab = strategy_from_policy(w, beta, lapse, encoding)
-    w = w[["mouse", "session"]].assign(strategy_model=lab["strategy_name"].to_numpy(),
-                                       left_slope_model=lab["left_slope"].to_numpy(),
-                                       right_slope_model=lab["right_slope"].to_numpy())
+    w = w[["mouse", "session"]].assign(strategy_policy_end=lab["strategy_name"].to_numpy(),
+                                       left_slope_policy_end=lab["left_slope"].to_numpy(),
+                                       right_slope_policy_end=lab["right_slope"].to_numpy())
     per_session = per_session.merge(w, on=["mouse", "session"], how="left")
 
     mice = sorted(fitted_trials["mouse"].astype(str).unique())
-    rows = []
-    for mouse, s in sess_data.groupby("mouse", sort=True):  # per mouse so that one short mouse does not fail all
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                el = early_late_metrics(s, side_threshold=side_threshold)
-            rows.append({"mouse": str(mouse), "learner_side_data": el["learner_side"].iloc[0],
-                         "late_slope_diff_data": el["late_slope_diff"].iloc[0]})
-        except ValueError:
-            rows.append({"mouse": str(mouse), "learner_side_data": np.nan, "late_slope_diff_data": np.nan})
-    late = per_session.sort_values(["mouse", "session"]).groupby("mouse").tail(5)
-    model_diff = (late["right_slope_model"] - late["left_slope_model"]).groupby(late["mouse"].astype(str)).mean()
-    per_mouse = pd.DataFrame({"mouse": mice}).merge(pd.DataFrame(rows), on="mouse", how="left")
-    per_mouse["late_slope_diff_model"] = per_mouse["mouse"].map(model_diff).to_numpy(float)
-    side = label_learner_side(per_mouse["late_slope_diff_model"], side_threshold)
-    per_mouse["learner_side_model"] = np.where(per_mouse["learner_side_data"].isna(), np.nan,
-                                               np.asarray(side, dtype=object))
+    per_mouse = pd.DataFrame({"mouse": mice})
+    for tag, st in (("data", sess_data), ("model", sess_model)):
+        rows = []
+        for mouse, s in st.groupby("mouse", sort=True):  # per mouse so that one short mouse does not fail all
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    el = early_late_metrics(s, side_threshold=side_threshold)
+                rows.append({"mouse": str(mouse), f"learner_side_{tag}": el["learner_side"].iloc[0],
+                             f"late_slope_diff_{tag}": el["late_slope_diff"].iloc[0]})
+            except ValueError:
+                rows.append({"mouse": str(mouse), f"learner_side_{tag}": np.nan, f"late_slope_diff_{tag}": np.nan})
+        per_mouse = per_mouse.merge(pd.DataFrame(rows), on="mouse", how="left")
     return per_mouse, per_session
