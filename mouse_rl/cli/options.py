@@ -5,22 +5,18 @@ import argparse
 
 from envs.task import TaskConfig
 
-from ..params import ModelParams
+from ..params import ENCODINGS, PARAMS, ZERO_REWARD_MODES, ModelParams
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Model options: one per entry of the parameter registry (:data:`mouse_rl.params.PARAMS`), plus the switches."""
     d = ModelParams()
     g = parser.add_argument_group("model")
-    g.add_argument("--eta", type=float, default=d.eta, help="learning rate per trial (default %(default)s)")
-    g.add_argument("--beta", type=float, default=d.beta, help="softmax inverse temperature (default %(default)s)")
-    g.add_argument("--w0", type=float, default=d.w0, help="initial stimulus cortical gain; 1 = shallow (default %(default)s)")
-    g.add_argument("--k", type=float, default=d.k, help="initial bias cortical gain (default %(default)s)")
-    g.add_argument("--s0", type=float, default=d.s0, help="initial striatal stimulus weights (default %(default)s)")
-    g.add_argument("--b-left", dest="b_L", type=float, default=d.b_L, help="initial left bias weight U[L,b]")
-    g.add_argument("--b-right", dest="b_R", type=float, default=d.b_R, help="initial right bias weight U[R,b]")
-    g.add_argument("--lapse", type=float, default=d.lapse, help="lapse rate (default %(default)s)")
-    g.add_argument("--encoding", choices=["side", "magnitude"], default=d.encoding)
-    g.add_argument("--zero-reward", choices=["expected", "random"], default=d.zero_reward)
+    for name, spec in PARAMS.items():
+        g.add_argument(spec.flag, dest=name, type=float, default=spec.default,
+                       help=f"{spec.unit} (default %(default)s)")
+    g.add_argument("--encoding", choices=list(ENCODINGS), default=d.encoding)
+    g.add_argument("--zero-reward", choices=list(ZERO_REWARD_MODES), default=d.zero_reward)
     g.add_argument("--no-positive", dest="positive", action="store_false", help="allow negative weights")
 
 
@@ -34,8 +30,8 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_params(args) -> ModelParams:
-    return ModelParams(eta=args.eta, beta=args.beta, w0=args.w0, k=args.k, s0=args.s0, b_L=args.b_L, b_R=args.b_R,
-                       lapse=args.lapse, encoding=args.encoding, zero_reward=args.zero_reward, positive=args.positive)
+    return ModelParams(**{name: getattr(args, name) for name in PARAMS}, encoding=args.encoding,
+                       zero_reward=args.zero_reward, positive=args.positive)
 
 
 def task_config(args) -> TaskConfig:
