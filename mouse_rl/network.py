@@ -100,6 +100,18 @@ def log_policy(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | No
     return torch.logaddexp(torch.log(lapse / 2), torch.log1p(-lapse) + logp)
 
 
+def stimulus_reward(signed_contrast, choice):
+    """Reward of the task for ``choice`` (0 = L, 1 = R): 1.0 on the stimulus side, else 0.0 (mouse_rl/MODEL.md section 1).
+
+    Defined where ``signed_contrast != 0``; at zero contrast the rewarded side is drawn at random and the
+    value here (1.0 for Left) is a placeholder that callers replace (:func:`learning_reward`,
+    :func:`mouse_rl.data._tidy.derive_reward`). Torch tensors or NumPy arrays; float result of the same kind.
+    """
+    if torch.is_tensor(choice):
+        return ((choice == 1) == (signed_contrast > 0)).to(signed_contrast.dtype)
+    return ((np.asarray(choice) == 1) == (np.asarray(signed_contrast, dtype=float) > 0)).astype(float)
+
+
 def learning_reward(signed_contrast, reward, zero_reward: str = "expected"):
     """Reward the network learns from on each trial (reward units, 0..1; mouse_rl/MODEL.md section 3).
 

@@ -50,8 +50,6 @@ __all__ = [
     "strategy_names",
     "strategy_from_behaviour",
     "strategy_from_weights_table",
-    "policy_psychometric",
-    "strategy_from_policy",
 ]
 
 BIAS_ONLY, L_ONLY, R_ONLY, EXPERT = 0, 1, 2, 3
@@ -235,56 +233,3 @@ def strategy_from_weights_table(df: pd.DataFrame,
     codes = _codes(w_left > threshold, w_right > threshold)
     return _labelled(df, codes, valid, {"w_L": w_left, "w_R": w_right})
 
-
-def policy_psychometric(a, U, beta, lapse=0.0, encoding: str = "side", contrast: float = 0.5):
-    """P(Right) of the network's policy for a left stimulus, zero contrast and a right stimulus.
-
-    Parameters
-    ----------
-    a : ``(..., 3)``; U : ``(..., 2, 3)`` network weights (NumPy).
-    beta : inverse temperature ``(...)`` or scalar (1 / Q unit); lapse : lapse rate ``(...)`` or scalar.
-    encoding : ``"side"`` or ``"magnitude"`` (then ``contrast`` is the stimulus magnitude shown).
-
-    Returns
-    -------
-    p_left, p_zero, p_right : ``(...)`` P(Right) for c = -contrast, 0, +contrast, in the same units as
-        :func:`mouse_rl.analysis.session_metrics`' ``p_right_left`` / ``p_right_zero`` / ``p_right_right``.
-    """
-    a, U = np.asarray(a, float), np.asarray(U, float)
-    beta, lapse = np.asarray(beta, float), np.asarray(lapse, float)
-    size = 1.0 if encoding == "side" else float(contrast)
-
-    def p_r(xl, xr):
-        h = a * np.array([xl, xr, 1.0])
-        q = (U * h[..., None, :]).sum(-1)
-        z = beta * (q[..., _R] - q[..., _L])
-        return 0.5 * lapse + (1 - lapse) / (1 + np.exp(-z))
-
-    return p_r(size, 0.0), p_r(0.0, 0.0), p_r(0.0, size)
-
-
-def strategy_from_policy(df: pd.DataFrame, beta, lapse=0.0, encoding: str = "side", contrast: float = 0.5,
-                         threshold: float = DEFAULT_SLOPE_THRESHOLD) -> pd.DataFrame:
-    """Classify rows of a weight table by the *behaviour* their policy produces (beta- and lapse-aware).
-
-    The weights' psychometric (:func:`policy_psychometric`) gives slopes
-    ``left_slope = P(R|0) - P(R|L)`` and ``right_slope = P(R|R) - P(R|0)`` in
-    units of P(Right), classified exactly as :func:`strategy_from_behaviour`
-    classifies a session of real choices, so model and data labels share one
-    definition. ``beta`` / ``lapse``: scalars or one value per row.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Key columns present, ``p_right_left``, ``p_right_zero``, ``p_right_right``, ``left_slope``,
-        ``right_slope``, ``strategy`` and ``strategy_name``.
-    """
-    _require(df, WEIGHT_COLUMNS, "weight table")
-    a = df[WEIGHT_COLUMNS[:3]].to_numpy(dtype=float)
-    U = df[WEIGHT_COLUMNS[3:]].to_numpy(dtype=float).reshape(-1, 2, 3)
-    pl, pz, pr = policy_psychometric(a, U, beta, lapse, encoding, contrast)
-    left, right = pz - pl, pr - pz
-    valid = ~(np.isnan(left) | np.isnan(right))
-    codes = _codes(left > threshold, right > threshold)
-    return _labelled(df, codes, valid, {"p_right_left": pl, "p_right_zero": pz, "p_right_right": pr,
-                                        "left_slope": left, "right_slope": right})

@@ -6,10 +6,9 @@ import torch
 
 from mouse_rl.fit import fit_mice, teacher_forced
 from mouse_rl.fit.checks import check_fit, posterior_predictive_check
-from mouse_rl.fit.labels import strategy_labels
+from mouse_rl.fit.labels import strategy_from_policy, strategy_labels
 from mouse_rl.params import ModelParams
 from mouse_rl.simulate import simulate_cohort
-from mouse_rl.strategy import strategy_from_policy
 
 #: A cohort with right-, left- and balanced learners: deep network, different start biases.
 COHORT = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=np.array([0.02, 0.3, 0.02, 0.3, 0.05, 0.05]),

@@ -161,3 +161,14 @@ def test_prediction_errors_are_the_teaching_signals_of_trial_update():
     step = trial_update(w, x, choice, reward, torch.full((5,), 0.1, dtype=torch.float64))
     d = prediction_errors(forward(w, x), choice, reward)
     assert torch.equal(d, torch.stack([step.delta_tot, step.delta_stim, step.delta_const], -1))
+
+
+def test_stimulus_reward_by_hand_for_arrays_and_tensors():
+    from mouse_rl.network import stimulus_reward
+
+    c = np.array([-0.5, -0.25, 0.25, 0.5, -0.5, 0.5])
+    ch = np.array([0, 1, 1, 0, 0, 1])
+    expected = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 1.0])  # rewarded iff the choice is on the stimulus side
+    np.testing.assert_array_equal(stimulus_reward(c, ch), expected)
+    t = stimulus_reward(torch.tensor(c), torch.tensor(ch))
+    assert t.dtype == torch.float64 and np.array_equal(t.numpy(), expected)

@@ -12,6 +12,7 @@ from mouse_rl.data.validation import (
     REWARD_RULE_ATTR, DataFormatError, check_mouse_ids, check_reward_rule, check_values, require_columns,
     validate_trials,
 )
+from mouse_rl.network import stimulus_reward
 from mouse_rl.schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS
 
 #: Columns of every loader's output, in this order.
@@ -60,8 +61,7 @@ def derive_reward(signed_contrast, choice) -> np.ndarray:
         0 = Left, 1 = Right.
     """
     c = np.asarray(signed_contrast, dtype=float)
-    correct = np.asarray(choice, dtype=float) == (c > 0)
-    return np.where(c == 0, np.nan, correct.astype(float))
+    return np.where(c == 0, np.nan, stimulus_reward(c, np.asarray(choice, dtype=float)))
 
 
 def map_choice(df: pd.DataFrame, mapping: dict, source: str, hint: str = "") -> pd.Series:

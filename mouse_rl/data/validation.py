@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from mouse_rl.network import stimulus_reward
 from mouse_rl.schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS, MODEL_COLUMNS, WEIGHT_COLUMNS
 
 CONTRAST_COLUMNS = ["contrastLeft", "contrastRight", "signed_contrast"]
@@ -237,8 +238,7 @@ def _check_reward_consistency(df: pd.DataFrame, source: str) -> None:
     reward = pd.to_numeric(df["reward"], errors="coerce")
     choice = pd.to_numeric(df["choice"], errors="coerce")
     known = reward.notna() & (signed != 0)
-    correct = (choice == 1) == (signed > 0)
-    bad = known & (reward != correct.astype(float))
+    bad = known & (reward != stimulus_reward(signed.to_numpy(), choice.to_numpy()))
     if bad.any():
         first = bad.idxmax()
         raise DataFormatError(

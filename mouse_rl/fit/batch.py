@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..network import learning_reward as network_learning_reward
+from ..network import stimulus_reward
 
 _SORT = ["mouse", "session", "trial"]
 
@@ -51,7 +52,7 @@ def learning_reward(trials: pd.DataFrame, zero_reward: str = "expected") -> np.n
     """
     c = trials["signed_contrast"].to_numpy(float)
     choice = trials["choice"].to_numpy(float)
-    derived = np.where(c > 0, choice == 1, choice == 0).astype(float)
+    derived = stimulus_reward(c, choice)
     stored = trials["reward"].to_numpy(float) if "reward" in trials else np.full(len(trials), np.nan)
     return network_learning_reward(c, np.where(np.isnan(stored) & (c != 0), derived, stored), zero_reward)
 

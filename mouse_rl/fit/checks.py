@@ -30,7 +30,7 @@ import torch
 
 from envs import rng
 
-from ..network import encode, forward, init_weights, learning_reward, p_right, trial_update
+from ..network import encode, forward, init_weights, learning_reward, p_right, stimulus_reward, trial_update
 from ..params import NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .predictive import laplace_covariance
@@ -98,9 +98,8 @@ def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side"
         fwd = forward(w, x)
         p = p_right(fwd.q_tot, params.beta, params.lapse)
         choice = (rng.uniform(seeds, rng.CHOICE, t, p.dtype, ckey) < p).long()
-        correct = torch.where(c > 0, choice == 1, choice == 0).to(p.dtype)
         side_draw = (rng.uniform(seeds, rng.ZERO_REWARD_SIDE, t, p.dtype, zkey) < 0.5).to(p.dtype)
-        reward = learning_reward(c, torch.where(c == 0, side_draw, correct), zero_reward)
+        reward = learning_reward(c, torch.where(c == 0, side_draw, stimulus_reward(c, choice)), zero_reward)
         step = trial_update(w, x, choice, reward, params.eta, positive, fwd)
         w = type(w)(torch.where(valid[:, None], step.weights.a, w.a),
                     torch.where(valid[:, None, None], step.weights.U, w.U))
@@ -127,16 +126,14 @@ def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarra
         num = np.bincount(idx[mask], weights=values[mask], minlength=S * B)
         den = np.bincount(idx[mask], minlength=S * B)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (num / den).reshape(S, B), den.reshape(S, B)
+            return (num / den).reshape(S, B)
 
     left, right = cv < 0, cv > 0
     zero = ~(left | right)
     correct = np.where(right, y, 1 - y)
-    acc, _ = mean(left | right, correct)
-    pl, _ = mean(left, y)
-    pz, _ = mean(zero, y)
-    pr, _ = mean(right, y)
-    n_sess = np.array([len(np.unique(sess[valid[:, b], b])) for b in range(B)])
+    acc = mean(left | right, correct)
+    pl, pz, pr = mean(left, y), mean(zero, y), mean(right, y)
+    n_sess = np.where(valid, rank, -1).max(0) + 1
     exists = np.arange(S)[:, None] < n_sess[None, :]
     return {"accuracy": acc, "p_right_left": pl, "p_right_zero": pz, "p_right_right": pr, "exists": exists,
             "n_sessions": n_sess}

@@ -138,24 +138,21 @@ class NetworkModel:
         """Held-out log-likelihoods per mouse (plug-in, or Laplace predictive with a ``loglik_plugin`` column)."""
         if self.u is None:
             raise RuntimeError("call fit() first")
-        m = self.batch.mask_from_rows(mask)
-        n = m.sum(0).cpu().numpy()
-        kobj = KernelObjective(self.batch, self.transform)  # every trial scored and learned from
-        M = self.batch.shape[1]
-        if self.predictive == "plugin":
-            lp = torch.as_tensor(kobj.trial_logp(self.u.cpu().numpy(), np.arange(M)))
-            return score_frame(self.batch.mice, masked_sum(lp, m.cpu()).numpy(), n)
+        m = self.batch.mask_from_rows(mask).cpu()
+        n = m.sum(0).numpy()
         if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
-            K = self.n_samples
+            kobj = KernelObjective(self.batch, self.transform)  # every trial scored and learned from
 
-            def logp(draws):
-                return torch.as_tensor(kobj.trial_logp(draws.cpu().numpy(), np.arange(len(draws))))
+            def logp(u):
+                return torch.as_tensor(kobj.trial_logp(u.cpu().numpy(), np.arange(len(u))))
 
-            self._trial_logp = tuple(t.cpu() for t in predictive_trial_logp(logp, self.u.cpu(), self.cov.cpu(), K,
-                                                                            self.draw_seed))
-        m = m.cpu()
+            self._trial_logp = (logp(self.u),) if self.predictive == "plugin" else tuple(
+                t.cpu() for t in predictive_trial_logp(logp, self.u.cpu(), self.cov.cpu(), self.n_samples,
+                                                       self.draw_seed))
+        if self.predictive == "plugin":
+            return score_frame(self.batch.mice, masked_sum(self._trial_logp[0], m).numpy(), n)
         ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
-        return score_frame(self.batch.mice, ll.cpu().numpy(), n, plugin=plug.cpu().numpy())
+        return score_frame(self.batch.mice, ll.numpy(), n, plugin=plug.numpy())
 
     def fitted_params(self) -> pd.DataFrame:
         p = self.transform.params(self.u)

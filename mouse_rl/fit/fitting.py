@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..params import ModelParams, NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .likelihood import choice_logprob, masked_sum, teacher_forced
-from .newton import minimize_newton
+from .newton import is_local_minimum, minimize_newton
 from .objective import KernelObjective
 from .optim import batched_hessian, minimize_batched
 from .transforms import DEFAULT_FREE, ParamTransform
@@ -110,7 +110,8 @@ class BatchFit:
     Attributes
     ----------
     u : ``(M, P)`` best point of each mouse (unconstrained units); nll : ``(M,)`` objective there
-        (negative log-likelihood, plus the prior with ``map_prior``).
+        (negative log-likelihood, plus the prior with ``map_prior``); nll_loglik : ``(M,)`` the
+        negative log-likelihood alone there.
     u_all, nll_all : ``(R, M, P)`` / ``(R, M)`` every restart's final point and objective.
     best_restart : ``(M,)``; n_scored : ``(M,)`` scored trials.
     converged : ``(M,)`` bool, the best restart stopped at a local minimum (projected gradient
@@ -121,11 +122,13 @@ class BatchFit:
     hessian : ``(M, P, P)`` Hessian of the objective at ``u`` (exact, from the kernel).
     hessian_loglik : ``(M, P, P)`` Hessian of the negative log-likelihood alone at ``u``.
     grad : ``(M, P)`` gradient of the objective at ``u``.
-    info : ``n_evals`` (batched objective calls), ``seconds``.
+    info : ``n_evals`` (batched objective calls of the last optimiser pass), ``seconds``, ``work``
+        (column-trials run through the kernel: a cost measure that does not depend on machine load).
     """
 
     u: torch.Tensor
     nll: torch.Tensor
+    nll_loglik: np.ndarray
     u_all: torch.Tensor
     nll_all: torch.Tensor
     best_restart: torch.Tensor
@@ -189,41 +192,40 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             us, fs, _ = minimize_newton(kobj, np.repeat(starts, M, axis=0), lower, upper, screen_iter, gtol,
                                         callback=lambda n_active: bar.update(0))
             bar.update(screen_iter)
-            fs = np.where(np.isfinite(fs), fs, np.inf).reshape(n_screen, M)
+            fs = _by_restart(fs, n_screen)
             keep = np.argsort(fs, axis=0, kind="stable")[:n_restarts]  # each mouse its own best starts
             u0 = us.reshape(n_screen, M, -1)[keep, np.arange(M)[None]].reshape(n_restarts * M, -1)
         # every kept start to a loose tolerance, then each mouse's best POLISH starts to the tight one
         u, f, info = minimize_newton(kobj, u0, lower, upper, max_iter, gtol, crease_search=False,
                                      callback=lambda n_active: bar.update(1))
         reason, n_iter, converged = info["reason"].astype(object), info["n_iter"], info["converged"]
-        fr = np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, M)
-        top = np.argsort(fr, axis=0, kind="stable")[:min(POLISH, n_restarts)]
+
+        def polish(start, src, dst, iters_before):
+            """Crease-searching Newton from ``start`` (columns ``src`` of their pass) into columns ``dst``."""
+            up, fp, ip = minimize_newton(lambda uu, cc: kobj(uu, src[cc]), start, lower, upper, max_iter, gtol,
+                                         ftol=ftol)
+            u[dst], f[dst], n_iter[dst] = up, fp, iters_before + ip["n_iter"]
+            reason[dst], converged[dst] = ip["reason"], ip["converged"]
+
+        top = np.argsort(_by_restart(f, n_restarts), axis=0, kind="stable")[:min(POLISH, n_restarts)]
         cols = (top * M + np.arange(M)[None]).reshape(-1)
         cols = cols[np.isin(reason[cols], ("gradient", "stalled", "max_iter"))]
         if len(cols):
-            up, fp, ip = minimize_newton(lambda uu, cc: kobj(uu, cols[cc]), u[cols], lower, upper, max_iter, gtol,
-                                         ftol=ftol)
-            u[cols], f[cols], n_iter[cols] = up, fp, n_iter[cols] + ip["n_iter"]
-            reason[cols], converged[cols] = ip["reason"], ip["converged"]
+            polish(u[cols], cols, cols, n_iter[cols])
         for hop in range(n_hops):  # basin hopping: perturb each mouse's best point, keep what beats it
-            fr = np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, M)
+            fr = _by_restart(f, n_restarts)
             best, worst = fr.argmin(0), fr.argmax(0)
             ub = u.reshape(n_restarts, M, -1)[best, np.arange(M)]
             z = np.random.default_rng([int(seed), 7919, hop]).standard_normal((HOP_STARTS, len(lower)))
             uh0 = np.clip((ub[None] + HOP_SCALE * z[:, None] * kobj.sd).reshape(HOP_STARTS * M, -1), lower, upper)
             uh, fh, _ = minimize_newton(kobj, uh0, lower, upper, max_iter, gtol, crease_search=False)
-            fh = np.where(np.isfinite(fh), fh, np.inf).reshape(HOP_STARTS, M)
+            fh = _by_restart(fh, HOP_STARTS)
             j = fh.argmin(0)
             better = np.flatnonzero(fh[j, np.arange(M)] < fr[best, np.arange(M)] - AGREE_NATS)
             if len(better) == 0:
                 break
             src = j[better] * M + better
-            up, fp, ip = minimize_newton(lambda uu, cc: kobj(uu, src[cc]), uh[src], lower, upper, max_iter, gtol,
-                                         ftol=ftol)
-            dst = worst[better] * M + better  # the hop replaces the mouse's worst restart
-            u[dst], f[dst], n_iter[dst] = up, fp, ip["n_iter"]
-            reason[dst], converged[dst] = ip["reason"], ip["converged"]
-            bar.update(0)
+            polish(uh[src], src, worst[better] * M + better, 0)  # the hop replaces the mouse's worst restart
         bar.close()
     else:
         obj = NetworkObjective(batch.repeat(n_restarts), transform, score.repeat(1, n_restarts),
@@ -239,37 +241,32 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
         n_iter = np.full(len(u), max_iter)
         converged = np.zeros(len(u), dtype=bool)
     seconds = time.perf_counter() - t0
-    f_all = np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, M)
+    f_all = _by_restart(f, n_restarts)
     u_all = u.reshape(n_restarts, M, -1)
     best = f_all.argmin(0)
     idx = np.arange(M)
     ub = u_all[best, idx]
-    fo, go, Ho = kobj(ub, idx)
-    _, _, Hl = kobj.loglik_derivatives(ub, idx)
+    fl, gl, Hl = kobj.loglik_derivatives(ub, idx)
+    fo, go, Ho = kobj.add_prior(ub, fl, gl, Hl)
     col = best * M + idx
     if method != "newton":  # judge convergence at the end by the same test the Newton fit stops on
         reason = reason.copy()
         for j, c in enumerate(col):
-            ok = _converged(ub[j], go[j], Ho[j], lower, upper, 100 * gtol)
+            ok = is_local_minimum(ub[j], go[j], Ho[j], lower, upper, 100 * gtol)
             reason[c] = "gradient" if ok else "not_converged"
             converged[c] = ok
     n_at_best = (f_all <= f_all[best, idx][None] + AGREE_NATS).sum(0)
     dev, dt = batch.contrast.device, batch.contrast.dtype
     tt = lambda a: torch.as_tensor(np.asarray(a, float), dtype=dt, device=dev)  # noqa: E731
-    return BatchFit(u=tt(ub), nll=tt(fo), u_all=tt(u_all), nll_all=tt(f_all), best_restart=torch.as_tensor(best),
+    return BatchFit(u=tt(ub), nll=tt(fo), nll_loglik=fl, u_all=tt(u_all), nll_all=tt(f_all), best_restart=torch.as_tensor(best),
                     n_scored=score.sum(0), converged=np.asarray(converged)[col], reason=np.asarray(reason)[col].astype(str),
                     n_iter=np.asarray(n_iter)[col], n_at_best=n_at_best, hessian=Ho, hessian_loglik=Hl, grad=go,
                     info={"n_evals": info["n_evals"], "seconds": seconds, "work": kobj.work})
 
 
-def _converged(u, g, H, lower, upper, tol) -> bool:
-    from .newton import _free_mask
-
-    free = _free_mask(u, g, lower, upper)
-    if not free.any():
-        return True
-    h = H[np.ix_(free, free)]
-    return bool(np.abs(g[free]).max() <= tol and np.all(np.isfinite(h)) and np.linalg.eigvalsh(h).min() > 0)
+def _by_restart(f: np.ndarray, n_restarts: int) -> np.ndarray:
+    """Column objectives ``(R * M,)`` as ``(R, M)``, non-finite ones as +inf (never chosen as best)."""
+    return np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, -1)
 
 
 def posterior_precision(transform: ParamTransform, H_loglik: np.ndarray) -> np.ndarray:
@@ -418,7 +415,7 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     p = transform.params(u)
     n = res.n_scored.cpu().numpy().astype(float)
     un = u.cpu().numpy()
-    nll = KernelObjective(batch, transform, score, learn).loglik_derivatives(un, np.arange(len(un)), 0)[0]
+    nll = res.nll_loglik
     seconds = time.perf_counter() - t0
     k = transform.n_free
     table = pd.DataFrame({"mouse": batch.mice})

@@ -5,7 +5,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import torch
 
+from ..network import Weights, encode, forward, p_right
 from ..schema import WEIGHT_COLUMNS
 
 
@@ -13,6 +15,39 @@ def session_weights(fitted_trials: pd.DataFrame) -> pd.DataFrame:
     """Weights at the end of each session: the pre-update weights of its last trial (WEIGHT_COLUMNS)."""
     last = fitted_trials.sort_values(["mouse", "session", "trial"]).groupby(["mouse", "session"]).tail(1)
     return last[["mouse", "session", *WEIGHT_COLUMNS]].reset_index(drop=True)
+
+
+def strategy_from_policy(weights: pd.DataFrame, beta, lapse=0.0, encoding: str = "side",
+                         contrast: float = 0.5) -> pd.DataFrame:
+    """Classify rows of a weight table by the *behaviour* their policy produces (beta- and lapse-aware).
+
+    The policy's P(Right) for a left stimulus, zero contrast and a right stimulus of ``contrast``
+    (:func:`mouse_rl.network.forward` and :func:`mouse_rl.network.p_right`) gives slopes
+    ``left_slope = P(R|0) - P(R|L)`` and ``right_slope = P(R|R) - P(R|0)`` in P(Right) units,
+    classified by :func:`mouse_rl.strategy.strategy_from_behaviour` exactly as a session of real
+    choices is. ``beta`` / ``lapse``: scalars or one value per row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Key columns present, ``p_right_left``, ``p_right_zero``, ``p_right_right``, ``left_slope``,
+        ``right_slope``, ``strategy`` and ``strategy_name``.
+    """
+    from ..strategy import strategy_from_behaviour
+
+    n = len(weights)
+    w = torch.as_tensor(weights[WEIGHT_COLUMNS].to_numpy(dtype=float))
+    x = encode(torch.tensor([-contrast, 0.0, contrast], dtype=torch.float64), encoding)  # (3 stimuli, 3 inputs)
+    fwd = forward(Weights(w[:, None, :3], w[:, None, 3:].reshape(n, 1, 2, 3)), x[None])
+    per_row = lambda v: torch.as_tensor(np.broadcast_to(np.asarray(v, float), (n,)).copy())[:, None]  # noqa: E731
+    p = p_right(fwd.q_tot, per_row(beta), per_row(lapse)).numpy()
+    keys = [c for c in ("mouse", "session", "trial") if c in weights.columns]
+    out = weights[keys].copy()
+    out["p_right_left"], out["p_right_zero"], out["p_right_right"] = p[:, 0], p[:, 1], p[:, 2]
+    out["left_slope"], out["right_slope"] = p[:, 1] - p[:, 0], p[:, 2] - p[:, 1]
+    lab = strategy_from_behaviour(out)
+    out["strategy"], out["strategy_name"] = lab["strategy"], lab["strategy_name"]
+    return out
 
 
 def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = None,
@@ -27,7 +62,7 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
     small Q values reads as the accurate behaviour it produces). Per session,
     both go through :func:`mouse_rl.strategy.strategy_from_behaviour`. The
     psychometric of the fitted policy at the *end* of each session
-    (:func:`mouse_rl.strategy.strategy_from_policy`) is reported beside it.
+    (:func:`strategy_from_policy`) is reported beside it.
 
     Learner side (per mouse): the late slope difference, right - left slope
     averaged over the last 5 sessions (the window of
@@ -57,7 +92,7 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
     """
     from ..analysis import early_late_metrics, session_metrics
     from ..params import ModelParams
-    from ..strategy import strategy_from_behaviour, strategy_from_policy
+    from ..strategy import strategy_from_behaviour
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -55,6 +55,20 @@ def _free_mask(u, g, lower, upper):
     return ~(at_lo | at_hi)
 
 
+def is_local_minimum(u, g, H, lower, upper, gtol) -> bool:
+    """Projected gradient max-norm <= ``gtol`` and the Hessian positive definite on the free coordinates."""
+    free = _free_mask(u, g, lower, upper)
+    if not free.any():
+        return True
+    h = H[np.ix_(free, free)]
+    return bool(np.abs(g[free]).max() <= gtol and np.all(np.isfinite(h)) and np.linalg.eigvalsh(h).min() > 0)
+
+
+def _all_finite(f, g, H) -> np.ndarray:
+    """Per point: objective, gradient and Hessian all finite."""
+    return np.isfinite(f) & np.all(np.isfinite(g), axis=1) & np.all(np.isfinite(H), axis=(1, 2))
+
+
 def _min_norm_hull(G: np.ndarray) -> np.ndarray:
     """Minimum-norm point of the convex hull of the rows of ``G`` ``(k, P)`` (a small NNLS problem)."""
     from scipy.optimize import nnls
@@ -155,11 +169,10 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
     rad = np.full(B, float(radius))
     n_iter = np.zeros(B, dtype=int)
     reason = np.array([""] * B, dtype=object)
-    bad = ~(np.isfinite(f) & np.all(np.isfinite(g), axis=1) & np.all(np.isfinite(H), axis=(1, 2)))
+    bad = ~_all_finite(f, g, H)
     reason[bad] = "non_finite"
     active = ~bad
     n_evals = 1
-    n_points = B
     if callback:
         callback(int(active.sum()))
     phase = np.zeros(B, dtype=int)  # 0 Newton step, 1 gradient sampling, 2 search along the sampled direction
@@ -170,11 +183,7 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
         over = active & (phase != 0) & (n_iter >= max_iter)
         reason[over], active[over] = "max_iter", False
         for b in np.flatnonzero(active & (phase == 0)):  # stopping tests
-            free = _free_mask(u[b], g[b], lower, upper)
-            pg = np.abs(g[b][free]).max() if free.any() else 0.0
-            hf = H[b][np.ix_(free, free)]
-            pd = (not free.any()) or (np.all(np.isfinite(hf)) and np.linalg.eigvalsh(hf).min() > 0)
-            if pg <= gtol and pd:
+            if is_local_minimum(u[b], g[b], H[b], lower, upper, gtol):
                 reason[b], active[b] = "gradient", False
             elif n_iter[b] >= max_iter:
                 reason[b], active[b] = "max_iter", False
@@ -204,8 +213,7 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
         pts = np.array(pts)
         fc, gc, Hc = fun(pts, owner)
         n_evals += 1
-        n_points += len(pts)
-        ok = np.isfinite(fc) & np.all(np.isfinite(gc), axis=1) & np.all(np.isfinite(Hc), axis=(1, 2))
+        ok = _all_finite(fc, gc, Hc)
         for b in cols:
             idx = np.flatnonzero(owner == b)
             if phase[b] == 0:
@@ -247,4 +255,4 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
             callback(len(cols))
     converged = np.isin(reason, CONVERGED)
     return u, f, {"reason": reason.astype(str), "converged": converged, "n_iter": n_iter, "grad": g, "hess": H,
-                  "n_evals": n_evals, "n_points": n_points}
+                  "n_evals": n_evals}

@@ -68,13 +68,14 @@ class KernelObjective:
 
     def __call__(self, u: np.ndarray, cols: np.ndarray):
         """Objective for columns ``cols`` (column c runs on mouse ``c % n_mice``) at points ``u`` ``(n, P)``."""
-        f, g, H = self.loglik_derivatives(u, np.asarray(cols) % self.n_mice)
-        if self.map_prior:
-            z = (u - self.centre) / self.sd
-            f = f + 0.5 * (z**2).sum(-1)
-            g = g + z / self.sd
-            H = H + np.diag(1.0 / self.sd**2)[None]
-        return f, g, H
+        return self.add_prior(u, *self.loglik_derivatives(u, np.asarray(cols) % self.n_mice))
+
+    def add_prior(self, u: np.ndarray, f: np.ndarray, g: np.ndarray, H: np.ndarray):
+        """The objective from the likelihood terms at ``u``: adds the prior's value, gradient, Hessian (MAP only)."""
+        if not self.map_prior:
+            return f, g, H
+        z = (u - self.centre) / self.sd
+        return f + 0.5 * (z**2).sum(-1), g + z / self.sd, H + np.diag(1.0 / self.sd**2)[None]
 
     def trial_logp(self, u: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """log P(observed choice) of every scored trial, ``(T, n)`` in nats (0 elsewhere), columns ``cols``."""
