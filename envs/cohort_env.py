@@ -120,17 +120,25 @@ class CohortEnv(VectorEnv):
         T = self.task.trials_per_session
         start = (self.global_trial // T) * T
         counters = torch.arange(start, start + T, device=self.device)[:, None]
-        u = rng.uniform(self.seeds, rng.STIMULUS, counters, torch.float64, self._keys[0])
-        idx = torch.zeros(u.shape, dtype=torch.long, device=self.device)
-        for edge in self._cumulative[:-1]:  # a few contrasts: cheaper than a reduction over a tiny axis
-            idx += u >= edge
-        self._stim_draws = self._contrasts[idx]
-        u_zero = rng.uniform(self.seeds, rng.ZERO_REWARD_SIDE, counters, torch.float64, self._keys[1])
+        self._stim_draws = self._contrasts[self.stimulus_index(counters)]
+        u_zero = rng.uniform(self.seeds, rng.ZERO_REWARD_SIDE, counters, torch.float64, self._zero_key)
         zero_sides = (u_zero < self.task.zero_reward_p_right).long()
         c = self._stim_draws
         self._rewarded_draws = torch.where(c > 0, 1, torch.where(c < 0, 0, zero_sides))
         self._correct_draws = torch.where(c > 0, 1, torch.where(c < 0, 0, -1))
         self._obs_draws = self._contrast_pair(c)
+
+    def stimulus_index(self, counters) -> torch.Tensor:
+        """Index into ``task.contrasts`` of the stimulus each mouse draws at global trial(s) ``counters``.
+
+        ``counters``: an int or an int64 tensor broadcastable to ``(num_envs,)`` (e.g. a column of
+        trials). The draw before any repeat-after-error rule.
+        """
+        u = rng.uniform(self.seeds, rng.STIMULUS, counters, torch.float64, rng.stream_key(self.seeds, rng.STIMULUS))
+        idx = torch.zeros(u.shape, dtype=torch.long, device=self.device)
+        for edge in self._cumulative[:-1]:  # a few contrasts: cheaper than a reduction over a tiny axis
+            idx += u >= edge
+        return idx
 
     def _draw(self) -> torch.Tensor:
         return self._stim_draws[self.trial]
@@ -176,7 +184,7 @@ class CohortEnv(VectorEnv):
         if seed is not None:
             self.seeds = rng.as_seed_tensor(rng.mouse_seeds(seed, self.num_envs), self.device)
         options = options or {}
-        self._keys = (rng.stream_key(self.seeds, rng.STIMULUS), rng.stream_key(self.seeds, rng.ZERO_REWARD_SIDE))
+        self._zero_key = rng.stream_key(self.seeds, rng.ZERO_REWARD_SIDE)
         self.global_trial = int(options.get("global_trial", 0))
         self._session_draws()
         if "signed_contrast" in options:

@@ -189,7 +189,8 @@ def _shaped(value, shape) -> bool:
     return isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(shape)
 
 
-def load_cohort_state(path, fingerprint: dict, trials_per_session: int, log_keys=None) -> dict | None:
+def load_cohort_state(path, fingerprint: dict, trials_per_session: int, log_keys=None,
+                      summary: bool = False) -> dict | None:
     """:func:`load_matching` for :func:`mouse_rl.simulate.simulate_cohort`, with its layout checked.
 
     Parameters
@@ -197,7 +198,9 @@ def load_cohort_state(path, fingerprint: dict, trials_per_session: int, log_keys
     path : checkpoint file (None or absent: no state).
     fingerprint : the run's fingerprint (``n_mice``, ``n_sessions``, ...).
     trials_per_session : trials per session (a checkpoint is written at a session end).
-    log_keys : names of the per-trial logs the run keeps, or None without a trial log.
+    log_keys : names of the per-trial logs the run keeps (each ``(n_mice, trials done)``), or None
+        without a trial log.
+    summary : the run keeps per-session counters (``state["summary"]``, ``(n_mice, n_sessions, 8)`` int64).
 
     Raises
     ------
@@ -229,6 +232,10 @@ def load_cohort_state(path, fingerprint: dict, trials_per_session: int, log_keys
     else:
         _require(isinstance(log, dict) and set(log) == set(log_keys), path,
                  f"trial log columns {sorted(log) if isinstance(log, dict) else log!r} differ from {sorted(log_keys)}")
-        bad = [k for k in log_keys if not _shaped(log[k], (start, n))]
-        _require(not bad, path, f"trial log column(s) {bad} must have shape ({start}, {n})")
+        bad = [k for k in log_keys if not _shaped(log[k], (n, start))]
+        _require(not bad, path, f"trial log column(s) {bad} must have shape ({n}, {start}) (mice x trials)")
+    if summary:
+        counts = state.get("summary")
+        _require(_shaped(counts, (n, int(fingerprint["n_sessions"]), 8)) and counts.dtype == torch.int64, path,
+                 f"per-session counters 'summary' must be int64 of shape ({n}, {fingerprint['n_sessions']}, 8)")
     return state

@@ -1,5 +1,4 @@
 """Checkpoint and resume give output identical to an uninterrupted run."""
-import os
 import subprocess
 import sys
 import time

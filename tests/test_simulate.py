@@ -73,3 +73,25 @@ def test_default_cohort_matches_reference_numbers():
 def test_shallow_network_learns_within_two_sessions():
     sm = session_metrics(simulate_cohort(30, 2, 220, params=ModelParams(w0=1.0), seed=1, progress=False).trials)
     assert sm[sm.session == 2].accuracy.mean() > 0.75
+
+
+def test_cpu_runs_fused_and_float64_matches_reference():
+    kw = dict(n_mice=5, n_sessions=2, trials_per_session=40, params=ModelParams(eta=0.03, b_L=0.05), seed=8,
+              dtype=torch.float64)
+    fused = simulate_cohort(**kw)
+    assert fused.engine == "fused" and fused.meta["fallback"] is None
+    ref = simulate_cohort(engine="reference", **kw)
+    pd.testing.assert_frame_equal(fused.trials, ref.trials, check_exact=False, rtol=0, atol=1e-12)
+
+
+def test_cli_session_log(tmp_path):
+    from mouse_rl.cli import main
+
+    out = tmp_path / "sessions.parquet"
+    assert main(["simulate", "--mice", "3", "--sessions", "2", "--trials", "30", "--log", "sessions",
+                 "--threads", "1", "--out", str(out), "--quiet"]) == 0
+    table = pd.read_parquet(out)
+    expected = simulate_cohort(3, 2, 30, log="sessions").sessions
+    pd.testing.assert_frame_equal(table, expected, check_dtype=False)
+    assert main(["simulate", "--mice", "3", "--sessions", "2", "--trials", "30", "--threads", "0",
+                 "--out", str(out), "--quiet"]) != 0

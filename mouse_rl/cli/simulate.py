@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..outputs import OutputSet, marker_for_file
-from ..simulate import simulate_cohort
+from ..simulate import simulate_cohort, write_table
 from .limits import check_cohort_size
 from .common import add_device_option, dtype_of, resolve_device
 from .options import add_model_options, add_task_options, model_params, task_config
@@ -19,6 +19,14 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint file (default OUT.ckpt); rerunning a killed command resumes from it")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="SESSIONS",
+                   help="sessions between checkpoints (default: a quarter of --sessions, rounded up; each "
+                        "checkpoint rewrites the trial log so far)")
+    p.add_argument("--log", choices=["trials", "sessions"], default="trials",
+                   help="'trials': the per-trial table (default); 'sessions': per-session summaries only "
+                        "(OUT holds one row per mouse and session; memory independent of --trials)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the fused simulation (default: all; numba's setting)")
     p.add_argument("--restart", action="store_true",
                    help="discard an existing checkpoint (e.g. a corrupt one) and start from session 1")
     p.add_argument("--record-weights", choices=["session", "trial"], default="session",
@@ -33,7 +41,12 @@ def run(args) -> int:
     if args.out.suffix != ".parquet":
         raise ValueError(f"--out: expected a .parquet file name, got {str(args.out)!r}")
     params, task = model_params(args), task_config(args)
-    check_cohort_size(args.mice, args.sessions, task.trials_per_session, record_weights=args.record_weights)
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every: must be >= 1, got {args.checkpoint_every}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: must be >= 1, got {args.threads}")
+    if args.log == "trials":
+        check_cohort_size(args.mice, args.sessions, task.trials_per_session, record_weights=args.record_weights)
     checkpoint = args.checkpoint or args.out.with_suffix(".ckpt")
     if checkpoint.is_dir():
         raise ValueError(f"--checkpoint: {str(checkpoint)!r} is a folder, expected a file name")
@@ -43,11 +56,14 @@ def run(args) -> int:
         n_mice=args.mice, n_sessions=args.sessions, params=params, task=task,
         seed=args.seed, device=resolve_device(args.device), dtype=dtype_of(args), progress=not args.quiet,
         record_weights=args.record_weights, checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every or -(-args.sessions // 4), log=args.log, threads=args.threads,
     )
     weights = args.out.with_suffix(".weights.parquet")
+    table = result.trials if args.log == "trials" else result.sessions
     with OutputSet(args.out.parent, marker=marker_for_file(args.out), meta={"command": "simulate"}) as outputs:
-        result.trials.to_parquet(outputs.path(args.out.name), index=False)
+        write_table(table, outputs.path(args.out.name))
         result.weights.to_parquet(outputs.path(weights.name), index=False)
     checkpoint.unlink(missing_ok=True)
-    print(f"wrote {len(result.trials):,} trials of {args.mice} mice to {args.out} (weights: {weights.name})")
+    what = "trials" if args.log == "trials" else "session summaries"
+    print(f"wrote {len(table):,} {what} of {args.mice} mice to {args.out} (weights: {weights.name})")
     return 0

@@ -30,7 +30,6 @@ import torch
 
 from envs import rng
 
-from ..network import encode, forward, init_weights, learning_reward, p_right, stimulus_reward, trial_update
 from ..params import NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .predictive import laplace_covariance
@@ -80,32 +79,21 @@ def copy_seeds(mice, n_copies: int, seed: int = 0) -> np.ndarray:
 
 
 def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side", positive: bool = True,
-             zero_reward: str = "expected") -> tuple[torch.Tensor, torch.Tensor]:
+             zero_reward: str = "expected", init=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running network on each column's own stimuli and session lengths.
 
     Returns ``(choice, p_right)``, each ``(T, B)``: the copy's sampled choices
     (0 = Left, 1 = Right; 0 on padding) and its P(Right) before each choice.
     Choices use the counter-based stream ``rng.CHOICE`` of each column's seed;
-    the zero-contrast reward side (``zero_reward="random"``) ``rng.ZERO_REWARD_SIDE``.
+    the rewarded side at zero contrast (Right with p = 0.5) ``rng.ZERO_REWARD_SIDE``.
+    ``init``: starting weights, a :class:`~mouse_rl.network.Weights`-like ``(a, U)`` of
+    ``(B, 3)``, ``(B, 2, 3)`` tensors (default: the initial weights of ``params``, no jitter).
+    One rollout with simulation (:func:`mouse_rl.simulate.simulate_on_stimuli`): the fused CPU
+    engine on the CPU, the reference rollout elsewhere (same numbers).
     """
-    seeds = rng.as_seed_tensor(seeds, batch.contrast.device)
-    ckey, zkey = rng.stream_key(seeds, rng.CHOICE), rng.stream_key(seeds, rng.ZERO_REWARD_SIDE)
-    w = init_weights(params)
-    x_all = encode(batch.contrast, encoding)
-    choices, probs = [], []
-    for t in range(batch.shape[0]):
-        x, c, valid = x_all[t], batch.contrast[t], batch.valid[t]
-        fwd = forward(w, x)
-        p = p_right(fwd.q_tot, params.beta, params.lapse)
-        choice = (rng.uniform(seeds, rng.CHOICE, t, p.dtype, ckey) < p).long()
-        side_draw = (rng.uniform(seeds, rng.ZERO_REWARD_SIDE, t, p.dtype, zkey) < 0.5).to(p.dtype)
-        reward = learning_reward(c, torch.where(c == 0, side_draw, stimulus_reward(c, choice)), zero_reward)
-        step = trial_update(w, x, choice, reward, params.eta, positive, fwd)
-        w = type(w)(torch.where(valid[:, None], step.weights.a, w.a),
-                    torch.where(valid[:, None, None], step.weights.U, w.U))
-        choices.append(torch.where(valid, choice, 0))
-        probs.append(p)
-    return torch.stack(choices), torch.stack(probs)
+    from ..simulate import simulate_on_stimuli
+
+    return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward)
 
 
 def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """Exact, differentiable choice likelihood of the network, teacher-forced on a mouse's own trials.
 
-The network is unrolled with the single learning rule
-:func:`mouse_rl.network.trial_update` (no second copy of the equations): the
+The network is unrolled by the one rollout of simulation and fitting
+(:func:`mouse_rl.rollout.rollout`, learning by :func:`mouse_rl.network.trial_update`): the
 input is the mouse's own signed contrast, the chosen action its own choice,
 and the reward the one it received (0.5 at zero contrast by default, see
 :func:`mouse_rl.fit.batch.learning_reward`). The choice probability of each
@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..network import Weights, encode, init_weights, log_policy, p_right, trial_update
+from ..network import Weights, init_weights, log_policy, p_right
 from ..params import ModelParams, NetParams
+from ..rollout import GivenChoices, GivenTrials, Trial, rollout
 from ..schema import WEIGHT_COLUMNS
 from .batch import TrialBatch, make_batch, prepare_trials
 
@@ -49,24 +50,18 @@ class Unroll(NamedTuple):
     U: torch.Tensor | None = None
 
 
-def _steps(a, U, x, choice, reward, learn, eta, positive: bool, record: bool, skip=None):
-    """Run ``len(x)`` teacher-forced trials; return final (a, U) and stacked read-outs.
-
-    ``skip[t]`` (Python bool, optional) says every column learns on trial t, so
-    the masking ``torch.where`` can be skipped (same result, less overhead).
-    """
+def _steps(a, U, c, choice, reward, learn, params: NetParams, encoding: str, positive: bool, record: bool):
+    """Teacher-forced :func:`mouse_rl.rollout.rollout` over ``len(c)`` trials; final (a, U) and stacked read-outs."""
     outs = []
-    for t in range(x.shape[0]):
-        step = trial_update(Weights(a, U), x[t], choice[t], reward[t], eta, positive)
-        f = step.forward
-        outs.append((f.q_tot, f.q_stim, f.q_const, step.delta_tot, step.delta_stim, step.delta_const, a, U)
+
+    def keep(tr: Trial) -> None:
+        f, s, w = tr.forward, tr.step, tr.weights
+        outs.append((f.q_tot, f.q_stim, f.q_const, s.delta_tot, s.delta_stim, s.delta_const, w.a, w.U)
                     if record else (f.q_tot,))
-        if skip is not None and skip[t]:
-            a, U = step.weights
-            continue
-        m = learn[t]
-        a = torch.where(m[:, None], step.weights.a, a)
-        U = torch.where(m[:, None, None], step.weights.U, U)
+
+    a, U = rollout(Weights(a, U), params, GivenTrials(c, reward), GivenChoices(choice), 0, c.shape[0],
+                   encoding=encoding, positive=positive, zero_reward=None, use_lapse=False, learn=learn,
+                   recorder=keep)
     return a, U, [torch.stack(z) for z in zip(*outs)]
 
 
@@ -76,8 +71,8 @@ _compiled = {}
 def _compiled_steps(positive: bool):
     key = positive
     if key not in _compiled:
-        def chunk(a, U, x, choice, reward, learn, eta):
-            return _steps(a, U, x, choice, reward, learn, eta, positive, False)
+        def chunk(a, U, c, choice, reward, learn, params, encoding):
+            return _steps(a, U, c, choice, reward, learn, params, encoding, positive, False)
         _compiled[key] = torch.compile(chunk, dynamic=False)
     return _compiled[key]
 
@@ -98,17 +93,16 @@ def unroll(batch: TrialBatch, params: NetParams, encoding: str = "side", positiv
     if engine not in ENGINES:
         raise ValueError(f"engine: must be one of {ENGINES}, got {engine!r}")
     learn = batch.valid if learn is None else learn & batch.valid
-    x = encode(batch.contrast, encoding)
+    c = batch.contrast
     a, U = init_weights(params)  # deterministic: no jitter when teacher-forced
     if engine == "eager" or record:
-        skip = learn.all(1).tolist()
-        _, _, outs = _steps(a, U, x, batch.choice, batch.reward, learn, params.eta, positive, record, skip)
+        _, _, outs = _steps(a, U, c, batch.choice, batch.reward, learn, params, encoding, positive, record)
         return Unroll(*outs)
-    T = x.shape[0]
+    T = c.shape[0]
     pad = (-T) % _CHUNK
     if pad:  # padded trials: no learning, dropped below
         z = lambda t: torch.cat([t, t[-1:].expand(pad, *t.shape[1:]) * 0])  # noqa: E731
-        x, choice, reward = z(x), z(batch.choice), z(batch.reward)
+        c, choice, reward = z(c), z(batch.choice), z(batch.reward)
         learn = torch.cat([learn, torch.zeros(pad, *learn.shape[1:], dtype=torch.bool, device=learn.device)])
     else:
         choice, reward = batch.choice, batch.reward
@@ -116,7 +110,7 @@ def unroll(batch: TrialBatch, params: NetParams, encoding: str = "side", positiv
     qs = []
     for t0 in range(0, T + pad, _CHUNK):
         s = slice(t0, t0 + _CHUNK)
-        a, U, (q,) = f(a, U, x[s], choice[s], reward[s], learn[s], params.eta)
+        a, U, (q,) = f(a, U, c[s], choice[s], reward[s], learn[s], params, encoding)
         qs.append(q)
     return Unroll(torch.cat(qs)[:T])
 

@@ -1,0 +1,290 @@
+"""Fused free-running simulation of a cohort (numba, CPU): one compiled loop per mouse, mice in parallel.
+
+An accelerator, not a second model. Each mouse's weights stay in local
+variables across its trials; mice run in parallel (``prange``), each mouse's
+trials on one thread. Per trial it performs, in the same floating-point order,
+the operations of the reference path (:mod:`mouse_rl.rollout`) after
+:func:`mouse_rl.network.encode` (whose inputs the caller passes in): :func:`~mouse_rl.network.forward`,
+:func:`~mouse_rl.network.p_right`, the sampled choice, the task reward of
+:class:`envs.CohortEnv`, :func:`~mouse_rl.network.learning_reward` and
+:func:`~mouse_rl.network.trial_update`. The counter-based per-mouse streams of
+:mod:`envs.rng` (stimulus, zero-contrast reward side, choice) are computed
+inside the loop with the same hash, so choices, rewards and weights are those
+of the reference path; P(R) differs only by the last bit of ``exp``
+(``tests/test_sim_kernel.py`` checks float64 to 1e-12 and float32 to 1e-5
+over random weights, inputs and parameters).
+
+Not supported (the caller falls back to the reference path): per-trial delta
+offsets or reward additions (optogenetics), devices other than the CPU.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+import torch
+
+from envs import rng
+
+from .network import MAX_WEIGHT
+
+_M32 = 0xFFFFFFFF
+_INV_TWO32 = 1.0 / 4294967296.0
+
+#: Log layouts (``log_mode``): nothing; (choice, P(R)) only; the simulation's trial fields; those plus weights.
+LOG_NONE, LOG_CHOICES, LOG_TRIALS, LOG_TRIALS_WEIGHTS = 0, 1, 2, 3
+#: Fields of ``LOG_TRIALS`` in order (``LOG_TRIALS_WEIGHTS`` appends the 9 pre-update weights).
+TRIAL_FIELDS = ("signed_contrast", "choice", "reward", "p_right", "q_tot_L", "q_tot_R", "q_stim_L", "q_stim_R",
+                "q_const_L", "q_const_R", "delta_tot", "delta_stim", "delta_const")
+#: Per-session counters of ``summary`` in order.
+SUMMARY_FIELDS = ("n_trials", "n_left", "n_zero", "n_right", "right_left", "right_zero", "right_right", "rewarded")
+
+
+@nb.njit(cache=True, inline="always")
+def _mix32(x):
+    x = x ^ (x >> 16)
+    x = (x * 0x21F0AAAD) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x735A2D97) & _M32
+    return x ^ (x >> 15)
+
+
+@nb.njit(cache=True, inline="always")
+def _stream_key(seed, stream):
+    return _mix32(seed ^ _mix32((stream * 0x01000193) & _M32))
+
+
+@nb.njit(cache=True, inline="always")
+def _hash(key, counter):
+    return _mix32(key ^ _mix32(_mix32(counter & _M32) ^ (counter >> 32)))
+
+
+@nb.njit(cache=True, inline="always")
+def _clip(v, bound):
+    """torch.clamp(v, -bound, bound) (NaN stays NaN)."""
+    if v > bound:
+        return bound
+    if v < -bound:
+        return -bound
+    return v
+
+
+#: Mice a thread advances together, trial by trial: independent dependency chains overlap in the CPU.
+BLOCK = 16
+
+
+@nb.njit(cache=True)
+def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds,
+           zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts,
+           log_mode, log, summary):
+    """Run mice ``m0..m1-1`` over global trials ``[start, stop)``; ``w`` (N, 9) and ``c_idx`` (N,) updated in place.
+
+    Random draws compare the 32-bit hash with integer thresholds where the reference compares
+    ``(h + 0.5) / 2**32`` in float64 with a probability: the same decision, exactly.
+    """
+    zero, half, one, wmax = consts[0], consts[1], consts[2], consts[3]
+    K = m1 - m0
+    W = np.empty((9, K), consts.dtype)  # weights a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb (mouse-minor)
+    C = np.empty(K, np.int64)
+    keys = np.empty((3, K), np.int64)
+    for j in range(K):
+        W[:, j] = w[m0 + j]
+        C[j] = c_idx[m0 + j]
+        keys[0, j] = _stream_key(seeds[m0 + j], rng.STIMULUS)
+        keys[1, j] = _stream_key(seeds[m0 + j], rng.ZERO_REWARD_SIDE)
+        keys[2, j] = _stream_key(seeds[m0 + j], rng.CHOICE)
+    given = given_c.shape[1] > 0
+    fresh = np.ones(K, np.bool_)
+    for t in range(start, stop):
+        s = t // T
+        for j in range(K):
+            m = m0 + j
+            aL, aR, ab = W[0, j], W[1, j], W[2, j]
+            ULL, ULR, ULb, URL, URR, URb = W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j]
+            learns = True
+            if given:
+                c, xL, xR = given_c[m, t], given_x[m, t, 0], given_x[m, t, 1]
+                learns = valid[m, t]
+            else:
+                c, xL, xR = contrasts[C[j]], x_table[C[j], 0], x_table[C[j], 1]
+            # forward (pre-update weights) and policy
+            hL, hR, hb = aL * xL, aR * xR, ab * one
+            qsL = ULL * hL + ULR * hR
+            qsR = URL * hL + URR * hR
+            qcL = ULb * hb
+            qcR = URb * hb
+            qtL = qsL + qcL
+            qtR = qsR + qcR
+            p = one / (one + np.exp(-(beta[m] * (qtR - qtL))))
+            if use_lapse:
+                p = half * lapse[m] + (one - lapse[m]) * p
+            h = _hash(keys[2, j], t)
+            if single:
+                u = np.float64((np.float32(h) + np.float32(0.5)) * np.float32(_INV_TWO32))
+            else:
+                u = (np.float64(h) + 0.5) * _INV_TWO32
+            right = u < p
+            ch = 1 if right else 0
+            # task reward (envs.CohortEnv): the stimulus side; at c = 0 a side from the ZERO_REWARD_SIDE stream
+            zero_side = 1 if _hash(keys[1, j], t) < zero_threshold else 0
+            rewarded = 1 if c > zero else (0 if c < zero else zero_side)
+            reward = one if ch == rewarded else zero
+            learn_r = half if (c == zero and zero_expected) else reward
+            # the three teaching signals of the chosen action
+            d_tot = learn_r - (qtR if right else qtL)
+            d_stim = learn_r - (qsR if right else qsL)
+            d_const = learn_r - (qcR if right else qcL)
+            if log_mode == LOG_CHOICES:
+                log[0, m, t] = ch if learns else 0
+                log[1, m, t] = p
+            elif log_mode >= LOG_TRIALS:
+                log[0, m, t] = c
+                log[1, m, t] = ch
+                log[2, m, t] = reward
+                log[3, m, t] = p
+                log[4, m, t] = qtL
+                log[5, m, t] = qtR
+                log[6, m, t] = qsL
+                log[7, m, t] = qsR
+                log[8, m, t] = qcL
+                log[9, m, t] = qcR
+                log[10, m, t] = d_tot
+                log[11, m, t] = d_stim
+                log[12, m, t] = d_const
+                if log_mode == LOG_TRIALS_WEIGHTS:
+                    for i in range(9):
+                        log[13 + i, m, t] = W[i, j]
+            if summary.shape[1] > 0:
+                cls = 1 if c < zero else (3 if c > zero else 2)
+                summary[m, s, 0] += 1
+                summary[m, s, cls] += 1
+                summary[m, s, cls + 3] += ch
+                summary[m, s, 7] += 1 if ch == rewarded else 0
+            if learns:
+                # trial_update: the cortex by delta_tot, the chosen row of U by delta_stim / delta_const
+                Uc_L = URL if right else ULL
+                Uc_R = URR if right else ULR
+                Uc_b = URb if right else ULb
+                g = eta[m] * d_tot
+                aL = aL + g * Uc_L * xL
+                aR = aR + g * Uc_R * xR
+                ab = ab + g * Uc_b * one
+                gs = eta[m] * d_stim
+                gc = eta[m] * d_const
+                nUL = Uc_L + gs * hL
+                nUR = Uc_R + gs * hR
+                nUb = Uc_b + gc * hb
+                if positive:
+                    aL, aR, ab, nUL, nUR, nUb = abs(aL), abs(aR), abs(ab), abs(nUL), abs(nUR), abs(nUb)
+                W[0, j], W[1, j], W[2, j] = _clip(aL, wmax), _clip(aR, wmax), _clip(ab, wmax)
+                r = 6 if right else 3
+                W[r, j], W[r + 1, j], W[r + 2, j] = _clip(nUL, wmax), _clip(nUR, wmax), _clip(nUb, wmax)
+                if fresh[j]:  # the other row once: abs / clamp leave it unchanged from then on
+                    fresh[j] = False
+                    o = 3 if right else 6
+                    for i in range(o, o + 3):
+                        W[i, j] = _clip(abs(W[i, j]) if positive else W[i, j], wmax)
+            if not given:
+                # next trial's stimulus (envs.CohortEnv.step): a fresh draw, or a repeat after an error at c != 0
+                nxt = t + 1
+                hs = _hash(keys[0, j], nxt)
+                idx = 0
+                for e in range(stim_thresholds.shape[0]):
+                    idx += 1 if hs >= stim_thresholds[e] else 0
+                if not (repeat and nxt % T != 0 and reward == zero and c != zero):
+                    C[j] = idx
+    for j in range(K):
+        w[m0 + j] = W[:, j]
+        c_idx[m0 + j] = C[j]
+
+
+@nb.njit(cache=True, parallel=True)
+def _cohort(w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds, zero_threshold,
+            repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts, log_mode, log,
+            summary):
+    n = w.shape[0]
+    for b in nb.prange((n + BLOCK - 1) // BLOCK):
+        _block(b * BLOCK, min(n, (b + 1) * BLOCK), w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
+               x_table, stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected,
+               use_lapse, single, consts, log_mode, log, summary)
+
+
+def _threshold(probability: float) -> int:
+    """Smallest 32-bit hash h with (h + 0.5) / 2**32 >= probability (exact: all terms are exact in float64)."""
+    return int(min(max(math.ceil(float(probability) * 4294967296.0 - 0.5), 0), 4294967296))
+
+
+class FusedState(NamedTuple):
+    """Per-mouse state the fused loop carries between calls (updated in place).
+
+    weights : ``(N, 9)`` (a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb), in the working dtype.
+    contrast_index : ``(N,)`` int64 index into the task's contrasts of the next trial (unused with given stimuli).
+    """
+
+    weights: np.ndarray
+    contrast_index: np.ndarray
+
+
+def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int, trials_per_session: int, *,
+              contrasts=(0.0,), stimulus_x=None, cumulative=(1.0,), zero_reward_p_right: float = 0.5,
+              repeat_after_error: bool = False, given_contrast: np.ndarray | None = None,
+              given_x: np.ndarray | None = None, valid: np.ndarray | None = None, positive: bool = True,
+              zero_reward: str = "expected", use_lapse: bool = True, log_mode: int = LOG_NONE,
+              log: np.ndarray | None = None, summary: np.ndarray | None = None,
+              threads: int | None = None) -> None:
+    """Run global trials ``[start, stop)`` of every mouse, updating ``state`` in place.
+
+    The network inputs come from the caller (computed with :func:`mouse_rl.network.encode`, the one
+    definition of the encoding): ``stimulus_x`` for the task's contrasts, or ``given_x`` per trial.
+
+    Parameters
+    ----------
+    state : :class:`FusedState` (float32 or float64 weights; that dtype is the working precision).
+    eta, beta, lapse : ``(N,)`` per-mouse learning rate, inverse temperature (1 / value unit), lapse rate.
+    seeds : ``(N,)`` int64 per-mouse seeds (uint32 values, :mod:`envs.rng`).
+    start, stop : global trial range; the counters of the random streams.
+    trials_per_session : T (sessions of the summaries; repeat trials stop at a session end).
+    contrasts, stimulus_x, cumulative : the task's signed contrasts ``(K,)``, their stimulus inputs
+        ``(K, 2)`` (x_L, x_R) and cumulative probabilities ``(K,)``: stimuli are drawn from the
+        ``STIMULUS`` stream, unless ``given_contrast`` ``(N, n)`` and ``given_x`` ``(N, n, 2)``
+        (mouse-major) give them.
+    zero_reward_p_right : P(Right rewarded) at c = 0 (``ZERO_REWARD_SIDE`` stream).
+    repeat_after_error : repeat the contrast after an error at c != 0 within a session.
+    valid : ``(N, n)`` bool with given stimuli: trials that exist (others neither learn nor choose).
+    positive, zero_reward, use_lapse : model options (:class:`mouse_rl.params.ModelParams`).
+    log_mode, log : ``LOG_*`` layout and its ``(F, N, n)`` array (working dtype), indexed by global trial.
+    summary : ``(N, S, 8)`` int64 per-session counters (:data:`SUMMARY_FIELDS`), or None.
+    threads : numba threads for this call (default: numba's current setting); restored afterwards.
+    """
+    w, c_idx = state
+    n, dt = w.shape[0], w.dtype
+    consts = np.array([0.0, 0.5, 1.0, MAX_WEIGHT], dtype=dt)
+    if given_contrast is None:
+        given_c, given_x, valid = np.zeros((n, 0), dt), np.zeros((n, 0, 2), dt), np.ones((n, 0), np.bool_)
+    else:
+        given_c, given_x = np.ascontiguousarray(given_contrast, dt), np.ascontiguousarray(given_x, dt)
+        valid = np.ascontiguousarray(np.ones(given_c.shape, np.bool_) if valid is None else valid, np.bool_)
+    x_table = np.zeros((len(contrasts), 2), dt) if stimulus_x is None else np.ascontiguousarray(stimulus_x, dt)
+    log = np.zeros((0, n, 0), dtype=dt) if log is None else log
+    summary = np.zeros((n, 0, 8), dtype=np.int64) if summary is None else summary
+    per_mouse = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dt), (n,)))  # noqa: E731
+    stim_thresholds = np.array([_threshold(e) for e in np.asarray(cumulative, dtype=np.float64)[:-1]], np.int64)
+    args = (w, c_idx, per_mouse(eta), per_mouse(beta), per_mouse(lapse), np.asarray(seeds, dtype=np.int64),
+            int(start), int(stop), int(trials_per_session), np.asarray(contrasts, dtype=dt), x_table,
+            stim_thresholds, _threshold(zero_reward_p_right), bool(repeat_after_error), given_c, given_x, valid,
+            bool(positive), zero_reward == "expected", bool(use_lapse), dt == np.float32, consts, int(log_mode),
+            log, summary)
+    torch_threads = torch.get_num_threads()  # first: starting numba's OpenMP layer may change it
+    old_threads, old_chunk = nb.get_num_threads(), nb.get_parallel_chunksize()
+    try:
+        if threads is not None:
+            nb.set_num_threads(max(1, min(int(threads), nb.config.NUMBA_NUM_THREADS)))
+        nb.set_parallel_chunksize(1)  # blocks are handed out as threads come free: a busy core takes fewer
+        _cohort(*args)
+    finally:
+        nb.set_parallel_chunksize(old_chunk)
+        nb.set_num_threads(old_threads)
+        if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer shares torch's thread setting
+            torch.set_num_threads(torch_threads)
