@@ -32,6 +32,8 @@ Usage::
 
     python bench/fit_real_mice.py --trust --out out/bench_trust
     python bench/fit_real_mice.py --data ../shared/data/liebana2025 --out out/bench_fit
+    python bench/fit_real_mice.py --models network --encoding graded --out out/bench_graded
+    python bench/fit_real_mice.py --data path/to/ibl_subject_folder --models network --out out/bench_ibl
     python bench/fit_real_mice.py --models network psytrack --schemes time --mice DAP007 DAP009
     python bench/fit_real_mice.py --summarise-only --out out/bench_fit
 """
@@ -53,7 +55,15 @@ MODELS = ("network", "shallow", "qlearning", "qlearning_tabular", "psytrack")
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
+    p.add_argument("--data", type=Path, nargs="+", default=[ROOT.parent / "shared" / "data" / "liebana2025"],
+                   help="any source mouse_rl.data.load_trials reads (Liebana folder or .npy, ALF session or subject "
+                        "folder, ONE cache, the Liebana release CSV, IBL/flat tables); several are concatenated "
+                        "(default: the Liebana et al. 2025 folder)")
+    p.add_argument("--encoding", choices=["side", "magnitude", "graded"], default="side",
+                   help="network input encoding of both networks (mouse_rl.params.ENCODINGS); non-default "
+                        "encodings are reported as <model>_<encoding>")
+    p.add_argument("--zero-reward", choices=["expected", "random"], default="expected",
+                   help="reward the networks learn from at zero contrast (random: the stored feedback where known)")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "bench_fit")
     p.add_argument("--mice", nargs="+", default=None)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -86,24 +96,27 @@ def main(argv=None) -> int:
 
     from mouse_rl.baselines import default_models
     from mouse_rl.fit.cv import cross_validate, summarise
+    from mouse_rl.params import ModelParams
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summarise_only:
-        from mouse_rl.data import load_liebana2025
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trials = load_liebana2025(args.data, mice=args.mice)
+        trials = load_data(args.data, args.mice)
         n_mice = trials["mouse"].nunique()
         print(f"{n_mice} mice, {len(trials)} trials, max {trials.groupby('mouse').size().max()} per mouse", flush=True)
         factories = default_models(q_kw=dict(n_restarts=args.restarts, max_iter=args.max_iter),
                                    n_restarts=args.restarts, max_iter=args.max_iter, engine=args.engine,
                                    map_prior=args.map_prior, predictive=args.predictive,
-                                   n_samples=args.samples, draw_seed=args.draw_seed)
+                                   n_samples=args.samples, draw_seed=args.draw_seed,
+                                   fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward))
+        names = {name: name for name in args.models}
+        if (args.encoding, args.zero_reward) != ("side", "expected"):
+            suffix = "".join(f"_{v}" for v, d in ((args.encoding, "side"), (args.zero_reward, "expected")) if v != d)
+            names = {name: f"{name}{suffix}" if name in ("network", "shallow") else name for name in args.models}
         for scheme in args.schemes:
             for name in args.models:
                 t0 = time.perf_counter()
-                cv = cross_validate(trials, {name: factories[name]}, scheme, progress=False)
+                cv = cross_validate(trials, {names[name]: factories[name]}, scheme, progress=False)
+                name = names[name]
                 cv.to_csv(args.out / f"cv_{scheme}_{name}.csv", index=False)
                 total = cv["loglik"].sum() / cv["n_trials"].sum() / 0.6931471805599453
                 plug = (f" (plug-in {cv['loglik_plugin'].sum() / cv['n_trials'].sum() / 0.6931471805599453:+.4f})"
@@ -125,6 +138,27 @@ def main(argv=None) -> int:
     return 0
 
 
+def load_data(paths, mice=None) -> pd.DataFrame:
+    """Trials of every source in ``paths`` (``mouse_rl.data.load_trials``; Liebana folders skip DAP044), concatenated."""
+    from mouse_rl.data import load_liebana2025, load_trials
+
+    tables = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the malformed DAP044 is skipped with a warning
+        for path in paths:
+            if path.is_dir() and any(path.glob("*_data.npy")):
+                tables.append(load_liebana2025(path, mice=mice))
+            else:
+                tables.append(load_trials(path))
+    trials = pd.concat(tables, ignore_index=True)
+    if mice is not None:
+        missing = sorted(set(mice) - set(trials["mouse"].astype(str)))
+        if missing:
+            raise SystemExit(f"--mice: not in the data: {missing}")
+        trials = trials[trials["mouse"].astype(str).isin(mice)].reset_index(drop=True)
+    return trials
+
+
 def trust(args) -> int:
     """Default fit (two restart seeds), convergence, restart agreement, learner sides, posterior-predictive check."""
     import json
@@ -132,27 +166,24 @@ def trust(args) -> int:
 
     import numpy as np
 
-    from mouse_rl.data import load_liebana2025
     from mouse_rl.fit import fit_mice
     from mouse_rl.fit.checks import check_fit
     from mouse_rl.fit.labels import strategy_labels
 
     import dataclasses
 
-    from mouse_rl.params import PARAMS
+    from mouse_rl.params import PARAMS, ModelParams
 
     for item in args.prior_sd:
         name, sd = item.split("=")
         PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=float(sd))
     args.out.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trials = load_liebana2025(args.data, mice=args.mice)
+    trials = load_data(args.data, args.mice)
     fits, seconds = [], []
     for seed in args.seeds:
         t0 = time.perf_counter()
         res = fit_mice(trials, seed=seed, map_prior=args.map_prior, n_restarts=args.restarts, max_iter=args.max_iter,
-                       fit_lapse=args.fit_lapse)
+                       fit_lapse=args.fit_lapse, fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward))
         seconds.append(time.perf_counter() - t0)
         res.params.to_csv(args.out / f"trust_fit_seed{seed}.csv", index=False)
         fits.append(res)

@@ -2,7 +2,9 @@
 
 Importing this package registers ``mouse_rl/ContrastDiscrimination-v0``:
 ``gymnasium.make`` gives :class:`ContrastDiscriminationEnv` (one mouse) and
-``gymnasium.make_vec`` the native batched :class:`CohortEnv` (torch tensors).
+``gymnasium.make_vec`` the native batched :class:`CohortEnv` (torch tensors);
+and ``mouse_rl/IBLTraining-v0``: :class:`IBLTrainingEnv` (one mouse) and, with
+``make_vec``, :class:`IBLCohortEnv` (the IBL training protocol, batched).
 """
 import gymnasium
 
@@ -22,6 +24,10 @@ if ENV_ID not in gymnasium.registry:
 #: The IBL training protocol (curriculum, debiasing, biased blocks): envs.ibl_task.IBLTrainingEnv.
 IBL_ENV_ID = "mouse_rl/IBLTraining-v0"
 if IBL_ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=IBL_ENV_ID, entry_point="envs.ibl_task:IBLTrainingEnv")
+    gymnasium.register(id=IBL_ENV_ID, entry_point="envs.ibl_task:IBLTrainingEnv",
+                       vector_entry_point="envs.ibl_cohort:IBLCohortEnv")
 
-__all__ = ["CohortEnv", "ContrastDiscriminationEnv", "TaskConfig", "ENV_ID", "IBL_ENV_ID", "DEFAULT_CONTRASTS", "DEFAULT_PROBABILITIES"]
+from .ibl_cohort import IBLCohortEnv  # noqa: E402
+from .ibl_task import IBLTrainingEnv  # noqa: E402
+
+__all__ = ["CohortEnv", "ContrastDiscriminationEnv", "IBLCohortEnv", "IBLTrainingEnv", "TaskConfig", "ENV_ID", "IBL_ENV_ID", "DEFAULT_CONTRASTS", "DEFAULT_PROBABILITIES"]

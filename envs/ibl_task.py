@@ -36,6 +36,11 @@ Training stage (``trainingChoiceWorld``)
       every 0 % training trial the Left position (``np.sign(0) == 1`` is
       False); we do not reproduce that (uncertain whether intended).
 
+Implementation: :class:`IBLTrainingEnv` is the one-mouse view of the batched
+:class:`envs.ibl_cohort.IBLCohortEnv` (per-mouse counter-based random streams);
+:class:`IBLCurriculum` and :class:`BlockSchedule` are plain-Python reference
+implementations of the same rules, used to test it.
+
 Biased stage (``biasedChoiceWorld``), entered at a session boundary once the
 mouse meets ``biased_after`` (default ``"trained_1b"``: ibllib's status after
 which IBL moves a mouse to the biased task, IBL protocol Appendix 2) over its
@@ -74,6 +79,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+import torch
 from gymnasium import spaces
 
 __all__ = [
@@ -244,15 +250,44 @@ class IBLCurriculum:
         return status
 
 
+class _CurriculumView:
+    """Read-only protocol state of the one mouse of an :class:`envs.ibl_cohort.IBLCohortEnv`."""
+
+    def __init__(self, cohort):
+        self._cohort = cohort
+
+    @property
+    def phase(self) -> int:
+        return int(self._cohort.phase[0])
+
+    @property
+    def stage(self) -> str:
+        return STAGES[int(self._cohort.biased[0])]
+
+    @property
+    def status_history(self) -> list:
+        return [s[0] for s in self._cohort.status_history]
+
+    def contrast_set(self) -> tuple:
+        return training_contrast_set(self.phase)
+
+
 class IBLTrainingEnv(gym.Env):
     """One mouse on the IBL training protocol (``mouse_rl/IBLTraining-v0``).
+
+    The one-mouse view of :class:`envs.ibl_cohort.IBLCohortEnv`: for the same
+    seed and actions, ``IBLTrainingEnv().reset(seed=s)`` shows the trials that
+    mouse 0 of ``IBLCohortEnv(1, seeds=envs.rng.mouse_seeds(s, 1))`` sees, and
+    a mouse's trials in a cohort depend only on its own seed and actions.
 
     Observation: ``float32[2] = (contrastLeft, contrastRight)`` in [0, 1].
     Action: ``Discrete(2)`` (**0 = Left, 1 = Right**), or ``Discrete(3)`` with
     ``no_go=True`` (2 = no response). Reward: 1 if the choice is on the
     rewarded side, else 0. An episode is one session of
     ``trials_per_session`` trials; the curriculum (phase, stage) carries over
-    ``reset()`` calls and restarts on ``reset(seed=...)``.
+    ``reset()`` calls and restarts on ``reset(seed=...)`` (a first reset
+    without a seed draws the mouse seed from ``np_random``). A ``reset()``
+    mid-session files the session as it stands and starts the next one.
 
     ``info`` (for the trial about to be shown): ``signed_contrast``,
     ``correct_side`` (0 = L, 1 = R: the rewarded side, zero contrast
@@ -260,8 +295,9 @@ class IBLTrainingEnv(gym.Env):
     ``training_phase``, ``probabilityLeft``, ``block`` (biased stage, from 0;
     -1 in training), ``debias_trial``; after a step also the finished trial's
     ``choice``, ``rewarded_side``, ``feedbackType`` (+1 / -1), ``timeout_s`` and
-    ``phase_advanced``; with ``terminated`` also ``status`` (the IBL status
-    over the last 3 training sessions, see :class:`IBLCurriculum`; the
+    ``phase_advanced``; with ``terminated`` (the observation is then zeros and
+    the trial fields describe the finished trial) also ``status`` (the IBL
+    status over the last 3 training sessions, see :class:`IBLCurriculum`; the
     stage it implies applies from the next session).
 
     Parameters
@@ -287,129 +323,85 @@ class IBLTrainingEnv(gym.Env):
     def __init__(self, trials_per_session: int = 600, start_phase: int = 0, debias: bool = True,
                  debias_window: int = 10, biased_after: str | None = "trained_1b", start_biased: bool = False,
                  no_go: bool = False):
-        if isinstance(trials_per_session, bool) or int(trials_per_session) != trials_per_session or trials_per_session < 1:
-            raise ValueError(f"trials_per_session: must be an integer >= 1, got {trials_per_session!r}")
-        if int(debias_window) != debias_window or debias_window < 1:
-            raise ValueError(f"debias_window: must be an integer >= 1, got {debias_window!r}")
+        from .ibl_cohort import IBLCohortEnv
+
+        self._kwargs = dict(trials_per_session=trials_per_session, start_phase=start_phase, debias=debias,
+                            debias_window=debias_window, biased_after=biased_after, start_biased=start_biased,
+                            no_go=no_go, record=False, dtype=torch.float64)
+        IBLCohortEnv(1, **self._kwargs)  # validates the arguments now
         self.trials_per_session = int(trials_per_session)
-        self.debias = bool(debias)
-        self.debias_window = int(debias_window)
         self.no_go = bool(no_go)
-        self._curriculum_args = (int(start_phase), biased_after, bool(start_biased))
-        self.curriculum = IBLCurriculum(*self._curriculum_args)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
         self.action_space = spaces.Discrete(3 if self.no_go else 2)
-        self._session = 0
+        self._cohort = None
+        self._finished = False
         self.last_status: str | None = None
-        self._reset_session_state()
 
-    def _reset_session_state(self) -> None:
-        self._trial = 0
-        self._records = []
-        self._closed = False
-        self._responses: list[int] = []
-        self._blocks = None
-        self._contrast, self._side, self._p_left, self._debias_trial = 0.0, 0, 0.5, False
-        self._last = None  # (|c|, correct) of the previous trial
+    @property
+    def curriculum(self) -> _CurriculumView:
+        """Protocol state: ``phase``, ``stage``, ``status_history``, ``contrast_set()``."""
+        if self._cohort is None:
+            raise RuntimeError("call reset() first")
+        return _CurriculumView(self._cohort)
 
-    # -- drawing trials -------------------------------------------------
-    def _draw_trial(self) -> None:
-        rng = self.np_random
-        cur = self.curriculum
-        self._debias_trial = False
-        if cur.stage == "biased":
-            if self._blocks is None:
-                self._blocks = BlockSchedule(rng)
-            self._p_left = self._blocks.next_trial()
-            magnitude = float(BIASED_CONTRASTS[rng.integers(len(BIASED_CONTRASTS))])
-            self._side = int(rng.random() >= self._p_left)  # Left (0) with probability p_left
-        else:
-            self._p_left = 0.5
-            last = self._last
-            if self.debias and cur.phase < N_PHASES - 1 and last is not None and not last[1] and last[0] >= 0.5:
-                self._debias_trial = True
-                recent = self._responses[-self.debias_window:]
-                f_left = float(np.mean(np.asarray(recent) == 0)) if recent else 0.5
-                magnitude = last[0]
-                self._side = int(rng.normal(f_left, 0.5) >= 0.5)
-            else:
-                contrasts = cur.contrast_set()
-                c = float(contrasts[rng.integers(len(contrasts))])
-                magnitude = abs(c)
-                self._side = int(c > 0) if c != 0 else int(rng.random() >= 0.5)
-        self._contrast = magnitude if self._side == 1 else -magnitude
-
-    def _obs(self) -> np.ndarray:
-        c = self._contrast
-        return np.array([max(-c, 0.0), max(c, 0.0)], dtype=np.float32)
-
-    def _info(self) -> dict:
-        cur = self.curriculum
-        return {
-            "signed_contrast": float(self._contrast),
-            "correct_side": int(self._side),
-            "trial": self._trial,
-            "session": self._session,
-            "stage": cur.stage,
-            "training_phase": int(cur.phase),
-            "probabilityLeft": float(self._p_left),
-            "block": self._blocks.block if self._blocks is not None else -1,
-            "debias_trial": bool(self._debias_trial),
+    def _view(self, obs, info: dict) -> tuple[np.ndarray, dict]:
+        out = {
+            "signed_contrast": float(info["signed_contrast"][0]),
+            "correct_side": int(info["correct_side"][0]),
+            "trial": int(info["trial"]),
+            "session": int(info["session"]),
+            "stage": STAGES[int(info["biased"][0])],
+            "training_phase": int(info["training_phase"][0]),
+            "probabilityLeft": float(info["probabilityLeft"][0]),
+            "block": int(info["block"][0]),
+            "debias_trial": bool(info["debias_trial"][0]),
         }
+        return obs[0].numpy().astype(np.float32), out
 
-    # -- gymnasium API ----------------------------------------------------
     def session_table(self) -> pd.DataFrame:
-        """Trials of the current session so far: ``trial``, ``signed_contrast``, ``choice`` (0/1, -1 = no-go),
-        ``reward``, ``probabilityLeft``, ``training_phase``, ``stage``, ``debias_trial``."""
-        columns = ["trial", "signed_contrast", "choice", "reward", "probabilityLeft", "training_phase", "stage",
-                   "debias_trial"]
-        return pd.DataFrame(self._records, columns=columns)
-
-    def _close_session(self) -> str | None:
-        """File the current session with the curriculum (once); return the status, None if nothing to file."""
-        if not self._records or self._closed:
-            return None
-        self._closed = True
-        table = self.session_table()
-        table = table[table["choice"] >= 0]
-        self.last_status = self.curriculum.end_session(table[["signed_contrast", "choice", "reward"]])
-        return self.last_status
+        """Trials of the current session so far (the one just finished until the next ``reset()``):
+        ``trial``, ``signed_contrast``, ``choice`` (0/1, -1 = no-go), ``reward``, ``probabilityLeft``,
+        ``training_phase``, ``stage``, ``debias_trial``."""
+        if self._cohort is None:
+            raise RuntimeError("call reset() first")
+        table = self._cohort.last_session_table if self._finished else self._cohort.session_table()
+        return table.drop(columns=[c for c in ("mouse", "session") if c in table]).reset_index(drop=True)
 
     def reset(self, *, seed=None, options=None):
+        from .ibl_cohort import IBLCohortEnv
+        from .rng import mouse_seeds
+
         super().reset(seed=seed)
-        if seed is not None:
-            self.curriculum = IBLCurriculum(*self._curriculum_args)
-            self._session = 0
+        if seed is not None or self._cohort is None:
+            mouse_seed = mouse_seeds(seed, 1) if seed is not None else [int(self.np_random.integers(2**32))]
+            self._cohort = IBLCohortEnv(1, seeds=mouse_seed, **self._kwargs)
+            obs, info = self._cohort._obs(), self._cohort._info()
+        elif self._cohort.trial > 0:  # a session cut short is filed as it stands
+            obs, info = self._cohort.new_session()
+            self.last_status = self._cohort.status_history[-1][0]
         else:
-            self._close_session()  # a session cut short is filed as it stands
-        self._session += 1
-        self._reset_session_state()
-        self.curriculum.start_session()
-        self._draw_trial()
-        return self._obs(), self._info()
+            obs, info = self._cohort._obs(), self._cohort._info()
+        self._finished = False
+        return self._view(obs, info)
 
     def step(self, action):
         if not self.action_space.contains(action):
             allowed = "0 (Left), 1 (Right) or 2 (no-go)" if self.no_go else "0 (Left) or 1 (Right)"
             raise ValueError(f"action: must be {allowed}, got {action!r}")
-        action = int(action)
-        correct = action == self._side
-        outcome = "correct" if correct else ("no_go" if action == 2 else "error")
-        record = (self._trial, float(self._contrast), action if action < 2 else -1, float(correct),
-                  float(self._p_left), int(self.curriculum.phase), self.curriculum.stage, bool(self._debias_trial))
-        self._records.append(record)
-        if action < 2:
-            self._responses.append(action)
-        advanced = self.curriculum.record(self._contrast, correct)
-        self._last = (abs(self._contrast), correct)
-        step_info = {"choice": action, "rewarded_side": int(self._side), "feedbackType": 1 if correct else -1,
-                     "timeout_s": TIMEOUTS_S[outcome], "phase_advanced": advanced}
-        self._trial += 1
-        terminated = self._trial >= self.trials_per_session
-        if terminated:
-            obs = np.zeros(2, dtype=np.float32)
-            step_info["status"] = self._close_session()
-        else:
-            self._draw_trial()
-            obs = self._obs()
-        return obs, float(correct), terminated, False, {**self._info(), **step_info}
+        if self._cohort is None:
+            raise RuntimeError("call reset() first")
+        if self._finished:
+            raise RuntimeError("the session has ended: call reset() to start the next one")
+        before = self._view(self._cohort._obs(), self._cohort._info())[1]
+        obs, reward, terminated, _, info = self._cohort.step(torch.tensor([int(action)]))
+        step_info = {"choice": int(action), "rewarded_side": int(info["rewarded_side"][0]),
+                     "feedbackType": int(info["feedbackType"][0]), "timeout_s": float(info["timeout_s"][0]),
+                     "phase_advanced": bool(info["phase_advanced"][0])}
+        if bool(terminated[0]):
+            self._finished = True
+            self.last_status = info["status"][0]
+            step_info["status"] = self.last_status
+            before["trial"] = self.trials_per_session
+            return np.zeros(2, dtype=np.float32), float(reward[0]), True, False, {**before, **step_info}
+        obs, out = self._view(obs, info)
+        return obs, float(reward[0]), False, False, {**out, **step_info}

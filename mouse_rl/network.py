@@ -48,14 +48,42 @@ class TrialStep(NamedTuple):
     delta_const: torch.Tensor
 
 
+#: Graded encoding (``encoding="graded"``): Naka-Rushton contrast response g(c) = c^n / (c^n + c50^n),
+#: scaled so that g(1) = 1 (full contrast gives the "side" input). Form: Albrecht & Hamilton (1982),
+#: J Neurophysiol 48:217, the standard saturating contrast response of visual cortex. n = 2: the squaring
+#: (contrast energy) nonlinearity of the normalisation model (Heeger 1992, Vis Neurosci 9:181). c50 = 0.08
+#: (contrast fraction): 0.0807 rounded, the value for which g(0.25) / g(0.5) = 0.929, the ratio of late-session
+#: logit sensitivities [logit P(R|+c) - logit P(R|-c)] at c = 0.25 and 0.5 pooled over 24 of the Liebana et al.
+#: (2025) mice (``python bench/graded_contrast.py --constants``; DAP039 has no 0.25 contrast).
+#: Then g(0.0625, 0.125, 0.25, 0.5, 1) = (0.38, 0.71, 0.91, 0.98, 1.0).
+GRADED_EXPONENT = 2.0
+GRADED_C50 = 0.08
+
+
+def graded_contrast(c, exponent: float = GRADED_EXPONENT, c50: float = GRADED_C50):
+    """Saturating contrast response g(c) = (1 + c50^n) c^n / (c^n + c50^n) of contrast fractions ``c >= 0``.
+
+    g(0) = 0, g(1) = 1, g(c50) = (1 + c50^n) / 2; torch tensor in, same dtype out. See :data:`GRADED_C50`.
+    """
+    cn = c.clamp(min=0) ** exponent
+    return (1.0 + c50 ** exponent) * cn / (cn + c50 ** exponent)
+
+
 def encode(signed_contrast: torch.Tensor, encoding: str = "side") -> torch.Tensor:
-    """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (mouse_rl/MODEL.md section 1)."""
+    """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (mouse_rl/MODEL.md section 1).
+
+    ``"side"`` (default): [1,0,1] left, [0,1,1] right, [0,0,1] zero; ``"magnitude"``:
+    [max(-c,0), max(c,0), 1]; ``"graded"``: [g(max(-c,0)), g(max(c,0)), 1] with the saturating
+    contrast response :func:`graded_contrast` (g(1) = 1, so full contrast gives the side input).
+    """
     c = signed_contrast
     if encoding == "side":
         return torch.stack([c < 0, c > 0, torch.ones_like(c, dtype=torch.bool)], dim=-1).to(c.dtype)
     if encoding == "magnitude":
         return torch.stack([torch.clamp(-c, min=0), torch.clamp(c, min=0), torch.ones_like(c)], dim=-1)
-    raise ValueError(f"encoding: must be 'side' or 'magnitude', got {encoding!r}")
+    if encoding == "graded":
+        return torch.stack([graded_contrast(-c), graded_contrast(c), torch.ones_like(c)], dim=-1)
+    raise ValueError(f"encoding: must be 'side', 'magnitude' or 'graded', got {encoding!r}")
 
 
 def init_weights(params: NetParams, seeds: torch.Tensor | None = None, jitter: float = 1e-5) -> Weights:

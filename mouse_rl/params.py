@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-ENCODINGS = ("side", "magnitude")
+ENCODINGS = ("side", "magnitude", "graded")
 ZERO_REWARD_MODES = ("expected", "random")
 
 
@@ -101,7 +101,8 @@ class ModelParams:
     b_L, b_R : initial striatal bias weights U[L, b], U[R, b]. Default 0.
     lapse : lapse rate; P(R) <- lapse/2 + (1 - lapse) P(R). Default 0.
     encoding : ``"side"`` (x = [1,0,1] left, [0,1,1] right, [0,0,1] zero) or
-        ``"magnitude"`` (x = [max(-c,0), max(c,0), 1]).
+        ``"magnitude"`` (x = [max(-c,0), max(c,0), 1]) or ``"graded"`` (x = [g(c_L), g(c_R), 1], a
+        saturating contrast response with g(1) = 1: :func:`mouse_rl.network.graded_contrast`).
     positive : take absolute values of all weights after each update.
     zero_reward : reward the model learns from at c = 0: ``"expected"`` (0.5)
         or ``"random"`` (the drawn reward).

@@ -195,15 +195,24 @@ def strategy_from_behaviour(session_table: pd.DataFrame,
     -------
     pandas.DataFrame
         Same index as the input; the key columns present (mouse, session) plus
-        ``strategy`` (nullable Int64 code) and ``strategy_name`` (str). Rows
-        whose slopes are NaN (no zero-contrast trials) get missing values.
+        ``strategy`` (nullable Int64 code) and ``strategy_name`` (str), and,
+        when the input has ``metric_definition`` (:func:`mouse_rl.analysis.session_metrics`),
+        ``strategy_definition``: ``"zero"`` (slopes around P(R|0)),
+        ``"midpoint"`` (a session without zero-contrast trials: both slopes are
+        half of P(R|R) - P(R|L), so the label is ``bias-only`` or ``expert``;
+        one-sided strategies cannot be told from bias there) or ``"undefined"``.
+        Rows whose slopes are NaN (a side without trials) get missing values.
     """
     _require(session_table, ["left_slope", "right_slope"], "session_table")
     left = session_table["left_slope"].to_numpy(dtype=float)
     right = session_table["right_slope"].to_numpy(dtype=float)
     valid = ~(np.isnan(left) | np.isnan(right))
     codes = _codes(left > threshold, right > threshold)
-    return _labelled(session_table, codes, valid, {})
+    out = _labelled(session_table, codes, valid, {})
+    if "metric_definition" in session_table.columns:
+        out["strategy_definition"] = np.where(valid, session_table["metric_definition"].to_numpy(dtype=object),
+                                              "undefined")
+    return out
 
 
 def strategy_from_weights_table(df: pd.DataFrame,

@@ -91,13 +91,32 @@ def test_session_metrics_use_model():
 
 def test_session_metrics_no_zero_contrast_warns():
     trials = make_trials([("mx", 7, [(-0.5, 0), (0.5, 0)]), ("mx", 8, S1)])
-    with pytest.warns(MissingTrialsWarning, match=r"mouse 'mx' session 7"):
+    with pytest.warns(MissingTrialsWarning, match=r"midpoint.*mouse 'mx' session 7"):
         out = session_metrics(trials)
     s7 = out.iloc[0]
     assert s7["accuracy"] == pytest.approx(0.5)
     assert s7[["p_right_left", "p_right_right"]].tolist() == [0.0, 0.0]
-    assert np.isnan(s7[["p_right_zero", "bias", "left_slope", "right_slope", "slope_diff"]].astype(float)).all()
-    assert out.iloc[1].notna().all()
+    # no zero contrast: P(R|0) replaced by the midpoint (0 + 0) / 2; the side split is undefined
+    assert s7["metric_definition"] == "midpoint"
+    assert s7[["bias", "left_slope", "right_slope"]].tolist() == pytest.approx([-0.5, 0.0, 0.0])
+    assert np.isnan(s7[["p_right_zero", "slope_diff"]].astype(float)).all()
+    assert out.iloc[1].notna().all() and out.iloc[1]["metric_definition"] == "zero"
+
+
+def test_strategy_defined_before_zero_contrast_appears():
+    """An IBL-like early session (100 % and 50 % only, 85 % correct) is 'expert' by the midpoint definition."""
+    from mouse_rl.strategy import strategy_from_behaviour
+
+    rows = [(c, int(c > 0) if i % 20 else int(c < 0)) for i in range(40) for c in (-1.0, -0.5, 0.5, 1.0)]
+    trials = make_trials([("ibl", 1, rows), ("ibl", 2, [(-1.0, 0), (0.0, 1), (0.0, 0), (1.0, 1)]), ("ibl", 3, [(1.0, 1)])])
+    with pytest.warns(MissingTrialsWarning):
+        out = session_metrics(trials)
+    labels = strategy_from_behaviour(out)
+    assert out["metric_definition"].tolist() == ["midpoint", "zero", "undefined"]
+    assert out.iloc[0]["accuracy"] == pytest.approx(0.95) and out.iloc[0]["bias"] == pytest.approx(0.0)
+    assert labels["strategy_name"].tolist()[:2] == ["expert", "expert"] and pd.isna(labels["strategy_name"].iloc[2])
+    assert labels["strategy_definition"].tolist() == ["midpoint", "zero", "undefined"]
+    assert np.isnan(out.iloc[2][["bias", "left_slope", "right_slope"]].astype(float)).all()
 
 
 def test_session_metrics_complete_table_does_not_warn(hand_trials):
@@ -305,3 +324,16 @@ def test_real_mouse_dap007_accuracy_range():
     assert 0.65 <= sessions["accuracy"].iloc[-2:].mean() <= 0.92
     summary = early_late_metrics(sessions).iloc[0]
     assert summary["late_accuracy"] > summary["first_session_accuracy"]
+
+
+def test_late_slopes_skip_sessions_without_zero_contrast():
+    """A late session without zero contrast (midpoint definition) does not pull late_slope_diff towards 0."""
+    from mouse_rl.analysis import early_late_metrics
+
+    one_sided = [(-0.5, 0), (-0.5, 0), (0.0, 0), (0.0, 0), (0.5, 0), (0.5, 1)]  # left learned, bias to Left
+    blocks = [("m", s, one_sided) for s in range(1, 9)] + [("m", 9, [(-0.5, 0), (0.5, 1)])]
+    with pytest.warns(MissingTrialsWarning):
+        st = session_metrics(make_trials(blocks))
+    el = early_late_metrics(st, early=(4, 8), late_n=5)
+    assert el["late_slope_diff"].iloc[0] == pytest.approx(0.5)  # the zero-contrast sessions' 0.5 - 0
+    assert el["late_bias"].iloc[0] == pytest.approx((4 * -0.5 + 0.0) / 5)  # bias: every late session

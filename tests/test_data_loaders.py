@@ -274,8 +274,8 @@ def test_ibl_errors():
         load_ibl_trials(ibl_table(2, contrastRight=[100.0, 25.0]), mouse="m")
     with pytest.raises(DataFormatError, match=r"missing required column 'contrastRight'"):
         load_ibl_trials(ibl_table(2).drop(columns="contrastRight"), mouse="m")
-    with pytest.raises(DataFormatError, match=r"no mouse name"):
-        load_ibl_trials(ibl_table(2))
+    with pytest.warns(UserWarning, match=r"no 'mouse' or 'subject' column"):
+        assert (load_ibl_trials(ibl_table(2))["mouse"] == "mouse").all()  # ONE to_df() table
 
 
 def test_ibl_from_parquet_and_csv_files(tmp_path):

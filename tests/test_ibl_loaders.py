@@ -80,7 +80,7 @@ def test_alf_folder_table_form_and_flat_table_load_the_same_trials(cache):
     with pytest.warns(UserWarning, match=r"dropped 10 of 200 rows \(no-go"):
         alf = load_one_cache(cache)
     flat = quiet(load_ibl_trials, flat_table())
-    pd.testing.assert_frame_equal(alf[TRIAL_COLUMNS], flat)
+    pd.testing.assert_frame_equal(alf[TRIAL_COLUMNS + ["probabilityLeft"]], flat)
     sw1 = alf[alf["mouse"] == "SW001"].drop_duplicates("session")
     assert sw1["date"].tolist() == ["2023-03-01", "2023-03-01", "2023-03-02", "2023-03-03"]
     assert sw1["session_number"].tolist() == [1, 2, 1, 1]
@@ -188,3 +188,75 @@ def test_release_loader_options_and_errors():
         quiet(load_liebana_release, df.drop(columns="responseTime"))
     with pytest.raises(DataFormatError, match="isShapedMouse"):
         load_liebana_release(df.assign(isShapedMouse="maybe"))
+
+
+# -- load_trials dispatch (so `mouse-rl fit` and bench/fit_real_mice.py read every source) -------------
+
+def test_load_trials_reads_alf_session_subject_cache_and_release(cache, tmp_path):
+    from mouse_rl.data import load_trials
+    from mouse_rl.data.loaders import folder_kind
+
+    subjects = cache / "labx" / "Subjects"
+    whole = quiet(load_one_cache, cache)
+    assert folder_kind(cache) == "one_cache"
+    pd.testing.assert_frame_equal(quiet(load_trials, cache), whole)
+    assert folder_kind(subjects / "SW001") == "alf_subject"
+    pd.testing.assert_frame_equal(quiet(load_trials, subjects / "SW001"), whole[whole["mouse"] == "SW001"]
+                                  .reset_index(drop=True))
+    session = subjects / "SW001" / "2023-03-03" / "001"
+    assert folder_kind(session) == "alf_session"
+    one = quiet(load_trials, session)
+    assert one["probabilityLeft"].eq(0.8).all() and one["response_times"].notna().all()
+    release = tmp_path / "release"
+    release.mkdir()
+    release_rows().to_csv(release / RELEASE_FILENAME, index=False)
+    for source in (release, release / RELEASE_FILENAME):
+        assert sorted(quiet(load_trials, source)["mouse"].unique()) == ["DAP001", "DAP002"]
+    with pytest.raises(DataFormatError, match="no trials found"):
+        load_trials(_empty(tmp_path))
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d
+
+
+def test_one_to_df_table_without_mouse_column_and_sessions_ordered_by_start_time():
+    from mouse_rl.data import load_trials
+
+    flat = flat_table()
+    single = flat[(flat["subject"] == "SW002")].drop(columns=["subject", "session"])  # one session's to_df()
+    with pytest.warns(UserWarning, match="no 'mouse' or 'subject' column"):
+        df = load_trials(single)
+    assert (df["mouse"] == "mouse").all() and df["session"].eq(1).all()
+    assert {"probabilityLeft", "response_times"} <= set(df.columns)
+    # a subject trials table sorted by eid: the session numbers follow session_start_time, not row order
+    sw1 = flat[flat["subject"] == "SW001"].copy()
+    starts = {1: "2023-03-01T09:00:00", 2: "2023-03-01T15:00:00", 3: "2023-03-02T10:00:00", 4: "2023-03-03T10:00:00"}
+    sw1["session_start_time"] = sw1["session"].map(starts)
+    sw1["eid"] = sw1["session"].map({1: "d-eid", 2: "a-eid", 3: "c-eid", 4: "b-eid"})
+    shuffled = sw1.sort_values("eid", kind="stable").drop(columns="session")
+    expected = quiet(load_ibl_trials, sw1)
+    got = quiet(load_ibl_trials, shuffled)
+    pd.testing.assert_frame_equal(got[TRIAL_COLUMNS], expected[TRIAL_COLUMNS])
+    assert got.groupby("session")["probabilityLeft"].first().tolist() == [0.5, 0.5, 0.5, 0.8]
+    assert got.drop_duplicates("session")["session_start_time"].tolist() == sorted(starts.values())
+
+
+def test_session_time_ties_gaps_and_disagreeing_numbers_warn():
+    flat = flat_table()
+    sw1 = flat[flat["subject"] == "SW001"].copy()
+    sw1["eid"] = sw1["session"].map({1: "a", 2: "b", 3: "c", 4: "d"})
+    sw1["session_start_time"] = sw1["session"].map({1: "2023-03-01T09:00", 2: "2023-03-01T09:00",
+                                                    3: "2023-03-20T10:00", 4: "2023-03-21T10:00"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_ibl_trials(sw1.drop(columns="session"))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "same session_start_time" in messages and "gap of 19 days" in messages
+    reversed_numbers = sw1.assign(session=5 - sw1["session"])
+    with pytest.warns(UserWarning, match="do not follow 'session_start_time'"):
+        load_ibl_trials(reversed_numbers.drop(columns="eid"))
+    with pytest.raises(DataFormatError, match="session_start_time.*date/time.*'soon'"):
+        load_ibl_trials(sw1.assign(session_start_time="soon").drop(columns="session"))

@@ -42,7 +42,10 @@ SESSION_METRIC_COLUMNS = [
     "left_slope",
     "right_slope",
     "slope_diff",
+    "metric_definition",
 ]
+#: Values of ``metric_definition`` (see :func:`session_metrics`).
+METRIC_DEFINITIONS = ("zero", "midpoint", "undefined")
 _ZERO_TOL = 1e-9  # |signed_contrast| below this counts as zero contrast
 
 
@@ -115,14 +118,24 @@ def session_metrics(trials: pd.DataFrame, use_model: bool = False) -> pd.DataFra
         - ``bias = P(R|0) - 0.5``;
         - ``left_slope = P(R|0) - P(R|L)``; ``right_slope = P(R|R) - P(R|0)``;
         - ``slope_diff = right_slope - left_slope`` (> 0: right stimulus
-          learned better).
+          learned better);
+        - ``metric_definition``: which definition gave ``bias`` and the slopes.
+          ``"zero"``: as above (the session has zero-contrast trials).
+          ``"midpoint"``: no zero-contrast trials (e.g. the first IBL training
+          phases, which show 100-6.25 % only): P(R|0) is replaced by the
+          psychometric's centre ``m = (P(R|L) + P(R|R)) / 2``, so
+          ``bias = m - 0.5`` and ``left_slope = right_slope = (P(R|R) - P(R|L)) / 2``;
+          which side is learned better cannot be told from bias without
+          zero-contrast trials, so ``slope_diff`` is NaN (undefined) and
+          ``p_right_zero`` stays NaN (not measured). ``"undefined"``: a side
+          has no trials, so bias and slopes are NaN.
 
     Warns
     -----
     MissingTrialsWarning
         Naming every mouse/session where a metric is NaN because the session
-        has no trials of the needed contrast sign (e.g. no zero-contrast
-        trials -> bias and slopes NaN).
+        has no trials of the needed contrast sign, and every session whose
+        bias and slopes use the ``"midpoint"`` definition.
     """
     require_columns(trials, ["mouse", "session", "signed_contrast",
                              "p_right" if use_model else "choice"], "trials")
@@ -147,12 +160,21 @@ def session_metrics(trials: pd.DataFrame, use_model: bool = False) -> pd.DataFra
              p_right_right=("y_right", "mean"))
         .reset_index()
     )
-    out["bias"] = out["p_right_zero"] - 0.5
-    out["left_slope"] = out["p_right_zero"] - out["p_right_left"]
-    out["right_slope"] = out["p_right_right"] - out["p_right_zero"]
-    out["slope_diff"] = out["right_slope"] - out["left_slope"]
-    _warn_missing(out, "p_right_zero",
-                  "no zero-contrast trials, so bias/left_slope/right_slope/slope_diff are NaN")
+    has_zero = out["p_right_zero"].notna()
+    both_sides = out["p_right_left"].notna() & out["p_right_right"].notna()
+    midpoint = ~has_zero & both_sides
+    centre = out["p_right_zero"].where(has_zero, (out["p_right_left"] + out["p_right_right"]) / 2)
+    out["bias"] = centre - 0.5
+    out["left_slope"] = centre - out["p_right_left"]
+    out["right_slope"] = out["p_right_right"] - centre
+    out["slope_diff"] = (out["right_slope"] - out["left_slope"]).where(has_zero)
+    out["metric_definition"] = np.where(has_zero, "zero", np.where(midpoint, "midpoint", "undefined"))
+    _warn_missing(out.assign(_m=np.where(midpoint, np.nan, 0.0)), "_m",
+                  "no zero-contrast trials, so bias/left_slope/right_slope use the midpoint of P(R|L) and P(R|R) "
+                  "as P(R|0) (metric_definition='midpoint') and slope_diff is undefined (NaN)")
+    _warn_missing(out.assign(_m=np.where(~has_zero & ~both_sides, np.nan, 0.0)), "_m",
+                  "no zero-contrast trials and a side without trials, so bias/left_slope/right_slope/slope_diff "
+                  "are NaN (metric_definition='undefined')")
     _warn_missing(out, "p_right_left",
                   "no left-stimulus (c < 0) trials, so p_right_left/left_slope/slope_diff are NaN")
     _warn_missing(out, "p_right_right",
@@ -280,7 +302,8 @@ def early_late_metrics(session_table: pd.DataFrame, early=(4, 8), late_n: int = 
     pandas.DataFrame
         One row per mouse: ``n_sessions``, ``early_bias``, ``late_bias``,
         ``late_left_slope``, ``late_right_slope``, ``late_slope_diff``
-        (= late right - late left slope), ``late_accuracy`` (mean of session
+        (= late right - late left slope; with a ``metric_definition`` column the
+        slopes are averaged over ``"zero"``-definition sessions only), ``late_accuracy`` (mean of session
         accuracies), ``first_session_accuracy``, ``last_session_accuracy``,
         ``sessions_to_70`` (first session number with accuracy >= criterion,
         NaN if never), ``learner_side`` (left/balanced/right) and
@@ -298,6 +321,10 @@ def early_late_metrics(session_table: pd.DataFrame, early=(4, 8), late_n: int = 
     if not 1 <= first <= last or late_n < 1:
         raise ValueError(f"need 1 <= early[0] <= early[1] and late_n >= 1, got {early}, {late_n}")
     st = session_table[cols].sort_values(["mouse", "session"], kind="stable")
+    if "metric_definition" in session_table.columns:
+        # per-side slopes only where P(R|0) was measured: a midpoint session says nothing about the side split
+        split = session_table.loc[st.index, "metric_definition"].to_numpy() == "zero"
+        st = st.assign(left_slope=st["left_slope"].where(split), right_slope=st["right_slope"].where(split))
     if st.duplicated(["mouse", "session"]).any():
         raise ValueError("session_table has duplicate (mouse, session) rows")
     per_mouse = st.groupby("mouse", sort=True, observed=True)

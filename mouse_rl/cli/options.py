@@ -8,16 +8,35 @@ from envs.task import TaskConfig
 from ..params import ENCODINGS, PARAMS, ZERO_REWARD_MODES, ModelParams
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Model options: one per entry of the parameter registry (:data:`mouse_rl.params.PARAMS`), plus the switches."""
+def add_model_options(parser: argparse.ArgumentParser, fitting: bool = False) -> None:
+    """Model options: one per entry of the parameter registry (:data:`mouse_rl.params.PARAMS`), plus the switches.
+
+    ``fitting``: the command fits the model; a numeric flag then sets the fixed value of a parameter that is
+    not fitted (see :func:`check_fixed_values`).
+    """
     d = ModelParams()
     g = parser.add_argument_group("model")
+    suffix = "; fixed value, used when the parameter is not fitted" if fitting else ""
     for name, spec in PARAMS.items():
         g.add_argument(spec.flag, dest=name, type=float, default=spec.default,
-                       help=f"{spec.unit} (default %(default)s)")
-    g.add_argument("--encoding", choices=list(ENCODINGS), default=d.encoding)
-    g.add_argument("--zero-reward", choices=list(ZERO_REWARD_MODES), default=d.zero_reward)
+                       help=f"{spec.unit} (default %(default)s{suffix})")
+    g.add_argument("--encoding", choices=list(ENCODINGS), default=d.encoding,
+                   help="network input: side (default, MODEL.md), magnitude, or graded (saturating contrast "
+                        "response, mouse_rl.network.graded_contrast)")
+    g.add_argument("--zero-reward", choices=list(ZERO_REWARD_MODES), default=d.zero_reward,
+                   help="reward learned from at zero contrast: expected (0.5, default) or random (the drawn / "
+                        "stored reward; 0.5 where unknown)")
     g.add_argument("--no-positive", dest="positive", action="store_false", help="allow negative weights")
+
+
+def check_fixed_values(args, free) -> None:
+    """Refuse a numeric model flag set away from its default for a parameter that is fitted (it would be ignored)."""
+    for name in free:
+        spec = PARAMS[name]
+        value = getattr(args, name, spec.default)
+        if value != spec.default:
+            raise ValueError(f"{spec.flag}: {name} is fitted, so a fixed value ({value:g}) would be ignored; "
+                             f"leave {spec.flag} at its default")
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:

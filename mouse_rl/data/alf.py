@@ -224,7 +224,8 @@ def _order(meta: pd.DataFrame, max_gap_days: float, source: str) -> pd.Series:
     return meta.groupby("mouse", sort=False).cumcount().add(1).reindex(meta.index)
 
 
-def _to_trial_table(raws: list[pd.DataFrame], max_gap_days: float, source: str) -> pd.DataFrame:
+def _to_trial_table(raws: list[pd.DataFrame], max_gap_days: float, source: str,
+                    reward_rule: str = "stimulus") -> pd.DataFrame:
     meta = pd.DataFrame([r.iloc[0][["mouse", "date", "session_number", "session_start_time", "session_path"]]
                          for r in raws]).reset_index(drop=True)
     order = _order(meta, max_gap_days, source)
@@ -240,28 +241,34 @@ def _to_trial_table(raws: list[pd.DataFrame], max_gap_days: float, source: str) 
     raw = raw.sort_values(["mouse", "session"], kind="stable").reset_index(drop=True)
     raw["trial"] = raw.groupby(["mouse", "session"]).cumcount()
     flat = raw.drop(columns=["trial", "date"])
-    table = load_ibl_trials(flat)
+    table = load_ibl_trials(flat, max_gap_days=np.inf, reward_rule=reward_rule)  # ordering and gaps: done above
     if "probabilityLeft" not in raw.columns:
         raw["probabilityLeft"] = np.nan
     extras = raw[["mouse", "session", "trial", *EXTRA_COLUMNS]].astype({"mouse": str, "probabilityLeft": float})
     extras["session_number"] = extras["session_number"].astype("Int64")
+    table = table.drop(columns=[c for c in table.columns if c not in TRIAL_COLUMNS])
     out = table.merge(extras, on=["mouse", "session", "trial"], how="left", validate="one_to_one")
-    return out[TRIAL_COLUMNS + EXTRA_COLUMNS]
+    out = out[TRIAL_COLUMNS + EXTRA_COLUMNS]
+    out.attrs = table.attrs
+    return out
 
 
 def load_alf_session(session_path, mouse: str | None = None, collection: str | None = None,
-                     form: str = "auto") -> pd.DataFrame:
+                     form: str = "auto", reward_rule: str = "stimulus") -> pd.DataFrame:
     """Load one ALF session folder as a trial table (session 1).
 
     ``mouse`` defaults to the ``<subject>`` of a ``<subject>/<date>/<NNN>``
-    path. ``collection`` and ``form`` as in :func:`read_alf_trials`. Returns
+    path. ``collection`` and ``form`` as in :func:`read_alf_trials`;
+    ``reward_rule`` as in :func:`mouse_rl.data.load_ibl_trials`. Returns
     :data:`mouse_rl.data.TRIAL_COLUMNS` plus :data:`EXTRA_COLUMNS`.
     """
     session_path = Path(session_path)
-    return _to_trial_table([_raw_session(session_path, mouse, collection, form)], np.inf, str(session_path))
+    return _to_trial_table([_raw_session(session_path, mouse, collection, form)], np.inf, str(session_path),
+                           reward_rule)
 
 
-def _load_many(sessions: list[Path], source: str, collection, form, max_gap_days: float) -> pd.DataFrame:
+def _load_many(sessions: list[Path], source: str, collection, form, max_gap_days: float,
+               reward_rule: str = "stimulus") -> pd.DataFrame:
     raws, skipped = [], []
     for path in sessions:
         try:
@@ -273,11 +280,11 @@ def _load_many(sessions: list[Path], source: str, collection, form, max_gap_days
                       UserWarning, stacklevel=3)
     if not raws:
         raise FileNotFoundError(f"{source}: no session with ALF trials found")
-    return _to_trial_table(raws, max_gap_days, source)
+    return _to_trial_table(raws, max_gap_days, source, reward_rule)
 
 
 def load_alf_subject(subject_path, collection: str | None = None, form: str = "auto",
-                     max_gap_days: float = 7) -> pd.DataFrame:
+                     max_gap_days: float = 7, reward_rule: str = "stimulus") -> pd.DataFrame:
     """Load every ``<YYYY-MM-DD>/<NNN>`` session of one subject folder, numbered chronologically.
 
     ``max_gap_days`` (days): warn when consecutive sessions are further apart.
@@ -286,11 +293,11 @@ def load_alf_subject(subject_path, collection: str | None = None, form: str = "a
     sessions = [p for p in find_sessions(subject_path) if p.parent.parent.resolve() == subject_path.resolve()]
     if not sessions:
         raise FileNotFoundError(f"{subject_path}: no <YYYY-MM-DD>/<NNN> session folders")
-    return _load_many(sessions, str(subject_path), collection, form, max_gap_days)
+    return _load_many(sessions, str(subject_path), collection, form, max_gap_days, reward_rule)
 
 
 def load_one_cache(root, subject: str | None = None, collection: str | None = None, form: str = "auto",
-                   max_gap_days: float = 7) -> pd.DataFrame:
+                   max_gap_days: float = 7, reward_rule: str = "stimulus") -> pd.DataFrame:
     """Load all sessions (of ``subject``, or of every subject) found in a ONE cache folder.
 
     The subject of a session is the folder above its date folder. Sessions are
@@ -302,4 +309,4 @@ def load_one_cache(root, subject: str | None = None, collection: str | None = No
     if not sessions:
         what = f"of subject {subject!r} " if subject is not None else ""
         raise FileNotFoundError(f"{root}: no session folders {what}(<subject>/<YYYY-MM-DD>/<NNN>)")
-    return _load_many(sessions, str(root), collection, form, max_gap_days)
+    return _load_many(sessions, str(root), collection, form, max_gap_days, reward_rule)

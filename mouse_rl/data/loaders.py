@@ -32,17 +32,52 @@ def _is_ibl(columns) -> bool:
     return "contrastLeft" in columns and "signed_contrast" not in columns
 
 
+def folder_kind(path: Path) -> str:
+    """What a folder holds: ``"liebana"`` (``*_data.npy``), ``"release"`` (the release CSV), ``"alf_session"``
+    (one ALF session: ``<subject>/<date>/<NNN>`` or a folder with ``alf/`` or ``_ibl_trials.*``),
+    ``"alf_subject"`` (``<date>/<NNN>`` sessions directly below), ``"one_cache"`` (sessions deeper down)."""
+    from mouse_rl.data.alf import _DATE, _NUMBER, _has_trials, find_sessions
+    from mouse_rl.data.liebana_release import RELEASE_FILENAME
+
+    if any(path.glob("*_data.npy")):
+        return "liebana"
+    if (path / RELEASE_FILENAME).is_file():
+        return "release"
+    if (_NUMBER.match(path.name) and _DATE.match(path.parent.name)) or _has_trials(path) \
+            or (path / "alf").is_dir():
+        return "alf_session"
+    sessions = find_sessions(path)
+    if sessions and all(p.parent.parent.resolve() == path.resolve() for p in sessions):
+        return "alf_subject"
+    if sessions:
+        return "one_cache"
+    raise DataFormatError(
+        f"{path}: no trials found in this folder; expected *_data.npy files (Liebana et al. 2025), "
+        "an IBL ALF session (<subject>/<YYYY-MM-DD>/<NNN> with alf/_ibl_trials.*), a subject folder of such "
+        "sessions, a ONE cache, or the Liebana et al. release CSV")
+
+
 def load_trials(path_or_df, **kwargs) -> pd.DataFrame:
-    """Load trials from any supported source, choosing the loader by extension and columns.
+    """Load trials from any supported source, choosing the loader by extension, folder layout and columns.
 
     Parameters
     ----------
     path_or_df : str, pathlib.Path or pandas.DataFrame
-        A folder of ``*_data.npy`` (:func:`load_liebana2025`); a ``.npy``
-        (:func:`load_psytrax_npy`); a parquet file written by
-        :func:`write_trials` (:func:`read_trials`); a ``.parquet``/``.csv`` or
-        DataFrame with ``contrastLeft`` and no ``signed_contrast``
-        (:func:`load_ibl_trials`), otherwise :func:`load_signed_contrast_csv`.
+        * a folder of ``*_data.npy`` (:func:`load_liebana2025`) or a ``.npy``
+          (:func:`load_psytrax_npy`);
+        * an IBL ALF session folder (:func:`~mouse_rl.data.alf.load_alf_session`),
+          a subject folder of ``<YYYY-MM-DD>/<NNN>`` sessions
+          (:func:`~mouse_rl.data.alf.load_alf_subject`) or a ONE cache root
+          (:func:`~mouse_rl.data.alf.load_one_cache`): sessions numbered by
+          date and start time, with ``probabilityLeft``;
+        * the Liebana et al. release CSV (a ``.csv`` with ``expRef``, or a folder
+          holding it; :func:`load_liebana_release`, the paper's exclusions on);
+        * a parquet file written by :func:`write_trials` (:func:`read_trials`);
+        * a ``.parquet``/``.csv`` or DataFrame with ``contrastLeft`` and no
+          ``signed_contrast`` (IBL trials table, e.g. ONE's ``to_df()`` or the
+          subject trials table: :func:`load_ibl_trials`, sessions ordered by
+          ``session_start_time``/``date`` where present), otherwise
+          :func:`load_signed_contrast_csv`.
     **kwargs
         Passed to the chosen loader (e.g. ``reward_rule="recorded"`` for a
         table whose task rewarded by another rule; ignored for ``.npy`` data,
@@ -53,10 +88,24 @@ def load_trials(path_or_df, **kwargs) -> pd.DataFrame:
     pandas.DataFrame
         The trial table (columns :data:`TRIAL_COLUMNS`).
     """
+    from mouse_rl.data.alf import load_alf_session, load_alf_subject, load_one_cache
+    from mouse_rl.data.liebana_release import load_liebana_release
+
     if isinstance(path_or_df, pd.DataFrame):
+        if "expRef" in path_or_df.columns:
+            check_reward_rule(kwargs.pop("reward_rule", "stimulus"))  # its feedback follows the stimulus side
+            return load_liebana_release(path_or_df, **kwargs)
         loader = load_ibl_trials if _is_ibl(path_or_df.columns) else load_signed_contrast_csv
         return loader(path_or_df, **kwargs)
     path = Path(path_or_df)
+    if path.is_dir():
+        kind = folder_kind(path)
+        if kind == "release":
+            check_reward_rule(kwargs.pop("reward_rule", "stimulus"))  # its feedback follows the stimulus side
+            return load_liebana_release(path, **kwargs)
+        if kind != "liebana":
+            return {"alf_session": load_alf_session, "alf_subject": load_alf_subject,
+                    "one_cache": load_one_cache}[kind](path, **kwargs)
     if path.is_dir() or path.name.lower().endswith(".npy"):
         # psytrax files store no reward: it is derived from stimulus and choice, whatever the rule
         check_reward_rule(kwargs.pop("reward_rule", "stimulus"))
@@ -72,6 +121,9 @@ def load_trials(path_or_df, **kwargs) -> pd.DataFrame:
     columns = read_table_file(path, "trial table", columns_only=True).columns
     if name.endswith(PARQUET_SUFFIXES) and _written_by_us(path):
         return read_trials(path, **kwargs)
+    if "expRef" in columns:
+        check_reward_rule(kwargs.pop("reward_rule", "stimulus"))  # its feedback follows the stimulus side
+        return load_liebana_release(path, **kwargs)
     loader = load_ibl_trials if _is_ibl(columns) else load_signed_contrast_csv
     return loader(path, **kwargs)
 

@@ -46,9 +46,11 @@ def learning_reward(trials: pd.DataFrame, zero_reward: str = "expected") -> np.n
     """Reward the model learns from on each trial of a table (reward units, 0..1).
 
     Non-zero contrast: the reward column where known, else derived from the
-    choice (1 iff the choice is on the stimulus side). Zero contrast: as
-    :func:`mouse_rl.network.learning_reward` (0.5 under ``"expected"`` or
-    where the reward is unknown).
+    choice (1 iff the choice is on the stimulus side). Zero contrast: the
+    stored reward (NaN where unknown) goes to :func:`mouse_rl.network.learning_reward`,
+    the one c = 0 rule: the stored feedback under ``"random"`` (IBL
+    ``feedbackType``, the release file's ``feedback``), 0.5 under
+    ``"expected"`` or where the reward is unknown (Liebana ``.npy`` files).
     """
     c = trials["signed_contrast"].to_numpy(float)
     choice = trials["choice"].to_numpy(float)
