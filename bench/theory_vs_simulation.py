@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 from mouse_rl.params import ModelParams
 from mouse_rl.theory import compare_deep_shallow, mean_field_trajectory

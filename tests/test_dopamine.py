@@ -266,3 +266,30 @@ def test_cli_dopamine(tmp_path):
                  "regression_scores.csv", "regression_best.csv"):
         assert (out / name).exists(), name
     assert main(["dopamine", str(tmp_path / "missing.parquet"), "--out", str(out)]) == 2
+
+
+def test_joint_fit_uses_the_registry_transforms():
+    from mouse_rl.params import PARAMS
+
+    r = mouse_rl.simulate_cohort(n_mice=1, n_sessions=2, trials_per_session=40, seed=1, progress=False)
+    syn = synthetic_recordings(r.trials, {"da_NAc": "delta_tot"}, snr=3, seed=0)
+    with pytest.raises(ValueError, match=r"fit: unknown parameter\(s\) \['omega'\]"):
+        joint_fit(r.trials, syn.recordings, fit=("eta", "omega"))
+    res = joint_fit(r.trials, syn.recordings, fit=("beta", "lapse", "b_R"), candidates=("delta_tot",), n_iter=2)
+    row = res.table.iloc[0]
+    assert set(PARAMS) <= set(res.table.columns)
+    for name in ("beta", "lapse", "b_R"):  # inside the fit box; the 0-default lapse and b_R start off the boundary
+        lo, hi = PARAMS[name].fit_bounds
+        assert lo <= row[name] <= hi and row[name] > 1e-3
+    assert row["eta"] == PARAMS["eta"].default
+
+
+def test_stimulus_side_labels_shared_by_readouts_and_hemisphere_view():
+    from mouse_rl.dopamine._common import stimulus_side
+
+    assert list(stimulus_side([-0.5, 0.0, 0.25])) == ["L", "none", "R"]
+    df = pd.DataFrame({"signed_contrast": [-0.5, 0.0, 0.25], "da_DLS_left": [1.0, 2.0, 3.0],
+                       "da_DLS_right": [4.0, 5.0, 6.0]})
+    view = contralateral_view(df)
+    assert list(view["stimulus_side"]) == ["L", "none", "R"]
+    assert list(view["da_DLS_contra"].fillna(-1)) == [4.0, -1, 3.0]

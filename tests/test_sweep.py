@@ -326,3 +326,17 @@ def test_ray_backend_matches_local(ray_local, local_table, tmp_path):
     pd.testing.assert_frame_equal(table, local_table)
     assert len(list((tmp_path / "ray" / "points").glob("*.parquet"))) == 4
     assert map_points(abs, [-1, -2, 3], backend="ray") == [1, 2, 3]
+
+
+def test_kinds_are_read_from_the_dataclasses():
+    from dataclasses import fields
+
+    from envs.task import TaskConfig
+    from mouse_rl.params import PARAMS, ModelParams
+    from mouse_rl.sweep.config import MODEL_KINDS, TASK_KINDS
+
+    assert list(MODEL_KINDS) == [f.name for f in fields(ModelParams)]
+    assert list(TASK_KINDS) == [f.name for f in fields(TaskConfig) if f.name != "trials_per_session"]
+    assert all(MODEL_KINDS[name] == "float" for name in PARAMS)
+    assert (MODEL_KINDS["encoding"], MODEL_KINDS["positive"], TASK_KINDS["contrasts"]) == ("str", "bool", "float_list")
+    assert set(RANDOM_PARAMS) == {n for n, k in {**MODEL_KINDS, **TASK_KINDS}.items() if k == "float"}

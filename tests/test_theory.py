@@ -273,3 +273,22 @@ def test_ode_integration_matches_per_trial_map():
     assert np.abs(ode.session_p_right_side() - exact.session_p_right_side()).max() < 0.01
     with pytest.raises(ValueError, match="trials_per_step"):
         mean_field_trajectory(params, n_sessions=1, trials_per_step=7, closure="none")
+
+
+def test_flat_weights_named_coordinates_and_side_names():
+    from mouse_rl.schema import WEIGHT_COLUMNS
+    from mouse_rl.theory.classes import STIMULUS_SIDE_NAMES, stimulus_classes
+    from mouse_rl.theory.mean_field import flat_weights, pathway_coords, weights_from_flat
+
+    w = Weights(torch.arange(3.0), torch.arange(3.0, 9.0).reshape(2, 3))
+    v = flat_weights(w)
+    assert [WEIGHT_COLUMNS[int(i)] for i in v] == WEIGHT_COLUMNS
+    back = weights_from_flat(v)
+    assert torch.equal(back.a, w.a) and torch.equal(back.U, w.U)
+    for j, pathway in enumerate("LRb"):
+        gain, u_left, u_right = pathway_coords(j)
+        assert (WEIGHT_COLUMNS[gain], WEIGHT_COLUMNS[u_left], WEIGHT_COLUMNS[u_right]) == (
+            f"a_{pathway}", f"U_L{pathway}", f"U_R{pathway}")
+    classes = stimulus_classes(TaskConfig(), ModelParams())
+    assert classes.names == tuple(STIMULUS_SIDE_NAMES.values())
+    assert list(classes.side) == list(STIMULUS_SIDE_NAMES)

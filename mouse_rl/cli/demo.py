@@ -1,36 +1,35 @@
 """``mouse-rl demo``: a small simulated cohort end to end, on built-in defaults."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
-
-import html
-
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .. import analysis
 from ..examples import EXAMPLE_TRUTH, load_example_mouse
 from ..outputs import OutputSet
 from ..params import ModelParams
 from ..simulate import simulate_cohort
+from ..sweep.summary import LEARNER_SIDES
 from ..theory import mean_field_trajectory
+from ..theory.plots import STIMULUS_SIDE_COLORS
 from .limits import check_cohort_size
-
-_SIDE_CURVES = (("left", "p_right_left", "tab:blue"), ("zero", "p_right_zero", "0.4"), ("right", "p_right_right", "tab:red"))
 
 
 def theory_overlay(sessions, params: ModelParams, n_sessions: int) -> Figure:
     """Cohort-mean P(R | stimulus side) per session (solid) with the mean-field cohort prediction (dashed)."""
     theory = mean_field_trajectory(params, n_sessions=n_sessions, record_every=None, closure="unscented")
     predicted = theory.session_p_right_side()[0]
-    observed = sessions.groupby("session")[[col for _, col, _ in _SIDE_CURVES]].mean()
+    columns = {side: f"p_right_{side}" for side in STIMULUS_SIDE_COLORS}
+    observed = sessions.groupby("session")[list(columns.values())].mean()
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(1, n_sessions + 1)
-    for j, (side, col, colour) in enumerate(_SIDE_CURVES):
-        ax.plot(observed.index, observed[col], "-", color=colour, label=f"simulated cohort, {side}")
+    for j, (side, colour) in enumerate(STIMULUS_SIDE_COLORS.items()):
+        ax.plot(observed.index, observed[columns[side]], "-", color=colour, label=f"simulated cohort, {side}")
         ax.plot(x, predicted[:, j], "--", color=colour, label=f"theory, {side}")
     ax.set(xlabel="session", ylabel="P(choose Right | stimulus)", ylim=(0, 1),
            title="cohort mean (solid) vs mean-field theory (dashed)")
@@ -56,7 +55,7 @@ def fit_example(out: Path):
     print("\nFitting the bundled example mouse (data/example_mouse.parquet, 12 sessions) by exact likelihood ...")
     fit = fit_mice(load_example_mouse(), n_restarts=1, max_iter=25, fit_lapse=False, progress=True)
     fitted = fit.params.iloc[0]
-    names = ["eta", "beta", "w0", "s0", "b_L", "b_R"]
+    names = list(fit.transform.free)
     table = pd.DataFrame({"true": [EXAMPLE_TRUTH[n] for n in names], "fitted": [fitted[n] for n in names],
                           "std_error": [fitted.get(f"se_{n}") for n in names]}, index=names)
     fit.params.to_csv(out / "example_fit.csv", index=False)
@@ -101,7 +100,7 @@ def run(args) -> int:
     if args.sessions >= 8:
         early_late = analysis.early_late_metrics(sessions)
         figures["early_bias_vs_late_slope.png"] = analysis.plot_early_late(early_late)
-        sides = early_late.learner_side.value_counts().reindex(["left", "balanced", "right"], fill_value=0)
+        sides = early_late.learner_side.value_counts().reindex(list(LEARNER_SIDES), fill_value=0)
         print(f"\nLearner sides (late right-minus-left slope): {sides.to_dict()}")
     fit_table = None
     if args.fit:

@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.validation import REWARD_RULES
+from ..dopamine._common import DELTAS, Q_COLUMNS, REWARD_MODES
+from ..dopamine.readouts import DEFAULT_GAIN_THRESHOLD
+from ..dopamine.regression import NULLS
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("dopamine", help="model dopamine read-outs; regress recordings on the model deltas",
@@ -14,21 +19,19 @@ def add_parser(sub) -> None:
                    help="per-session weight snapshots (default: TRIALS.weights.parquet beside TRIALS if present)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--bins", type=int, default=5, help="sessions per stage bin (default %(default)s)")
-    p.add_argument("--gain-threshold", type=float, default=None, help="cortical gain above which a stimulus is associated")
-    p.add_argument("--reward-mode", choices=["experienced", "model"], default="experienced")
+    p.add_argument("--gain-threshold", type=float, default=DEFAULT_GAIN_THRESHOLD,
+                   help="cortical gain above which a stimulus is associated (default %(default)s)")
+    p.add_argument("--reward-mode", choices=REWARD_MODES, default="experienced",
+                   help="deltas from the reward received (default) or the logged learning signals")
     p.add_argument("--normalise", action="store_true", help="normalise recordings per session first")
     p.add_argument("--n-null", type=int, default=100, help="null draws per regression (default %(default)s)")
-    p.add_argument("--null", choices=["sessions", "circular"], default="sessions")
+    p.add_argument("--null", choices=NULLS, default="sessions",
+                   help="null of the regression: permuted session blocks (default) or circular shifts")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reward-rule", choices=["stimulus", "recorded"], default="stimulus",
+    p.add_argument("--reward-rule", choices=REWARD_RULES, default="stimulus",
                    help="'stimulus' (default): rewards must follow the stimulus side on every trial with a stimulus; "
                         "'recorded': the task had another rule, use the recorded rewards")
     p.set_defaults(func=run)
-
-
-#: Model columns the read-outs and the regression need.
-_MODEL_NEEDED = [f"q_{p}_{s}" for p in ("tot", "stim", "const") for s in "LR"] + ["delta_tot", "delta_stim",
-                                                                                  "delta_const"]
 
 
 def _check_options(args) -> None:
@@ -38,7 +41,7 @@ def _check_options(args) -> None:
         raise ValueError(f"--bins: must be >= 1 (sessions per stage bin), got {args.bins}")
     if args.n_null < 0:
         raise ValueError(f"--n-null: must be >= 0 (null draws per regression; 0 = none), got {args.n_null}")
-    if args.gain_threshold is not None and not (math.isfinite(args.gain_threshold) and args.gain_threshold > 0):
+    if not (math.isfinite(args.gain_threshold) and args.gain_threshold > 0):
         raise ValueError(f"--gain-threshold: must be a finite cortical gain > 0, got {args.gain_threshold}")
 
 
@@ -51,7 +54,7 @@ def read_trials_table(path: Path, reward_rule: str = "stimulus"):
     table = read_table_file(path, "trial table")
     if len(table) == 0:
         raise DataFormatError(f"{path}: no trials (the table has no rows)")
-    required = ["mouse", "session", "trial", "signed_contrast", "choice", "reward"] + _MODEL_NEEDED
+    required = ["mouse", "session", "trial", "signed_contrast", "choice", "reward"] + Q_COLUMNS + list(DELTAS)
     return validate_trials(table, str(path), required=required, reward_rule=reward_rule)
 
 
@@ -65,7 +68,7 @@ def read_weights_table(path: Path):
 
 def run(args: argparse.Namespace) -> int:
     from mouse_rl.dopamine import (
-        DEFAULT_GAIN_THRESHOLD, load_recordings, plot_delta_over_sessions, plot_delta_vs_contrast, readout_table,
+        load_recordings, plot_delta_over_sessions, plot_delta_vs_contrast, readout_table,
         regress_recordings, summarise_readouts,
     )
 
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     weights = read_weights_table(weights_path) if (args.weights or weights_path.exists()) else None
     rec = load_recordings(args.recordings, trials=trials) if args.recordings is not None else None
     table = readout_table(trials, weights, reward_mode=args.reward_mode, bins=args.bins,
-                          gain_threshold=args.gain_threshold if args.gain_threshold is not None else DEFAULT_GAIN_THRESHOLD)
+                          gain_threshold=args.gain_threshold)
     report = None
     if rec is not None:
         report = regress_recordings(trials, rec, reward_mode=args.reward_mode, normalise=args.normalise,

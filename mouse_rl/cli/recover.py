@@ -4,6 +4,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from ..fit.fitting import METHODS
+from ..fit.likelihood import ENGINES
+from ..fit.recovery import RECOVERY_FREE, check_free
 from ..outputs import OutputSet
 from .limits import check_cohort_size
 
@@ -14,13 +17,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mice", type=int, default=30, help="simulated mice (default %(default)s)")
     p.add_argument("--sessions", type=int, default=8, help="sessions per mouse (default %(default)s)")
     p.add_argument("--trials", type=int, default=150, help="trials per session (default %(default)s)")
-    p.add_argument("--free", nargs="+", default=["eta", "beta", "b_L", "b_R"],
+    p.add_argument("--free", nargs="+", default=list(RECOVERY_FREE),
                    help="parameters drawn per mouse and fitted; others fixed at defaults (default %(default)s)")
     p.add_argument("--restarts", type=int, default=4, help="starts per mouse (default %(default)s)")
     p.add_argument("--max-iter", type=int, default=100, help="iterations per start (default %(default)s)")
-    p.add_argument("--method", choices=["newton", "lbfgs", "adam"], default="newton",
+    p.add_argument("--method", choices=METHODS, default="newton",
                    help="optimiser (default %(default)s: per-mouse trust-region Newton, see `mouse-rl fit`)")
-    p.add_argument("--engine", choices=["eager", "compile"], default="eager")
+    p.add_argument("--engine", choices=ENGINES, default="eager",
+                   help="torch unroll of the lbfgs/adam fits (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None, help="optional folder for recovery.csv and recovery.png")
@@ -29,18 +33,12 @@ def add_parser(subparsers) -> None:
 
 def _check_options(args) -> None:
     """Everything the run needs, checked before the simulation and the fit start."""
-    from ..fit.recovery import DEFAULT_RANGES
-
     for option, value, minimum in (("--mice", args.mice, 3), ("--sessions", args.sessions, 1),
                                    ("--trials", args.trials, 1), ("--restarts", args.restarts, 1),
                                    ("--max-iter", args.max_iter, 1)):
         if value < minimum:
             raise ValueError(f"{option}: must be >= {minimum}, got {value}")
-    unknown = [name for name in args.free if name not in DEFAULT_RANGES]
-    if unknown:
-        raise ValueError(f"--free: unknown parameter(s) {unknown}; choose from {', '.join(DEFAULT_RANGES)}")
-    if len(set(args.free)) != len(args.free):
-        raise ValueError(f"--free: duplicate names in {args.free}")
+    check_free(args.free, "--free")
     check_cohort_size(args.mice, args.sessions, args.trials, fit_restarts=args.restarts)
 
 
@@ -48,18 +46,16 @@ def run(args) -> int:
     from ..fit.recovery import parameter_recovery
 
     _check_options(args)
-    summary, table, fit = parameter_recovery(args.mice, args.sessions, args.trials, tuple(args.free), seed=args.seed,
-                                             n_restarts=args.restarts, max_iter=args.max_iter, method=args.method,
-                                             engine=args.engine, device=args.device, progress=True)
+    result = parameter_recovery(args.mice, args.sessions, args.trials, tuple(args.free), seed=args.seed,
+                                n_restarts=args.restarts, max_iter=args.max_iter, method=args.method,
+                                engine=args.engine, device=args.device, progress=True)
+    summary, table = result.summary, result.table
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     undefined = summary.loc[summary["pearson_r"].isna(), "parameter"].tolist()
     if undefined:
         warnings.warn(f"pearson_r is undefined (NaN) for {undefined}: true or fitted values do not vary across "
                       "mice; try more --mice, --sessions or --max-iter", UserWarning, stacklevel=1)
     if args.out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
         from matplotlib.figure import Figure
 
         names = list(args.free)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..outputs import OutputSet, marker_for_file
+from ..theory.mean_field import CLOSURES
 from .limits import check_theory_size
 from .options import add_model_options, add_task_options, model_params, task_config
 
@@ -17,7 +18,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="output table FILE.parquet (a PNG is written beside it)")
     p.add_argument("--per", choices=["session", "trial"], default="session",
                    help="rows of the table: one per session (default) or per trial")
-    p.add_argument("--closure", choices=["unscented", "none"], default="unscented",
+    p.add_argument("--closure", choices=CLOSURES, default="unscented",
                    help="'unscented' (default): the mean of a simulated cohort (mean-field mean and covariance); "
                         "'none': the plain mean-field map (one noise-free mouse)")
     p.add_argument("--device", default="cpu")
@@ -25,10 +26,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from ..theory import mean_field_trajectory, predict_stages
     from ..theory.plots import plot_trajectory
@@ -47,12 +45,12 @@ def run(args) -> int:
     png = args.out.with_suffix(".png")
     with OutputSet(args.out.parent, marker=marker_for_file(args.out), meta={"command": "theory"}) as outputs:
         table.to_parquet(outputs.path(args.out.name), index=False)
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         plot_trajectory(res, ax)
         ax.legend(fontsize=8)
-        ax.set_title(f"mean-field prediction, closure={args.closure} (w0={args.w0}, b_R={args.b_R})")
+        ax.set_title(f"mean-field prediction, closure={args.closure} (w0={params.w0}, b_R={params.b_R})")
         fig.savefig(outputs.path(png.name), dpi=120, bbox_inches="tight", format="png")
-        plt.close(fig)
     seq = " -> ".join(f"{r.strategy_name} ({r.n_sessions:.1f} sessions)" for r in stages.itertuples())
     print(f"predicted stages: {seq}")
     print(f"wrote {args.out} and {png}")

@@ -8,12 +8,14 @@ from matplotlib.figure import Figure
 
 from mouse_rl.data import DataFormatError
 from mouse_rl.network import Forward, prediction_errors
-from mouse_rl.schema import KEY_COLUMNS
+from mouse_rl.schema import ACTION_NAMES, KEY_COLUMNS, LEFT, RIGHT
 
 #: The model's three teaching signals (candidate dopamine correlates).
 DELTAS = ("delta_tot", "delta_stim", "delta_const")
 #: Q columns of each signal's pathway.
 _Q_OF = {"delta_tot": "q_tot", "delta_stim": "q_stim", "delta_const": "q_const"}
+#: Trial-table columns of the action values, ``q_<pathway>_<action>`` (:data:`mouse_rl.schema.MODEL_COLUMNS`).
+Q_COLUMNS = [f"{q}_{action}" for q in _Q_OF.values() for action in ACTION_NAMES]
 REWARD_MODES = ("experienced", "model")
 
 
@@ -42,8 +44,15 @@ def _plain(v):
 
 def chosen(df: pd.DataFrame, prefix: str) -> np.ndarray:
     """Value of ``{prefix}_L`` / ``{prefix}_R`` for the chosen action of each trial."""
-    ch = df["choice"].to_numpy()
-    return np.where(ch == 1, df[f"{prefix}_R"].to_numpy(float), df[f"{prefix}_L"].to_numpy(float))
+    left, right = (df[f"{prefix}_{action}"].to_numpy(float) for action in ACTION_NAMES)
+    return np.where(df["choice"].to_numpy() == RIGHT, right, left)
+
+
+def stimulus_side(signed_contrast) -> np.ndarray:
+    """Per trial the side of the stimulus, named by the action it rewards: ``"L"`` (c < 0), ``"R"`` (c > 0)
+    (:data:`mouse_rl.schema.ACTION_NAMES`) or ``"none"`` (zero contrast)."""
+    c = np.asarray(signed_contrast, dtype=float)
+    return np.where(c < 0, ACTION_NAMES[LEFT], np.where(c > 0, ACTION_NAMES[RIGHT], "none"))
 
 
 def outcome_deltas(trials: pd.DataFrame, reward_mode: str = "experienced") -> pd.DataFrame:
@@ -62,10 +71,11 @@ def outcome_deltas(trials: pd.DataFrame, reward_mode: str = "experienced") -> pd
     if reward_mode == "model":
         require(trials, list(DELTAS), "trial table")
         return trials[list(DELTAS)].astype(float).copy()
-    require(trials, ["choice", "reward"] + [f"{q}_{s}" for q in _Q_OF.values() for s in "LR"], "trial table")
+    require(trials, ["choice", "reward"] + Q_COLUMNS, "trial table")
     reward = trials["reward"].to_numpy(float)
-    fwd = Forward(*(torch.tensor(trials[[f"{q}_L", f"{q}_R"]].to_numpy(float)) for q in _Q_OF.values()))
-    right = torch.as_tensor(trials["choice"].to_numpy() == 1)
+    fwd = Forward(*(torch.tensor(trials[[f"{q}_{action}" for action in ACTION_NAMES]].to_numpy(float))
+                    for q in _Q_OF.values()))
+    right = torch.as_tensor(trials["choice"].to_numpy() == RIGHT)
     experienced = prediction_errors(fwd, right, torch.tensor(reward)).numpy()
     out = {}
     for j, name in enumerate(_Q_OF):

@@ -34,15 +34,15 @@ import torch
 
 from mouse_rl.data import DataFormatError
 from mouse_rl.fit import learning_reward, make_batch, unroll
+from mouse_rl.fit.recovery import check_free
+from mouse_rl.fit.transforms import ParamTransform
 from mouse_rl.network import Forward, log_policy, prediction_errors
-from mouse_rl.params import ModelParams, NetParams
+from mouse_rl.params import PARAMS, ModelParams, NetParams
 
 from ._common import DELTAS, require
-from .recordings import align_recordings, region_columns
+from .recordings import REGION_PREFIX, align_recordings, region_columns
 
 __all__ = ["JointFitResult", "joint_fit"]
-
-_FITTABLE = ("eta", "beta", "w0", "s0", "b_L", "b_R")
 
 
 @dataclass
@@ -94,12 +94,14 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
     ``trials``: trial table (keys, signed_contrast, choice, reward), complete
     and in order per mouse; ``recordings``: ``da_*`` per recorded trial (or
     None if ``trials`` already has the ``da_*`` columns). ``fit``: names of
-    the parameters optimised (log-parametrised), the others come from ``params``.
+    the parameters optimised, in the fit's unconstrained coordinates and box
+    (:class:`mouse_rl.fit.transforms.ParamTransform`: log, logit for the lapse,
+    clamped to ``PARAMS[name].fit_bounds``), starting from their ``params``
+    values (a value on the 0 boundary starts at ``PARAMS[name].fit_start``);
+    the others come from ``params``. ``table`` reports every registry parameter.
     """
     params = params or ModelParams()
-    bad = [f for f in fit if f not in _FITTABLE]
-    if bad:
-        raise ValueError(f"fit: unknown parameter(s) {bad}; choose from {_FITTABLE}")
+    transform = ParamTransform(check_free(fit, "fit"), params)
     candidates = list(candidates)
     bad = [c for c in candidates if c not in DELTAS]
     if bad:
@@ -113,18 +115,19 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
         regions = list(regions) if regions is not None else region_columns(trials)
         data = trials
     if not regions:
-        raise DataFormatError("joint_fit: no dopamine columns (names starting with 'da_')")
+        raise DataFormatError(f"joint_fit: no dopamine columns (names starting with {REGION_PREFIX!r})")
     data = data.sort_values(["mouse", "session", "trial"], kind="stable").reset_index(drop=True)
     data["mouse"] = data["mouse"].astype(str)
     pairs = [(r, c) for r in regions for c in candidates]
     B = len(pairs)
+    start = {name: np.where(np.asarray(getattr(params, name), float) > 0, getattr(params, name),
+                            PARAMS[name].fit_start) for name in transform.free}
     rows = []
     for mouse, d in data.groupby("mouse", sort=True):
         if mice is not None and mouse not in mice:
             continue
-        base = params.tensors(B, dtype=torch.float64)
-        raw = {name: torch.log(getattr(base, name).clamp_min(1e-4)).clone().requires_grad_(True) for name in fit}
-        opt = torch.optim.Adam(list(raw.values()), lr=lr)
+        u = transform.to_u(start, B).requires_grad_(True)
+        opt = torch.optim.Adam([u], lr=lr)
         y = torch.tensor(d[[r for r, _ in pairs]].to_numpy(float))
         cidx = torch.as_tensor([DELTAS.index(c) for _, c in pairs])
         inv_all = torch.tensor(d.groupby("session", sort=False).ngroup().to_numpy())
@@ -136,7 +139,7 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
         run = _fit_module_runner(d, B, params)
 
         def objective():
-            p = base._replace(**{k: torch.exp(v) for k, v in raw.items()})
+            p = transform.params(u)
             ll, deltas = run(p)
             x = deltas[rec_mask].gather(-1, cidx[None, :, None].expand(int(rec_mask.sum()), B, 1))[..., 0]
             da_ll, gain, sigma = _profiled_gaussian_ll(y[rec_mask], x, inv_rec, n_sess)
@@ -153,7 +156,7 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
             row = {"mouse": mouse, "region": region, "delta": cand, "objective": float(choice_ll[b] + da_ll[b]),
                    "choice_ll": float(choice_ll[b]), "dopamine_ll": float(da_ll[b]), "gain": float(gain[b]),
                    "sigma": float(sigma[b]), "n_trials": len(d), "n_recorded": int(rec_mask.sum())}
-            row.update({name: float(getattr(p, name)[b]) for name in _FITTABLE})
+            row.update({name: float(getattr(p, name)[b]) for name in PARAMS})
             rows.append(row)
     table = pd.DataFrame(rows)
     best_rows = []

@@ -33,13 +33,17 @@ import pandas as pd
 import torch
 
 from envs import rng
+from mouse_rl.analysis import session_metrics
 from mouse_rl.network import TrialStep, Weights, trial_update
 from mouse_rl.params import ModelParams
+
+from ._common import DELTAS
 
 __all__ = ["SIGNALS", "OPTO_STREAM", "OptoProtocol", "OptoComparison", "stimulated", "signal_offset",
            "opto_step", "simulate_opto", "compare_opto"]
 
-SIGNALS = ("delta_tot", "delta_stim", "delta_const", "reward")
+#: What a protocol may add ``kappa`` to: one teaching signal (in ``delta_offset`` order) or the reward.
+SIGNALS = DELTAS + ("reward",)
 TIMINGS = ("stimulus", "outcome")
 CONTINGENCIES = ("all", "stimulus", "choice", "reward")
 #: Counter-RNG stream of the "is this trial stimulated" draws (probability < 1).
@@ -154,13 +158,17 @@ def simulate_opto(protocol: OptoProtocol | None = None, n_mice: int = 30, n_sess
     return result
 
 
+#: The arms of :func:`compare_opto`, in plotting order.
+ARMS = ("control", "opto", "reward")
+
+
 @dataclass
 class OptoComparison:
     """``trials`` / ``weights``: the three arms stacked (column ``arm``:
     "control", "opto", "reward"); ``summary``: per arm and session, accuracy
-    on c != 0, P(Right) per stimulus side (``p_right_left/zero/right``, as
-    :func:`mouse_rl.analysis.session_metrics`), fraction stimulated and mean
-    weights; ``protocol``: the optogenetic protocol."""
+    on c != 0 and P(Right) per stimulus side (``p_right_left/zero/right``),
+    both from :func:`mouse_rl.analysis.session_metrics`, fraction stimulated
+    and the session-end weights; ``protocol``: the optogenetic protocol."""
 
     trials: pd.DataFrame
     weights: pd.DataFrame
@@ -181,7 +189,11 @@ class OptoComparison:
         return fig
 
 
-ARMS = ("control", "opto", "reward")
+def _stack_arms(tables: dict) -> pd.DataFrame:
+    """One table per arm -> one table with an ordered categorical ``arm`` column."""
+    out = pd.concat([table.assign(arm=arm) for arm, table in tables.items()], ignore_index=True)
+    out["arm"] = pd.Categorical(out["arm"], categories=ARMS, ordered=True)
+    return out
 
 
 def compare_opto(protocol: OptoProtocol, **kwargs) -> OptoComparison:
@@ -193,18 +205,12 @@ def compare_opto(protocol: OptoProtocol, **kwargs) -> OptoComparison:
         raise ValueError("protocol.signal: give an optogenetic signal (delta_*); the reward arm is added for you")
     runs = {"control": simulate_opto(None, **kwargs), "opto": simulate_opto(protocol, **kwargs),
             "reward": simulate_opto(replace(protocol, signal="reward"), **kwargs)}
-    trials = pd.concat([r.trials.assign(arm=a) for a, r in runs.items()], ignore_index=True)
-    weights = pd.concat([r.weights.assign(arm=a) for a, r in runs.items()], ignore_index=True)
-    trials["arm"] = pd.Categorical(trials["arm"], categories=ARMS, ordered=True)
-    weights["arm"] = pd.Categorical(weights["arm"], categories=ARMS, ordered=True)
-    c = trials["signed_contrast"]
-    side = np.where(c < 0, "left", np.where(c > 0, "right", "zero"))
-    t = trials.assign(correct=np.where(c != 0, trials["reward"], np.nan), side=side)
-    g = t.groupby(["arm", "mouse", "session"], observed=True)
-    summary = g.agg(accuracy=("correct", "mean"), stimulated=("stimulated", "mean")).reset_index()
-    pr = t.pivot_table(index=["arm", "mouse", "session"], columns="side", values="choice", aggfunc="mean",
-                       observed=True)
-    pr.columns = [f"p_right_{s}" for s in pr.columns]
-    summary = summary.merge(pr.reset_index(), on=["arm", "mouse", "session"], how="left")
-    summary = summary.merge(weights, on=["arm", "mouse", "session"], how="left")
+    trials = _stack_arms({arm: r.trials for arm, r in runs.items()})
+    weights = _stack_arms({arm: r.weights for arm, r in runs.items()})
+    behaviour = _stack_arms({arm: session_metrics(r.trials) for arm, r in runs.items()})
+    keys = ["arm", "mouse", "session"]
+    stimulated = trials.groupby(keys, observed=True)["stimulated"].mean().reset_index()
+    p_right = [c for c in behaviour.columns if c.startswith("p_right_")]
+    summary = behaviour[keys + ["accuracy"]].merge(stimulated, on=keys, how="left")
+    summary = summary.merge(behaviour[keys + p_right], on=keys).merge(weights, on=keys, how="left")
     return OptoComparison(trials, weights, summary, protocol)

@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 
 from mouse_rl.schema import KEY_COLUMNS, WEIGHT_COLUMNS
 
-from ._common import DELTAS, chosen, figure, outcome_deltas, require
+from ._common import DELTAS, Q_COLUMNS, chosen, figure, outcome_deltas, require, stimulus_side
 
 __all__ = [
     "STIMULUS_SIGNALS", "OUTCOME_SIGNALS", "DEFAULT_GAIN_THRESHOLD",
@@ -121,11 +121,10 @@ def readout_table(trials: pd.DataFrame, weights: pd.DataFrame | None = None, *,
     the signals in :data:`STIMULUS_SIGNALS` and :data:`OUTCOME_SIGNALS`,
     session_bin, presented_gain, association, strategy_name, weights_source.
     """
-    require(trials, KEY_COLUMNS + ["signed_contrast", "choice", "reward"]
-            + [f"q_{p}_{s}" for p in ("tot", "stim", "const") for s in "LR"], "trial table")
+    require(trials, KEY_COLUMNS + ["signed_contrast", "choice", "reward"] + Q_COLUMNS, "trial table")
     c = trials["signed_contrast"].to_numpy(float)
     out = trials[KEY_COLUMNS + ["signed_contrast"]].copy()
-    out["stimulus_side"] = np.where(c < 0, "L", np.where(c > 0, "R", "none"))
+    out["stimulus_side"] = stimulus_side(c)
     out["choice"] = trials["choice"].to_numpy()
     out["reward"] = trials["reward"].to_numpy(float)
     out["rewarded"] = np.where(out["reward"] == 1, "rewarded", np.where(out["reward"] == 0, "unrewarded", "unknown"))

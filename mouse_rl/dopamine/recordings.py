@@ -25,7 +25,7 @@ from mouse_rl.data import DataFormatError
 from mouse_rl.data.files import read_table_file
 from mouse_rl.schema import KEY_COLUMNS
 
-from ._common import require, rows_text
+from ._common import require, rows_text, stimulus_side
 
 __all__ = [
     "REGION_PREFIX", "PAPER_WINDOW", "region_columns", "validate_recordings", "load_recordings",
@@ -213,7 +213,7 @@ def contralateral_view(df: pd.DataFrame, left: str = "da_DLS_left", right: str =
     lv, rv = df[left].to_numpy(float), df[right].to_numpy(float)
     keys = [k for k in KEY_COLUMNS if k in df.columns]
     out = df[keys + ["signed_contrast"]].copy()
-    out["stimulus_side"] = np.where(c < 0, "L", np.where(c > 0, "R", "none"))
+    out["stimulus_side"] = stimulus_side(c)
     out["contra_hemisphere"] = np.where(c > 0, "left", np.where(c < 0, "right", "none"))
     out["da_DLS_contra"] = np.where(c > 0, lv, np.where(c < 0, rv, np.nan))
     out["da_DLS_ipsi"] = np.where(c > 0, rv, np.where(c < 0, lv, np.nan))

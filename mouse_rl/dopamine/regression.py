@@ -36,7 +36,8 @@ from .recordings import align_recordings, normalise_per_session, region_columns
 
 __all__ = ["RegressionReport", "delta_regression", "regress_recordings", "cv_r2"]
 
-_NULLS = ("sessions", "circular")
+#: Null distributions of the regression (module doc): permuted session blocks or circular shifts.
+NULLS = ("sessions", "circular")
 _RIDGE = 1e-9
 
 
@@ -130,8 +131,8 @@ def delta_regression(data: pd.DataFrame, regions=None, candidates=DELTAS, *, by:
     alpha : significance level for ``best.significant`` (p <= alpha; p >= 1 / (n_null + 1)).
     seed : seed of the null draws.
     """
-    if null not in _NULLS:
-        raise ValueError(f"null: must be one of {_NULLS}, got {null!r}")
+    if null not in NULLS:
+        raise ValueError(f"null: must be one of {NULLS}, got {null!r}")
     candidates = list(candidates)
     regions = list(regions) if regions is not None else region_columns(data)
     if not regions:

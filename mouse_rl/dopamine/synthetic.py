@@ -25,6 +25,7 @@ import pandas as pd
 from mouse_rl.schema import KEY_COLUMNS
 
 from ._common import DELTAS, outcome_deltas, require
+from .recordings import REGION_PREFIX
 
 __all__ = ["DEFAULT_MAPPING", "DEFAULT_SNR", "SyntheticRecordings", "synthetic_recordings"]
 
@@ -52,8 +53,8 @@ def synthetic_recordings(trials: pd.DataFrame, mapping: dict | None = None, *, g
     """Generate per-trial dopamine values for every trial of ``trials`` (see module doc)."""
     mapping = dict(DEFAULT_MAPPING if mapping is None else mapping)
     for region, delta in mapping.items():
-        if not region.startswith("da_"):
-            raise ValueError(f"mapping: region names must start with 'da_', got {region!r}")
+        if not region.startswith(REGION_PREFIX):
+            raise ValueError(f"mapping: region names must start with {REGION_PREFIX!r}, got {region!r}")
         if delta not in DELTAS:
             raise ValueError(f"mapping[{region!r}]: must be one of {DELTAS}, got {delta!r}")
     if not snr > 0:

@@ -1,14 +1,21 @@
 """Parameter recovery: simulate mice with known parameters, fit them, compare."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import torch
 
-from ..params import ModelParams
+from ..params import PARAMS, ModelParams
 from .fitting import FitResult, fit_mice
 
-#: Default sampling ranges (natural units). eta is log-uniform, the rest uniform.
+#: Parameters drawn per mouse and fitted, by default.
+RECOVERY_FREE = ("eta", "beta", "b_L", "b_R")
+#: Ranges (natural units) the true values are drawn from, uniform (log-uniform for :data:`LOG_UNIFORM`).
+#: A parameter not listed is drawn log-uniform from the fit's restart box, ``PARAMS[name].init_range``
+#: (:data:`mouse_rl.params.PARAMS`). The listed ranges describe the simulated population, not where the
+#: fit starts: they reach 0 for the biases and the lapse (unbiased, lapse-free mice are included).
 DEFAULT_RANGES = {
     "eta": (0.005, 0.03),
     "beta": (4.0, 15.0),
@@ -21,16 +28,48 @@ DEFAULT_RANGES = {
 LOG_UNIFORM = ("eta", "w0")
 
 
-def sample_params(n_mice: int, free=("eta", "beta", "b_L", "b_R"), ranges: dict | None = None,
+class RecoveryResult(NamedTuple):
+    """Output of :func:`parameter_recovery` (unpacks as ``summary, table, fit``).
+
+    summary : :func:`recovery_summary` table (Pearson r, bias, median relative error per parameter).
+    table : per mouse, true (``<name>_true``) and fitted (``<name>_fit``) values.
+    fit : the :class:`~mouse_rl.fit.fitting.FitResult` of the simulated mice.
+    """
+
+    summary: pd.DataFrame
+    table: pd.DataFrame
+    fit: FitResult
+
+
+def check_free(free, option: str = "free") -> tuple[str, ...]:
+    """``free`` as a tuple of registry parameter names; a ValueError naming ``option`` if empty, unknown or repeated."""
+    free = (free,) if isinstance(free, str) else tuple(free)
+    if not free:
+        raise ValueError(f"{option}: give at least one parameter; choose from {', '.join(PARAMS)}")
+    unknown = [name for name in free if name not in PARAMS]
+    if unknown:
+        raise ValueError(f"{option}: unknown parameter(s) {unknown}; choose from {', '.join(PARAMS)}")
+    if len(set(free)) != len(free):
+        raise ValueError(f"{option}: duplicate names in {list(free)}")
+    return free
+
+
+def sample_params(n_mice: int, free=RECOVERY_FREE, ranges: dict | None = None,
                   base: ModelParams | None = None, seed: int = 0) -> ModelParams:
-    """Per-mouse :class:`ModelParams` with the ``free`` parameters drawn from ``ranges``; the rest from ``base``."""
+    """Per-mouse :class:`ModelParams` with the ``free`` parameters drawn from ``ranges``; the rest from ``base``.
+
+    ``ranges``: ``{name: (low, high)}`` in natural units, overriding :data:`DEFAULT_RANGES`.
+    """
     ranges = {**DEFAULT_RANGES, **(ranges or {})}
     gen = np.random.default_rng(seed)
     vals = {}
-    for name in free:
-        lo, hi = ranges[name]
-        vals[name] = np.exp(gen.uniform(np.log(lo), np.log(hi), n_mice)) if name in LOG_UNIFORM \
-            else gen.uniform(lo, hi, n_mice)
+    for name in check_free(free):
+        lo, hi = ranges.get(name, PARAMS[name].init_range)
+        log = name in LOG_UNIFORM or name not in ranges
+        if not lo <= hi or (log and lo <= 0):
+            need = "0 < low <= high (log-uniform)" if log else "low <= high"
+            raise ValueError(f"ranges[{name!r}]: need {need}, got ({lo}, {hi})")
+        vals[name] = np.exp(gen.uniform(np.log(lo), np.log(hi), n_mice)) if log else gen.uniform(lo, hi, n_mice)
     return (base or ModelParams()).replace(**vals)
 
 
@@ -57,10 +96,10 @@ def recovery_summary(truth: pd.DataFrame, fitted: pd.DataFrame, names) -> pd.Dat
 
 
 def parameter_recovery(n_mice: int = 30, n_sessions: int = 8, trials_per_session: int = 150,
-                       free=("eta", "beta", "b_L", "b_R"), ranges: dict | None = None,
+                       free=RECOVERY_FREE, ranges: dict | None = None,
                        base: ModelParams | None = None, seed: int = 0, n_restarts: int = 4,
                        max_iter: int = 100, method: str = "newton", engine: str = "eager", device="cpu",
-                       progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, FitResult]:
+                       progress: bool = False) -> RecoveryResult:
     """Simulate ``n_mice`` with known parameters, fit them, and summarise recovery.
 
     Parameters
@@ -73,12 +112,12 @@ def parameter_recovery(n_mice: int = 30, n_sessions: int = 8, trials_per_session
 
     Returns
     -------
-    summary : :func:`recovery_summary` table (Pearson r, bias per parameter).
-    table : per mouse, true (``*_true``) and fitted (``*_fit``) values.
-    fit : the :class:`FitResult`.
+    RecoveryResult
+        ``summary``, ``table`` and ``fit`` (unpacks as a 3-tuple).
     """
-    from ..simulate import simulate_cohort
+    from ..simulate import mouse_names, simulate_cohort
 
+    free = check_free(free)
     base = base or ModelParams()
     truth_params = sample_params(n_mice, free, ranges, base, seed)
     sim = simulate_cohort(n_mice, n_sessions, trials_per_session, truth_params, seed=seed, device=device,
@@ -86,11 +125,9 @@ def parameter_recovery(n_mice: int = 30, n_sessions: int = 8, trials_per_session
     fit = fit_mice(sim.trials, n_restarts=n_restarts, max_iter=max_iter, method=method, free=free, fixed=base,
                    fit_lapse="lapse" in free, device=device, seed=seed, progress=progress, engine=engine,
                    compute_se=False, per_trial=False)
-    from ..simulate import mouse_names
-
     truth = pd.DataFrame({"mouse": mouse_names(n_mice),
                           **{n: np.broadcast_to(np.asarray(getattr(truth_params, n), float), (n_mice,))
                              for n in free}})
     fitted = fit.params[["mouse", *free]]
     table = truth.merge(fitted, on="mouse", suffixes=("_true", "_fit"))
-    return recovery_summary(truth, fitted, free), table, fit
+    return RecoveryResult(recovery_summary(truth, fitted, free), table, fit)

@@ -23,7 +23,9 @@ Parameter names are the field names of ``ModelParams`` (``eta``, ``beta``,
 ``w0``, ``k``, ``s0``, ``b_L``, ``b_R``, ``lapse``, ``encoding``,
 ``positive``, ``zero_reward``, ``jitter``) and ``TaskConfig``
 (``contrasts``, ``probabilities``, ``repeat_after_error``,
-``zero_reward_p_right``; trials per session is ``[sweep] trials``).
+``zero_reward_p_right``; trials per session is ``[sweep] trials``). The
+kind of value each takes is read from the two dataclasses
+(:data:`MODEL_KINDS`, :data:`TASK_KINDS`).
 """
 from __future__ import annotations
 
@@ -35,21 +37,30 @@ from typing import Any, Mapping
 
 from envs.task import TaskConfig
 
-from ..params import ModelParams
+from ..params import PARAMS, ModelParams
 
 MODES = ("grid", "random")
 DTYPES = ("float32", "float64")
 
+#: Kind of value a sweep accepts for a dataclass field, by the field's annotation.
+_KIND_OF_ANNOTATION = {"float": "float", "bool": "bool", "str": "str", "tuple": "float_list"}
+
+
+def _field_kinds(cls, skip=()) -> dict[str, str]:
+    """Field name -> kind of value of the fields of dataclass ``cls`` (the registry's parameters are floats)."""
+    kinds = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        annotation = f.type if isinstance(f.type, str) else f.type.__name__
+        kinds[f.name] = "float" if f.name in PARAMS else _KIND_OF_ANNOTATION[annotation]
+    return kinds
+
+
 #: Model parameters and the kind of value each takes.
-MODEL_KINDS: dict[str, str] = {name: "float" for name in ModelParams.numeric_fields()}
-MODEL_KINDS.update(encoding="str", positive="bool", zero_reward="str", jitter="float")
+MODEL_KINDS: dict[str, str] = _field_kinds(ModelParams)
 #: Task parameters and the kind of value each takes (trials per session lives in [sweep]).
-TASK_KINDS: dict[str, str] = {
-    "contrasts": "float_list",
-    "probabilities": "float_list",
-    "repeat_after_error": "bool",
-    "zero_reward_p_right": "float",
-}
+TASK_KINDS: dict[str, str] = _field_kinds(TaskConfig, skip=("trials_per_session",))
 PARAM_KINDS: dict[str, str] = {**MODEL_KINDS, **TASK_KINDS}
 #: Parameters that a random search can draw (continuous scalars).
 RANDOM_PARAMS = tuple(name for name, kind in PARAM_KINDS.items() if kind == "float")
@@ -110,6 +121,20 @@ def _fail(key: str, message: str):
     raise ValueError(f"{key}: {message}")
 
 
+def _table(table: Any, where: str) -> Mapping:
+    """``table`` if it is a TOML table (a mapping), else a ValueError naming ``where``."""
+    if not isinstance(table, Mapping):
+        _fail(where, f"must be a table, got {type(table).__name__}")
+    return table
+
+
+def _varied(table: Any, where: str):
+    """``(name, value, key)`` of each parameter of a ``[grid]`` / ``[random]`` table, names checked."""
+    for name, value in _table(table, where).items():
+        _check_param_name(name, where)
+        yield name, value, f"{where}.{name}"
+
+
 def _check_keys(table: Mapping, allowed, where: str, what: str = "key") -> None:
     unknown = [k for k in table if k not in allowed]
     if unknown:
@@ -159,8 +184,7 @@ def _check_param_name(name: str, where: str) -> None:
 
 
 def _parse_fixed(table: Mapping, where: str, kinds: Mapping[str, str]) -> dict:
-    if not isinstance(table, Mapping):
-        _fail(where, f"must be a table, got {type(table).__name__}")
+    _table(table, where)
     if where == "task" and "trials_per_session" in table:
         _fail("task.trials_per_session", "set trials per session with [sweep] trials")
     _check_keys(table, list(kinds), where, "parameter")
@@ -168,12 +192,8 @@ def _parse_fixed(table: Mapping, where: str, kinds: Mapping[str, str]) -> dict:
 
 
 def _parse_grid(table: Mapping) -> dict:
-    if not isinstance(table, Mapping):
-        _fail("grid", f"must be a table, got {type(table).__name__}")
     grid = {}
-    for name, values in table.items():
-        _check_param_name(name, "grid")
-        key = f"grid.{name}"
+    for name, values, key in _varied(table, "grid"):
         if not isinstance(values, list):
             _fail(key, f"must be a list of values, got {values!r} ({type(values).__name__})")
         if not values:
@@ -186,12 +206,8 @@ def _parse_grid(table: Mapping) -> dict:
 
 
 def _parse_random(table: Mapping) -> dict:
-    if not isinstance(table, Mapping):
-        _fail("random", f"must be a table, got {type(table).__name__}")
     ranges = {}
-    for name, spec in table.items():
-        _check_param_name(name, "random")
-        key = f"random.{name}"
+    for name, spec, key in _varied(table, "random"):
         if name not in RANDOM_PARAMS:
             _fail(key, f"only continuous parameters can be drawn at random: {', '.join(RANDOM_PARAMS)}")
         if not isinstance(spec, Mapping):
@@ -244,9 +260,7 @@ def parse_config(raw: Mapping) -> SweepConfig:
     if not any(raw.get(table) for table in TABLES):
         raise ValueError("config: the sweep file is empty (no [sweep], [grid], [random], [model] or [task] "
                          "settings); see bench/sweep_example.toml for the layout")
-    sweep = raw.get("sweep", {})
-    if not isinstance(sweep, Mapping):
-        _fail("sweep", f"must be a table, got {type(sweep).__name__}")
+    sweep = _table(raw.get("sweep", {}), "sweep")
     _check_keys(sweep, SWEEP_KEYS, "sweep")
     mode = sweep.get("mode", "grid")
     if mode not in MODES:

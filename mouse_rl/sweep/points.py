@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -80,10 +80,7 @@ def _plain(value):
 
 def _resolve(config: SweepConfig, values: dict) -> tuple[dict, dict]:
     model = {**ModelParams().to_dict(), **config.model}
-    task_default = TaskConfig()
-    task = {"contrasts": task_default.contrasts, "probabilities": task_default.probabilities,
-            "trials_per_session": config.trials, "repeat_after_error": task_default.repeat_after_error,
-            "zero_reward_p_right": task_default.zero_reward_p_right, **config.task}
+    task = {**asdict(TaskConfig()), "trials_per_session": config.trials, **config.task}
     for name, value in values.items():
         (model if name in MODEL_KINDS else task)[name] = value
     model = {k: _plain(v) for k, v in model.items()}

@@ -1,8 +1,8 @@
 """Stimulus classes of the mean-field theory: inputs, probabilities and expected rewards.
 
 With ``"side"`` encoding every left contrast gives the same input, so the
-task reduces to three classes (left, zero, right). With ``"magnitude"``
-encoding each contrast is its own class. A class with probability 0 is kept
+task reduces to three classes (left, zero, right). With any other
+encoding (``"magnitude"``, ...) each contrast is its own class. A class with probability 0 is kept
 (its P(R) is still defined) but does not drive learning.
 """
 from __future__ import annotations
@@ -17,10 +17,11 @@ from envs.task import TaskConfig
 from ..network import encode
 from ..params import ModelParams
 
-__all__ = ["StimulusClasses", "stimulus_classes", "SIDE_NAMES"]
+__all__ = ["StimulusClasses", "stimulus_classes", "STIMULUS_SIDE_NAMES"]
 
-#: Side groups: -1 = left (c < 0), 0 = zero, +1 = right (c > 0).
-SIDE_NAMES = {-1: "left", 0: "zero", 1: "right"}
+#: Stimulus side of a trial, by the sign of its signed contrast: -1 = left (c < 0), 0 = zero contrast,
+#: +1 = right (c > 0). The names label P(R | side) columns, ``p_right_<name>``.
+STIMULUS_SIDE_NAMES = {-1: "left", 0: "zero", 1: "right"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class StimulusClasses:
     def side_weights(self) -> np.ndarray:
         """``(C, 3)`` matrix averaging per-class values into left/zero/right (columns); NaN for empty sides."""
         W = np.zeros((self.n, 3))
-        for j, side in enumerate((-1, 0, 1)):
+        for j, side in enumerate(STIMULUS_SIDE_NAMES):
             mask = self.side == side
             total = self.prob[mask].sum()
             if mask.sum() == 0:
@@ -88,9 +89,9 @@ def stimulus_classes(task: TaskConfig, params: ModelParams) -> StimulusClasses:
     p = np.asarray(task.probabilities, dtype=float)
     q = task.zero_reward_p_right if params.zero_reward == "random" else 0.5
     if params.encoding == "side":
-        side = np.array([-1, 0, 1])
-        prob = np.array([p[c < 0].sum(), p[c == 0].sum(), p[c > 0].sum()])
-        names = tuple(SIDE_NAMES.values())
+        side = np.array(list(STIMULUS_SIDE_NAMES))
+        prob = np.array([p[np.sign(c) == s].sum() for s in side])
+        names = tuple(STIMULUS_SIDE_NAMES.values())
         contrast = side.astype(float)
     else:
         order = np.argsort(c)

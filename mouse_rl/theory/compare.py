@@ -10,10 +10,11 @@ import torch
 from envs import rng
 from envs.task import TaskConfig
 
+from ..network import Weights
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
-from .classes import SIDE_NAMES
-from .mean_field import MeanFieldResult, mean_field_trajectory
+from .classes import STIMULUS_SIDE_NAMES
+from .mean_field import MeanFieldResult, flat_weights, mean_field_trajectory
 
 __all__ = ["Comparison", "compare_with_simulation", "compare_deep_shallow", "simulated_session_p_right"]
 
@@ -81,7 +82,7 @@ def compare_with_simulation(
     """
     import time
 
-    from ..simulate import simulate_cohort
+    from ..simulate import mouse_names, simulate_cohort
 
     params = params or ModelParams()
     task = task or TaskConfig()
@@ -95,17 +96,18 @@ def compare_with_simulation(
     theory = mean_field_trajectory(params, task, n_sessions, device=device, dtype=torch.float64,
                                    record_every=task.trials_per_session, closure=closure)
     t_theory = time.perf_counter() - t0
-    seeds = rng.mouse_seeds(seed, n_mice)
+    seeds, names = rng.mouse_seeds(seed, n_mice), mouse_names(n_mice)
     sums, weights = None, []
     t0 = time.perf_counter()
     for start in range(0, n_mice, int(chunk_size)):
-        sim = simulate_cohort(len(seeds[start:start + chunk_size]), n_sessions, params=params, task=task,
-                              seeds=seeds[start:start + chunk_size], device=device, dtype=dtype,
-                              record_trials=True, progress=False)
+        chunk = slice(start, start + int(chunk_size))
+        n_chunk = len(seeds[chunk])
+        sim = simulate_cohort(n_chunk, n_sessions, params=params, task=task, seeds=seeds[chunk], device=device,
+                              dtype=dtype, progress=False)
         part = simulated_session_p_right(sim.trials)
         sums = part if sums is None else sums.add(part, fill_value=0)
         w = sim.weights
-        w["mouse"] = [f"sim{start + int(m[3:]):04d}" for m in w["mouse"]]
+        w["mouse"] = w["mouse"].map(dict(zip(mouse_names(n_chunk), names[chunk])))  # chunk-local -> cohort names
         weights.append(w)
         del sim
     t_sim = time.perf_counter() - t0
@@ -113,14 +115,14 @@ def compare_with_simulation(
     theory_p = theory.session_p_right_side()[0]  # (S, 3)
     rows = []
     for s in range(1, n_sessions + 1):
-        for j, name in enumerate(SIDE_NAMES.values()):
-            simulated = sim_p.loc[s, j - 1] if (j - 1) in sim_p.columns else np.nan
+        for j, (side, name) in enumerate(STIMULUS_SIDE_NAMES.items()):
+            simulated = sim_p.loc[s, side] if side in sim_p.columns else np.nan
             rows.append((s, name, simulated, theory_p[s - 1, j]))
     p_df = pd.DataFrame(rows, columns=["session", "side", "simulated", "theory"])
     p_df["error"] = p_df["simulated"] - p_df["theory"]
     sim_w = pd.concat(weights, ignore_index=True)
     mean_w = sim_w.groupby("session")[WEIGHT_COLUMNS].mean()
-    th_w = torch.cat([theory.session_a[0], theory.session_U[0].reshape(-1, 6)], -1).cpu().numpy()
+    th_w = flat_weights(Weights(theory.session_a[0], theory.session_U[0])).cpu().numpy()
     th_w = pd.DataFrame(th_w, columns=WEIGHT_COLUMNS, index=pd.RangeIndex(0, n_sessions + 1, name="session"))
     w_df = pd.DataFrame({"simulated": mean_w.stack(), "theory": th_w.stack()}).reset_index()
     w_df.columns = ["session", "weight", "simulated", "theory"]
@@ -139,7 +141,7 @@ def compare_deep_shallow(
     w0_deep: float = 0.05,
     w0_shallow: float = 1.0,
     **kw,
-) -> dict:
+) -> dict[str, Comparison]:
     """:func:`compare_with_simulation` for the deep (``w0_deep``) and shallow (``w0_shallow``) network.
 
     Returns ``{"deep": Comparison, "shallow": Comparison}``; other keyword

@@ -28,7 +28,7 @@ with real part ``> tol`` or a silent pathway has a positive boundary drive.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,17 +39,12 @@ from envs.task import TaskConfig
 
 from ..network import Weights, init_weights
 from ..params import ModelParams
-from .mean_field import MeanFieldMap, as_weights, flat_weights, weights_from_flat
+from .mean_field import N_WEIGHTS, MeanFieldMap, as_weights, flat_weights, pathway_coords, weights_from_flat
 
 __all__ = ["FixedPoint", "find_fixed_points", "fixed_points_frame", "PATHWAYS", "flow_jacobian"]
 
 #: Pathway names, index j of a[j] and of the column U[:, j].
 PATHWAYS = ("L", "R", "b")
-
-
-def _coords(j: int) -> list[int]:
-    """Indices of pathway ``j`` (a_j, U[L, j], U[R, j]) in the flat 9-vector (a, U.flatten())."""
-    return [j, 3 + j, 6 + j]
 
 
 @dataclass
@@ -66,6 +61,7 @@ class FixedPoint:
     unstable_vectors : ``(k, 9)`` real unstable directions of the full system
         (eigenvectors with Re > tol, real and imaginary parts), flat (a, U).
     p_right : P(R | class) at the point.
+    q_tot : action values ``Q^tot`` per class and action ``(C, 2)`` at the point.
     """
 
     silent: tuple
@@ -79,8 +75,8 @@ class FixedPoint:
     eig_sub: np.ndarray
     unstable_vectors: np.ndarray
     p_right: np.ndarray
+    q_tot: np.ndarray
     tol: float = 1e-9
-    extra: dict = field(default_factory=dict)
 
     @property
     def unstable(self) -> bool:
@@ -115,14 +111,15 @@ def flow_jacobian(mf: MeanFieldMap, w: Weights) -> tuple[np.ndarray, np.ndarray]
 
 
 def _balance(v: np.ndarray, active: list[int]) -> np.ndarray:
+    """The balanced representative ``a_j = ||U[:, j]||`` of each active pathway of the flat weights ``v``."""
     v = v.copy()
     for j in active:
-        ia, iu = j, [3 + j, 6 + j]
-        norm_u = np.linalg.norm(v[iu])
-        if v[ia] > 0 and norm_u > 0:
-            c = np.sqrt(norm_u / v[ia])
-            v[ia] *= c
-            v[iu] /= c
+        gain, *column = pathway_coords(j)
+        norm_u = np.linalg.norm(v[column])
+        if v[gain] > 0 and norm_u > 0:
+            c = np.sqrt(norm_u / v[gain])
+            v[gain] *= c
+            v[column] /= c
     return v
 
 
@@ -190,15 +187,15 @@ def find_fixed_points(
     bias_options = (False, True) if include_bias_silent else (False,)
     for silent_L, silent_R, silent_b in itertools.product((False, True), (False, True), bias_options):
         silent = [j for j, s in enumerate((silent_L, silent_R, silent_b)) if s]
-        active = [j for j in range(3) if j not in silent]
+        active = [j for j in range(len(PATHWAYS)) if j not in silent]
         if not active:
             continue
-        idx = sorted(i for j in active for i in _coords(j))
+        idx = sorted(i for j in active for i in pathway_coords(j))
 
         def full(z, silent=silent, idx=idx):
             v = base_v.copy()
             for j in silent:
-                v[j] = 0.0
+                v[pathway_coords(j).gain] = 0.0
             v[idx] = z
             return v
 
@@ -215,7 +212,7 @@ def find_fixed_points(
             if start % 2 == 0:
                 for j in active:
                     g = rng.uniform(0.3, 1.5)
-                    gain, u_left, u_right = _coords(j)
+                    gain, u_left, u_right = pathway_coords(j)
                     z0[gain] = g
                     if j < 2:  # stimulus pathway: associated with its correct action (row j)
                         correct, wrong = (u_left, u_right) if j == 0 else (u_right, u_left)
@@ -249,7 +246,8 @@ def _same(p: FixedPoint, q: FixedPoint) -> bool:
 
 
 def _describe(mf, v, silent, active, idx, res, eta, tol, strategy_of, names) -> FixedPoint:
-    f, J = flow_jacobian(mf, Weights(torch.as_tensor(v[:3]), torch.as_tensor(v[3:].reshape(2, 3))))
+    w = weights_from_flat(torch.as_tensor(v.copy()))
+    f, J = flow_jacobian(mf, w)
     tol = tol * eta
     eig_full, vecs = np.linalg.eig(J)
     eig_sub = np.linalg.eigvals(J[np.ix_(idx, idx)])
@@ -258,21 +256,22 @@ def _describe(mf, v, silent, active, idx, res, eta, tol, strategy_of, names) -> 
         for part in (vecs[:, k].real, vecs[:, k].imag):
             if np.linalg.norm(part) > 1e-8:
                 unstable.append(part / np.linalg.norm(part))
-    drive = {PATHWAYS[j]: float(f[j]) for j in silent}
-    for j in silent:
-        if f[j] > tol:
-            e = np.zeros(9)
-            e[j] = 1.0
+    gains = {j: pathway_coords(j).gain for j in silent}
+    drive = {PATHWAYS[j]: float(f[gain]) for j, gain in gains.items()}
+    for gain in gains.values():
+        if f[gain] > tol:
+            e = np.zeros(N_WEIGHTS)
+            e[gain] = 1.0
             unstable.append(e)
-    a, U = v[:3].copy(), v[3:].reshape(2, 3).copy()
+    a, U = w.a.numpy().copy(), w.U.numpy().copy()
     code = int(strategy_of(a, U))
     with torch.no_grad():
         fwd, pr = mf.policy(Weights(torch.as_tensor(a)[None], torch.as_tensor(U)[None]))
     return FixedPoint(
         silent=tuple(PATHWAYS[j] for j in silent), a=a, U=U, strategy=code, strategy_name=names[code],
         residual=float(res * eta), boundary_drive=drive, eig_full=eig_full, eig_sub=eig_sub,
-        unstable_vectors=np.array(unstable).reshape(-1, 9), p_right=pr[0].numpy(), tol=tol,
-        extra={"q_tot": fwd.q_tot[0].numpy()},
+        unstable_vectors=np.array(unstable).reshape(-1, N_WEIGHTS), p_right=pr[0].numpy(),
+        q_tot=fwd.q_tot[0].numpy(), tol=tol,
     )
 
 
@@ -287,6 +286,6 @@ def fixed_points_frame(fixed_points: list[FixedPoint]) -> pd.DataFrame:
                "max_re_eig_sub": float(fp.eig_sub.real.max()),
                "max_boundary_drive": max(fp.boundary_drive.values(), default=np.nan),
                "unstable": fp.unstable, "unstable_sub": fp.unstable_sub}
-        row.update(dict(zip(WEIGHT_COLUMNS, np.concatenate([fp.a, fp.U.ravel()]))))
+        row.update(dict(zip(WEIGHT_COLUMNS, flat_weights(fp.weights).numpy())))
         rows.append(row)
     return pd.DataFrame(rows)

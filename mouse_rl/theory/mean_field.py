@@ -28,10 +28,11 @@ from envs.task import TaskConfig
 from ..network import Forward, Weights, forward, init_weights, p_right, trial_update
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
-from .classes import SIDE_NAMES, StimulusClasses, stimulus_classes
+from .classes import STIMULUS_SIDE_NAMES, StimulusClasses, stimulus_classes
 
 __all__ = ["MeanFieldMap", "MeanFieldStep", "MeanFieldResult", "mean_field_step", "mean_field_trajectory",
-           "as_weights", "n_batch", "folded_normal_mean", "CLOSURES"]
+           "as_weights", "n_batch", "folded_normal_mean", "CLOSURES", "flat_weights", "weights_from_flat",
+           "PathwayCoords", "pathway_coords"]
 
 #: Fluctuation closures of :func:`mean_field_trajectory` (``closure``).
 CLOSURES = ("none", "unscented")
@@ -110,6 +111,39 @@ def flat_weights(w: Weights) -> torch.Tensor:
 def weights_from_flat(v: torch.Tensor) -> Weights:
     """Inverse of :func:`flat_weights`: ``(..., 9)`` -> ``a (..., 3)``, ``U (..., 2, 3)``."""
     return Weights(v[..., :3], v[..., 3:].unflatten(-1, (2, 3)))
+
+
+class PathwayCoords(NamedTuple):
+    """Positions of one pathway's three weights in the flat vector of :func:`flat_weights`."""
+
+    gain: int  # a_j
+    u_left: int  # U[L, j]
+    u_right: int  # U[R, j]
+
+
+def pathway_coords(j: int) -> PathwayCoords:
+    """Where pathway ``j`` (0 = L-stim, 1 = R-stim, 2 = bias) sits in the flat 9-vector: a_j, U[L, j], U[R, j]."""
+    return PathwayCoords(j, 3 + j, 6 + j)
+
+
+def _weight_columns(a: torch.Tensor, U: torch.Tensor) -> dict:
+    """:data:`~mouse_rl.schema.WEIGHT_COLUMNS` of weights ``a (..., 3)``, ``U (..., 2, 3)``, leading axes flattened."""
+    flat = flat_weights(Weights(a, U)).detach().cpu().double().numpy().reshape(-1, N_WEIGHTS)
+    return {col: flat[:, j] for j, col in enumerate(WEIGHT_COLUMNS)}
+
+
+def _side_columns(p_side: np.ndarray) -> dict:
+    """``p_right_{left,zero,right}`` columns of P(R | stimulus side) ``(..., 3)``, leading axes flattened."""
+    p_side = p_side.reshape(-1, len(STIMULUS_SIDE_NAMES))
+    return {f"p_right_{name}": p_side[:, j] for j, name in enumerate(STIMULUS_SIDE_NAMES.values())}
+
+
+def _strategy_columns(a: torch.Tensor, U: torch.Tensor) -> dict:
+    """``strategy`` code and ``strategy_name`` of weights ``a (..., 3)``, ``U (..., 2, 3)``, leading axes flattened."""
+    from ..strategy import STRATEGY_NAMES, strategy_of
+
+    codes = strategy_of(a, U).cpu().numpy().reshape(-1)
+    return {"strategy": codes, "strategy_name": np.asarray(STRATEGY_NAMES, dtype=object)[codes]}
 
 
 class MeanFieldMap:
@@ -334,8 +368,6 @@ class MeanFieldResult:
         """One row per initial condition and record: ``init, trial, session, trial_in_session``,
         the weight columns, ``p_right_{left,zero,right}``, per-class ``p_right_<class>`` (magnitude
         encoding only) and ``delta_{tot,stim,const}_<class>``, ``strategy``, ``strategy_name``."""
-        from ..strategy import STRATEGY_NAMES
-
         N, R = self.a.shape[:2]
         T = self.task.trials_per_session
         df = pd.DataFrame({
@@ -343,13 +375,9 @@ class MeanFieldResult:
             "trial": np.tile(self.trial, N),
             "session": np.tile(self.trial // T + 1, N),
             "trial_in_session": np.tile(self.trial % T, N),
+            **_weight_columns(self.a, self.U),
+            **_side_columns(self.p_right_side()),
         })
-        flat = torch.cat([self.a, self.U.reshape(N, R, 6)], -1).detach().cpu().double().numpy().reshape(N * R, 9)
-        for j, col in enumerate(WEIGHT_COLUMNS):
-            df[col] = flat[:, j]
-        side = self.p_right_side().reshape(N * R, 3)
-        for j, name in enumerate(SIDE_NAMES.values()):
-            df[f"p_right_{name}"] = side[:, j]
         names = self.classes.names
         blocks = {"delta_tot": self.delta_tot, "delta_stim": self.delta_stim, "delta_const": self.delta_const}
         if self.params.encoding != "side":
@@ -358,29 +386,20 @@ class MeanFieldResult:
             v = val.detach().cpu().double().numpy().reshape(N * R, -1)
             for c, name in enumerate(names):
                 df[f"{key}_{name}"] = v[:, c]
-        codes = self.strategies().cpu().numpy().reshape(-1)
-        df["strategy"] = codes
-        df["strategy_name"] = np.asarray(STRATEGY_NAMES, dtype=object)[codes]
-        return df
+        return df.assign(**_strategy_columns(self.a, self.U))
 
     def session_frame(self) -> pd.DataFrame:
         """One row per initial condition and session (from 1): session-averaged
         ``p_right_{left,zero,right}``, the weights at the session's end and their strategy."""
-        from ..strategy import STRATEGY_NAMES, strategy_of
-
         N, S = self.session_p_right.shape[:2]
-        df = pd.DataFrame({"init": np.repeat(np.arange(N), S), "session": np.tile(np.arange(1, S + 1), N)})
-        side = self.session_p_right_side().reshape(N * S, 3)
-        for j, name in enumerate(SIDE_NAMES.values()):
-            df[f"p_right_{name}"] = side[:, j]
         a, U = self.session_a[:, 1:], self.session_U[:, 1:]
-        flat = torch.cat([a, U.reshape(N, S, 6)], -1).detach().cpu().double().numpy().reshape(N * S, 9)
-        for j, col in enumerate(WEIGHT_COLUMNS):
-            df[col] = flat[:, j]
-        codes = strategy_of(a, U).cpu().numpy().reshape(-1)
-        df["strategy"] = codes
-        df["strategy_name"] = np.asarray(STRATEGY_NAMES, dtype=object)[codes]
-        return df
+        return pd.DataFrame({
+            "init": np.repeat(np.arange(N), S),
+            "session": np.tile(np.arange(1, S + 1), N),
+            **_side_columns(self.session_p_right_side()),
+            **_weight_columns(a, U),
+            **_strategy_columns(a, U),
+        })
 
 
 def mean_field_trajectory(

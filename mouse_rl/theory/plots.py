@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_trajectory", "plot_strategy_graph", "NODE_POSITIONS"]
+from .classes import STIMULUS_SIDE_NAMES
+
+__all__ = ["plot_trajectory", "plot_strategy_graph", "NODE_POSITIONS", "STIMULUS_SIDE_COLORS"]
 
 #: Layout of the four strategy nodes (code -> (x, y)).
 NODE_POSITIONS = {0: (0.0, 0.0), 1: (1.0, 0.8), 2: (1.0, -0.8), 3: (2.0, 0.0)}
-SIDE_COLORS = {"left": "tab:blue", "zero": "0.4", "right": "tab:red"}
+#: Line colour of each stimulus side's P(R | side) curve (left, zero, right).
+STIMULUS_SIDE_COLORS = dict(zip(STIMULUS_SIDE_NAMES.values(), ("tab:blue", "0.4", "tab:red")))
 
 
 def plot_trajectory(result, ax=None, init: int = 0, linestyle="--", label_prefix="theory "):
@@ -17,11 +20,12 @@ def plot_trajectory(result, ax=None, init: int = 0, linestyle="--", label_prefix
     ax = ax or plt.gca()
     p = result.session_p_right_side()[init]
     sessions = np.arange(1, p.shape[0] + 1)
-    names = list(SIDE_COLORS)
+    names = list(STIMULUS_SIDE_COLORS)
     for j in (1, 0, 2):  # zero first and wide, so that an unassociated stimulus's equal curve shows on top
         name = names[j]
-        wide = dict(lw=4, alpha=0.35) if name == "zero" else {}
-        ax.plot(sessions, p[:, j], linestyle, color=SIDE_COLORS[name], label=f"{label_prefix}{name}", **wide)
+        wide = dict(lw=4, alpha=0.35) if name == STIMULUS_SIDE_NAMES[0] else {}
+        ax.plot(sessions, p[:, j], linestyle, color=STIMULUS_SIDE_COLORS[name], label=f"{label_prefix}{name}",
+                **wide)
     ax.set_xlabel("session")
     ax.set_ylabel("P(R | stimulus)")
     ax.set_ylim(0, 1)

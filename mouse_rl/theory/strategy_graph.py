@@ -12,7 +12,7 @@ from envs.task import TaskConfig
 from ..network import Weights
 from ..params import ModelParams
 from .fixed_points import FixedPoint, find_fixed_points
-from .mean_field import mean_field_trajectory
+from .mean_field import N_WEIGHTS, flat_weights, mean_field_trajectory, pathway_coords, weights_from_flat
 
 __all__ = ["StrategyGraph", "strategy_graph", "predict_stages", "run_lengths"]
 
@@ -154,12 +154,13 @@ def strategy_graph(
         dirs = []
         for v in fp.unstable_vectors:
             dirs.append(v)
-            for j in range(3):
-                part = np.zeros(9)
-                part[[j, 3 + j, 6 + j]] = v[[j, 3 + j, 6 + j]]
+            for j in range(len(fp.a)):
+                coords = list(pathway_coords(j))
+                part = np.zeros(N_WEIGHTS)
+                part[coords] = v[coords]
                 if 0.1 < np.linalg.norm(part) < 0.999:
                     dirs.append(part / np.linalg.norm(part))
-        w = np.concatenate([fp.a, fp.U.ravel()])
+        w = flat_weights(fp.weights).numpy()
         for d, v in enumerate(dirs):
             for sign in (1, -1):
                 starts.append(np.abs(w + sign * eps * v))
@@ -167,8 +168,7 @@ def strategy_graph(
     cols = ["source", "source_strategy", "direction", "sign", "target_strategy", "escape_trials"]
     if not starts:
         return StrategyGraph(fps, pd.DataFrame(columns=cols))
-    S = np.array(starts)
-    init = Weights(torch.as_tensor(S[:, :3]), torch.as_tensor(S[:, 3:].reshape(-1, 2, 3)))
+    init = weights_from_flat(torch.as_tensor(np.array(starts)))
     res = mean_field_trajectory(params, task, n_sessions, init, record_every=1, closure="none")
     codes = (res.strategies(threshold)).cpu().numpy()
     runs = run_lengths(codes)
