@@ -1,0 +1,161 @@
+"""Benchmark: the noisy learner (issue 12) against PsyTrack and the other models, same folds, same run.
+
+For the valid Liebana et al. 2025 mice (25; DAP044 skipped), both schemes of
+:mod:`mouse_rl.fit.cv` (time-aware: fit the first half of the sessions, score the
+rest; interleaved: hold out every 10th trial), the models
+
+* ``noisy``    - :class:`mouse_rl.fit.statespace.NoisyNetworkModel` (batched over mice; held-out choices
+  scored by each trial's Laplace posterior predictive, plug-in score beside it);
+* ``psytrack`` - PsyTrack, one mouse at a time (its fit time per mouse is recorded);
+* optionally ``network``, ``shallow``, ``qlearning``, ``qlearning_tabular`` (``--others``; the defaults of
+  ``bench/fit_real_mice.py``).
+
+Thread counts are set explicitly (``--threads``, torch and numba; PsyTrack's numpy/BLAS through
+``OMP_NUM_THREADS`` etc., set before numpy loads) and the machine load (``uptime``) is recorded before and
+after every fit. Writes ``OUT/cv_<scheme>_<model>.csv``, ``OUT/timing.csv`` (appended to by later runs
+into the same folder) and ``OUT/summary.csv``; ``--recovery`` instead runs the parameter-recovery check on
+simulated noisy learners (``OUT/recovery.csv``).
+
+Usage::
+
+    python bench/fit_noisy.py --out out/bench_noisy
+    python bench/fit_noisy.py --schemes interleaved --models noisy psytrack --mice DAP007 DAP009
+    python bench/fit_noisy.py --recovery --out out/bench_noisy
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
+    p.add_argument("--out", type=Path, default=ROOT / "out" / "bench_noisy")
+    p.add_argument("--mice", nargs="+", default=None)
+    p.add_argument("--models", nargs="+", default=["noisy", "psytrack"],
+                   choices=["noisy", "psytrack", "network", "shallow", "qlearning", "qlearning_tabular"])
+    p.add_argument("--schemes", nargs="+", default=["interleaved", "time"], choices=["time", "interleaved"])
+    p.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
+    p.add_argument("--max-outer", type=int, default=8, help="evidence (BFGS) iterations of the noisy fit")
+    p.add_argument("--free", nargs="+", default=None, help="free hyperparameters of the noisy fit")
+    p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace")
+    p.add_argument("--encoding", choices=["side", "magnitude"], default="side",
+                   help="stimulus encoding of the noisy learner (and of its network start)")
+    p.add_argument("--recovery", action="store_true", help="parameter recovery on simulated noisy learners")
+    p.add_argument("--n-sim", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import numba
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch/numba threads {args.threads}"
+    if args.recovery:
+        return recovery(args, machine)
+
+    from mouse_rl.baselines import PsyTrackModel, default_models
+    from mouse_rl.data import load_liebana2025
+    from mouse_rl.fit.cv import cross_validate, summarise
+    from mouse_rl.fit.statespace import DEFAULT_FREE, NoisyNetworkModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials = load_liebana2025(args.data, mice=args.mice)
+    print(f"{trials['mouse'].nunique()} mice, {len(trials)} trials; {machine}", flush=True)
+    free = tuple(args.free) if args.free else DEFAULT_FREE
+    noisy_name = "noisy" if args.encoding == "side" else f"noisy_{args.encoding}"
+    factories = {"noisy": lambda df: NoisyNetworkModel(df, name=noisy_name, predictive=args.predictive,
+                                                       max_outer=args.max_outer, free=free, encoding=args.encoding),
+                 "psytrack": lambda df: PsyTrackModel(df)}
+    others = [m for m in args.models if m not in factories]
+    if others:
+        factories.update({k: v for k, v in default_models(predictive="laplace", n_samples=128).items() if k in others})
+    timing = []
+    previous = pd.read_csv(args.out / "timing.csv") if (args.out / "timing.csv").exists() else pd.DataFrame()
+    for scheme in args.schemes:
+        for name in args.models:
+            before = load()
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cv = cross_validate(trials, {name: factories[name]}, scheme, progress=False)
+            wall = time.perf_counter() - t0
+            after = load()
+            label = noisy_name if name == "noisy" else name
+            cv["model"] = label
+            cv.to_csv(args.out / f"cv_{scheme}_{label}.csv", index=False)
+            fit_s = float(cv["fit_seconds"].iloc[0] if cv["batched"].iloc[0] else cv["fit_seconds"].sum())
+            total = cv["loglik"].sum() / cv["n_trials"].sum() / np.log(2)
+            plug = cv["loglik_plugin"].sum() / cv["n_trials"].sum() / np.log(2) if "loglik_plugin" in cv else np.nan
+            timing.append(dict(scheme=scheme, model=label, fit_seconds_all_mice=fit_s, wall_seconds=wall,
+                               bits_per_trial=total, bits_per_trial_plugin=plug, load_before=before, load_after=after,
+                               machine=machine))
+            pd.concat([previous, pd.DataFrame(timing)], ignore_index=True).to_csv(args.out / "timing.csv", index=False)
+            print(f"{scheme:12s} {label:16s} held-out {total:+.4f} bits/trial (plug-in {plug:+.4f}); "
+                  f"fit {fit_s:.0f} s all mice; load before [{before}] after [{after}]", flush=True)
+    files = sorted(args.out.glob("cv_*_*.csv"))
+    table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    summary = summarise(table)
+    summary.to_csv(args.out / "summary.csv", index=False)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def recovery(args, machine) -> int:
+    """Simulate noisy learners with spread eta and sigma, refit, report correlations and band coverage."""
+    import numpy as np
+    import pandas as pd
+
+    from mouse_rl.fit.statespace import fit_noisy, simulate_noisy
+
+    rng = np.random.default_rng(args.seed)
+    n = args.n_sim
+    eta = np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))
+    sigma = np.exp(rng.uniform(np.log(0.005), np.log(0.04), n))
+    hyper = dict(eta=eta, sigma_a=sigma, sigma_U=sigma, sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1)
+    df, z_true = simulate_noisy(n, hyper, n_sessions=10, trials_per_session=200, seed=args.seed)
+    t0 = time.perf_counter()
+    fit = fit_noisy(df, free=("eta", "beta", "sigma_a", "sigma_U"),
+                    fixed=dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1), max_outer=args.max_outer,
+                    start="defaults")
+    seconds = time.perf_counter() - t0
+    p = fit.params
+    sd = fit.weights[[c for c in fit.weights if c.endswith("_logsd")]].to_numpy()
+    inside = np.abs(fit.z.numpy() - z_true.numpy()) <= 1.96 * sd
+    out = pd.DataFrame({"mouse": p["mouse"], "eta_true": eta, "eta_fit": p["eta"], "sigma_true": sigma,
+                        "sigma_a_fit": p["sigma_a"], "sigma_U_fit": p["sigma_U"],
+                        "band_coverage": pd.Series(inside.mean(1)).groupby(fit.data.mouse.numpy()).mean().to_numpy()})
+    out.to_csv(args.out / "recovery.csv", index=False)
+    r_eta = np.corrcoef(np.log(eta), np.log(p["eta"]))[0, 1]
+    r_sig = np.corrcoef(np.log(sigma), np.log(np.sqrt(p["sigma_a"] * p["sigma_U"])))[0, 1]
+    print(out.round(4).to_string(index=False))
+    print(f"recovery: r(log eta) = {r_eta:.3f}, r(log sigma) = {r_sig:.3f}, band coverage {inside.mean():.3f}, "
+          f"fit {seconds:.0f} s ({machine}; load {load()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,934 @@
+"""The noisy learner: the network's learning rule as the drift of trial-by-trial weights (issue 12).
+
+Model
+-----
+The state of mouse m on trial t is its nine weights ``w_t = (a, U)`` (a: 3
+cortical gains, U: 2 x 3 striatal matrix, in :data:`mouse_rl.schema.WEIGHT_COLUMNS`
+order), kept as log-weights ``z_t = log w_t``::
+
+    z_0      ~ N(log w_init, sigma_init^2 I)
+    z_{t+1}  = f_t(z_t) + eps_t,   eps_t ~ N(0, diag s_t^2)
+    f_t(z)   = log trial_update(exp z, x_t, choice_t, reward_t; eta)     (mouse_rl.network, positive=True)
+    choice_t ~ Bernoulli(P(R | exp z_t, x_t; beta, lapse))              (mouse_rl.network.forward / p_right)
+
+``s_t`` is ``sigma_a`` for the three gains and ``sigma_U`` for the six striatal
+weights, and ``sigma_day_a`` / ``sigma_day_U`` on the first trial of a new
+session (the overnight jump). ``w_init`` = ``(w0, w0, k)`` and
+``[[s0, s0, b_L], [s0, s0, b_R]]`` as in :func:`mouse_rl.network.init_weights`.
+The learner is teacher-forced exactly as the deterministic fit is: x, the
+choice and the learning reward are the mouse's own, on every trial (also on
+held-out ones; only their choice probability is left out of the objective).
+
+Positivity. The network keeps every weight non-negative by ``w <- |w|`` after
+each update. Here the noise is added to log-weights, so every weight stays
+positive whatever the noise (multiplicative noise: sigma is a relative change
+per trial); the deterministic part still applies the network's ``|.|``. A
+weight that the rule sets to (almost) exactly 0 is floored at
+:data:`W_FLOOR` before the log. With every sigma -> 0 the model is the
+deterministic network, trial for trial (``tests/test_statespace.py`` checks
+the likelihood against :func:`mouse_rl.fit.log_likelihood`).
+
+Inference
+---------
+For given hyperparameters the MAP trajectory ``z*`` maximises the joint log
+posterior ``L(z) = sum_t [t scored] log P(choice_t | z_t) + log p(z)``. Its
+negative Hessian is block tridiagonal (9 x 9 blocks, one per trial). Newton's
+method (:func:`find_mode`) takes exact Newton steps where the exact Hessian is
+positive definite and Gauss-Newton steps otherwise (the Gauss-Newton form,
+always positive definite: per trial the Bernoulli Fisher
+``grad p grad p^T / (p (1 - p))``, per transition ``J^T P J`` on the diagonal
+and ``-P J`` off it), with a per-mouse backtracking line search. ``J`` and the
+second derivatives come from :func:`torch.func.jvp` / autograd through
+:func:`mouse_rl.network.trial_update` (no second implementation of the rule).
+Each step is one block-tridiagonal solve, O(T 9^3) per mouse
+(:mod:`mouse_rl.fit.banded`: numba on CPU, cyclic reduction in torch elsewhere).
+
+Evidence. The Laplace approximation of ``log p(choices | hyperparameters)``
+at the mode, ``E = L(z*) - 1/2 log det H(z*)`` (the 2 pi terms cancel), with
+H the Gauss-Newton Hessian above. Hyperparameters are fitted per mouse by
+maximising ``E`` plus a weak log-normal hyperprior (:data:`HYPERS`; MAP-II) with
+a batched BFGS, by default starting from the deterministic network's MAP fit
+(``start="network"``, the sigma -> 0 limit). Its gradient
+(:func:`evidence_gradient`) is exact by default: every explicit dependence
+(likelihood, transition densities, and ``log det H`` through P, J, beta and
+eta via ``tr(H^-1 dH)`` with the selected inverse) plus the implicit term
+``d z*/d theta = H_exact^-1 d grad L / d theta`` (tests check it against finite
+differences); ``exact=False`` holds the mode fixed inside ``log det H``
+(decoupled; faster, biased in beta).
+
+Bands. ``cov`` = diagonal blocks of ``H^-1`` at the mode: the marginal
+posterior of each trial's log-weights is ``N(z*_t, cov_t)``; a weight's 95 %
+band is ``exp(z* +- 1.96 sd)`` (log-normal).
+
+Entry point: :func:`fit_noisy` -> :class:`NoisyFit`; cross-validation:
+:class:`NoisyNetworkModel`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.func import jvp, vmap
+
+from ..network import Weights, encode, forward, init_weights, learning_reward, log_policy, p_right, stimulus_reward
+from ..network import MAX_WEIGHT, trial_update
+from ..params import ModelParams
+from ..schema import WEIGHT_COLUMNS
+from .banded import solve_chains
+from .batch import learning_reward as table_learning_reward
+from .batch import prepare_trials
+
+#: Smallest weight before the log (a weight the rule sets to exactly 0).
+W_FLOOR = 1e-12
+D_STATE = 9
+_A, _U = slice(0, 3), slice(3, 9)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """One hyperparameter: default (natural units), transform, weak hyperprior and fitting box."""
+
+    default: float
+    transform: str  # "log" or "logit"
+    prior_centre: float
+    prior_sd: float  # in the transformed coordinate
+    bounds: tuple
+    unit: str
+
+
+#: Hyperparameters of the noisy learner. Noise sds are in log-weight units (relative change). Initial weights
+#: are bounded below by 1e-3: the log-weight Jacobian of the rule, (w / w') dw'/dw, explodes for weights near 0.
+HYPERS: dict[str, Hyper] = {
+    "eta": Hyper(0.0026, "log", 0.0026, 2.0, (1e-6, 0.5), "learning rate per trial"),
+    "beta": Hyper(9.0, "log", 9.0, 1.0, (0.01, 200.0), "softmax inverse temperature (1 / value unit)"),
+    "sigma_a": Hyper(0.01, "log", 0.01, 2.0, (1e-5, 1.0), "per-trial noise sd of log cortical gains"),
+    "sigma_U": Hyper(0.01, "log", 0.01, 2.0, (1e-5, 1.0), "per-trial noise sd of log striatal weights"),
+    "sigma_day_a": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "noise sd of log gains between sessions"),
+    "sigma_day_U": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "noise sd of log striatal weights between sessions"),
+    "sigma_init": Hyper(1.0, "log", 1.0, 1.0, (1e-3, 5.0), "prior sd of the initial log-weights"),
+    "w0": Hyper(0.05, "log", 0.05, 2.0, (1e-3, 10.0), "initial stimulus cortical gain"),
+    "k": Hyper(1.0, "log", 1.0, 1.0, (1e-3, 10.0), "initial bias cortical gain"),
+    "s0": Hyper(0.2, "log", 0.2, 2.0, (1e-3, 10.0), "initial striatal stimulus weights"),
+    "b_L": Hyper(0.05, "log", 0.05, 2.0, (1e-3, 10.0), "initial U[L, b]"),
+    "b_R": Hyper(0.05, "log", 0.05, 2.0, (1e-3, 10.0), "initial U[R, b]"),
+    "lapse": Hyper(0.0, "logit", 0.02, 1.5, (1e-4, 0.5), "lapse rate"),
+}
+DEFAULT_FREE = ("eta", "beta", "sigma_a", "sigma_U", "sigma_day_a", "sigma_day_U")
+
+
+def _to_u(name, value):
+    h = HYPERS[name]
+    v = torch.as_tensor(value, dtype=torch.float64).clamp(*h.bounds)
+    return torch.log(v) if h.transform == "log" else torch.log(v) - torch.log1p(-v)
+
+
+def _from_u(name, u):
+    h = HYPERS[name]
+    lo, hi = (math.log(h.bounds[0]), math.log(h.bounds[1])) if h.transform == "log" else \
+        (math.log(h.bounds[0] / (1 - h.bounds[0])), math.log(h.bounds[1] / (1 - h.bounds[1])))
+    u = u.clamp(lo, hi)
+    return torch.exp(u) if h.transform == "log" else torch.sigmoid(u)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model, through mouse_rl.network (the one definition of learning and policy)
+# ----------------------------------------------------------------------------------------------------------------
+
+def _weights(z: torch.Tensor) -> Weights:
+    w = torch.exp(z)
+    return Weights(w[..., _A], w[..., _U].unflatten(-1, (2, 3)))
+
+
+def flat_weights(weights: Weights) -> torch.Tensor:
+    """``(..., 9)`` in :data:`mouse_rl.schema.WEIGHT_COLUMNS` order."""
+    return torch.cat([weights.a, weights.U.flatten(-2)], -1)
+
+
+def transition(z, x, choice, reward, eta):
+    """Mean of the next log-weights: ``log |trial_update(exp z)|`` (floored at :data:`W_FLOOR`)."""
+    step = trial_update(_weights(z), x, choice, reward, eta, positive=True)
+    return flat_weights(step.weights).clamp(min=W_FLOOR).log()
+
+
+def choice_logp(z, x, choice, beta, lapse):
+    """log P(observed choice | weights exp z) in nats, :func:`mouse_rl.network.log_policy`."""
+    q = forward(_weights(z), x).q_tot
+    return log_policy(q, beta, lapse).gather(-1, choice[..., None])[..., 0]
+
+
+def prob_right(z, x, beta, lapse):
+    """P(R | weights exp z), :func:`mouse_rl.network.p_right`."""
+    return p_right(forward(_weights(z), x).q_tot, beta, lapse)
+
+
+def _row_grad(fn, z, graph: bool = False):
+    """Value ``(N,)`` and per-row gradient ``(N, 9)`` of a row-wise scalar map, by one reverse pass."""
+    with torch.enable_grad():
+        zz = z if (graph and z.requires_grad) else z.detach().requires_grad_(True)
+        v = fn(zz)
+        g = torch.autograd.grad(v.sum(), zz, create_graph=graph)[0]
+    return (v, g) if graph else (v.detach(), g.detach())
+
+
+def _jacobian(fn, z):
+    """Per-row Jacobian ``(N, k, 9)`` of a row-wise map ``fn: (N, 9) -> (N, k)`` by 9 batched jvps."""
+    basis = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)[:, None, :].expand(z.shape[-1], *z.shape)
+    cols = vmap(lambda v: jvp(fn, (z,), (v,))[1])(basis)  # (9, N, k)
+    return cols.permute(1, 2, 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Packed data of a cohort
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Packed:
+    """All mice's trials packed end to end (prepared-table row order): every tensor is ``(N, ...)``.
+
+    ``starts`` ``(B + 1,)``: mouse b owns rows ``starts[b]:starts[b + 1]``; ``mouse`` ``(N,)`` its index;
+    ``trans`` ``(N,)`` True where row i has a successor i + 1 of the same mouse; ``day`` ``(N,)`` True where
+    that successor starts a new session.
+    """
+
+    mice: list
+    starts: np.ndarray
+    mouse: torch.Tensor
+    x: torch.Tensor
+    choice: torch.Tensor
+    reward: torch.Tensor
+    contrast: torch.Tensor
+    session: np.ndarray
+    trans: torch.Tensor
+    day: torch.Tensor
+
+    @property
+    def n_mice(self) -> int:
+        return len(self.mice)
+
+
+def pack(trials: pd.DataFrame, encoding: str = "side", zero_reward: str = "expected", device=None,
+         dtype=torch.float64, prepared: bool = False) -> Packed:
+    """Pack a trial table (validated and sorted by :func:`mouse_rl.fit.prepare_trials` unless ``prepared``)."""
+    df = trials if prepared else prepare_trials(trials)
+    codes, mice = pd.factorize(df["mouse"], sort=True)
+    if np.any(np.diff(codes) < 0):
+        raise ValueError("trials: rows must be sorted by mouse (use prepare_trials)")
+    counts = np.bincount(codes, minlength=len(mice))
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    c = torch.as_tensor(np.array(df["signed_contrast"], dtype=float), dtype=dtype, device=device)
+    session = df["session"].to_numpy()
+    nxt = np.zeros(len(df), dtype=bool)
+    nxt[:-1] = codes[1:] == codes[:-1]
+    day = np.zeros(len(df), dtype=bool)
+    day[:-1] = nxt[:-1] & (session[1:] != session[:-1])
+    return Packed(
+        mice=[str(m) for m in mice], starts=starts,
+        mouse=torch.as_tensor(codes, dtype=torch.int64, device=device),
+        x=encode(c, encoding), choice=torch.as_tensor(np.array(df["choice"], dtype=np.int64), device=device),
+        reward=torch.as_tensor(table_learning_reward(df, zero_reward), dtype=dtype, device=device),
+        contrast=c, session=session, trans=torch.as_tensor(nxt, device=device),
+        day=torch.as_tensor(day, device=device))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hyperparameters
+# ----------------------------------------------------------------------------------------------------------------
+
+class HyperSet:
+    """Per-mouse hyperparameters: ``free`` names fitted (unconstrained ``u`` ``(B, n_free)``), others fixed.
+
+    ``fixed`` may give any hyperparameter a scalar or per-mouse value (also the start of a free one).
+    """
+
+    def __init__(self, n_mice: int, free=DEFAULT_FREE, fixed: dict | None = None, dtype=torch.float64, device=None):
+        fixed = dict(fixed or {})
+        for name in list(free) + list(fixed):
+            if name not in HYPERS:
+                raise ValueError(f"hyperparameter: unknown name {name!r}; known: {sorted(HYPERS)}")
+        for name, value in fixed.items():
+            lo, hi = HYPERS[name].bounds
+            arr = np.asarray(value, dtype=float)
+            if arr.ndim > 1 or (arr.ndim == 1 and len(arr) != n_mice):
+                raise ValueError(f"{name}: give a scalar or one value per mouse ({n_mice}), got shape {arr.shape}")
+            bad = ~np.isfinite(arr) | (arr < (0 if name == "lapse" else lo)) | (arr > hi)
+            if bad.any():
+                first = float(arr.reshape(-1)[bad.reshape(-1)][0])
+                raise ValueError(f"{name}: must lie in [{lo}, {hi}], got {first!r}")
+        self.free, self.n_mice, self.dtype, self.device = tuple(free), n_mice, dtype, device
+        if "lapse" in self.free and "lapse" not in fixed:
+            fixed["lapse"] = HYPERS["lapse"].prior_centre
+        self.values = {n: torch.as_tensor(fixed.get(n, HYPERS[n].default), dtype=dtype, device=device).expand(n_mice)
+                       .clone() for n in HYPERS}
+        self.u = torch.stack([_to_u(n, self.values[n]) for n in self.free], -1).to(device) if self.free else \
+            torch.zeros(n_mice, 0, dtype=dtype, device=device)
+
+    def natural(self, u: torch.Tensor | None = None) -> dict:
+        u = self.u if u is None else u
+        out = dict(self.values)
+        for j, n in enumerate(self.free):
+            out[n] = _from_u(n, u[:, j])
+        return out
+
+    def log_prior(self, u: torch.Tensor) -> torch.Tensor:
+        """Weak Gaussian hyperprior on the free transformed coordinates, ``(B,)``."""
+        lp = torch.zeros(u.shape[0], dtype=u.dtype, device=u.device)
+        for j, n in enumerate(self.free):
+            h = HYPERS[n]
+            lp = lp - 0.5 * ((u[:, j] - _to_u(n, h.prior_centre).to(u)) / h.prior_sd) ** 2
+        return lp
+
+    def table(self, mice) -> pd.DataFrame:
+        nat = self.natural()
+        return pd.DataFrame({"mouse": list(mice), **{n: nat[n].detach().cpu().numpy() for n in HYPERS}})
+
+
+def _init_mean(hp: dict) -> torch.Tensor:
+    """log w_init ``(B, 9)`` from (w0, k, s0, b_L, b_R) via :func:`mouse_rl.network.init_weights`."""
+    from ..params import NetParams
+
+    B = hp["w0"].shape[0]
+    z = torch.zeros(B, dtype=hp["w0"].dtype, device=hp["w0"].device)
+    w = init_weights(NetParams(z, z, hp["w0"], hp["k"], hp["s0"], hp["b_L"], hp["b_R"], z))
+    return flat_weights(w).clamp(min=W_FLOOR).log()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Joint log posterior, its gradient and block-tridiagonal (Gauss-Newton) Hessian
+# ----------------------------------------------------------------------------------------------------------------
+
+class Terms:
+    """Pieces of the joint log posterior at (z, hyperparameters); tensors carry autograd graphs if asked."""
+
+    def __init__(self, L, g=None, D=None, O=None):
+        self.L, self.g, self.D, self.O = L, g, D, O
+
+
+def _precisions(data: Packed, hp: dict):
+    """Per-row transition precision ``(N, 9)`` (row i -> i + 1) and initial precision ``(B, 9)``."""
+    m = data.mouse
+    sd_trial = torch.cat([hp["sigma_a"][m, None].expand(-1, 3), hp["sigma_U"][m, None].expand(-1, 6)], -1)
+    sd_day = torch.cat([hp["sigma_day_a"][m, None].expand(-1, 3), hp["sigma_day_U"][m, None].expand(-1, 6)], -1)
+    sd = torch.where(data.day[:, None], sd_day, sd_trial)
+    return sd ** -2, (hp["sigma_init"] ** -2)[:, None].expand(-1, D_STATE)
+
+
+def _lapse(hp, m):
+    lapse = hp["lapse"]
+    return None if not bool((lapse != 0).any()) and not lapse.requires_grad else lapse[m]
+
+
+def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, order: int = 0,
+                graph: bool = False, need_g: bool = True) -> Terms:
+    """Joint log posterior ``L`` per mouse ``(B,)`` (nats; Gaussian 2 pi terms omitted), and with
+
+    ``order >= 1`` its gradient ``g`` ``(N, 9)`` in z, with ``order >= 2`` the Gauss-Newton negative
+    Hessian: diagonal blocks ``D`` ``(N, 9, 9)`` and ``O[i] = H[i, i - 1]`` ``(N, 9, 9)``.
+    ``graph``: keep autograd graphs (for derivatives in the hyperparameters or in z). ``need_g=False``
+    skips the gradient at ``order >= 2``.
+    """
+    B, m = data.n_mice, data.mouse
+    need_g = order == 1 or (order >= 2 and need_g)
+    if need_g and not z.requires_grad:
+        z = z.detach().requires_grad_(True)
+    with torch.enable_grad() if (need_g or graph) else torch.no_grad():
+        beta, lapse = hp["beta"][m], _lapse(hp, m)
+        lp = choice_logp(z, data.x, data.choice, beta, lapse)
+        L = torch.zeros(B, dtype=z.dtype, device=z.device).index_add(0, m, torch.where(score, lp, 0.0))
+        P, P0 = _precisions(data, hp)
+        tr = data.trans
+        src = torch.nonzero(tr)[:, 0]
+        eta = hp["eta"][m[src]]
+        zs = z[src]
+        f = transition(zs, data.x[src], data.choice[src], data.reward[src], eta)
+        e = z[src + 1] - f
+        Pt = P[src]
+        ll_tr = 0.5 * (Pt.log() - Pt * e ** 2).sum(-1)
+        L = L.index_add(0, m[src], ll_tr)
+        mu0 = _init_mean(hp)
+        z0 = z[torch.as_tensor(data.starts[:-1], device=z.device)]
+        L = L + 0.5 * (P0.log() - P0 * (z0 - mu0) ** 2).sum(-1)
+        out = Terms(L)
+        if need_g:
+            out.g = torch.autograd.grad(L.sum(), z, create_graph=graph, retain_graph=order >= 2 or graph)[0]
+        if order >= 2:
+            fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta)  # noqa: E731
+            J = _jacobian(fn, zs if graph else zs.detach())
+            p, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse), z, graph)  # (N,), (N, 9)
+            fisher = torch.where(score, 1.0 / (p * (1 - p)).clamp(min=1e-300), 0.0)
+            D = fisher[:, None, None] * gp[:, :, None] * gp[:, None, :]
+            JtPJ = J.mT @ (Pt[:, :, None] * J)
+            D = D.index_add(0, src, JtPJ)
+            D = D.index_add(0, src + 1, torch.diag_embed(Pt))
+            first = torch.as_tensor(data.starts[:-1], device=z.device)
+            D = D.index_add(0, first, torch.diag_embed(P0))
+            O = torch.zeros_like(D).index_add(0, src + 1, -(Pt[:, :, None] * J))
+            out.D, out.O = D, O
+    return out
+
+
+def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, base: Terms | None = None):
+    """Exact negative Hessian of L in block form ``(D, O)`` (second derivatives of the rule and policy included).
+
+    ``base``: the Gauss-Newton terms at the same point, if already computed.
+    """
+    m = data.mouse
+    base = joint_terms(data, z, hp, score, order=2, need_g=False) if base is None else base
+    z = z.detach()
+    with torch.no_grad():
+        P, _ = _precisions(data, hp)
+    src = torch.nonzero(data.trans)[:, 0]
+    eta, beta, lapse = hp["eta"][m[src]].detach(), hp["beta"][m].detach(), _lapse(hp, m)
+    lapse = None if lapse is None else lapse.detach()
+    fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta)  # noqa: E731
+    with torch.no_grad():
+        r = P[src] * (z[src + 1] - fn(z[src]))  # P e
+
+    def grad_rf(zz):
+        with torch.enable_grad():
+            zz = zz.detach().requires_grad_(True) if not zz.requires_grad else zz
+            return torch.autograd.grad((r * fn(zz)).sum(), zz, create_graph=True)[0]
+
+    def grad_lp(zz):
+        with torch.enable_grad():
+            zz = zz.detach().requires_grad_(True) if not zz.requires_grad else zz
+            lp = torch.where(score, choice_logp(zz, data.x, data.choice, beta, lapse), 0.0)
+            return torch.autograd.grad(lp.sum(), zz, create_graph=True)[0]
+
+    H_rf = _hess_rows(grad_rf, z[src])
+    H_lp = _hess_rows(grad_lp, z)
+    # exact: -d2 log p(choice) ; transition: J^T P J - sum_k (P e)_k d2 f_k
+    with torch.no_grad():
+        pr, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse), z)
+        fisher = torch.where(score, 1.0 / (pr * (1 - pr)).clamp(min=1e-300), 0.0)
+        D = base.D.detach() - fisher[:, None, None] * gp[:, :, None] * gp[:, None, :] - H_lp
+        D = D.index_add(0, src, -H_rf)
+    return D, base.O.detach()
+
+
+def _hess_rows(grad_fn, z):
+    """Row-wise Hessians ``(N, 9, 9)`` from a row-wise gradient function, by reverse-over-reverse."""
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        g = grad_fn(z)
+        rows = [torch.autograd.grad(g[:, k].sum(), z, retain_graph=k < g.shape[1] - 1)[0] for k in range(g.shape[1])]
+    return torch.stack(rows, 1).detach()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MAP trajectory (Newton), evidence and its gradient
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ModeResult:
+    z: torch.Tensor  # (N, 9)
+    L: torch.Tensor  # (B,)
+    n_iter: int
+    converged: torch.Tensor  # (B,)
+    D: torch.Tensor | None = None
+    O: torch.Tensor | None = None
+    D_exact: torch.Tensor | None = None  # exact Hessian blocks at z, when the last iteration computed them
+    O_exact: torch.Tensor | None = None
+
+
+def rollout(data: Packed, hp: dict, z: torch.Tensor | None = None, start: np.ndarray | None = None) -> torch.Tensor:
+    """Deterministic (sigma = 0) log-weights of every trial ``(N, 9)`` by the rule, all mice advancing together.
+
+    From the initial mean (default), or continuing ``z`` ``(N, 9)`` from per-mouse positions ``start``
+    ``(B,)`` (offset within the mouse): rows before ``start`` are kept, the rest follow the rule.
+    """
+    starts = data.starts
+    n = np.diff(starts)
+    idx0 = torch.as_tensor(starts[:-1], device=data.x.device)
+    eta = hp["eta"].detach()
+    if z is None:
+        z = torch.empty(len(data.mouse), D_STATE, dtype=data.x.dtype, device=data.x.device)
+        cur, first = _init_mean(hp).detach(), np.zeros(len(n), dtype=np.int64)
+    else:
+        z, first = z.detach().clone(), np.asarray(start, dtype=np.int64)
+        if np.any(first < 1):
+            raise ValueError("start: every mouse needs at least one kept row (start >= 1)")
+        prev = idx0 + torch.as_tensor(np.minimum(first, n) - 1, device=z.device)  # last kept row
+        with torch.no_grad():
+            cur = transition(z[prev], data.x[prev], data.choice[prev], data.reward[prev], eta)
+    for t in range(int(first.min()), int(n.max())):
+        alive = torch.as_tensor(np.nonzero((n > t) & (first <= t))[0], device=z.device)
+        if len(alive) == 0:
+            continue
+        rows = idx0[alive] + t
+        z[rows] = cur[alive]
+        with torch.no_grad():
+            nxt = transition(cur[alive], data.x[rows], data.choice[rows], data.reward[rows], eta[alive])
+        cur = cur.clone()
+        cur[alive] = nxt
+    return z
+
+
+def _damped_step(data: Packed, D, O, g):
+    """Gauss-Newton step; a mouse whose factorisation fails numerically gets Levenberg damping (x100 per try)."""
+    sol = solve_chains(D, O, data.starts, g)
+    step, ok = sol.x, sol.ok
+    lam = 1e-8 * torch.diagonal(D, dim1=-2, dim2=-1).abs().mean()
+    eye = torch.eye(D_STATE, dtype=D.dtype, device=D.device)
+    for _ in range(8):
+        if bool(ok.all()):
+            break
+        bad = ~ok[data.mouse]
+        sol = solve_chains(D + torch.where(bad[:, None, None], lam * eye, 0.0), O, data.starts, g)
+        step = torch.where(bad[:, None], sol.x, step)
+        ok = ok | sol.ok
+        lam = lam * 100
+    return torch.where(ok[data.mouse, None], step, 0.0)
+
+
+def find_mode(data: Packed, hp: dict, score: torch.Tensor, z0: torch.Tensor | None = None, max_iter: int = 50,
+              tol: float = 1e-7, hessian: str = "exact") -> ModeResult:
+    """MAP log-weights by Newton's method with a per-mouse backtracking line search.
+
+    ``hessian="exact"``: Newton steps on the exact Hessian (a mouse whose exact Hessian is not positive
+    definite takes the Gauss-Newton step); ``"gauss-newton"``: Gauss-Newton steps only.
+
+    Stops a mouse when its Newton decrement ``g^T H^-1 g`` (nats) is below ``tol``. Returns the mode, L at it,
+    and the Gauss-Newton blocks at the mode.
+    """
+    z = rollout(data, hp) if z0 is None else z0.detach().clone()
+    m, B = data.mouse, data.n_mice
+    conv = torch.zeros(B, dtype=torch.bool, device=z.device)
+    it = 0
+    for it in range(1, max_iter + 1):
+        t = joint_terms(data, z, hp, score, order=2)
+        step = _damped_step(data, t.D.detach(), t.O.detach(), t.g.detach())
+        De = Oe = None
+        if hessian == "exact":  # exact Newton where the exact Hessian is positive definite, else Gauss-Newton
+            De, Oe = exact_hessian_blocks(data, z, hp, score, base=t)
+            sol_e = solve_chains(De, Oe, data.starts, t.g.detach())
+            use = sol_e.ok & torch.isfinite(sol_e.logdet)
+            step = torch.where(use[m, None], torch.nan_to_num(sol_e.x), step)
+        dec = torch.zeros(B, dtype=z.dtype, device=z.device).index_add(0, m, (t.g.detach() * step).sum(-1))
+        conv = dec < tol
+        if bool(conv.all()):
+            return ModeResult(z, t.L.detach(), it, conv, t.D.detach(), t.O.detach(), De, Oe)
+        alpha = torch.where(conv, 0.0, 1.0).to(z.dtype)
+        L0 = t.L.detach()
+        accepted = conv.clone()
+        for _ in range(30):
+            z_try = z + alpha[m, None] * step
+            L_try = joint_terms(data, z_try, hp, score, order=0).L
+            good = (L_try >= L0 + 1e-4 * alpha * dec) & torch.isfinite(L_try)
+            new = good & ~accepted
+            z = torch.where(new[m, None], z_try, z)
+            accepted |= good
+            if bool(accepted.all()):
+                break
+            alpha = torch.where(accepted, alpha, alpha * 0.5)
+        if not bool(accepted.all()):  # no ascent possible along the Newton direction: at the mode numerically
+            conv |= ~accepted
+    t = joint_terms(data, z, hp, score, order=2)
+    return ModeResult(z, t.L.detach(), it, conv, t.D.detach(), t.O.detach())
+
+
+def _trace_surrogate(data: Packed, D, O, cov, cov_off):
+    """Per-mouse ``tr(S H)`` over the block-tridiagonal band: its derivative is ``tr(H^-1 dH)`` when S = H^-1."""
+    v = (cov * D).sum((-1, -2)) + 2 * (cov_off * O).sum((-1, -2))
+    return torch.zeros(data.n_mice, dtype=D.dtype, device=D.device).index_add(0, data.mouse, v)
+
+
+def log_evidence(data: Packed, hp: dict, score: torch.Tensor, mode: ModeResult, inverse: bool = False):
+    """Laplace log evidence per mouse ``(B,)`` at a mode (nats), and the solve (with ``cov`` if ``inverse``)."""
+    sol = solve_chains(mode.D, mode.O, data.starts, None, inverse=inverse)
+    return mode.L - 0.5 * sol.logdet, sol
+
+
+def evidence_gradient(data: Packed, hs: HyperSet, u: torch.Tensor, score: torch.Tensor, mode: ModeResult,
+                      sol=None, exact: bool = False):
+    """Gradient in the free transformed hyperparameters ``u`` ``(B, n_free)`` of the Laplace log evidence.
+
+    ``exact=False``: the mode is held fixed inside log det H (decoupled); ``exact=True``: plus the implicit
+    term through ``z*(u)`` (needs the exact Hessian; slower). Returns ``(grad, evidence)``.
+    """
+    if sol is None or sol.cov is None:
+        sol = solve_chains(mode.D, mode.O, data.starts, None, inverse=True)
+    cov, cov_off = sol.cov.detach(), sol.cov_off.detach()
+    u = u.detach().requires_grad_(True)
+    hp = hs.natural(u)
+    z = mode.z.detach().requires_grad_(exact)
+    with torch.enable_grad():
+        t = joint_terms(data, z, hp, score, order=2, graph=True, need_g=exact)
+        S = t.L - 0.5 * _trace_surrogate(data, t.D, t.O, cov, cov_off)
+        if not exact:
+            grad = torch.autograd.grad(S.sum(), u)[0]
+        else:
+            gS_u, gS_z = torch.autograd.grad(S.sum(), (u, z), retain_graph=True)
+            if mode.D_exact is not None:
+                D_ex, O_ex = mode.D_exact, mode.O_exact
+            else:
+                D_ex, O_ex = exact_hessian_blocks(data, mode.z, {k: v.detach() for k, v in hp.items()}, score)
+            v = solve_chains(D_ex, O_ex, data.starts, gS_z.detach()).x
+            grad = gS_u + torch.autograd.grad((t.g * v).sum(), u)[0]
+    E = mode.L - 0.5 * sol.logdet
+    return grad.detach(), E
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fit
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class NoisyFit:
+    """Result of :func:`fit_noisy`.
+
+    params : one row per mouse: every hyperparameter (natural units; noise sds in log-weight units per
+        trial / per session boundary), ``log_evidence`` (Laplace, nats), ``log_hyperprior``, ``loglik``
+        (plug-in log-likelihood of the fitted choices at the MAP weights, nats), ``n_trials``, ``converged``,
+        ``n_outer`` and ``fit_seconds`` (whole batch).
+    weights : one row per trial (prepared-table order): ``mouse``, ``session``, ``trial``, for each weight
+        of :data:`mouse_rl.schema.WEIGHT_COLUMNS` its MAP value, ``<w>_lo``/``<w>_hi`` (95 % band,
+        ``band`` level) and ``<w>_logsd`` (posterior sd of log w), plus ``p_right`` (at the MAP weights)
+        and ``scored`` (choice used in the fit).
+    evidence : total Laplace log evidence over mice (nats).
+    z, cov : packed MAP log-weights ``(N, 9)`` and marginal covariances ``(N, 9, 9)`` (tensors).
+    """
+
+    params: pd.DataFrame
+    weights: pd.DataFrame
+    evidence: float
+    z: torch.Tensor
+    cov: torch.Tensor
+    hyper: HyperSet = field(repr=False)
+    data: Packed = field(repr=False)
+    history: list = field(default_factory=list, repr=False)
+
+
+def _merge(data: Packed, take: torch.Tensor, a: ModeResult, b: ModeResult) -> ModeResult:
+    """Per mouse: ``b`` where ``take`` else ``a``."""
+    r = take[data.mouse]
+    w = lambda x, y: None if x is None or y is None else torch.where(r[:, None, None], y, x)  # noqa: E731
+    return ModeResult(torch.where(r[:, None], b.z, a.z), torch.where(take, b.L, a.L), max(a.n_iter, b.n_iter),
+                      torch.where(take, b.converged, a.converged), w(a.D, b.D), w(a.O, b.O),
+                      w(a.D_exact, b.D_exact), w(a.O_exact, b.O_exact))
+
+
+def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None, newton_tol=1e-6):
+    """Batched BFGS ascent of (evidence + hyperprior) over each mouse's free hyperparameters.
+
+    Per mouse: quasi-Newton direction, steps of at most 1 (transformed units), Armijo backtracking
+    (each trial point re-solves the mode from the current one); a mouse stops when a step gains less than
+    ``tol`` nats or no step along its direction gains.
+    """
+    B, p = hs.u.shape
+    dt, dev = hs.u.dtype, hs.u.device
+    u = hs.u.clone()
+    prior_grad = lambda uu: torch.autograd.functional.jacobian(lambda v: hs.log_prior(v).sum(), uu)  # noqa: E731
+    mode = find_mode(data, hs.natural(u), score, z0=z0, max_iter=max(newton_iter, 50))
+    grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
+    F = E + hs.log_prior(u)
+    gF = grad + prior_grad(u)
+    eye = torch.eye(p, dtype=dt, device=dev)
+    Hinv = eye.expand(B, p, p).clone() * 0.1
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    n_outer = 0
+    history.append(dict(iteration=0, evidence_total=float(E.sum()), objective_total=float(F.sum()), n_done=0))
+    for n_outer in range(1, max_outer + 1):
+        d = (Hinv @ gF[..., None])[..., 0]
+        bad = (gF * d).sum(-1) <= 0
+        if bool(bad.any()):  # reset to scaled steepest ascent
+            Hinv[bad] = eye * 0.1
+            d = torch.where(bad[:, None], 0.1 * gF, d)
+        d = d * torch.clamp(1.0 / d.norm(dim=-1).clamp(min=1e-300), max=1.0)[:, None]
+        slope = (gF * d).sum(-1)
+        alpha = torch.where(done, 0.0, 1.0).to(dt)
+        accepted = done.clone()
+        u_new, F_new, m_new = u.clone(), F.clone(), mode
+        for _ in range(4):
+            u_try = u + alpha[:, None] * d
+            m_try = find_mode(data, hs.natural(u_try), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
+            E_try, _ = log_evidence(data, hs.natural(u_try), score, m_try)
+            F_try = E_try + hs.log_prior(u_try)
+            good = (F_try >= F + 1e-4 * alpha * slope) & torch.isfinite(F_try) & ~accepted
+            u_new = torch.where(good[:, None], u_try, u_new)
+            F_new = torch.where(good, F_try, F_new)
+            m_new = _merge(data, good, m_new, m_try)
+            accepted |= good
+            if bool(accepted.all()):
+                break
+            alpha = torch.where(accepted, alpha, alpha * 0.3)
+        gain = F_new - F
+        u_old, g_old = u, gF
+        u, mode = u_new, m_new
+        grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
+        F = E + hs.log_prior(u)
+        gF = grad + prior_grad(u)
+        s, y = u - u_old, -(gF - g_old)  # BFGS on -F
+        sy = (s * y).sum(-1)
+        ok = (sy > 1e-10) & ~done
+        rho = torch.where(ok, 1.0 / sy.clamp(min=1e-300), 0.0)
+        V = eye - rho[:, None, None] * s[:, :, None] * y[:, None, :]
+        Hn = V @ Hinv @ V.mT + rho[:, None, None] * s[:, :, None] * s[:, None, :]
+        Hinv = torch.where(ok[:, None, None], Hn, Hinv)
+        done |= ~accepted | (gain.abs() < tol)
+        history.append(dict(iteration=n_outer, evidence_total=float(E.sum()), objective_total=float(F.sum()),
+                            n_done=int(done.sum())))
+        if bool(done.all()):
+            break
+    hs.u = u.detach()
+    return mode, E, F, done, n_outer
+
+
+def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None, score_rows=None,
+              max_outer: int = 8, tol: float = 1e-2, newton_iter: int = 4, exact_grad: bool = True,
+              band: float = 0.95, encoding: str = "side", zero_reward: str = "expected", device="cpu",
+              dtype=torch.float64, threads: int | None = None, init: str = "rollout", crop: bool = True,
+              start: str = "network", network_kw: dict | None = None) -> NoisyFit:
+    """Fit the noisy learner to every mouse of a trial table (batched over mice).
+
+    Parameters
+    ----------
+    trials : trial table (validated and sorted here; mice in name order).
+    free : hyperparameters fitted per mouse by Laplace evidence (names of :data:`HYPERS`).
+    fixed : values (scalar or one per mouse) of the others, or starts of free ones; defaults from :data:`HYPERS`.
+    score_rows : optional bool array over the prepared table's rows: choices in the likelihood (default all);
+        the learner still learns from every trial.
+    max_outer, tol : BFGS iterations and stopping change of the objective (nats) per mouse.
+    newton_iter : Newton iterations per trial point of the evidence search (warm-started from the current
+        mode; the first mode gets up to 50).
+    exact_grad : exact evidence gradient (default; with the implicit mode term) or the decoupled one (faster,
+        biased in beta).
+    band : level of the credible bands in ``weights``.
+    threads : torch CPU threads during the fit (None: leave as is).
+    init : ``"rollout"`` (start the weights on the deterministic network's path) - the only option now.
+    start : ``"network"`` (default): first fit the deterministic network (the sigma -> 0 limit;
+        :class:`mouse_rl.fit.cv.NetworkModel`, MAP, on the same scored choices) and take its eta, beta, w0, k,
+        s0, b_L, b_R and lapse as the start (free ones) or fixed values (the others; ``fixed`` overrides);
+        ``"defaults"``: start from :data:`HYPERS`.
+    network_kw : options of that network fit (e.g. ``n_restarts``).
+    crop : fit each mouse without its trials after its last scored one (they cannot change the evidence;
+        the time-aware scheme halves the work), then extend the MAP over them by the rule.
+
+    Returns
+    -------
+    NoisyFit
+    """
+    if init != "rollout":
+        raise ValueError(f"init: must be 'rollout', got {init!r}")
+    if not 0 < band < 1:
+        raise ValueError(f"band: must lie in (0, 1), got {band!r}")
+    ModelParams(encoding=encoding, zero_reward=zero_reward)  # validates both
+    df = prepare_trials(trials)
+    data = pack(df, encoding, zero_reward, device, dtype, prepared=True)
+    score = torch.ones(len(df), dtype=torch.bool, device=device) if score_rows is None else \
+        torch.as_tensor(np.asarray(score_rows, dtype=bool), device=device)
+    if score.shape[0] != len(df):
+        raise ValueError(f"score_rows: expected {len(df)} entries (rows of the prepared table), got {score.shape[0]}")
+    t_start = time.perf_counter()
+    if start not in ("defaults", "network"):
+        raise ValueError(f"start: must be 'defaults' or 'network', got {start!r}")
+    if start == "network":  # the sigma -> 0 limit fitted first (deterministic network, same scored choices)
+        fixed = {**_network_start(df, score.cpu().numpy(), encoding, zero_reward, network_kw), **(fixed or {})}
+    hs = HyperSet(data.n_mice, free, fixed, dtype, device)
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        history: list = []
+        codes = data.mouse.cpu().numpy()
+        pos = np.arange(len(df)) - data.starts[codes]
+        sc = score.cpu().numpy()
+        last = np.full(data.n_mice, -1)
+        np.maximum.at(last, codes, np.where(sc, pos, -1))
+        if np.any(last < 0):
+            names = [data.mice[i] for i in np.flatnonzero(last < 0)]
+            raise ValueError(f"score_rows: mice without any scored trial: {names}")
+        keep = pos <= last[codes]
+        cropped = bool(crop) and not keep.all()  # later trials cannot change the evidence: fit without them
+        fdata = pack(df[keep].reset_index(drop=True), encoding, zero_reward, device, dtype, prepared=True) \
+            if cropped else data
+        fscore = score[torch.as_tensor(keep, device=score.device)] if cropped else score
+        if hs.u.shape[1]:
+            mode, E, F, done, n_outer = _bfgs(fdata, hs, fscore, max_outer, tol, exact_grad, newton_iter, history)
+        else:
+            mode = find_mode(fdata, hs.natural(), fscore, max_iter=max(newton_iter, 50))
+            E, _ = log_evidence(fdata, hs.natural(), fscore, mode)
+            done, n_outer = mode.converged, 0
+        if cropped:  # the MAP of the unscored tail is the rule's forecast from the last fitted weights
+            z = torch.zeros(len(df), D_STATE, dtype=dtype, device=device)
+            z[torch.as_tensor(keep, device=device)] = mode.z
+            z = rollout(data, hs.natural(), z, start=last + 1)
+            mode = find_mode(data, hs.natural(), score, z0=z, max_iter=newton_iter)
+        seconds = time.perf_counter() - t_start
+        return _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history)
+    finally:
+        torch.set_num_threads(old)
+
+
+_NETWORK_NAMES = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse")
+
+
+def _network_start(df, score_np, encoding, zero_reward, network_kw) -> dict:
+    """Per-mouse (eta, beta, w0, k, s0, b_L, b_R, lapse) of the deterministic network's MAP fit."""
+    from .cv import NetworkModel
+
+    net = NetworkModel(df, fixed=ModelParams(encoding=encoding, zero_reward=zero_reward), **(network_kw or {}))
+    net.fit(score_np)
+    p = net.transform.params(net.u)
+    out = {}
+    for name in _NETWORK_NAMES:
+        v = getattr(p, name).detach().cpu().double().numpy()
+        lo, hi = HYPERS[name].bounds
+        out[name] = np.clip(v, 0.0 if name == "lapse" else lo, hi)
+    return out
+
+
+def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history) -> NoisyFit:
+    hp = hs.natural()
+    _, sol = log_evidence(data, hp, score, mode, inverse=True)
+    z, cov = mode.z.detach(), sol.cov
+    with torch.no_grad():
+        lp = choice_logp(z, data.x, data.choice, hp["beta"][data.mouse], _lapse(hp, data.mouse))
+        pr = prob_right(z, data.x, hp["beta"][data.mouse], _lapse(hp, data.mouse))
+    ll = torch.zeros(data.n_mice, dtype=z.dtype).index_add(0, data.mouse.cpu(), torch.where(score, lp, 0.0).cpu())
+    params = hs.table(data.mice)
+    params["log_evidence"] = E.detach().cpu().numpy()
+    params["log_hyperprior"] = hs.log_prior(hs.u).detach().cpu().numpy()
+    params["loglik"] = ll.numpy()
+    params["n_trials"] = np.bincount(data.mouse.cpu().numpy()[score.cpu().numpy()], minlength=data.n_mice)
+    params["converged"] = done.cpu().numpy()
+    params["n_outer"] = n_outer
+    params["fit_seconds"] = seconds
+    sd = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt().cpu().numpy()
+    zn = z.cpu().numpy()
+    q = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + band / 2)))
+    w = pd.DataFrame({"mouse": df["mouse"].to_numpy(), "session": df["session"].to_numpy(),
+                      "trial": df["trial"].to_numpy()})
+    for j, col in enumerate(WEIGHT_COLUMNS):
+        w[col] = np.exp(zn[:, j])
+        w[f"{col}_lo"] = np.exp(zn[:, j] - q * sd[:, j])
+        w[f"{col}_hi"] = np.exp(zn[:, j] + q * sd[:, j])
+        w[f"{col}_logsd"] = sd[:, j]
+    w["p_right"] = pr.cpu().numpy()
+    w["scored"] = score.cpu().numpy()
+    return NoisyFit(params, w, float(E.sum()), z, cov, hs, data, history)
+
+
+def trial_logp(fit: NoisyFit, predictive: str = "plugin", n_samples: int = 64, seed: int = 0) -> torch.Tensor:
+    """log P(observed choice) of every packed trial ``(N,)`` (nats): at the MAP weights (``"plugin"``) or
+    averaged over each trial's marginal posterior ``N(z*_t, cov_t)`` with ``n_samples`` draws (``"laplace"``)."""
+    data, hp, z = fit.data, fit.hyper.natural(), fit.z
+    beta, lapse = hp["beta"][data.mouse], _lapse(hp, data.mouse)
+    with torch.no_grad():
+        if predictive == "plugin":
+            return choice_logp(z, data.x, data.choice, beta, lapse)
+        if predictive != "laplace":
+            raise ValueError(f"predictive: must be 'plugin' or 'laplace', got {predictive!r}")
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        eps = torch.randn(n_samples, *z.shape, generator=g, dtype=z.dtype).to(z.device)
+        C = torch.linalg.cholesky_ex(fit.cov + 1e-12 * torch.eye(D_STATE, dtype=z.dtype, device=z.device))[0]
+        draws = (z + (C[None] @ eps[..., None])[..., 0]).clamp(math.log(W_FLOOR), math.log(MAX_WEIGHT))
+        p = prob_right(draws, data.x, beta, lapse)
+        pc = torch.where(data.choice == 1, p, 1 - p).mean(0)
+        return torch.log(pc.clamp(min=1e-300))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cross-validation model and simulation
+# ----------------------------------------------------------------------------------------------------------------
+
+class NoisyNetworkModel:
+    """The noisy learner as a :class:`mouse_rl.fit.cv.CVModel`.
+
+    ``fit(train_mask)`` fits hyperparameters and weights with only the training choices in the likelihood
+    (the learner learns from every trial); ``score(mask)`` returns the held-out log-likelihood per mouse from
+    each trial's posterior (``predictive="plugin"``: at the MAP weights; ``"laplace"``: averaged over the
+    trial's marginal posterior, with the plug-in score beside it). Trials after the last training trial (the
+    time-aware scheme) get the deterministic rule's forecast from the last fitted weights (the MAP with no
+    data), and their bands widen by the accumulated noise.
+    """
+
+    def __init__(self, trials: pd.DataFrame, name: str = "noisy_network", predictive: str = "plugin",
+                 n_samples: int = 64, draw_seed: int = 0, **fit_kw):
+        self.name = name
+        self.trials = prepare_trials(trials)
+        if predictive not in ("plugin", "laplace"):
+            raise ValueError(f"predictive: must be 'plugin' or 'laplace', got {predictive!r}")
+        self.predictive, self.n_samples, self.draw_seed, self.fit_kw = predictive, n_samples, draw_seed, fit_kw
+        self.result: NoisyFit | None = None
+        self._lp = None
+
+    def fit(self, train_mask) -> "NoisyNetworkModel":
+        self.result = fit_noisy(self.trials, score_rows=np.asarray(train_mask, bool), **self.fit_kw)
+        self._lp = None
+        return self
+
+    def score(self, mask) -> pd.DataFrame:
+        from .cv import score_frame
+
+        if self.result is None:
+            raise RuntimeError("call fit() first")
+        if self._lp is None:
+            self._lp = {"plugin": trial_logp(self.result, "plugin").cpu().numpy()}
+            if self.predictive == "laplace":
+                self._lp["laplace"] = trial_logp(self.result, "laplace", self.n_samples, self.draw_seed).cpu().numpy()
+        mask = np.asarray(mask, bool)
+        codes = self.result.data.mouse.cpu().numpy()
+        n = np.bincount(codes, weights=mask, minlength=self.result.data.n_mice)
+        plug = np.bincount(codes, weights=np.where(mask, self._lp["plugin"], 0.0), minlength=len(n))
+        if self.predictive == "plugin":
+            return score_frame(self.result.data.mice, plug, n)
+        ll = np.bincount(codes, weights=np.where(mask, self._lp["laplace"], 0.0), minlength=len(n))
+        return score_frame(self.result.data.mice, ll, n, plugin=plug)
+
+    def fitted_params(self) -> pd.DataFrame:
+        return self.result.params
+
+
+def simulate_noisy(n_mice: int, hyper: dict | None = None, n_sessions: int = 10, trials_per_session: int = 200,
+                   seed: int = 0, contrasts=(-0.5, -0.25, 0.0, 0.25, 0.5), probs=(0.30, 0.15, 0.10, 0.15, 0.30),
+                   encoding: str = "side", zero_reward: str = "expected"):
+    """Simulate mice from the noisy learner (one batched loop over trials, all mice at once).
+
+    ``hyper``: name -> scalar or per-mouse values (defaults from :data:`HYPERS`; lapse 0).
+    Returns ``(trials, z)``: a trial table (schema of :mod:`mouse_rl.schema`, sorted) and the true
+    log-weights ``(N, 9)`` of every trial (before its update), in the table's row order.
+    """
+    if n_mice < 1 or n_sessions < 1 or trials_per_session < 1:
+        raise ValueError(f"n_mice, n_sessions, trials_per_session: must be >= 1, got "
+                         f"{n_mice}, {n_sessions}, {trials_per_session}")
+    hs = HyperSet(n_mice, (), hyper or {})
+    hp = hs.natural()
+    gen = np.random.default_rng(seed)
+    T = n_sessions * trials_per_session
+    c = torch.as_tensor(gen.choice(np.asarray(contrasts, float), size=(T, n_mice), p=np.asarray(probs) / sum(probs)))
+    u_choice = torch.as_tensor(gen.random((T, n_mice)))
+    u_zero = torch.as_tensor(gen.random((T, n_mice)))
+    noise = torch.as_tensor(gen.standard_normal((T, n_mice, D_STATE)))
+    z = _init_mean(hp) + hp["sigma_init"][:, None] * torch.as_tensor(gen.standard_normal((n_mice, D_STATE)))
+    sd = torch.cat([hp["sigma_a"][:, None].expand(-1, 3), hp["sigma_U"][:, None].expand(-1, 6)], -1)
+    sd_day = torch.cat([hp["sigma_day_a"][:, None].expand(-1, 3), hp["sigma_day_U"][:, None].expand(-1, 6)], -1)
+    lapse = None if not bool((hp["lapse"] != 0).any()) else hp["lapse"]
+    zs, choices, rewards = [], [], []
+    x_all = encode(c, encoding)
+    for t in range(T):
+        zs.append(z)
+        pr = prob_right(z, x_all[t], hp["beta"], lapse)
+        ch = (u_choice[t] < pr).long()
+        rew = stimulus_reward(c[t], ch)
+        rew = torch.where(c[t] == 0, (u_zero[t] < 0.5).to(rew.dtype), rew)
+        choices.append(ch)
+        rewards.append(rew)
+        with torch.no_grad():
+            mean = transition(z, x_all[t], ch, learning_reward(c[t], rew, zero_reward), hp["eta"])
+        s = sd_day if (t + 1) % trials_per_session == 0 else sd
+        z = mean + s * noise[t]
+    zs, ch, rw = torch.stack(zs), torch.stack(choices), torch.stack(rewards)
+    sess = np.repeat(np.arange(1, n_sessions + 1), trials_per_session)
+    trial = np.tile(np.arange(trials_per_session), n_sessions)
+    names = [f"noisy{i:03d}" for i in range(n_mice)]
+    cn = c.numpy()
+    df = pd.DataFrame({
+        "mouse": np.repeat(names, T), "session": np.tile(sess, n_mice), "trial": np.tile(trial, n_mice),
+        "contrastLeft": np.clip(-cn, 0, None).T.reshape(-1), "contrastRight": np.clip(cn, 0, None).T.reshape(-1),
+        "signed_contrast": cn.T.reshape(-1), "choice": ch.numpy().T.reshape(-1), "reward": rw.numpy().T.reshape(-1)})
+    df["feedbackType"] = 2 * df["reward"] - 1
+    return df, zs.permute(1, 0, 2).reshape(-1, D_STATE)

@@ -1,0 +1,172 @@
+"""The noisy learner (mouse_rl.fit.statespace): block-tridiagonal algebra, sigma -> 0 limit, Newton, evidence
+gradient, and recovery on simulated noisy learners. Small problems only (the suite budget is ~60 s)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from mouse_rl.fit import log_likelihood
+from mouse_rl.fit import statespace as ss
+from mouse_rl.fit.banded import dense, solve, solve_chains
+from mouse_rl.params import ModelParams
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _random_chain(lens, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    N = sum(lens)
+    R = torch.randn(N, d, d, generator=g, dtype=torch.float64)
+    D = R @ R.mT + 4 * torch.eye(d, dtype=torch.float64)
+    O = 0.4 * torch.randn(N, d, d, generator=g, dtype=torch.float64)
+    b = torch.randn(N, d, generator=g, dtype=torch.float64)
+    return D, O, b, np.concatenate([[0], np.cumsum(lens)])
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_block_tridiagonal_matches_dense(backend):
+    D, O, b, starts = _random_chain([1, 2, 7, 12], 3)
+    res = solve_chains(D, O, starts, b, inverse=True, backend=backend)
+    for c in range(len(starts) - 1):
+        s, e = starts[c], starts[c + 1]
+        H = dense(D[None, s:e], O[None, s + 1:e])[0]
+        Hi = torch.linalg.inv(H).reshape(e - s, 3, e - s, 3)
+        torch.testing.assert_close(res.x[s:e].reshape(-1), torch.linalg.solve(H, b[s:e].reshape(-1)))
+        torch.testing.assert_close(res.logdet[c], torch.linalg.slogdet(H)[1])
+        for t in range(e - s):
+            torch.testing.assert_close(res.cov[s + t], Hi[t, :, t])
+            if t:
+                torch.testing.assert_close(res.cov_off[s + t], Hi[t, :, t - 1])
+
+
+def test_cyclic_reduction_batched_and_differentiable():
+    D, O, b, _ = _random_chain([9], 2, seed=3)
+    D = D[None].repeat(2, 1, 1, 1).requires_grad_(True)
+    res = solve(D, O[None, 1:].repeat(2, 1, 1, 1), b[None].repeat(2, 1, 1))
+    (g,) = torch.autograd.grad(res.logdet.sum(), D)
+    H = dense(D.detach(), O[None, 1:].repeat(2, 1, 1, 1))
+    Hi = torch.linalg.inv(H[0]).reshape(9, 2, 9, 2)
+    torch.testing.assert_close(g[0, 4], Hi[4, :, 4])  # d logdet / dD_t = (H^-1)_tt
+
+
+def _short(n_mice=2, n_sessions=2, tps=25, seed=1, **hyper):
+    hyper = dict(dict(sigma_a=0.03, sigma_U=0.03, eta=0.02, sigma_init=0.2), **hyper)
+    return ss.simulate_noisy(n_mice, hyper, n_sessions=n_sessions, trials_per_session=tps, seed=seed)
+
+
+def test_sigma_to_zero_is_the_deterministic_network():
+    df, _ = _short(n_mice=3, tps=40)
+    data = ss.pack(df)
+    tiny = dict(sigma_a=1e-5, sigma_U=1e-5, sigma_day_a=1e-4, sigma_day_U=1e-4, sigma_init=1e-3, eta=0.01, beta=7.0)
+    hp = ss.HyperSet(3, (), tiny).natural()
+    z = ss.rollout(data, hp)
+    lp = ss.choice_logp(z, data.x, data.choice, hp["beta"][data.mouse], None)
+    ll = torch.zeros(3, dtype=torch.float64).index_add(0, data.mouse, lp)
+    ref = log_likelihood(df, ModelParams(eta=0.01, beta=7.0, b_L=0.05, b_R=0.05))
+    torch.testing.assert_close(ll, ref, rtol=0, atol=1e-10)
+    score = torch.ones(len(df), dtype=torch.bool)
+    mode = ss.find_mode(data, hp, score, z0=z)
+    E, _ = ss.log_evidence(data, hp, score, mode)
+    torch.testing.assert_close(E, ref, rtol=0, atol=2e-3)  # Laplace evidence -> the network's likelihood
+
+
+def test_newton_step_and_exact_hessian_match_dense():
+    df, _ = _short(n_mice=1, tps=15)
+    data = ss.pack(df)
+    hp = ss.HyperSet(1, (), dict(sigma_a=0.05, sigma_U=0.05, eta=0.02)).natural()
+    score = torch.ones(len(df), dtype=torch.bool)
+    z = ss.rollout(data, hp) + 0.05 * torch.randn(len(df), 9, generator=torch.Generator().manual_seed(0),
+                                                   dtype=torch.float64)
+    t = ss.joint_terms(data, z, hp, score, order=2)
+
+    def L(flat):
+        return ss.joint_terms(data, flat.reshape(-1, 9), hp, score, graph=True).L.sum()
+
+    H = torch.autograd.functional.hessian(L, z.reshape(-1))
+    De, Oe = ss.exact_hessian_blocks(data, z, hp, score)
+    torch.testing.assert_close(dense(De[None], Oe[None, 1:])[0], -H)
+    Hgn = dense(t.D[None], t.O[None, 1:])[0]  # Gauss-Newton step: banded solve = dense solve
+    step = solve_chains(t.D, t.O, data.starts, t.g).x
+    torch.testing.assert_close(step.reshape(-1), torch.linalg.solve(Hgn, t.g.reshape(-1)))
+    mode = ss.find_mode(data, hp, score, z0=z, tol=1e-14)
+    g = ss.joint_terms(data, mode.z, hp, score, order=1).g
+    assert float(g.abs().max()) < 1e-6
+    De, Oe = ss.exact_hessian_blocks(data, mode.z, hp, score)  # exact Newton step at the mode
+    res = solve_chains(De, Oe, data.starts, g)
+    assert bool(res.ok.all())
+    torch.testing.assert_close(res.x.reshape(-1), torch.linalg.solve(dense(De[None], Oe[None, 1:])[0], g.reshape(-1)))
+
+
+def test_evidence_gradient_matches_finite_differences():
+    df, _ = _short(n_mice=2, tps=20, seed=4)
+    data = ss.pack(df)
+    hs = ss.HyperSet(2, ss.DEFAULT_FREE, dict(sigma_a=0.05, sigma_U=0.04, eta=0.02))
+    score = torch.ones(len(df), dtype=torch.bool)
+    score[::7] = False
+    u = hs.u.clone()
+    mode = ss.find_mode(data, hs.natural(u), score, tol=1e-20, max_iter=40)
+    grad, _ = ss.evidence_gradient(data, hs, u, score, mode, exact=True)
+
+    def E(uu):
+        m = ss.find_mode(data, hs.natural(uu), score, z0=mode.z, tol=1e-22, max_iter=40)
+        return ss.log_evidence(data, hs.natural(uu), score, m)[0]
+
+    h = 1e-5
+    direction = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for v in (direction, torch.zeros_like(u).index_fill(1, torch.tensor([1]), 1.0)):  # random and beta directions
+        fd = (E(u + h * v) - E(u - h * v)) / (2 * h)
+        torch.testing.assert_close((grad * v).sum(-1), fd, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MOUSE_RL_RECOVERY"), reason="~3 min on a loaded 2-core CPU: set "
+                    "MOUSE_RL_RECOVERY=1 (the full check is `python bench/fit_noisy.py --recovery`)")
+@pytest.mark.xfail(strict=False, reason="not met yet: measured r(log eta) = 0.59, r(log sigma) = 0.10, band "
+                   "coverage 0.74 with 6 mice x 600 trials and 6 evidence iterations (issue 12 report)")
+def test_recovery_of_eta_and_sigma_and_band_coverage():
+    """Small but real: 6 simulated noisy learners with spread eta and sigma, beta and session jumps known."""
+    rng = np.random.default_rng(0)
+    n = 6
+    eta = np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))
+    sigma = np.exp(rng.uniform(np.log(0.005), np.log(0.04), n))
+    fixed = dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1)
+    df, z_true = ss.simulate_noisy(n, dict(eta=eta, sigma_a=sigma, sigma_U=sigma, **fixed), n_sessions=3,
+                                   trials_per_session=200, seed=2)
+    fit = ss.fit_noisy(df, free=("eta", "sigma_a", "sigma_U"), fixed=fixed, max_outer=6, start="defaults")
+    p = fit.params
+    assert np.corrcoef(np.log(eta), np.log(p["eta"]))[0, 1] >= 0.8
+    assert np.corrcoef(np.log(sigma), np.log(np.sqrt(p["sigma_a"] * p["sigma_U"])))[0, 1] >= 0.8
+    sd = fit.weights[[c + "_logsd" for c in ss.WEIGHT_COLUMNS]].to_numpy()
+    inside = np.abs(fit.z.numpy() - z_true.numpy()) <= 1.96 * sd
+    assert inside.mean() >= 0.9
+
+
+def test_fit_noisy_table_and_errors():
+    df, _ = _short(n_mice=2, tps=20)
+    fit = ss.fit_noisy(df, free=("sigma_U",), max_outer=1, start="defaults")
+    assert list(fit.params["mouse"]) == sorted(df["mouse"].unique())
+    assert {"log_evidence", "eta", "sigma_U", "converged"} <= set(fit.params)
+    assert len(fit.weights) == len(df) and {"U_RR", "U_RR_lo", "U_RR_hi"} <= set(fit.weights)
+    w = fit.weights
+    assert (w["U_RR_lo"] <= w["U_RR"]).all() and (w["U_RR"] <= w["U_RR_hi"]).all()
+    from mouse_rl.fit.statespace_plots import model_slopes, plot_noisy_weights
+
+    fig = plot_noisy_weights(fit, fit.params["mouse"][0], n_draws=20)
+    assert len(fig.axes) == 3
+    sl = model_slopes(fit, fit.params["mouse"][1], n_draws=20)
+    assert (sl["left_slope_lo"] <= sl["left_slope_hi"]).all() and len(sl["bias"]) == 40
+    with pytest.raises(ValueError, match="mouse: 'nobody' not in the fit"):
+        model_slopes(fit, "nobody")
+    with pytest.raises(ValueError, match="hyperparameter: unknown name 'sigma'"):
+        ss.fit_noisy(df, free=("sigma",))
+    with pytest.raises(ValueError, match="eta: must lie in"):
+        ss.fit_noisy(df, fixed=dict(eta=-1.0))
+    with pytest.raises(ValueError, match="score_rows"):
+        ss.fit_noisy(df, score_rows=np.ones(3, bool))
