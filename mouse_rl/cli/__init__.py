@@ -16,7 +16,7 @@ import sys
 from .errors import DEBUG_ENV, run_guarded
 from .guards import check_common
 
-COMMANDS = ["simulate", "demo", "theory", "fit", "check", "recover", "dopamine", "sweep"]
+COMMANDS = ["simulate", "demo", "theory", "fit", "check", "recover", "dopamine", "sweep", "forecast", "fetch_ibl"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,9 +22,6 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..data.one_fetch import fetch_subject
-    from .guards import check_out
-
-    check_out(args.out, "folder")
     trials, path = fetch_subject(args.subject, args.out, collection=args.collection, base_url=args.base_url,
                                  mode=args.mode)
     print(f"wrote {path} ({trials['session'].nunique()} sessions, {len(trials)} trials of {args.subject})")

@@ -8,7 +8,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("fit", help="fit the network to mice (batched), with optional cross-validation",
                               description=__doc__)
     p.add_argument("data", nargs="+", type=Path,
-                   help="trial files or folders (liebana2025 folder, .npy, .parquet, .csv); concatenated")
+                   help="trial files or folders, concatenated: liebana2025 folder or .npy; an IBL ALF session "
+                        "folder, subject folder of sessions or ONE cache; the Liebana et al. release CSV; "
+                        ".parquet/.csv trial tables (IBL trials tables included)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--mice", nargs="+", default=None, help="only these mice")
     p.add_argument("--reward-rule", choices=["stimulus", "recorded"], default="stimulus",
@@ -28,6 +30,11 @@ def add_parser(subparsers) -> None:
                    help="torch unroll of --method lbfgs/adam ('compile' fuses trials with torch.compile)")
     p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="fix the lapse at 0")
     p.add_argument("--shallow", action="store_true", help="fit the shallow control (w0 = 1 fixed)")
+    p.add_argument("--population", action="store_true",
+                   help="hierarchical fit: a Gaussian population over the parameters by empirical Bayes (EM), "
+                        "every mouse's MAP under it; writes population.csv and population_history.csv")
+    p.add_argument("--population-iter", type=int, default=10,
+                   help="EM iterations of --population (default %(default)s)")
     p.add_argument("--ml", dest="map_prior", action="store_false",
                    help="maximum likelihood: drop the weakly informative priors of the default MAP fit")
     p.add_argument("--cv", choices=["none", "time", "interleaved"], default="none",
@@ -45,6 +52,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2, help="chunks / worker processes (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .options import add_model_options
+
+    add_model_options(p, fitting=True)
     p.set_defaults(func=run)
 
 
@@ -56,7 +66,7 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
     def load(path):
         if single_block and path.suffix == ".npy":
             return load_trials(path, missing_sessions="single_block")
-        if reward_rule != "stimulus" and path.suffix in (".csv", ".parquet"):  # tables that store rewards
+        if reward_rule != "stimulus" and (path.suffix in (".csv", ".parquet") or path.is_dir()):  # stored rewards
             return load_trials(path, reward_rule=reward_rule)
         return load_trials(path)
 
@@ -101,14 +111,20 @@ def run(args) -> int:
     from ..fit.cv import NetworkModel, cross_validate, summarise
     from ..fit.labels import strategy_labels
     from ..fit.plots import plot_mouse_fit
-    from ..params import ModelParams
     from ..outputs import OutputSet
+    from ..params import PARAMS
+    from .options import check_fixed_values, model_params
     from ..safe_names import unique_filenames
 
     if args.restarts < 1 or args.max_iter < 1:
         raise ValueError("--restarts and --max-iter must be >= 1")
     if args.samples < 1:
         raise ValueError(f"--samples: must be >= 1, got {args.samples}")
+    if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
+        raise ValueError("--population: needs the default MAP Newton fit in one batch "
+                         "(drop --ml, --method lbfgs/adam, --backend local/ray)")
+    if args.population_iter < 1:
+        raise ValueError(f"--population-iter: must be >= 1, got {args.population_iter}")
     if args.backend == "ray":
         from ..sweep.backends import import_ray
 
@@ -118,11 +134,16 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
         ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
-    fixed = ModelParams(w0=1.0) if args.shallow else ModelParams()
+    check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
+    if args.shallow and args.w0 != PARAMS["w0"].default:
+        raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")
+    fixed = model_params(args)
+    fixed = fixed.replace(w0=1.0) if args.shallow else fixed
     kw = dict(n_restarts=args.restarts, max_iter=args.max_iter, method=args.method, free=free, fixed=fixed,
               fit_lapse=args.fit_lapse, device=args.device, seed=args.seed, engine=args.engine)
     if args.backend == "batched":
-        res = fit_mice(trials, map_prior=args.map_prior, progress=not args.quiet, dtype=torch.float64, **kw)
+        res = fit_mice(trials, map_prior=args.map_prior, progress=not args.quiet, dtype=torch.float64,
+                       population=args.population, population_iter=args.population_iter, **kw)
     else:
         from ..fit.distributed import fit_mice_distributed
 
@@ -152,6 +173,9 @@ def run(args) -> int:
         if res.u is not None:
             save_laplace(outputs, res)
         per_session.to_csv(outputs.path("strategies_per_session.csv"), index=False)
+        if res.population is not None:
+            res.population.population().to_csv(outputs.path("population.csv"), index=False)
+            res.population.history.to_csv(outputs.path("population_history.csv"), index=False)
         if args.plots:
             stems = unique_filenames(table["mouse"])  # mouse ids come from the data: sanitised, kept inside --out
             for mouse in table["mouse"]:

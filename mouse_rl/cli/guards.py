@@ -17,7 +17,7 @@ from .common import resolve_device
 SEED_MIN, SEED_MAX = 0, 2**32 - 1
 #: What each command's --out names.
 OUT_KINDS = {"simulate": "file", "theory": "file", "fit": "folder", "recover": "folder", "dopamine": "folder",
-             "sweep": "folder", "demo": "folder"}
+             "sweep": "folder", "demo": "folder", "forecast": "folder", "fetch-ibl": "folder"}
 
 
 def check_seed(value, option: str = "--seed") -> int:

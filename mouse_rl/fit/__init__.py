@@ -6,6 +6,8 @@ teacher-forced on each mouse's own stimuli, choices and rewards, batched over
 mice x restarts. Fitting (:mod:`.fitting`): :func:`fit_mice` -> :class:`FitResult`, per-mouse trust-region Newton
 (:mod:`.newton`) on the exact derivatives of the fused kernel (:mod:`.kernel`, :mod:`.objective`).
 Posterior-predictive checks (:mod:`.checks`): :func:`check_fit`.
+Hierarchical fit (:mod:`.population`): :func:`fit_population` (empirical Bayes,
+Gaussian population prior :class:`GaussianPrior`; ``fit_mice(..., population=True)``).
 Cross-validation (:mod:`.cv`): :func:`cross_validate`, :func:`time_split`,
 :func:`interleaved_split`, :class:`NetworkModel`; held-out choices scored at the
 fit or by the Laplace posterior predictive (:mod:`.predictive`). Parameter recovery
@@ -17,7 +19,10 @@ from .cv import CVModel, NetworkModel, cross_validate, interleaved_split, time_s
 from .fitting import BatchFit, FitResult, fit_batch, fit_mice, identifiability, make_transform, standard_errors
 from .labels import strategy_labels
 from .likelihood import choice_logprob, log_likelihood, teacher_forced, unroll
+from .population import PopulationFit, fit_population
 from .predictive import laplace_covariance, laplace_samples, predictive_loglik, predictive_trial_logp
+from .prior import GaussianPrior
+from .statespace import NoisyFit, NoisyNetworkModel, fit_noisy, simulate_noisy
 from .recovery import parameter_recovery, recovery_summary
 from .transforms import DEFAULT_FREE, ParamTransform
 
@@ -27,6 +32,8 @@ __all__ = [
     "CVModel",
     "CheckResult",
     "FitResult",
+    "GaussianPrior",
+    "PopulationFit",
     "NetworkModel",
     "ParamTransform",
     "TrialBatch",
@@ -35,6 +42,11 @@ __all__ = [
     "cross_validate",
     "fit_batch",
     "fit_mice",
+    "fit_population",
+    "fit_noisy",
+    "simulate_noisy",
+    "NoisyFit",
+    "NoisyNetworkModel",
     "free_run",
     "identifiability",
     "interleaved_split",

@@ -25,12 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..params import ModelParams
-from .batch import make_batch, prepare_trials
+from tqdm.auto import tqdm
+
+from ..params import ModelParams, NetParams
+from ..network import init_weights
+from .batch import TrialBatch, make_batch, prepare_trials
 from .fitting import fit_batch, make_transform
+from .learner import BatchedLearner
 from .objective import KernelObjective
-from .likelihood import masked_sum
-from .predictive import check_predictive, laplace_covariance, predictive_trial_logp
+from .population import MapFit
+from .prior import GaussianPrior
 from .transforms import DEFAULT_FREE
 
 SCHEMES = ("time", "interleaved")
@@ -92,7 +96,7 @@ def folds(trials: pd.DataFrame, scheme: str = "time", n_folds: int = 1, every: i
     raise ValueError(f"scheme: must be one of {SCHEMES}, got {scheme!r}")
 
 
-class NetworkModel:
+class NetworkModel(BatchedLearner):
     """The deep network as a :class:`CVModel` (``w0=1`` fixed and not free = shallow control).
 
     Parameters mirror :func:`mouse_rl.fit.fit_mice`, plus ``predictive``:
@@ -100,21 +104,23 @@ class NetworkModel:
     ``"laplace"`` scores them by the Laplace posterior predictive with
     ``n_samples`` draws seeded by ``draw_seed`` (see :mod:`mouse_rl.fit.predictive`;
     the Hessian is taken at the end of ``fit``) and also reports the plug-in score.
+    Fits per-mouse trust-region Newton on the fused kernel (:func:`mouse_rl.fit.fit_batch`);
+    also the learner of :func:`mouse_rl.fit.population.fit_population`.
     """
 
     def __init__(self, trials: pd.DataFrame, name: str = "network", n_restarts: int = 8, max_iter: int = 100,
-                 method: str = "newton", free=DEFAULT_FREE, fixed: ModelParams | None = None,
-                 fit_lapse: bool = True, engine: str = "eager", device="cpu", dtype=torch.float64,
-                 seed: int = 0, progress: bool = False, map_prior: bool = True, predictive: str = "plugin",
-                 n_samples: int = 64, draw_seed: int = 0):
+                 method: str = "newton", engine: str = "eager", free=DEFAULT_FREE, fixed: ModelParams | None = None, fit_lapse: bool = True, device="cpu",
+                 dtype=torch.float64, seed: int = 0, progress: bool = False, map_prior: bool = True,
+                 predictive: str = "plugin", n_samples: int = 64, draw_seed: int = 0):
+        super().__init__(predictive, n_samples, draw_seed)
         self.name = name
         self.trials = prepare_trials(trials)
         self.transform = make_transform(free, fixed, fit_lapse)
+        self.free = self.transform.free
         self.batch = make_batch(self.trials, self.transform.fixed.zero_reward, device, dtype, prepared=True)
-        self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, seed=seed, engine=engine,
-                       progress=progress, map_prior=map_prior)
-        self.predictive, self.n_samples, self.draw_seed = check_predictive(predictive), n_samples, draw_seed
-        self.u = self.cov = self._trial_logp = None
+        self.map_prior = map_prior
+        self.kw = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, engine=engine, seed=seed,
+                       progress=progress)
 
     @classmethod
     def shallow(cls, trials, name: str = "shallow", **kw) -> "NetworkModel":
@@ -123,46 +129,55 @@ class NetworkModel:
         free = tuple(n for n in kw.pop("free", DEFAULT_FREE) if n != "w0")
         return cls(trials, name=name, free=free, fixed=fixed.replace(w0=1.0), **kw)
 
-    def fit(self, train_mask) -> "NetworkModel":
-        score = self.batch.mask_from_rows(train_mask)
+    def registry_prior(self) -> GaussianPrior:
+        return GaussianPrior.diagonal(self.free, *self.transform.prior_u())
+
+    def map_fit(self, train_mask, prior: GaussianPrior | None = None, init: np.ndarray | None = None) -> MapFit:
+        """Per-mouse Newton fit on the ``train_mask`` choices (learning from every trial before them)."""
+        score = self.batch.mask_from_rows(np.asarray(train_mask, dtype=bool))
         last = int(torch.nonzero(score.any(1)).max()) + 1 if bool(score.any()) else 1
         batch = self.batch.crop(last)  # later trials cannot change the training objective
-        self.result = fit_batch(batch, self.transform, score[:last], None, **self.kw)
-        self.u = self.result.u.detach()
-        self._trial_logp = None
-        if self.predictive == "laplace":  # exact likelihood Hessian of the training choices (fused kernel)
-            self.cov = laplace_covariance(torch.as_tensor(self.result.hessian_loglik), self.transform.prior_u()[1])
-        return self
+        res = fit_batch(batch, self.transform, score[:last], None, map_prior=self.map_prior, prior=prior,
+                        init=init, **self.kw)
+        self.result = res
+        return MapFit(res.u.detach().cpu().numpy(), np.asarray(res.nll_loglik), np.asarray(res.hessian_loglik))
 
-    def score(self, mask) -> pd.DataFrame:
-        """Held-out log-likelihoods per mouse (plug-in, or Laplace predictive with a ``loglik_plugin`` column)."""
-        if self.u is None:
-            raise RuntimeError("call fit() first")
-        m = self.batch.mask_from_rows(mask).cpu()
-        n = m.sum(0).numpy()
-        if self._trial_logp is None:  # the learner sees every trial: one run serves every mask
-            kobj = KernelObjective(self.batch, self.transform)  # every trial scored and learned from
+    def trial_logp(self, u: np.ndarray) -> np.ndarray:
+        kobj = KernelObjective(self.batch, self.transform)  # every trial scored and learned from
+        return kobj.trial_logp(np.asarray(u, dtype=float), np.arange(len(u)))
 
-            def logp(u):
-                return torch.as_tensor(kobj.trial_logp(u.cpu().numpy(), np.arange(len(u))))
+    def forecast_p_right(self, u: np.ndarray, schedule: TrialBatch, seed: int = 0) -> np.ndarray:
+        """P(Right) ``(T, n)`` of free-running copies on ``schedule`` (its stimuli and session lengths) after
+        teacher forcing through this model's trials; column ``k * M + m`` runs mouse ``m`` at ``u[k * M + m]``
+        with choice stream ``copy_seeds`` (see :func:`mouse_rl.fit.checks.copy_seeds`)."""
+        from ..rollout import GivenChoices, GivenTrials, rollout
+        from .checks import copy_seeds, free_run
 
-            self._trial_logp = (logp(self.u),) if self.predictive == "plugin" else tuple(
-                t.cpu() for t in predictive_trial_logp(logp, self.u.cpu(), self.cov.cpu(), self.n_samples,
-                                                       self.draw_seed))
-        if self.predictive == "plugin":
-            return score_frame(self.batch.mice, masked_sum(self._trial_logp[0], m).numpy(), n)
-        ll, plug = (masked_sum(lp, m) for lp in self._trial_logp)
-        return score_frame(self.batch.mice, ll.numpy(), n, plugin=plug.numpy())
+        M = self.batch.shape[1]
+        K = len(u) // M
+        params = self.transform.params(torch.as_tensor(u, dtype=self.batch.contrast.dtype))
+        fixed = self.transform.fixed
+        opts = dict(encoding=fixed.encoding, positive=fixed.positive, zero_reward=fixed.zero_reward,
+                    use_lapse="lapse" in self.free or bool(np.any(np.asarray(fixed.lapse) != 0)))
+        ctx, sched = self.batch.repeat(K), schedule.repeat(K)
+        with torch.no_grad():
+            w = rollout(init_weights(params), params, GivenTrials(ctx.contrast, ctx.reward), GivenChoices(ctx.choice),
+                        0, ctx.shape[0], learn=ctx.valid, **opts)
+            seeds = torch.as_tensor(copy_seeds(self.batch.mice, K, seed).reshape(-1))  # column k * M + m
+            if not opts["use_lapse"]:
+                params = params._replace(lapse=torch.zeros_like(params.lapse))
+            _, p = free_run(sched, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward, init=w)
+        return p.cpu().numpy()
 
-    def fitted_params(self) -> pd.DataFrame:
-        p = self.transform.params(self.u)
-        return pd.DataFrame({"mouse": self.batch.mice, **{k: getattr(p, k).detach().cpu().numpy()
-                                                           for k in self.transform.free}})
+    def natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        theta, d1, _ = self.transform.natural(np.asarray(u, dtype=float))
+        cols = [NetParams._fields.index(n) for n in self.free]
+        return theta[:, cols], d1
 
 
 def cross_validate(trials: pd.DataFrame, models: dict[str, Callable[[pd.DataFrame], CVModel]],
                    scheme: str = "time", n_folds: int = 1, every: int = 10, train_frac: float = 0.5,
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = False) -> pd.DataFrame:
     """Fit and score every model on the same folds.
 
     Parameters
@@ -184,10 +199,11 @@ def cross_validate(trials: pd.DataFrame, models: dict[str, Callable[[pd.DataFram
     """
     df = prepare_trials(trials)
     rows = []
-    for fold, (train, test) in enumerate(folds(df, scheme, n_folds, every, train_frac)):
+    splits = list(folds(df, scheme, n_folds, every, train_frac))
+    bar = tqdm(total=len(splits) * len(models), desc=f"cv {scheme}", unit="fit", disable=not progress)
+    for fold, (train, test) in enumerate(splits):
         for name, factory in models.items():
-            if progress:
-                print(f"[cv {scheme} fold {fold}] {name} ...", flush=True)
+            bar.set_postfix_str(f"fold {fold} {name}")
             model = factory(df)
             t0 = time.perf_counter()
             model.fit(train)
@@ -202,6 +218,8 @@ def cross_validate(trials: pd.DataFrame, models: dict[str, Callable[[pd.DataFram
             held["fit_seconds"] = held["mouse"].map(per_mouse) if per_mouse else seconds
             held["scheme"] = scheme
             rows.append(held)
+            bar.update()
+    bar.close()
     return pd.concat(rows, ignore_index=True)
 
 

@@ -15,7 +15,8 @@ from .batch import TrialBatch, make_batch, prepare_trials
 from .likelihood import choice_logprob, masked_sum, teacher_forced
 from .newton import is_local_minimum, minimize_newton
 from .objective import KernelObjective
-from .optim import batched_hessian, minimize_batched
+from .optim import minimize_batched
+from .prior import GaussianPrior
 from .transforms import DEFAULT_FREE, ParamTransform
 
 #: Standard deviation (unconstrained units) of the weak Gaussian prior of the Q-learning baselines' MAP fits
@@ -70,6 +71,8 @@ class FitResult:
     u : ``(M, P)`` fitted unconstrained parameters (mice sorted by name, columns ``transform.free``).
     hessian : ``(M, P, P)`` Laplace posterior precision at ``u`` (:func:`posterior_precision`: the exact
         likelihood Hessian, PSD-clipped, plus the prior precision).
+    population : the :class:`~mouse_rl.fit.population.PopulationFit` of a hierarchical fit (else None):
+        ``.prior`` the population N(mu, Sigma), ``.population()`` its table, ``.history`` the EM trace.
     """
 
     params: pd.DataFrame
@@ -79,6 +82,7 @@ class FitResult:
     options: dict = field(default_factory=dict)
     u: np.ndarray | None = None
     hessian: np.ndarray | None = None
+    population: object = None
 
     def model_params(self) -> ModelParams:
         """Fitted :class:`ModelParams` (one value per mouse, mice sorted by name)."""
@@ -147,7 +151,8 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
               learn: torch.Tensor | None = None, n_restarts: int = 8, max_iter: int = 100,
               method: str = "newton", map_prior: bool = True, seed: int = 0, engine: str = "eager",
               progress: bool = False, lr: float | None = None, gtol: float = 1e-4, ftol: float = 1e-4,
-              n_screen: int | None = None, screen_iter: int = 8, n_hops: int = 2) -> BatchFit:
+              n_screen: int | None = None, screen_iter: int = 8, n_hops: int = 2,
+              prior: GaussianPrior | None = None, init: np.ndarray | None = None) -> BatchFit:
     """Fit every mouse (column) of ``batch`` from ``n_restarts`` starts.
 
     ``method="newton"`` (default): per-mouse trust-region Newton steps on the
@@ -171,13 +176,25 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     is polished and replaces the mouse's worst restart (the optima of a deep
     network's likelihood are narrow and many: one restart in 12 often finds
     the best).
+
+    ``prior`` replaces the registry priors of ``map_prior`` by a
+    :class:`~mouse_rl.fit.prior.GaussianPrior` (e.g. a population
+    distribution). ``init`` ``(R, M, P)``: per-mouse starts (e.g. the previous
+    optimum and the population mean) run straight to convergence with the
+    crease search, instead of the shared design, screening and hopping
+    (Newton only; ``n_restarts`` is then ``R``).
     """
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
+    if (prior is not None or init is not None) and method != "newton":
+        raise ValueError(f"method: prior and init need method='newton', got {method!r}")
     M = batch.shape[1]
     score = batch.valid if score is None else score & batch.valid
     learn = batch.valid if learn is None else learn & batch.valid
-    kobj = KernelObjective(batch, transform, score, learn, map_prior)
+    kobj = KernelObjective(batch, transform, score, learn, map_prior, prior)
+    map_prior = kobj.map_prior
+    if init is not None:
+        return _fit_from(kobj, np.asarray(init, dtype=float), max_iter, gtol, ftol, batch, score)
     n_screen = (4 * n_restarts if method == "newton" else n_restarts) if n_screen is None else int(n_screen)
     if n_screen < n_restarts:
         raise ValueError(f"n_screen: must be >= n_restarts ({n_restarts}), got {n_screen}")
@@ -240,7 +257,28 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
         reason = np.array(["unchecked"] * len(u), dtype=object)
         n_iter = np.full(len(u), max_iter)
         converged = np.zeros(len(u), dtype=bool)
-    seconds = time.perf_counter() - t0
+    return _collect(kobj, u, f, reason, n_iter, converged, n_restarts, batch, score, method, gtol,
+                    {"n_evals": info["n_evals"], "seconds": time.perf_counter() - t0})
+
+
+def _fit_from(kobj: KernelObjective, init: np.ndarray, max_iter: int, gtol: float, ftol: float,
+              batch: TrialBatch, score: torch.Tensor) -> BatchFit:
+    """Crease-searching Newton from per-mouse starts ``init`` ``(R, M, P)``."""
+    R, M, P = init.shape
+    if M != kobj.n_mice or P != len(kobj.sd):
+        raise ValueError(f"init: must have shape (R, {kobj.n_mice}, {len(kobj.sd)}), got {init.shape}")
+    lower, upper = kobj.transform.bounds_u()
+    t0 = time.perf_counter()
+    u, f, info = minimize_newton(kobj, np.clip(init.reshape(R * M, P), lower, upper), lower, upper, max_iter,
+                                 gtol, ftol=ftol)
+    return _collect(kobj, u, f, info["reason"].astype(object), info["n_iter"], info["converged"], R, batch,
+                    score, "newton", gtol, {"n_evals": info["n_evals"], "seconds": time.perf_counter() - t0})
+
+
+def _collect(kobj, u, f, reason, n_iter, converged, n_restarts, batch, score, method, gtol, info) -> BatchFit:
+    """Each mouse's best column, with the exact derivatives there, as a :class:`BatchFit`."""
+    M = kobj.n_mice
+    lower, upper = kobj.transform.bounds_u()
     f_all = _by_restart(f, n_restarts)
     u_all = u.reshape(n_restarts, M, -1)
     best = f_all.argmin(0)
@@ -261,7 +299,7 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     return BatchFit(u=tt(ub), nll=tt(fo), nll_loglik=fl, u_all=tt(u_all), nll_all=tt(f_all), best_restart=torch.as_tensor(best),
                     n_scored=score.sum(0), converged=np.asarray(converged)[col], reason=np.asarray(reason)[col].astype(str),
                     n_iter=np.asarray(n_iter)[col], n_at_best=n_at_best, hessian=Ho, hessian_loglik=Hl, grad=go,
-                    info={"n_evals": info["n_evals"], "seconds": seconds, "work": kobj.work})
+                    info={**info, "work": kobj.work})
 
 
 def _by_restart(f: np.ndarray, n_restarts: int) -> np.ndarray:
@@ -269,20 +307,23 @@ def _by_restart(f: np.ndarray, n_restarts: int) -> np.ndarray:
     return np.where(np.isfinite(f), f, np.inf).reshape(n_restarts, -1)
 
 
-def posterior_precision(transform: ParamTransform, H_loglik: np.ndarray) -> np.ndarray:
-    """Laplace posterior precision ``(M, P, P)``: the likelihood Hessian (eigenvalues clipped at 0) + the prior's.
+def posterior_precision(transform: ParamTransform, H_loglik: np.ndarray,
+                        prior: GaussianPrior | None = None) -> np.ndarray:
+    """Laplace posterior precision ``(M, P, P)``: the likelihood Hessian (eigenvalues clipped at 0) + the prior's
+    (``prior``, default the registry priors).
 
     At a crease of the piecewise-smooth likelihood (see :mod:`mouse_rl.fit.newton`) the one-sided Hessian
     can have a negative eigenvalue; clipping it means "no information from the data in that direction"
     and the prior (:data:`mouse_rl.params.PARAMS` ``prior_sd``) supplies it, so the precision is always
     positive definite (as in :func:`mouse_rl.fit.predictive.laplace_covariance`).
     """
-    _, sd = transform.prior_u()
+    if prior is None:
+        prior = GaussianPrior.diagonal(transform.free, *transform.prior_u())
     out = np.empty_like(H_loglik)
     for m, h in enumerate(H_loglik):
         h = 0.5 * (h + h.T) if np.all(np.isfinite(h)) else np.zeros_like(h)
         e, V = np.linalg.eigh(h)
-        out[m] = (V * np.clip(e, 0, None)) @ V.T + np.diag(1.0 / sd**2)
+        out[m] = (V * np.clip(e, 0, None)) @ V.T + prior.precision
     return out
 
 
@@ -362,7 +403,8 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
              map_prior: bool = True, free=DEFAULT_FREE, fixed: ModelParams | None = None,
              fit_lapse: bool = True, device="cpu", dtype: torch.dtype = torch.float64, seed: int = 0,
              progress: bool = False, engine: str = "eager", compute_se: bool = True,
-             per_trial: bool = True, score_rows=None, learn_rows=None, lr: float | None = None) -> FitResult:
+             per_trial: bool = True, score_rows=None, learn_rows=None, lr: float | None = None,
+             population: bool = False, population_iter: int = 10) -> FitResult:
     """Fit the network to every mouse of a trial table; every mouse converges on its own.
 
     Parameters
@@ -389,6 +431,10 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     per_trial : build the teacher-forced per-trial table at the fitted parameters.
     score_rows, learn_rows : optional bool arrays over the prepared table's rows:
         trials whose choices count in the likelihood / that the learner learns from.
+    population : hierarchical fit (:func:`mouse_rl.fit.population.fit_population`): a Gaussian
+        population over the free parameters by empirical Bayes, every mouse's MAP under it
+        (``FitResult.population``); Newton and MAP only, learning from every trial.
+    population_iter : EM iterations of the population fit.
 
     Returns
     -------
@@ -409,8 +455,20 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     score = None if score_rows is None else batch.mask_from_rows(score_rows)
     learn = None if learn_rows is None else batch.mask_from_rows(learn_rows)
     t0 = time.perf_counter()
-    res = fit_batch(batch, transform, score, learn, n_restarts, max_iter, method, map_prior, seed, engine,
-                    progress, lr)
+    pop = None
+    if population:
+        if method != "newton" or not map_prior or learn_rows is not None:
+            raise ValueError("population: needs method='newton', map_prior=True and no learn_rows")
+        from .cv import NetworkModel
+        from .population import fit_population
+
+        model = NetworkModel(df, n_restarts=n_restarts, max_iter=max_iter, free=transform.free, fixed=fixed,
+                             fit_lapse=fit_lapse, device=device, dtype=dtype, seed=seed)
+        pop = fit_population(model, score_rows, n_iter=population_iter, progress=progress)
+        res = model.result  # the last E-step: every mouse's MAP under the fitted population
+    else:
+        res = fit_batch(batch, transform, score, learn, n_restarts, max_iter, method, map_prior, seed, engine,
+                        progress, lr)
     u = res.u
     p = transform.params(u)
     n = res.n_scored.cpu().numpy().astype(float)
@@ -435,7 +493,7 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     table["best_restart"] = res.best_restart.cpu().numpy()
     table["n_restarts_at_best"] = res.n_at_best
     table["fit_seconds"] = seconds
-    precision = posterior_precision(transform, res.hessian_loglik)
+    precision = posterior_precision(transform, res.hessian_loglik, None if pop is None else pop.prior)
     if compute_se:
         se, status = _se_from_hessian(transform, un, res.hessian, precision if map_prior else None)
         for j, name in enumerate(transform.free):
@@ -445,7 +503,7 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     for c in ident:
         table[c] = ident[c].to_numpy()
     rows = []
-    for r in range(n_restarts):
+    for r in range(res.u_all.shape[0]):
         pr = transform.params(res.u_all[r])
         block = pd.DataFrame({"mouse": batch.mice, "restart": r, "objective": res.nll_all[r].cpu().numpy()})
         for name in transform.free:
@@ -457,4 +515,6 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     options = dict(n_restarts=n_restarts, max_iter=max_iter, method=method, map_prior=map_prior,
                    free=transform.free, seed=seed, engine=engine, n_evals=res.info["n_evals"],
                    seconds=seconds, device=str(device))
-    return FitResult(table, per, pd.concat(rows, ignore_index=True), transform, options, un, precision)
+    if pop is not None:
+        options.update(population=True, population_iter=population_iter, population_converged=pop.converged)
+    return FitResult(table, per, pd.concat(rows, ignore_index=True), transform, options, un, precision, pop)

@@ -14,6 +14,7 @@ import torch
 from ..network import encode
 from .batch import TrialBatch
 from .kernel import THETA, nll_derivatives
+from .prior import GaussianPrior
 from .transforms import ParamTransform
 
 
@@ -26,11 +27,13 @@ class KernelObjective:
     transform : free parameters and fixed model options.
     score, learn : ``(T, B)`` bool masks of trials whose choices count / the learner learns from
         (default: all valid trials).
-    map_prior : add the Gaussian prior of :meth:`ParamTransform.prior_u`.
+    map_prior : add the weak Gaussian prior of :meth:`ParamTransform.prior_u` (registry priors).
+    prior : a :class:`~mouse_rl.fit.prior.GaussianPrior` to add instead (e.g. a population
+        distribution); overrides ``map_prior``.
     """
 
     def __init__(self, batch: TrialBatch, transform: ParamTransform, score: torch.Tensor | None = None,
-                 learn: torch.Tensor | None = None, map_prior: bool = False):
+                 learn: torch.Tensor | None = None, map_prior: bool = False, prior: GaussianPrior | None = None):
         valid = batch.valid
         score = valid if score is None else score & valid
         learn = valid if learn is None else learn & valid
@@ -38,7 +41,6 @@ class KernelObjective:
         T = batch.shape[0]
         self.n_mice = batch.shape[1]
         self.transform = transform
-        self.map_prior = map_prior
         self.positive = fixed.positive
         self.use_lapse = "lapse" in transform.free or bool(np.any(np.asarray(fixed.lapse) != 0))
         host = lambda t: t.detach().cpu().numpy().T.copy()  # noqa: E731  (B, T) contiguous
@@ -49,7 +51,14 @@ class KernelObjective:
         s = self.score
         self.n_trials = np.where(s.any(1), T - np.argmax(s[:, ::-1], axis=1), 0).astype(np.int64)
         self.free_idx = np.array([THETA.index(n) for n in transform.free])
-        self.centre, self.sd = transform.prior_u()
+        centre, sd = transform.prior_u()
+        if prior is not None and tuple(prior.names) != tuple(transform.free):
+            raise ValueError(f"prior: parameters {prior.names} differ from the free parameters {transform.free}")
+        self.prior = prior if prior is not None else (GaussianPrior.diagonal(transform.free, centre, sd)
+                                                      if map_prior else None)
+        self.map_prior = self.prior is not None
+        #: scale of each coordinate (prior sd) for perturbations such as basin hopping
+        self.sd = self.prior.sd if self.prior is not None else sd
         self.work = 0  # column-trials run through the kernel so far (a load-independent cost measure)
 
     def loglik_derivatives(self, u: np.ndarray, rows: np.ndarray, order: int = 2):
@@ -72,10 +81,10 @@ class KernelObjective:
 
     def add_prior(self, u: np.ndarray, f: np.ndarray, g: np.ndarray, H: np.ndarray):
         """The objective from the likelihood terms at ``u``: adds the prior's value, gradient, Hessian (MAP only)."""
-        if not self.map_prior:
+        if self.prior is None:
             return f, g, H
-        z = (u - self.centre) / self.sd
-        return f + 0.5 * (z**2).sum(-1), g + z / self.sd, H + np.diag(1.0 / self.sd**2)[None]
+        fp, gp, Hp = self.prior.penalty(u)
+        return f + fp, g + gp, H + Hp
 
     def trial_logp(self, u: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """log P(observed choice) of every scored trial, ``(T, n)`` in nats (0 elsewhere), columns ``cols``."""

@@ -1,0 +1,80 @@
+"""``mouse-rl forecast DATA --out DIR``: animal-holdout forecasts of each mouse's final sessions.
+
+Mice (sorted by id) go to --folds folds round-robin. In each fold the other mice are the
+reference cohort (their first --context and final --horizon sessions observed); each mouse of
+the fold contributes only its first --context sessions and is scored on its final --horizon
+sessions. Models: pooled logistic GLMs (psychometric, late-phase, early-bias), PsyTrack carried
+forward, and tabular Q-learning, the shallow network and the network with a population prior
+from the reference cohort and a predictive through the unobserved sessions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    from ..forecast import MODELS
+
+    p = subparsers.add_parser("forecast", help="forecast each mouse's final sessions from its first ones "
+                                               "(animal-holdout folds, every model)", description=__doc__)
+    p.add_argument("data", nargs="+", type=Path,
+                   help="trial files or folders (liebana2025 folder, .npy, .parquet, .csv); concatenated")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--mice", nargs="+", default=None, help="only these mice")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+                   help=f"models to compare (default all: {' '.join(MODELS)})")
+    p.add_argument("--folds", type=int, default=5, help="folds of mice (default %(default)s)")
+    p.add_argument("--context", type=int, default=8, help="observed first sessions (default %(default)s)")
+    p.add_argument("--horizon", type=int, default=5, help="scored final sessions (default %(default)s)")
+    p.add_argument("--copies", type=int, default=100,
+                   help="parameter draws x free-running copies per mouse (default %(default)s)")
+    p.add_argument("--restarts", type=int, default=4, help="starts per mouse of the network fits (default %(default)s)")
+    p.add_argument("--em-iter", type=int, default=4, help="EM iterations of the population fits (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the figures")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..forecast import run_forecast
+    from ..forecast.plots import plot_psychometrics, plot_reliability
+    from ..outputs import OutputSet
+    from .fit import load_many
+
+    for name, value, low in (("--folds", args.folds, 2), ("--context", args.context, 1),
+                             ("--horizon", args.horizon, 1), ("--copies", args.copies, 1),
+                             ("--restarts", args.restarts, 1), ("--em-iter", args.em_iter, 0)):
+        if value < low:
+            raise ValueError(f"{name}: must be >= {low}, got {value}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out: {str(args.out)!r} exists and is not a folder")
+    trials = load_many(args.data, args.mice)
+    res = run_forecast(trials, models=args.models, n_folds=args.folds, n_context=args.context,
+                       n_horizon=args.horizon, n_copies=args.copies, n_restarts=args.restarts,
+                       em_iter=args.em_iter, seed=args.seed, progress=not args.quiet)
+    with OutputSet(args.out, meta={"command": "forecast"}) as outputs:
+        res.predictions.to_parquet(outputs.path("forecast_predictions.parquet"), index=False)
+        res.scores.to_csv(outputs.path("forecast_scores.csv"), index=False)
+        res.summary.to_csv(outputs.path("forecast_summary.csv"), index=False)
+        res.reliability.to_csv(outputs.path("forecast_reliability.csv"), index=False)
+        res.folds.to_csv(outputs.path("forecast_folds.csv"), index=False)
+        outputs.path("forecast_options.json").write_text(json.dumps({**res.options, "models": args.models,
+                                                                     "excluded": res.excluded}, indent=1))
+        if args.plots:
+            plot_reliability(res.reliability).savefig(outputs.path("forecast_reliability.png"), dpi=110,
+                                                      format="png")
+            mice = sorted(res.predictions["mouse"].unique())[:4]
+            shown = [m for m in ("network", "glm_early_bias") if m in args.models] or args.models[:2]
+            plot_psychometrics(res.predictions, mice, shown).savefig(outputs.path("forecast_psychometrics.png"), format="png",
+                                                                     dpi=110)
+    if res.excluded:
+        print(f"excluded (fewer than {args.context + args.horizon + 1} sessions): {', '.join(res.excluded)}")
+    print(res.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {args.out}")
+    return 0

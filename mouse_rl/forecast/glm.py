@@ -1,0 +1,76 @@
+"""Descriptive competitors of the forecast: pooled logistic GLMs of the psychometric curve.
+
+Features (``cL``, ``cR`` the left and right contrasts, fractions; ``h`` = 1 on horizon rows;
+``b`` the mouse's early bias, :func:`early_bias`):
+
+* ``"psychometric"``: 1, cL, cR.
+* ``"late_phase"``: + h, h cL, h cR.
+* ``"early_bias"``: + b, b h (with the horizon x contrast terms of ``late_phase``).
+
+Fitted on every observed row of a fold (reference mice's context and horizon, the forecast
+mice's context) by L-BFGS on the mean log loss + ``l2 / 2 * |w|^2`` (intercept not penalised,
+``l2 = 0.02``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+GLM_KINDS = ("psychometric", "late_phase", "early_bias")
+#: Sessions (ranked, 1-based) over which a mouse's early bias is averaged.
+EARLY_BIAS_SESSIONS = (4, 8)
+
+
+def early_bias(rows: pd.DataFrame, sessions=EARLY_BIAS_SESSIONS) -> pd.Series:
+    """Per mouse: mean over sessions ``sessions[0]..sessions[1]`` of P(Right | c = 0) - 0.5 (0 without c = 0 trials)."""
+    rank = rows.groupby("mouse")["session"].rank(method="dense")
+    sel = rows[(rank >= sessions[0]) & (rank <= sessions[1]) & (rows["signed_contrast"] == 0)]
+    per_session = sel.groupby(["mouse", "session"])["choice"].mean() - 0.5
+    out = per_session.groupby("mouse").mean()
+    return out.reindex(sorted(rows["mouse"].unique())).fillna(0.0)
+
+
+def features(rows: pd.DataFrame, kind: str, bias: pd.Series | None = None) -> np.ndarray:
+    """Design matrix ``(n, k)`` of ``kind`` for rows with a ``phase`` column."""
+    if kind not in GLM_KINDS:
+        raise ValueError(f"kind: must be one of {GLM_KINDS}, got {kind!r}")
+    cl, cr = rows["contrastLeft"].to_numpy(float), rows["contrastRight"].to_numpy(float)
+    cols = [np.ones(len(rows)), cl, cr]
+    if kind != "psychometric":
+        h = (rows["phase"].astype(str) == "horizon").to_numpy(float)
+        cols += [h, h * cl, h * cr]
+        if kind == "early_bias":
+            b = rows["mouse"].map(bias).to_numpy(float)
+            cols += [b, b * h]
+    return np.column_stack(cols)
+
+
+class LogisticGLM:
+    """One pooled GLM of a fold: ``fit(observed, targets)``, ``predict(schedule)`` -> P(Right) of its rows."""
+
+    def __init__(self, kind: str = "early_bias", l2: float = 0.02):
+        if kind not in GLM_KINDS:
+            raise ValueError(f"kind: must be one of {GLM_KINDS}, got {kind!r}")
+        self.kind, self.l2 = kind, float(l2)
+        self.name = f"glm_{kind}"
+
+    def fit(self, observed: pd.DataFrame, targets) -> "LogisticGLM":
+        self.bias = early_bias(observed)
+        X = features(observed, self.kind, self.bias)
+        y = observed["choice"].to_numpy(float)
+        n = len(y)
+        pen = np.ones(X.shape[1])
+        pen[0] = 0.0
+
+        def loss(w):
+            z = X @ w
+            p = 1.0 / (1.0 + np.exp(-z))
+            f = np.mean(np.logaddexp(0, z) - y * z) + 0.5 * self.l2 * np.sum(pen * w**2)
+            return f, X.T @ (p - y) / n + self.l2 * pen * w
+
+        self.w = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B").x
+        return self
+
+    def predict(self, schedule: pd.DataFrame) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-features(schedule, self.kind, self.bias) @ self.w))
