@@ -7,7 +7,7 @@ first 8 sessions observed, scored on its final 5) and writes the tables and figu
 Usage::
 
     python bench/forecast.py [--data ../shared/data/liebana2025] [--out bench/results/forecast]
-                             [--models ...] [--copies 100] [--restarts 4] [--em-iter 4] [--threads 1]
+                             [--models ...] [--copies 100] [--restarts 4] [--em-iter 4] [--threads 1] [--replot]
 """
 from __future__ import annotations
 
@@ -36,7 +36,19 @@ def main(argv=None) -> int:
     p.add_argument("--em-iter", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (set explicitly)")
+    p.add_argument("--replot", action="store_true", help="only redraw the figures of an existing --out")
     args = p.parse_args(argv)
+    if args.replot:
+        import pandas as pd
+
+        from mouse_rl.forecast.plots import forecast_figures
+
+        figs = forecast_figures(pd.read_parquet(args.out / "forecast_predictions.parquet"),
+                                pd.read_csv(args.out / "forecast_scores.csv"),
+                                pd.read_csv(args.out / "forecast_summary.csv"))
+        for name, fig in figs.items():
+            fig.savefig(args.out / f"forecast_{name}.png", dpi=110)
+        return 0
 
     import torch
 

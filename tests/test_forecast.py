@@ -142,7 +142,8 @@ def test_cli_forecast_writes_tables_and_rejects_bad_options(cohort, tmp_path, ca
                  "network", "--copies", "4", "--restarts", "1", "--em-iter", "1", "--quiet"])
     assert code == 0
     summary = pd.read_csv(out / "forecast_summary.csv")
-    assert set(summary["model"]) == {"glm_psychometric", "glm_early_bias", "network", "network_recalibrated"}
+    assert set(summary["model"]) == {"glm_psychometric", "glm_early_bias", "network", "network_recalibrated",
+                                     "network_stacked"}
     assert np.all(np.isfinite(summary["log_loss"]))
     for name in ("forecast_predictions.parquet", "forecast_reliability.csv", "forecast_reliability.png",
                  "forecast_psychometrics.png"):

@@ -43,7 +43,7 @@ def run(args) -> int:
 
     matplotlib.use("Agg")
     from ..forecast import run_forecast
-    from ..forecast.plots import plot_psychometrics, plot_reliability
+    from ..forecast.plots import forecast_figures
     from ..outputs import OutputSet
     from .fit import load_many
 
@@ -67,12 +67,8 @@ def run(args) -> int:
         outputs.path("forecast_options.json").write_text(json.dumps({**res.options, "models": args.models,
                                                                      "excluded": res.excluded}, indent=1))
         if args.plots:
-            plot_reliability(res.reliability).savefig(outputs.path("forecast_reliability.png"), dpi=110,
-                                                      format="png")
-            mice = sorted(res.predictions["mouse"].unique())[:4]
-            shown = [m for m in ("network", "glm_early_bias") if m in args.models] or args.models[:2]
-            plot_psychometrics(res.predictions, mice, shown).savefig(outputs.path("forecast_psychometrics.png"), format="png",
-                                                                     dpi=110)
+            for name, fig in forecast_figures(res.predictions, res.scores, res.summary).items():
+                fig.savefig(outputs.path(f"forecast_{name}.png"), dpi=110, format="png")
     if res.excluded:
         print(f"excluded (fewer than {args.context + args.horizon + 1} sessions): {', '.join(res.excluded)}")
     print(res.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -21,6 +21,7 @@ import torch
 
 from ..fit.population import fit_population
 from ..fit.predictive import laplace_samples
+from .glm import LogisticGLM, early_bias
 
 
 def placeholder_table(schedule: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +48,9 @@ class LearnerForecaster:
         recalibration ``P' = sigmoid(a logit P + b)`` fitted on the reference cohort's horizons
         (each reference mouse forecast from its own context as a forecast mouse is; its unobserved
         gap replaced by as many sessions as its session numbers skip, of its mean observed length,
-        with stimuli drawn from its observed horizon stimuli).
+        with stimuli drawn from its observed horizon stimuli); and ``<name>_stacked``: a logistic
+        regression on the reference horizons of the choice on the early-bias GLM's horizon terms
+        (1, cL, cR, early bias) and the forecast's logit (does the learner add to the GLM?).
     seed : seed of the parameter draws and of the copies' choice streams.
     """
 
@@ -72,8 +75,11 @@ class LearnerForecaster:
                 horizon = observed[~observed["mouse"].isin(targets) & (observed["phase"] == "horizon")]
                 schedule = reference_schedule(ref, horizon, self.seed)
                 p = self._forecast(ref_model, schedule)[(schedule["phase"] == "horizon").to_numpy()]
-                truth = horizon.sort_values(["mouse", "session", "trial"])["choice"].to_numpy(float)
+                rows = horizon.sort_values(["mouse", "session", "trial"])
+                truth = rows["choice"].to_numpy(float)
                 self.calibration = fit_recalibration(p, truth)
+                self.bias = early_bias(observed[observed["phase"] == "context"])
+                self.stack = LogisticGLM("early_bias").fit_design(stack_design(rows, p, self.bias), truth)
         self.context = ctx[ctx["mouse"].isin(targets)].drop(columns="phase")
         model = self.factory(self.context)
         model.fit(np.ones(len(model.trials), dtype=bool), prior=self.prior)
@@ -100,7 +106,16 @@ class LearnerForecaster:
         p = self._forecast(self.model, schedule)
         if self.calibration is None:
             return p
-        return {self.name: p, f"{self.name}_recalibrated": apply_recalibration(p, self.calibration)}
+        return {self.name: p, f"{self.name}_recalibrated": apply_recalibration(p, self.calibration),
+                f"{self.name}_stacked": self.stack.predict_design(stack_design(schedule, p, self.bias))}
+
+
+def stack_design(rows: pd.DataFrame, p: np.ndarray, bias: pd.Series) -> np.ndarray:
+    """Features of the stacked forecast: the early-bias GLM's horizon terms (1, cL, cR, early bias)
+    and the learner's forecast logit."""
+    return np.column_stack([np.ones(len(rows)), rows["contrastLeft"].to_numpy(float),
+                            rows["contrastRight"].to_numpy(float), rows["mouse"].map(bias).to_numpy(float),
+                            _logit(p)])
 
 
 def reference_schedule(context: pd.DataFrame, horizon: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

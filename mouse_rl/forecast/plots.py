@@ -40,3 +40,24 @@ def plot_psychometrics(predictions: pd.DataFrame, mice, models=("network", "glm_
     axes[0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def telling_mice(scores: pd.DataFrame, model: str, reference: str, n: int = 2) -> list:
+    """The ``n`` mice where ``model`` beats ``reference`` by most and the ``n`` where it loses by most."""
+    w = scores.pivot(index="mouse", columns="model", values="log_loss")
+    d = (w[model] - w[reference]).sort_values()
+    return list(dict.fromkeys([*d.index[:n], *d.index[::-1][:n]]))
+
+
+def forecast_figures(predictions: pd.DataFrame, scores: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    """The two figures of a forecast run: ``reliability`` and ``psychometrics`` (the network, its
+    recalibration and the reference GLM on the mice where the network gains and loses most)."""
+    from .scoring import reliability
+
+    models = list(summary["model"])
+    reference = summary["reference"].iloc[0]
+    main = next((m for m in ("network", "network_recalibrated") if m in models), models[0])
+    shown = [m for m in dict.fromkeys((main, "network_recalibrated", reference)) if m in models]
+    mice = telling_mice(scores, main, reference) if main != reference else sorted(scores["mouse"].unique())[:4]
+    return {"reliability": plot_reliability(reliability(predictions), shown),
+            "psychometrics": plot_psychometrics(predictions, mice, shown)}
