@@ -3,6 +3,7 @@ gradient, and recovery on simulated noisy learners. Small problems only (the sui
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -170,3 +171,19 @@ def test_fit_noisy_table_and_errors():
         ss.fit_noisy(df, fixed=dict(eta=-1.0))
     with pytest.raises(ValueError, match="score_rows"):
         ss.fit_noisy(df, score_rows=np.ones(3, bool))
+
+
+def test_cli_fit_noisy_network(tmp_path):
+    from mouse_rl.cli import main
+    from mouse_rl.simulate import simulate_cohort
+
+    trials = simulate_cohort(2, 2, 60, seed=8, dtype=torch.float64).trials
+    data = tmp_path / "cohort.parquet"
+    trials.to_parquet(data)
+    out = tmp_path / "noisy"
+    assert main(["fit", str(data), "--out", str(out), "--model", "noisy-network", "--restarts", "1", "--quiet"]) == 0
+    params = pd.read_csv(out / "noisy_params.csv")
+    assert sorted(params["mouse"]) == sorted(trials["mouse"].unique())
+    assert np.isfinite(params["log_evidence"]).all()
+    assert (out / "noisy_weights.parquet").exists() and len(list((out / "plots").glob("*_noisy.png"))) == 2
+    assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", "--cv", "time"]) == 2

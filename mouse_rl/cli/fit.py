@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
                    help="torch unroll of --method lbfgs/adam ('compile' fuses trials with torch.compile)")
     p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="fix the lapse at 0")
     p.add_argument("--shallow", action="store_true", help="fit the shallow control (w0 = 1 fixed)")
+    p.add_argument("--model", choices=["network", "noisy-network"], default="network",
+                   help="network: the deterministic learner (default); noisy-network: its learning rule as the "
+                        "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
+                        "noisy_weights.parquet and a weight-trajectory plot per mouse)")
     p.add_argument("--population", action="store_true",
                    help="hierarchical fit: a Gaussian population over the parameters by empirical Bayes (EM), "
                         "every mouse's MAP under it; writes population.csv and population_history.csv")
@@ -132,6 +136,8 @@ def run(args) -> int:
     trials = load_many(args.data, args.mice, args.single_block, args.reward_rule)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.model == "noisy-network":
+        return run_noisy(args, trials)
     free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
         ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
     check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
@@ -185,4 +191,28 @@ def run(args) -> int:
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")
+    return 0
+
+
+def run_noisy(args, trials) -> int:
+    """``--model noisy-network``: the state-space fit of :mod:`mouse_rl.fit.statespace`."""
+    from ..fit.statespace import fit_noisy
+    from ..fit.statespace_plots import plot_noisy_weights
+    from ..outputs import OutputSet
+    from ..safe_names import unique_filenames
+
+    if args.population or args.cv != "none" or args.shallow or args.method != "newton":
+        raise ValueError("--model noisy-network: --population, --cv, --shallow and --method do not apply")
+    fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
+                    network_kw=dict(n_restarts=args.restarts, seed=args.seed))
+    with OutputSet(args.out, meta={"command": "fit"}) as outputs:
+        fit.params.to_csv(outputs.path("noisy_params.csv"), index=False)
+        fit.weights.to_parquet(outputs.path("noisy_weights.parquet"), index=False)
+        if args.plots:
+            stems = unique_filenames(fit.params["mouse"])
+            for mouse in fit.params["mouse"]:
+                plot_noisy_weights(fit, mouse).savefig(outputs.path(f"plots/{stems[str(mouse)]}_noisy.png"),
+                                                       dpi=100, format="png")
+    print(fit.params.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {args.out / 'noisy_params.csv'} (Laplace log evidence {fit.evidence:.1f} nats)")
     return 0
