@@ -28,6 +28,8 @@ from ..fit.prior import GaussianPrior
 from ..network import learning_reward, stimulus_reward
 
 PARAM_NAMES = ("beta", "alpha_pos", "alpha_neg", "Q_L", "Q_R")
+#: Unconstrained start of restart 0 and centre of the weak prior: beta 5, alpha+ = alpha- = 0.5, Q_L = Q_R = 0.5.
+U_START = (math.log(5.0), 0.0, 0.0, 0.5, 0.5)
 
 
 def q_update(Q, s_onehot, choice, reward, alpha_pos, alpha_neg):
@@ -135,7 +137,7 @@ class QLearningModel(BatchedLearner):
 
     def registry_prior(self) -> GaussianPrior:
         """Weak prior: log beta ~ N(log 5, 2^2), logit alphas ~ N(0, 2^2), Q_L, Q_R ~ N(0.5, 2^2)."""
-        return GaussianPrior.diagonal(PARAM_NAMES, [math.log(5.0), 0.0, 0.0, 0.5, 0.5], PRIOR_SD)
+        return GaussianPrior.diagonal(PARAM_NAMES, U_START, PRIOR_SD)
 
     def _logp(self, T=None, repeat=1):
         b = self.batch
@@ -167,7 +169,7 @@ class QLearningModel(BatchedLearner):
         given = init is not None
         if not given:
             gen = np.random.default_rng(self.seed)
-            starts = [np.tile([math.log(5.0), 0.0, 0.0, 0.5, 0.5], (M, 1))]
+            starts = [np.tile(U_START, (M, 1))]
             for _ in range(1, self.n_restarts):
                 starts.append(np.column_stack([gen.uniform(0, 3, M), gen.normal(0, 1.5, M), gen.normal(0, 1.5, M),
                                                gen.uniform(0, 1, M), gen.uniform(0, 1, M)]))

@@ -124,6 +124,9 @@ def run(args) -> int:
         raise ValueError("--restarts and --max-iter must be >= 1")
     if args.samples < 1:
         raise ValueError(f"--samples: must be >= 1, got {args.samples}")
+    if args.model == "noisy-network" and (args.population or args.cv != "none" or args.shallow
+                                          or args.method != "newton"):
+        raise ValueError("--model noisy-network: --population, --cv, --shallow and --method do not apply")
     if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
         raise ValueError("--population: needs the default MAP Newton fit in one batch "
                          "(drop --ml, --method lbfgs/adam, --backend local/ray)")
@@ -201,8 +204,6 @@ def run_noisy(args, trials) -> int:
     from ..outputs import OutputSet
     from ..safe_names import unique_filenames
 
-    if args.population or args.cv != "none" or args.shallow or args.method != "newton":
-        raise ValueError("--model noisy-network: --population, --cv, --shallow and --method do not apply")
     fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
                     network_kw=dict(n_restarts=args.restarts, seed=args.seed))
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:

@@ -130,7 +130,7 @@ class NetworkModel(BatchedLearner):
         return cls(trials, name=name, free=free, fixed=fixed.replace(w0=1.0), **kw)
 
     def registry_prior(self) -> GaussianPrior:
-        return GaussianPrior.diagonal(self.free, *self.transform.prior_u())
+        return self.transform.registry_prior()
 
     def map_fit(self, train_mask, prior: GaussianPrior | None = None, init: np.ndarray | None = None) -> MapFit:
         """Per-mouse Newton fit on the ``train_mask`` choices (learning from every trial before them)."""

@@ -16,6 +16,7 @@ from .likelihood import choice_logprob, masked_sum, teacher_forced
 from .newton import is_local_minimum, minimize_newton
 from .objective import KernelObjective
 from .optim import minimize_batched
+from .population import posterior_precisions
 from .prior import GaussianPrior
 from .transforms import DEFAULT_FREE, ParamTransform
 
@@ -318,13 +319,8 @@ def posterior_precision(transform: ParamTransform, H_loglik: np.ndarray,
     positive definite (as in :func:`mouse_rl.fit.predictive.laplace_covariance`).
     """
     if prior is None:
-        prior = GaussianPrior.diagonal(transform.free, *transform.prior_u())
-    out = np.empty_like(H_loglik)
-    for m, h in enumerate(H_loglik):
-        h = 0.5 * (h + h.T) if np.all(np.isfinite(h)) else np.zeros_like(h)
-        e, V = np.linalg.eigh(h)
-        out[m] = (V * np.clip(e, 0, None)) @ V.T + prior.precision
-    return out
+        prior = transform.registry_prior()
+    return posterior_precisions(H_loglik, prior)
 
 
 def standard_errors(batch: TrialBatch, transform: ParamTransform, u: torch.Tensor, score=None, learn=None,

@@ -51,14 +51,13 @@ class KernelObjective:
         s = self.score
         self.n_trials = np.where(s.any(1), T - np.argmax(s[:, ::-1], axis=1), 0).astype(np.int64)
         self.free_idx = np.array([THETA.index(n) for n in transform.free])
-        centre, sd = transform.prior_u()
         if prior is not None and tuple(prior.names) != tuple(transform.free):
             raise ValueError(f"prior: parameters {prior.names} differ from the free parameters {transform.free}")
-        self.prior = prior if prior is not None else (GaussianPrior.diagonal(transform.free, centre, sd)
-                                                      if map_prior else None)
+        registry = transform.registry_prior()
+        self.prior = prior if prior is not None else (registry if map_prior else None)
         self.map_prior = self.prior is not None
         #: scale of each coordinate (prior sd) for perturbations such as basin hopping
-        self.sd = self.prior.sd if self.prior is not None else sd
+        self.sd = (self.prior or registry).sd
         self.work = 0  # column-trials run through the kernel so far (a load-independent cost measure)
 
     def loglik_derivatives(self, u: np.ndarray, rows: np.ndarray, order: int = 2):

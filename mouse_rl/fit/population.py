@@ -93,24 +93,24 @@ def laplace_log_evidence(fit: MapFit, prior: GaussianPrior) -> np.ndarray:
     """Laplace approximation of each mouse's log marginal likelihood ``(M,)`` (nats) under ``prior``."""
     pen, _, _ = prior.penalty(fit.u)
     P = fit.u.shape[1]
-    out = np.empty(len(fit.u))
-    for m, h in enumerate(fit.hessian):
-        _, logdet = np.linalg.slogdet(_psd(h) + prior.precision)
-        out[m] = -fit.nll[m] - pen[m] + prior.log_norm() + 0.5 * P * math.log(2 * math.pi) - 0.5 * logdet
+    _, logdet = np.linalg.slogdet(posterior_precisions(fit.hessian, prior))
+    return -fit.nll - pen + prior.log_norm() + 0.5 * P * math.log(2 * math.pi) - 0.5 * logdet
+
+
+def posterior_precisions(hessians: np.ndarray, prior: GaussianPrior) -> np.ndarray:
+    """Laplace posterior precisions ``(M, P, P)``: each likelihood Hessian symmetrised with its negative
+    eigenvalues clipped at 0 (0 if not finite: no information from the data), plus the prior precision."""
+    out = np.empty_like(np.asarray(hessians, dtype=float))
+    for m, h in enumerate(hessians):
+        h = 0.5 * (h + h.T) if np.all(np.isfinite(h)) else np.zeros_like(h)
+        e, V = np.linalg.eigh(h)
+        out[m] = (V * np.clip(e, 0, None)) @ V.T + prior.precision
     return out
 
 
 def posterior_covariances(fit: MapFit, prior: GaussianPrior) -> np.ndarray:
     """Laplace posterior covariances ``(M, P, P)``: ``(H_m^+ + Sigma^-1)^-1``."""
-    return np.stack([np.linalg.inv(_psd(h) + prior.precision) for h in fit.hessian])
-
-
-def _psd(h: np.ndarray) -> np.ndarray:
-    """Symmetrised ``h`` with negative eigenvalues clipped at 0 (0 if not finite: no information)."""
-    if not np.all(np.isfinite(h)):
-        return np.zeros_like(h)
-    e, V = np.linalg.eigh(0.5 * (h + h.T))
-    return (V * np.clip(e, 0, None)) @ V.T
+    return np.linalg.inv(posterior_precisions(fit.hessian, prior))
 
 
 def m_step(fit: MapFit, cov_post: np.ndarray, base: GaussianPrior, kappa: float) -> GaussianPrior:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..params import PARAMS, ModelParams, NetParams
+from .prior import GaussianPrior
 
 #: Parameters the network fit may free (NetParams field names).
 FITTABLE = tuple(PARAMS)
@@ -112,6 +113,10 @@ class ParamTransform:
         """Centre and sd ``(P,)`` of the MAP prior in unconstrained units (see :data:`mouse_rl.params.PARAMS`)."""
         centre = self.to_u({n: PARAMS[n].prior_centre for n in self.free}, 1)[0].numpy()
         return centre, np.array([PARAMS[n].prior_sd for n in self.free])
+
+    def registry_prior(self) -> GaussianPrior:
+        """The weak MAP priors of :meth:`prior_u` as a :class:`~mouse_rl.fit.prior.GaussianPrior`."""
+        return GaussianPrior.diagonal(self.free, *self.prior_u())
 
     def starts(self, n_restarts: int, seed: int = 0) -> np.ndarray:
         """Restart design ``(n_restarts, P)`` shared by every mouse (so a mouse's starts never depend on its batch).

@@ -24,11 +24,15 @@ EARLY_BIAS_SESSIONS = (4, 8)
 
 
 def early_bias(rows: pd.DataFrame, sessions=EARLY_BIAS_SESSIONS) -> pd.Series:
-    """Per mouse: mean over sessions ``sessions[0]..sessions[1]`` of P(Right | c = 0) - 0.5 (0 without c = 0 trials)."""
-    rank = rows.groupby("mouse")["session"].rank(method="dense")
-    sel = rows[(rank >= sessions[0]) & (rank <= sessions[1]) & (rows["signed_contrast"] == 0)]
-    per_session = sel.groupby(["mouse", "session"])["choice"].mean() - 0.5
-    out = per_session.groupby("mouse").mean()
+    """Per mouse: mean over sessions ``sessions[0]..sessions[1]`` (ranked within the mouse) of the session
+    ``bias`` of :func:`mouse_rl.analysis.session_metrics` (P(Right | c = 0) - 0.5), over the sessions with
+    zero-contrast trials; 0 for a mouse without any."""
+    from ..analysis import session_metrics
+
+    sm = session_metrics(rows)
+    rank = sm.groupby("mouse")["session"].rank(method="dense")
+    sel = sm[(rank >= sessions[0]) & (rank <= sessions[1]) & (sm["metric_definition"] == "zero")]
+    out = sel.groupby("mouse")["bias"].mean()
     return out.reindex(sorted(rows["mouse"].unique())).fillna(0.0)
 
 

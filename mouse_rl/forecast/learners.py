@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data._tidy import derive_reward, split_contrast
 from ..fit.population import fit_population
 from ..fit.predictive import laplace_samples
 from .glm import LogisticGLM, early_bias
@@ -29,7 +30,7 @@ def placeholder_table(schedule: pd.DataFrame) -> pd.DataFrame:
     placeholders. Free-running copies never read them (they sample their own choices)."""
     out = schedule.drop(columns=[c for c in ("phase",) if c in schedule]).copy()
     out["choice"] = 0
-    out["reward"] = (out["signed_contrast"].to_numpy(float) < 0).astype(float)
+    out["reward"] = derive_reward(out["signed_contrast"], out["choice"])
     out["feedbackType"] = 2 * out["reward"] - 1
     return out
 
@@ -134,8 +135,7 @@ def reference_schedule(context: pd.DataFrame, horizon: pd.DataFrame, seed: int =
                                       "trial": np.arange(length), "signed_contrast": sc[j], "phase": "gap"}))
         rows.append(h[["mouse", "session", "trial", "signed_contrast"]].assign(phase="horizon"))
     out = pd.concat(rows, ignore_index=True)
-    out["contrastLeft"] = np.clip(-out["signed_contrast"], 0, None) + 0.0
-    out["contrastRight"] = np.clip(out["signed_contrast"], 0, None) + 0.0
+    out["contrastLeft"], out["contrastRight"] = split_contrast(out["signed_contrast"])
     return out.sort_values(["mouse", "session", "trial"], kind="stable").reset_index(drop=True)
 
 
