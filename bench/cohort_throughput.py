@@ -13,7 +13,8 @@ All figures come from one run, so their ratios are comparable on a shared machin
     ``--threads`` passed explicitly; ``log="none"`` and ``log="sessions"``;
 (c) the CLI path ``mouse-rl simulate --mice CLI_MICE --sessions CLI_SESSIONS --trials CLI_TRIALS``
     (in-process, trial table built and written to parquet, checkpoints as by default) against both loops
-    on the same cohort without the table;
+    on the same cohort without the table, and against the fused loop that keeps the per-trial log and
+    builds the table (``log="trials"``: everything the CLI does but checkpoints and writing);
 (d) a per-mouse, per-trial autograd loop (the model written the obvious way), LOOP_MICE x LOOP_TRIALS.
 
 Cases run interleaved, round by round (``--repeats`` rounds), and each rate is the best round's mouse-trials
@@ -28,9 +29,12 @@ import contextlib
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's envs and mouse_rl
 
 import numba
 import torch
@@ -166,6 +170,7 @@ def cpu_figures(args, out: dict) -> None:
         cases["cli"] = cli_case(n, s, t, Path(tmp))
         cases["cli_reference_loop"] = cohort_case(n, s * t, "reference", session_trials=t)
         cases["cli_fused_loop"] = cohort_case(n, s * t, "fused", session_trials=t)
+        cases["cli_fused_table"] = cohort_case(n, s * t, "fused", log="trials", session_trials=t)
         rates = measure(cases, args.repeats)
     out.update(rates)
     out["numba_threading_layer"] = numba.threading_layer()
@@ -177,9 +182,11 @@ def cpu_figures(args, out: dict) -> None:
         print(f"(b) fused engine, {th} numba thread(s), {args.mice} mice x {args.trials} trials: {fmt(fused)}; "
               f"with per-session summaries {fmt(sess)}; {fused[0] / ref[0]:.1f}x the reference loop")
     cli, cli_ref, cli_fused = rates["cli"], rates["cli_reference_loop"], rates["cli_fused_loop"]
+    cli_table = rates["cli_fused_table"]
     print(f"(c) CLI `mouse-rl simulate --mice {n} --sessions {s} --trials {t}` (table + parquet): {fmt(cli)}; "
           f"loops without the table: reference {fmt(cli_ref)} (CLI at {cli[0] / cli_ref[0]:.2f}x), "
-          f"fused {fmt(cli_fused)} (CLI at {cli[0] / cli_fused[0]:.2f}x)")
+          f"fused {fmt(cli_fused)} (CLI at {cli[0] / cli_fused[0]:.2f}x); fused loop with the trial log and "
+          f"table (log='trials', no file) {fmt(cli_table)} (CLI at {cli[0] / cli_table[0]:.2f}x)")
     if args.loop_mice > 0:
         loop = autograd_loop_rate(args.loop_mice, args.loop_trials)
         best = max(out[f"fused_{th}"][0] for th in args.threads)

@@ -60,7 +60,7 @@ def encode(obj):
             columns.append(str(name))
             dtypes.append(str(col.dtype))
             if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-                data.append([str(v) for v in col])
+                data.append([str(v) for v in col.tolist()])  # tolist: no per-element pandas access
             else:
                 data.append(torch.from_numpy(np.array(col.to_numpy(), copy=True)))
         return {_FRAME: True, "columns": columns, "dtypes": dtypes, "data": data}

@@ -32,6 +32,20 @@ class Weights(NamedTuple):
     U: torch.Tensor  # (..., 2, 3)
 
 
+def flat_weights(w: Weights) -> torch.Tensor:
+    """Weights as one ``(..., 9)`` tensor: a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb
+    (``a`` then ``U`` row by row; the order of :data:`mouse_rl.schema.WEIGHT_COLUMNS`)."""
+    return torch.cat([w.a, w.U.flatten(-2)], -1)
+
+
+def weights_from_flat(v) -> Weights:
+    """Inverse of :func:`flat_weights`: ``(..., 9)`` -> ``a (..., 3)``, ``U (..., 2, 3)`` (views where possible).
+
+    Also takes a NumPy array, e.g. a table's :data:`~mouse_rl.schema.WEIGHT_COLUMNS` as ``(rows, 9)``.
+    """
+    return Weights(v[..., :3], v[..., 3:].reshape(*v.shape[:-1], 2, 3))
+
+
 class Forward(NamedTuple):
     """Action values of both actions, each ``(..., 2)`` (index 0 = L, 1 = R)."""
 

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from .safe_names import confined_path
 
+#: Parquet page compression of the dictionary-encoded columns of :func:`write_parquet`.
+DICTIONARY_COMPRESSION = "snappy"
+
 #: Marker of a complete output folder.
 FOLDER_MARKER = "mouse_rl_run.json"
 
@@ -119,3 +122,33 @@ def read_marker(marker) -> dict | None:
         if not path.is_file() or path.stat().st_size != size:
             return None
     return record
+
+
+def write_parquet(table, path, dictionary=()) -> None:
+    """Write a DataFrame to parquet (no index); ``pandas.read_parquet`` gives ``table`` back.
+
+    Columns named in ``dictionary`` (few distinct values: keys, stimuli, choices) are dictionary-encoded
+    and snappy-compressed; every other column (e.g. the model's float read-outs, whose mantissas do not
+    compress) is stored plain and uncompressed. Where every column is numeric, boolean or text
+    (``str``), the table goes to pyarrow directly: the schema and pandas metadata of
+    ``pyarrow.Table.from_pandas``, the numeric columns handed over without a copy or a NaN -> null
+    scan (a NaN is stored as NaN and read back as NaN). Other tables go through ``DataFrame.to_parquet``
+    with the same options.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    low = [name for name in table.columns if name in set(dictionary)]
+    options = dict(use_dictionary=low,
+                   compression={name: (DICTIONARY_COMPRESSION if name in low else "none") for name in table.columns})
+    plain = [not isinstance(dt, pd.api.extensions.ExtensionDtype) and dt.kind in "biuf" for dt in table.dtypes]
+    text = [isinstance(dt, pd.StringDtype) for dt in table.dtypes]
+    if not all(p or t for p, t in zip(plain, text)) or not table.columns.is_unique:
+        table.to_parquet(path, index=False, **options)
+        return
+    schema = pa.Schema.from_pandas(table.iloc[:0], preserve_index=False)
+    arrays = [pa.array(table[name].to_numpy(), type=field.type) if is_plain
+              else pa.array(table[name], type=field.type, from_pandas=True)
+              for name, field, is_plain in zip(table.columns, schema, plain)]
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, **options)

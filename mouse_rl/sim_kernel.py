@@ -28,10 +28,8 @@ import torch
 
 from envs import rng
 
+from . import fused_step
 from .network import MAX_WEIGHT
-
-_M32 = 0xFFFFFFFF
-_INV_TWO32 = 1.0 / 4294967296.0
 
 #: Log layouts (``log_mode``): nothing; (choice, P(R)) only; the simulation's trial fields; those plus weights.
 LOG_NONE, LOG_CHOICES, LOG_TRIALS, LOG_TRIALS_WEIGHTS = 0, 1, 2, 3
@@ -42,33 +40,9 @@ TRIAL_FIELDS = ("signed_contrast", "choice", "reward", "p_right", "q_tot_L", "q_
 SUMMARY_FIELDS = ("n_trials", "n_left", "n_zero", "n_right", "right_left", "right_zero", "right_right", "rewarded")
 
 
-@nb.njit(cache=True, inline="always")
-def _mix32(x):
-    x = x ^ (x >> 16)
-    x = (x * 0x21F0AAAD) & _M32
-    x = x ^ (x >> 15)
-    x = (x * 0x735A2D97) & _M32
-    return x ^ (x >> 15)
-
-
-@nb.njit(cache=True, inline="always")
-def _stream_key(seed, stream):
-    return _mix32(seed ^ _mix32((stream * 0x01000193) & _M32))
-
-
-@nb.njit(cache=True, inline="always")
-def _hash(key, counter):
-    return _mix32(key ^ _mix32(_mix32(counter & _M32) ^ (counter >> 32)))
-
-
-@nb.njit(cache=True, inline="always")
-def _clip(v, bound):
-    """torch.clamp(v, -bound, bound) (NaN stays NaN)."""
-    if v > bound:
-        return bound
-    if v < -bound:
-        return -bound
-    return v
+_F = fused_step.compile_all(nb.njit(cache=True, inline="always"))
+_stream_key, _counter_hash, _uniform, _trial_step, _next_stimulus = (
+    _F.stream_key, _F.counter_hash, _F.uniform, _F.trial_step, _F.next_stimulus)
 
 
 #: Mice a thread advances together, trial by trial: independent dependency chains overlap in the CPU.
@@ -84,7 +58,7 @@ def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
     Random draws compare the 32-bit hash with integer thresholds where the reference compares
     ``(h + 0.5) / 2**32`` in float64 with a probability: the same decision, exactly.
     """
-    zero, half, one, wmax = consts[0], consts[1], consts[2], consts[3]
+    zero, half, one, wmax, zmax = consts[0], consts[1], consts[2], consts[3], consts[4]
     K = m1 - m0
     W = np.empty((9, K), consts.dtype)  # weights a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb (mouse-minor)
     C = np.empty(K, np.int64)
@@ -101,41 +75,27 @@ def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
         s = t // T
         for j in range(K):
             m = m0 + j
-            aL, aR, ab = W[0, j], W[1, j], W[2, j]
-            ULL, ULR, ULb, URL, URR, URb = W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j]
             learns = True
             if given:
                 c, xL, xR = given_c[m, t], given_x[m, t, 0], given_x[m, t, 1]
                 learns = valid[m, t]
             else:
                 c, xL, xR = contrasts[C[j]], x_table[C[j], 0], x_table[C[j], 1]
-            # forward (pre-update weights) and policy
-            hL, hR, hb = aL * xL, aR * xR, ab * one
-            qsL = ULL * hL + ULR * hR
-            qsR = URL * hL + URR * hR
-            qcL = ULb * hb
-            qcR = URb * hb
-            qtL = qsL + qcL
-            qtR = qsR + qcR
-            p = one / (one + np.exp(-(beta[m] * (qtR - qtL))))
-            if use_lapse:
-                p = half * lapse[m] + (one - lapse[m]) * p
-            h = _hash(keys[2, j], t)
-            if single:
-                u = np.float64((np.float32(h) + np.float32(0.5)) * np.float32(_INV_TWO32))
-            else:
-                u = (np.float64(h) + 0.5) * _INV_TWO32
-            right = u < p
-            ch = 1 if right else 0
-            # task reward (envs.CohortEnv): the stimulus side; at c = 0 a side from the ZERO_REWARD_SIDE stream
-            zero_side = 1 if _hash(keys[1, j], t) < zero_threshold else 0
-            rewarded = 1 if c > zero else (0 if c < zero else zero_side)
-            reward = one if ch == rewarded else zero
-            learn_r = half if (c == zero and zero_expected) else reward
-            # the three teaching signals of the chosen action
-            d_tot = learn_r - (qtR if right else qtL)
-            d_stim = learn_r - (qsR if right else qsL)
-            d_const = learn_r - (qcR if right else qcL)
+            if log_mode == LOG_TRIALS_WEIGHTS:  # the weights this trial's choice is made with
+                for i in range(9):
+                    log[13 + i, m, t] = W[i, j]
+            u = _uniform(_counter_hash(keys[2, j], t), single)
+            zero_side = 1 if _counter_hash(keys[1, j], t) < zero_threshold else 0
+            (aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, p, ch, rewarded,
+             reward, qtL, qtR, qsL, qsR, qcL, qcR, d_tot, d_stim, d_const) = _trial_step(
+                W[0, j], W[1, j], W[2, j], W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j], c, xL, xR,
+                eta[m], beta[m], lapse[m], use_lapse, u, zero_side, learns, fresh[j], positive, zero_expected, zero,
+                half, one, wmax, zmax)
+            if learns:
+                W[0, j], W[1, j], W[2, j], W[3, j], W[4, j] = aL, aR, ab, ULL, ULR
+                W[5, j], W[6, j], W[7, j], W[8, j] = ULb, URL, URR, URb
+                if fresh[j]:
+                    fresh[j] = False
             if log_mode == LOG_CHOICES:
                 log[0, m, t] = ch if learns else 0
                 log[1, m, t] = p
@@ -153,48 +113,15 @@ def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
                 log[10, m, t] = d_tot
                 log[11, m, t] = d_stim
                 log[12, m, t] = d_const
-                if log_mode == LOG_TRIALS_WEIGHTS:
-                    for i in range(9):
-                        log[13 + i, m, t] = W[i, j]
             if summary.shape[1] > 0:
                 cls = 1 if c < zero else (3 if c > zero else 2)
                 summary[m, s, 0] += 1
                 summary[m, s, cls] += 1
                 summary[m, s, cls + 3] += ch
                 summary[m, s, 7] += 1 if ch == rewarded else 0
-            if learns:
-                # trial_update: the cortex by delta_tot, the chosen row of U by delta_stim / delta_const
-                Uc_L = URL if right else ULL
-                Uc_R = URR if right else ULR
-                Uc_b = URb if right else ULb
-                g = eta[m] * d_tot
-                aL = aL + g * Uc_L * xL
-                aR = aR + g * Uc_R * xR
-                ab = ab + g * Uc_b * one
-                gs = eta[m] * d_stim
-                gc = eta[m] * d_const
-                nUL = Uc_L + gs * hL
-                nUR = Uc_R + gs * hR
-                nUb = Uc_b + gc * hb
-                if positive:
-                    aL, aR, ab, nUL, nUR, nUb = abs(aL), abs(aR), abs(ab), abs(nUL), abs(nUR), abs(nUb)
-                W[0, j], W[1, j], W[2, j] = _clip(aL, wmax), _clip(aR, wmax), _clip(ab, wmax)
-                r = 6 if right else 3
-                W[r, j], W[r + 1, j], W[r + 2, j] = _clip(nUL, wmax), _clip(nUR, wmax), _clip(nUb, wmax)
-                if fresh[j]:  # the other row once: abs / clamp leave it unchanged from then on
-                    fresh[j] = False
-                    o = 3 if right else 6
-                    for i in range(o, o + 3):
-                        W[i, j] = _clip(abs(W[i, j]) if positive else W[i, j], wmax)
             if not given:
-                # next trial's stimulus (envs.CohortEnv.step): a fresh draw, or a repeat after an error at c != 0
-                nxt = t + 1
-                hs = _hash(keys[0, j], nxt)
-                idx = 0
-                for e in range(stim_thresholds.shape[0]):
-                    idx += 1 if hs >= stim_thresholds[e] else 0
-                if not (repeat and nxt % T != 0 and reward == zero and c != zero):
-                    C[j] = idx
+                C[j] = _next_stimulus(keys[0, j], t + 1, stim_thresholds, stim_thresholds.shape[0], C[j], repeat, T, reward,
+                                      c, zero)
     for j in range(K):
         w[m0 + j] = W[:, j]
         c_idx[m0 + j] = C[j]
@@ -260,7 +187,7 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
     """
     w, c_idx = state
     n, dt = w.shape[0], w.dtype
-    consts = np.array([0.0, 0.5, 1.0, MAX_WEIGHT], dtype=dt)
+    consts = np.array([0.0, 0.5, 1.0, MAX_WEIGHT, 80.0 if dt == np.float32 else 700.0], dtype=dt)
     if given_contrast is None:
         given_c, given_x, valid = np.zeros((n, 0), dt), np.zeros((n, 0, 2), dt), np.ones((n, 0), np.bool_)
     else:

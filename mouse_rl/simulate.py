@@ -18,9 +18,10 @@ from envs import rng
 from envs.cohort_env import CohortEnv
 from envs.task import TaskConfig
 
-from . import sim_kernel
+from . import sim_kernel, sim_kernel_cuda
 from .checkpoint import load_cohort_state, save_atomic
-from .network import Weights, encode, init_weights
+from .network import Weights, encode, flat_weights, init_weights, weights_from_flat
+from .outputs import write_parquet
 from .params import ModelParams, NetParams
 from .rollout import EnvTrials, GivenStimuli, SampledChoices, Trial, rollout
 from .schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS, WEIGHT_COLUMNS
@@ -70,15 +71,10 @@ class CohortResult:
 
 
 def write_table(table: pd.DataFrame, path) -> None:
-    """Write a trial (or session) table to parquet, compressing only the columns that compress.
-
-    Key and behaviour columns (few distinct values) are dictionary-encoded and snappy-compressed;
-    the model's float read-outs (incompressible mantissas) are stored plain, which halves the write
-    time of a simulated table at ~25% more bytes. ``pandas.read_parquet`` gives ``table`` back.
-    """
-    low = [c for c in (KEY_COLUMNS + BEHAVIOUR_COLUMNS) if c in table.columns]
-    table.to_parquet(path, index=False, use_dictionary=low,
-                     compression={c: ("snappy" if c in low else "none") for c in table.columns})
+    """Write a trial (or session) table to parquet (:func:`mouse_rl.outputs.write_parquet`): key and
+    behaviour columns dictionary-encoded, the model's float read-outs plain. ``pandas.read_parquet``
+    gives ``table`` back."""
+    write_parquet(table, path, dictionary=KEY_COLUMNS + BEHAVIOUR_COLUMNS)
 
 
 def mouse_names(n_mice: int) -> list[str]:
@@ -87,7 +83,7 @@ def mouse_names(n_mice: int) -> list[str]:
 
 def weights_frame(weights: Weights, session: int, names) -> pd.DataFrame:
     """One row per mouse with the weight columns of :data:`mouse_rl.schema.WEIGHT_COLUMNS`."""
-    flat = torch.cat([weights.a, weights.U.reshape(*weights.U.shape[:-2], 6)], dim=-1)
+    flat = flat_weights(weights)
     df = pd.DataFrame(flat.detach().cpu().double().numpy(), columns=WEIGHT_COLUMNS)
     df.insert(0, "session", session)
     df.insert(0, "mouse", list(names))
@@ -143,9 +139,10 @@ def simulate_cohort(
     log : ``"trials"`` (per-trial table and per-session summaries), ``"sessions"``
         (summaries only: memory independent of the number of trials) or ``"none"``.
     record_trials : legacy switch: True = ``log="trials"``, False = ``log="none"``.
-    record_weights : ``"session"`` (snapshots in ``result.weights``) or
-        ``"trial"`` (also the weights each trial's choice was made with, as
-        weight columns of the trial table).
+    record_weights : ``"session"`` (snapshots in ``result.weights`` at the start and after every
+        session), ``"final"`` (only the snapshot after the last session: large cohorts) or ``"trial"``
+        (session snapshots, and also the weights each trial's choice was made with, as weight columns
+        of the trial table).
     progress : show a progress bar over sessions (stderr; off by default, on in the CLI).
     checkpoint : path of a checkpoint file. Every ``checkpoint_every``
         sessions the state (weights, trial counter, logs) is written
@@ -174,8 +171,8 @@ def simulate_cohort(
         raise ValueError(f"n_mice: must be a positive integer, got {n_mice!r}")
     if int(n_sessions) != n_sessions or n_sessions < 1:
         raise ValueError(f"n_sessions: must be a positive integer, got {n_sessions!r}")
-    if record_weights not in ("session", "trial"):
-        raise ValueError(f"record_weights: must be 'session' or 'trial', got {record_weights!r}")
+    if record_weights not in ("session", "final", "trial"):
+        raise ValueError(f"record_weights: must be 'session', 'final' or 'trial', got {record_weights!r}")
     if log not in LOG_MODES:
         raise ValueError(f"log: must be one of {LOG_MODES}, got {log!r}")
     if record_trials is not None:
@@ -205,7 +202,8 @@ def simulate_cohort(
     start = 0 if state is None else state["global_trial"]
     weights = init_weights(p, env.seeds, params.jitter) if state is None else Weights(state["a"].to(device),
                                                                                         state["U"].to(device))
-    snapshots = [weights_frame(weights, 0, names)] if state is None else state["snapshots"]
+    every_session = record_weights != "final"
+    snapshots = ([weights_frame(weights, 0, names)] if every_session else []) if state is None else state["snapshots"]
     cohort = (_FusedCohort if which == "fused" else _ReferenceCohort)(
         env, p, params, weights, start, None if state is None else state["signed_contrast"], fields_logged,
         log != "none", n_sessions, threads, stimulation)
@@ -217,7 +215,8 @@ def simulate_cohort(
                    leave=False)
         for session in range(start // T + 1, n_sessions + 1):
             cohort.run((session - 1) * T, session * T)
-            snapshots.append(weights_frame(cohort.weights(), session, names))
+            if every_session or session == n_sessions:
+                snapshots.append(weights_frame(cohort.weights(), session, names))
             bar.update(1)
             if checkpoint is not None and session % checkpoint_every == 0 and session < n_sessions:
                 save_atomic({"fingerprint": fingerprint, "global_trial": session * T, **cohort.state(session * T),
@@ -296,66 +295,77 @@ class _ReferenceCohort:
 
 
 class _FusedCohort:
-    """The cohort on the fused CPU engine (:mod:`mouse_rl.sim_kernel`); same state, logs and summaries."""
+    """The cohort on the fused engine: :mod:`mouse_rl.sim_kernel` on the CPU, :mod:`mouse_rl.sim_kernel_cuda`
+    on a CUDA device; same state, logs and summaries as the reference."""
 
     def __init__(self, env, p, params, weights, start, contrast, fields_logged, summarise, n_sessions, threads,
                  stimulation):
-        np_dtype = np.float32 if p.eta.dtype == torch.float32 else np.float64
         self.n, self.task, self.params, self.p, self.threads = env.num_envs, env.task, params, p, threads
-        self.seeds = env.seeds.numpy()
+        self.cuda = env.device.type == "cuda" or sim_kernel_cuda.simulated()
+        self.seeds = env.seeds
         self.fields = fields_logged
         contrasts = torch.tensor(self.task.contrasts, dtype=p.eta.dtype)
         self.contrasts, self.x_table = contrasts.numpy(), encode(contrasts, params.encoding)[:, :2].numpy()
         if contrast is None:
             index = env.stimulus_index(start)
         else:
-            match = torch.as_tensor(contrast, dtype=contrasts.dtype)[:, None] == contrasts[None, :]
+            match = torch.as_tensor(contrast, dtype=contrasts.dtype).cpu()[:, None] == contrasts[None, :]
             if not bool(match.any(1).all()):
                 raise ValueError("signed_contrast: the cohort's current contrasts are not all contrasts of the task")
             index = match.int().argmax(1)
-        self.state_ = sim_kernel.FusedState(
-            torch.cat([weights.a, weights.U.flatten(-2)], -1).numpy().astype(np_dtype, copy=True),
-            index.numpy().astype(np.int64))
+        dev, dtype = env.device, p.eta.dtype
+        self.w = flat_weights(weights).to(dev, dtype).clone().contiguous()
+        self.c_idx = index.to(dev, torch.int64).clone().contiguous()
         n_total = n_sessions * self.task.trials_per_session
         self.log_mode = (sim_kernel.LOG_NONE if not fields_logged else sim_kernel.LOG_TRIALS_WEIGHTS
                          if "a_L" in fields_logged else sim_kernel.LOG_TRIALS)
-        self.log = np.zeros((len(fields_logged), self.n, n_total), dtype=np_dtype) if fields_logged else None
-        self.counts = np.zeros((self.n, n_sessions if summarise else 0, 8), dtype=np.int64)
+        shape = (len(fields_logged),) + ((n_total, self.n) if self.cuda else (self.n, n_total))
+        self.log = torch.zeros(shape, dtype=dtype, device=dev) if fields_logged else None
+        self.counts = torch.zeros((self.n, n_sessions if summarise else 0, 8), dtype=torch.int64, device=dev)
         self.use_lapse = bool((p.lapse != 0).any())
 
     def run(self, start: int, stop: int) -> None:
         task, params, p = self.task, self.params, self.p
-        sim_kernel.run_fused(self.state_, p.eta.numpy(), p.beta.numpy(), p.lapse.numpy(), self.seeds, start, stop,
-                             task.trials_per_session, contrasts=self.contrasts, stimulus_x=self.x_table,
-                             cumulative=task.cumulative, zero_reward_p_right=task.zero_reward_p_right,
-                             repeat_after_error=task.repeat_after_error, positive=params.positive,
-                             zero_reward=params.zero_reward, use_lapse=self.use_lapse,
-                             log_mode=self.log_mode, log=self.log, summary=self.counts, threads=self.threads)
+        kw = dict(contrasts=self.contrasts, stimulus_x=self.x_table, cumulative=task.cumulative,
+                  zero_reward_p_right=task.zero_reward_p_right, repeat_after_error=task.repeat_after_error,
+                  positive=params.positive, zero_reward=params.zero_reward, use_lapse=self.use_lapse,
+                  log_mode=self.log_mode)
+        if self.cuda:
+            sim_kernel_cuda.run_fused_cuda(self.w, self.c_idx, p.eta, p.beta, p.lapse, self.seeds, start, stop,
+                                           task.trials_per_session, log=self.log, summary=self.counts, **kw)
+            return
+        sim_kernel.run_fused(sim_kernel.FusedState(self.w.numpy(), self.c_idx.numpy()), p.eta.numpy(),
+                             p.beta.numpy(), p.lapse.numpy(), self.seeds.numpy(), start, stop,
+                             task.trials_per_session, log=None if self.log is None else self.log.numpy(),
+                             summary=self.counts.numpy(), threads=self.threads, **kw)
 
     def weights(self) -> Weights:
-        w = torch.from_numpy(self.state_.weights.copy())
-        return Weights(w[:, :3], w[:, 3:].reshape(self.n, 2, 3))
+        return weights_from_flat(self.w.clone())
+
+    def _field(self, i: int, t: int | None = None) -> torch.Tensor:
+        """Field ``i`` of the log, mouse-major ``(n_mice, t)``."""
+        v = self.log[i].T if self.cuda else self.log[i]
+        return v if t is None else v[:, :t]
 
     def state(self, t: int) -> dict:
         w = self.weights()
-        return {"a": w.a.clone(), "U": w.U.clone(),
-                "signed_contrast": torch.from_numpy(self.contrasts[self.state_.contrast_index]),
-                "log": {k: torch.from_numpy(np.ascontiguousarray(self.log[i, :, :t]))
-                        for i, k in enumerate(self.fields)}
+        return {"a": w.a.cpu(), "U": w.U.cpu(),
+                "signed_contrast": torch.from_numpy(self.contrasts[self.c_idx.cpu().numpy()]),
+                "log": {k: self._field(i, t).contiguous().cpu() for i, k in enumerate(self.fields)}
                 if self.fields else None,
-                **({"summary": torch.from_numpy(self.counts.copy())} if self.counts.shape[1] else {})}
+                **({"summary": self.counts.cpu()} if self.counts.shape[1] else {})}
 
     def restore(self, state: dict, t: int) -> None:
         for i, k in enumerate(self.fields):
-            self.log[i, :, :t] = state["log"][k].numpy()
+            self._field(i)[:, :t] = state["log"][k].to(self.w.device)
         if self.counts.shape[1]:
-            self.counts[:] = state["summary"].numpy()
+            self.counts[:] = state["summary"].to(self.counts.device)
 
     def trial_log(self) -> dict:
-        return {k: self.log[i] for i, k in enumerate(self.fields)}
+        return {k: self._field(i).cpu().numpy() for i, k in enumerate(self.fields)}
 
     def summary(self) -> np.ndarray:
-        return self.counts
+        return self.counts.cpu().numpy()
 
 
 def _fingerprint(n_mice, n_sessions, params, task, seeds, dtype, log, record_weights) -> dict:
@@ -372,34 +382,46 @@ def repeat_names(names, n_each: int):
     """Column of mouse names, each repeated ``n_each`` times, in pandas' default string dtype.
 
     Built from codes through pyarrow where pandas stores strings in arrow (pandas >= 3): no Python
-    string per row.
+    string per row, and cast straight to the ``large_string`` pandas keeps (no second copy).
     """
     if getattr(pd.Series(["x"]).dtype, "storage", None) == "pyarrow":
         import pyarrow as pa
 
         codes = pa.array(np.repeat(np.arange(len(names), dtype=np.int32), n_each))
-        return pd.array(pa.DictionaryArray.from_arrays(codes, pa.array(list(names))).cast(pa.string()), dtype="str")
+        text = pa.DictionaryArray.from_arrays(codes, pa.array(list(names), pa.large_string())).cast(pa.large_string())
+        return pd.array(text, dtype="str")
     return np.repeat(np.asarray(names, dtype=object), n_each)
 
 
 def _trial_table(log: dict, names, n_sessions: int, T: int) -> pd.DataFrame:
-    """The trial table from mouse-major logs ``{field: (n_mice, n_sessions * T)}``; empty without logs."""
+    """The trial table from mouse-major logs ``{field: (n_mice, n_sessions * T)}``; empty without logs.
+
+    Vectorised over the whole log: float64 logs become columns without a copy (views of the log), and each
+    derived column is one array computed in place (no per-row Python work, no temporaries).
+    """
     if not log:
         return pd.DataFrame()
     n_mice, n_total = log["choice"].shape
     cols = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in log.items()}
     c = cols.pop("signed_contrast")
     reward = cols.pop("reward")
+    left = np.negative(c)
+    np.maximum(left, 0.0, out=left)
+    left += 0.0  # -0.0 -> 0.0
+    right = np.maximum(c, 0.0)
+    right += 0.0
+    feedback = np.multiply(reward, 2.0)
+    feedback -= 1.0
     df = {
         "mouse": repeat_names(names, n_total),
         "session": np.tile(np.repeat(np.arange(1, n_sessions + 1), T), n_mice),
         "trial": np.tile(np.arange(T), n_sessions * n_mice),
-        "contrastLeft": np.clip(-c, 0, None) + 0.0,
-        "contrastRight": np.clip(c, 0, None) + 0.0,
+        "contrastLeft": left,
+        "contrastRight": right,
         "signed_contrast": c,
         "choice": cols.pop("choice").astype(np.int64),
         "reward": reward,
-        "feedbackType": 2 * reward - 1,
+        "feedbackType": feedback,
     }
     for k, v in cols.items():
         df[k] = v > 0.5 if k == "stimulated" else v
@@ -429,9 +451,11 @@ def _session_table(counts: np.ndarray, names) -> pd.DataFrame:
 
 
 def fused_unsupported(device: torch.device, dtype: torch.dtype, requires_grad: bool = False) -> str | None:
-    """Why the fused CPU engine cannot run these tensors (None: it can)."""
-    if device.type != "cpu":
+    """Why the fused engine cannot run these tensors (None: it can): CPU, or CUDA where numba.cuda works."""
+    if device.type not in ("cpu", "cuda"):
         return f"device {str(device)!r}"
+    if device.type == "cuda" and not sim_kernel_cuda.available():  # a CUDA torch without numba.cuda working
+        return f"device {str(device)!r} (numba.cuda cannot launch kernels here)"
     if dtype not in (torch.float32, torch.float64):
         return f"dtype {dtype}"
     if requires_grad:
@@ -477,13 +501,19 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         rollout(w, params, GivenStimuli(c, seeds, zero_reward_p_right), SampledChoices(seeds, dtype), 0, T,
                 encoding=encoding, positive=positive, zero_reward=zero_reward, learn=valid, recorder=record)
         return out[0].long(), out[1]
+    opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
+                log_mode=sim_kernel.LOG_CHOICES)
+    x = encode(c, encoding)[..., :2]
+    w0 = flat_weights(w).detach().to(dtype).clone().contiguous()
+    if device.type == "cuda" or sim_kernel_cuda.simulated():
+        log = torch.zeros((2, T, B), dtype=dtype, device=device)
+        sim_kernel_cuda.run_fused_cuda(w0, torch.zeros(B, dtype=torch.int64, device=device), params.eta.detach(),
+                                       params.beta.detach(), params.lapse.detach(), seeds, 0, T, max(T, 1),
+                                       given_contrast=c.detach(), given_x=x.detach(), valid=valid, log=log, **opts)
+        return log[0].long(), log[1]
     host = lambda v: v.detach().cpu().numpy()  # noqa: E731
-    state = sim_kernel.FusedState(host(torch.cat([w.a, w.U.reshape(B, 6)], -1).to(dtype)).copy(),
-                                  np.zeros(B, dtype=np.int64))
-    log = np.zeros((2, B, T), dtype=state.weights.dtype)
-    sim_kernel.run_fused(state, host(params.eta), host(params.beta), host(params.lapse), host(seeds), 0, T, max(T, 1),
-                         zero_reward_p_right=zero_reward_p_right, given_contrast=host(c).T,
-                         given_x=host(encode(c, encoding)[..., :2]).transpose(1, 0, 2), valid=host(valid).T,
-                         positive=positive, zero_reward=zero_reward, use_lapse=True,
-                         log_mode=sim_kernel.LOG_CHOICES, log=log)
+    log = np.zeros((2, B, T), dtype=host(w0).dtype)
+    sim_kernel.run_fused(sim_kernel.FusedState(host(w0), np.zeros(B, dtype=np.int64)), host(params.eta),
+                         host(params.beta), host(params.lapse), host(seeds), 0, T, max(T, 1), given_contrast=host(c).T,
+                         given_x=host(x).transpose(1, 0, 2), valid=host(valid).T, log=log, **opts)
     return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))

@@ -232,6 +232,18 @@ def test_label_learner_side():
     assert series.to_dict() == {"x": "left", "y": "right"}
 
 
+def test_learner_side_vocabulary_has_one_owner():
+    """Issue 14: LEARNER_SIDES lives in analysis.metrics; the sweep summary and the demo import it."""
+    from mouse_rl.analysis import metrics
+    from mouse_rl.cli import demo
+    from mouse_rl.sweep import summary
+
+    assert set(label_learner_side(np.array([-1.0, 0.0, 1.0]))) == set(metrics.LEARNER_SIDES)
+    assert summary.LEARNER_SIDES is metrics.LEARNER_SIDES and demo.LEARNER_SIDES is metrics.LEARNER_SIDES
+    assert [f"n_{side}" for side in metrics.LEARNER_SIDES] == [c for c in summary.METRIC_COLUMNS
+                                                              if c in ("n_left", "n_balanced", "n_right")]
+
+
 # ---------------------------------------------------------------- strategy
 def hand_weights():
     """Weights for bias-only, L-only, R-only, expert (in that order)."""

@@ -28,3 +28,54 @@ def test_demo_writes_report(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--mice", "6", "--sessions", "8", "--no-fit"]) == 0
     for name in ("report.html", "learning_curves.png", "psychometrics.png", "theory_vs_cohort.png", "cohort.parquet"):
         assert (tmp_path / name).exists(), name
+
+
+def test_simulate_cli_table_reads_back_like_the_library_table(tmp_path):
+    """Issue 14: the CLI writes the trial table with pyarrow directly; pandas reads back the same frame,
+    with the schema and pandas metadata of DataFrame.to_parquet."""
+    import pyarrow.parquet as pq
+
+    from mouse_rl import simulate_cohort
+
+    out = tmp_path / "c.parquet"
+    assert main(["simulate", "--mice", "3", "--sessions", "3", "--trials", "20", "--seed", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    expected = simulate_cohort(3, 3, 20, seed=2, progress=False).trials
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
+    expected.to_parquet(tmp_path / "pandas.parquet", index=False)
+    assert pq.read_schema(out).equals(pq.read_schema(tmp_path / "pandas.parquet"), check_metadata=True)
+
+
+def test_write_parquet_round_trips_nan_text_and_other_dtypes(tmp_path):
+    import numpy as np
+
+    from mouse_rl.outputs import write_parquet
+
+    df = pd.DataFrame({"mouse": pd.array(["a", "b", None], dtype="str"), "session": [1, 2, 3],
+                       "x": [0.5, np.nan, -0.0], "flag": [True, False, True]})
+    write_parquet(df, tmp_path / "a.parquet", dictionary=["mouse", "session"])
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), df)
+    other = df.assign(when=pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]), kind=pd.Categorical(["x", "y", "x"]))
+    write_parquet(other, tmp_path / "b.parquet", dictionary=["mouse"])  # falls back to DataFrame.to_parquet
+    other.to_parquet(tmp_path / "c.parquet", index=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b.parquet"), pd.read_parquet(tmp_path / "c.parquet"))
+
+
+def test_simulate_checkpoints_once_mid_run_by_default():
+    from mouse_rl.cli.simulate import default_checkpoint_every
+
+    assert [default_checkpoint_every(s) for s in (1, 2, 10, 11, 12)] == [1, 1, 5, 6, 6]
+
+
+def test_reward_rule_option_is_one_definition():
+    """Issue 14: every command with --reward-rule takes it from cli.options (choices: data.validation.REWARD_RULES)."""
+    import argparse
+
+    from mouse_rl.cli import dopamine
+    from mouse_rl.data.validation import REWARD_RULES
+
+    parser = argparse.ArgumentParser()
+    dopamine.add_parser(parser.add_subparsers())
+    sub = parser._subparsers._group_actions[0].choices["dopamine"]
+    action = next(a for a in sub._actions if "--reward-rule" in a.option_strings)
+    assert tuple(action.choices) == REWARD_RULES and action.default == REWARD_RULES[0]

@@ -172,3 +172,16 @@ def test_stimulus_reward_by_hand_for_arrays_and_tensors():
     np.testing.assert_array_equal(stimulus_reward(c, ch), expected)
     t = stimulus_reward(torch.tensor(c), torch.tensor(ch))
     assert t.dtype == torch.float64 and np.array_equal(t.numpy(), expected)
+
+
+def test_flat_weights_round_trip_in_schema_order():
+    from mouse_rl.network import flat_weights, weights_from_flat
+    from mouse_rl.schema import WEIGHT_COLUMNS
+
+    v = flat_weights(Weights(A, U))
+    assert len(WEIGHT_COLUMNS) == 9 and v.tolist() == [*A.tolist(), *U.flatten().tolist()]
+    back = weights_from_flat(v[None].expand(4, 9))
+    assert torch.equal(back.a[0], A) and torch.equal(back.U[2], U)
+    table = np.arange(18.0).reshape(2, 9)  # a NumPy (rows, WEIGHT_COLUMNS) block too
+    a, u = weights_from_flat(table)
+    assert a.shape == (2, 3) and u.shape == (2, 2, 3) and u[1, 1, 0] == 15.0

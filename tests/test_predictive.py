@@ -35,6 +35,36 @@ def test_laplace_covariance_closed_form():
         laplace_covariance(A[None], 0.0)
 
 
+def test_laplace_covariance_is_the_population_posterior_precision_inverted():
+    """Issue 14: one Laplace precision (mouse_rl.fit.population.posterior_precisions) behind both."""
+    from mouse_rl.fit.population import posterior_precisions
+    from mouse_rl.fit.prior import GaussianPrior
+
+    H = np.random.default_rng(0).normal(size=(4, 3, 3))
+    sd = np.array([0.5, 2.0, 3.0])
+    prior = GaussianPrior(("a", "b", "c"), np.zeros(3), np.diag(sd ** 2))
+    np.testing.assert_allclose(laplace_covariance(torch.as_tensor(H), torch.as_tensor(sd)).numpy(),
+                               np.linalg.inv(posterior_precisions(H, prior)), rtol=1e-13)
+
+
+def test_optimiser_thread_setting_is_a_parameter_restored_on_return():
+    """Issue 14: the library changes torch's process-wide thread count only inside a call, restoring it."""
+    from mouse_rl.fit.optim import minimize_batched, torch_threads
+
+    obj = lambda u: ((u - 1.0) ** 2).sum(-1)  # noqa: E731
+    before = torch.get_num_threads()
+    seen = []
+    with torch_threads(before + 1):
+        seen.append(torch.get_num_threads())
+    assert seen == [before + 1] and torch.get_num_threads() == before
+    u0 = torch.zeros(2, 2, dtype=torch.float64)
+    minimize_batched(obj, u0, torch.ones(2, dtype=torch.float64), max_iter=3, progress=False, threads=1)
+    batched_hessian(obj, u0, threads=1)
+    assert torch.get_num_threads() == before
+    batched_hessian(lambda u: (seen.append(torch.get_num_threads()) or obj(u)), u0, threads=None)
+    assert seen[-1] == before
+
+
 def test_samples_have_the_requested_moments():
     u = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=D)
     cov = torch.stack([torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=D), 0.01 * torch.eye(2, dtype=D)])

@@ -142,3 +142,14 @@ def test_first_fused_call_keeps_the_callers_torch_threads():
             "r = simulate_cohort(4, 1, 10, threads=2); print(r.engine, torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["fused", "1"]
+
+
+def test_record_weights_final_keeps_only_the_last_snapshot():
+    kw = dict(n_mice=5, n_sessions=3, trials_per_session=30, seed=1, log="sessions")
+    every = simulate_cohort(**kw)
+    final = simulate_cohort(record_weights="final", **kw)
+    assert sorted(every.weights["session"].unique()) == [0, 1, 2, 3]
+    pd.testing.assert_frame_equal(final.weights, every.weights[every.weights["session"] == 3].reset_index(drop=True))
+    pd.testing.assert_frame_equal(final.sessions, every.sessions)
+    with pytest.raises(ValueError, match="^record_weights: must be 'session', 'final' or 'trial'"):
+        simulate_cohort(record_weights="last", **kw)

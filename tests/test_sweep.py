@@ -340,3 +340,19 @@ def test_kinds_are_read_from_the_dataclasses():
     assert all(MODEL_KINDS[name] == "float" for name in PARAMS)
     assert (MODEL_KINDS["encoding"], MODEL_KINDS["positive"], TASK_KINDS["contrasts"]) == ("str", "bool", "float_list")
     assert set(RANDOM_PARAMS) == {n for n, k in {**MODEL_KINDS, **TASK_KINDS}.items() if k == "float"}
+
+
+def test_summary_from_session_summaries_equals_summary_from_trials():
+    """A sweep point logs per-session summaries only; its metrics must be those of the full trial table."""
+    from mouse_rl import ModelParams, simulate_cohort
+    from mouse_rl.sweep.summary import cohort_summary
+
+    kw = dict(n_mice=40, n_sessions=9, trials_per_session=60, seed=3, params=ModelParams(eta=0.03, b_R=0.05))
+    full = simulate_cohort(**kw)
+    last = full.weights[full.weights["session"] == 9]
+    from_trials = cohort_summary(full.trials, last)
+    from_sessions = cohort_summary(None, last, sessions=simulate_cohort(log="sessions", **kw).sessions)
+    assert from_trials.keys() == from_sessions.keys()
+    for key, value in from_trials.items():
+        assert from_sessions[key] == pytest.approx(value, nan_ok=True, rel=1e-12), key
+    assert np.isfinite(from_trials["r_early_bias_late_slope_diff"])

@@ -24,6 +24,7 @@ from mouse_rl.analysis.metrics import (
     label_learner_side,
     psychometric,
     session_metrics,
+    session_metrics_from_summaries,
     wilson_interval,
 )
 from mouse_rl.analysis.psychometric_fit import erf_psychometric, fit_psychometric, fit_psychometric_counts
@@ -52,6 +53,7 @@ from mouse_rl.strategy import (
 __all__ = [
     "MissingTrialsWarning",
     "session_metrics",
+    "session_metrics_from_summaries",
     "psychometric",
     "wilson_interval",
     "early_late_metrics",

@@ -29,7 +29,14 @@ __all__ = [
     "early_late_metrics",
     "cohort_correlations",
     "label_learner_side",
+    "LEARNER_SIDES",
+    "LEARNER_SIDE_THRESHOLD",
 ]
+
+#: Values of ``learner_side`` (:func:`label_learner_side`), in plotting/counting order.
+LEARNER_SIDES = ("left", "balanced", "right")
+#: Default threshold on the late slope difference (P(Right) units) for the learner side.
+LEARNER_SIDE_THRESHOLD = 0.1
 
 #: Columns of :func:`session_metrics` output, after ``mouse`` and ``session``.
 SESSION_METRIC_COLUMNS = [
@@ -87,9 +94,11 @@ def _warn_missing(table: pd.DataFrame, column: str, consequence: str,
                   keys=("mouse", "session")) -> None:
     bad = table.loc[table[column].isna(), list(keys)]
     if len(bad):
+        shown = 20
         where = ", ".join(" ".join(f"{k} {v!r}" for k, v in zip(keys, row))
-                          for row in bad.itertuples(index=False))
-        warnings.warn(f"{consequence}: {where}", MissingTrialsWarning, stacklevel=3)
+                          for row in bad.head(shown).itertuples(index=False))
+        more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+        warnings.warn(f"{consequence}: {where}{more}", MissingTrialsWarning, stacklevel=3)
 
 
 def session_metrics(trials: pd.DataFrame, use_model: bool = False) -> pd.DataFrame:
@@ -160,6 +169,25 @@ def session_metrics(trials: pd.DataFrame, use_model: bool = False) -> pd.DataFra
              p_right_right=("y_right", "mean"))
         .reset_index()
     )
+    return _bias_and_slopes(out)
+
+
+def session_metrics_from_summaries(sessions: pd.DataFrame) -> pd.DataFrame:
+    """:func:`session_metrics` from per-session summaries instead of trials.
+
+    ``sessions``: one row per (mouse, session) with ``n_trials``, ``accuracy`` and ``p_right_left``,
+    ``p_right_zero``, ``p_right_right`` (e.g. ``simulate_cohort(..., log="sessions").sessions``);
+    returns the same columns as :func:`session_metrics` on the trials behind them.
+    """
+    require_columns(sessions, ["mouse", "session", "n_trials", "accuracy", "p_right_left", "p_right_zero",
+                               "p_right_right"], "sessions")
+    out = sessions[["mouse", "session", "n_trials", "accuracy", "p_right_left", "p_right_zero", "p_right_right"]]
+    return _bias_and_slopes(out.sort_values(["mouse", "session"], kind="stable").reset_index(drop=True))
+
+
+def _bias_and_slopes(out: pd.DataFrame) -> pd.DataFrame:
+    """Add bias, slopes, slope_diff and metric_definition to per-session P(R) columns (warning about NaNs)."""
+    out = out.copy()
     has_zero = out["p_right_zero"].notna()
     both_sides = out["p_right_left"].notna() & out["p_right_right"].notna()
     midpoint = ~has_zero & both_sides
@@ -248,7 +276,7 @@ def psychometric(trials: pd.DataFrame, by=("mouse", "session"), use_model: bool 
     return out.drop(columns="k")
 
 
-def label_learner_side(late_slope_diff, threshold: float = 0.1):
+def label_learner_side(late_slope_diff, threshold: float = LEARNER_SIDE_THRESHOLD):
     """Label mice as left / balanced / right learners.
 
     Parameters
@@ -265,9 +293,10 @@ def label_learner_side(late_slope_diff, threshold: float = 0.1):
         Matching the input's kind; NaN inputs give NaN labels.
     """
     values = np.asarray(late_slope_diff, dtype=float)
-    labels = np.full(values.shape, "balanced", dtype=object)
-    labels[values > threshold] = "right"
-    labels[values < -threshold] = "left"
+    left, balanced, right = LEARNER_SIDES
+    labels = np.full(values.shape, balanced, dtype=object)
+    labels[values > threshold] = right
+    labels[values < -threshold] = left
     labels[np.isnan(values)] = np.nan
     if isinstance(late_slope_diff, pd.Series):
         return pd.Series(labels, index=late_slope_diff.index, name="learner_side")
@@ -276,7 +305,7 @@ def label_learner_side(late_slope_diff, threshold: float = 0.1):
 
 def early_late_metrics(session_table: pd.DataFrame, early=(4, 8), late_n: int = 5,
                        criterion: float = 0.7,
-                       side_threshold: float = 0.1,
+                       side_threshold: float = LEARNER_SIDE_THRESHOLD,
                        slope_threshold: float = DEFAULT_SLOPE_THRESHOLD) -> pd.DataFrame:
     """Per-mouse early/late summary used in the paper (mouse_rl/MODEL.md section 6).
 

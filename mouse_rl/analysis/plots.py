@@ -13,6 +13,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from mouse_rl.analysis.metrics import (
+    LEARNER_SIDE_THRESHOLD,
+    LEARNER_SIDES,
     cohort_correlations,
     label_learner_side,
     psychometric,
@@ -21,7 +23,7 @@ from mouse_rl.analysis.metrics import (
 
 __all__ = ["plot_learning_curves", "plot_psychometrics", "plot_early_late"]
 
-_SIDE_COLOURS = {"left": "tab:blue", "balanced": "tab:grey", "right": "tab:red"}
+_SIDE_COLOURS = dict(zip(LEARNER_SIDES, ("tab:blue", "tab:grey", "tab:red")))
 
 
 def _figure(figsize=(5.0, 3.8)):
@@ -122,7 +124,7 @@ def plot_psychometrics(trials: pd.DataFrame, sessions=None, use_model: bool = Fa
     return fig
 
 
-def plot_early_late(early_late: pd.DataFrame, threshold: float = 0.1) -> Figure:
+def plot_early_late(early_late: pd.DataFrame, threshold: float = LEARNER_SIDE_THRESHOLD) -> Figure:
     """Early bias against late right-minus-left slope, coloured by learner side.
 
     Parameters

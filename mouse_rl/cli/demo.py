@@ -9,11 +9,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import analysis
+from ..analysis.metrics import LEARNER_SIDES
 from ..examples import EXAMPLE_TRUTH, load_example_mouse
 from ..outputs import OutputSet
 from ..params import ModelParams
 from ..simulate import simulate_cohort
-from ..sweep.summary import LEARNER_SIDES
 from ..theory import mean_field_trajectory
 from ..theory.plots import STIMULUS_SIDE_COLORS
 from .limits import check_cohort_size

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.validation import REWARD_RULES
 from ..dopamine._common import DELTAS, Q_COLUMNS, REWARD_MODES
 from ..dopamine.readouts import DEFAULT_GAIN_THRESHOLD
 from ..dopamine.regression import NULLS
+from .options import add_reward_rule_option
 
 
 def add_parser(sub) -> None:
@@ -28,9 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--null", choices=NULLS, default="sessions",
                    help="null of the regression: permuted session blocks (default) or circular shifts")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reward-rule", choices=REWARD_RULES, default="stimulus",
-                   help="'stimulus' (default): rewards must follow the stimulus side on every trial with a stimulus; "
-                        "'recorded': the task had another rule, use the recorded rewards")
+    add_reward_rule_option(p)
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ import argparse
 
 from envs.task import TaskConfig
 
+from ..data.validation import REWARD_RULES
 from ..params import ENCODINGS, PARAMS, ZERO_REWARD_MODES, ModelParams
 
 
@@ -27,6 +28,15 @@ def add_model_options(parser: argparse.ArgumentParser, fitting: bool = False) ->
                    help="reward learned from at zero contrast: expected (0.5, default) or random (the drawn / "
                         "stored reward; 0.5 where unknown)")
     g.add_argument("--no-positive", dest="positive", action="store_false", help="allow negative weights")
+
+
+def add_reward_rule_option(parser) -> None:
+    """``--reward-rule``: how stored rewards are checked when data are loaded
+    (choices :data:`mouse_rl.data.validation.REWARD_RULES`)."""
+    parser.add_argument("--reward-rule", choices=list(REWARD_RULES), default=REWARD_RULES[0],
+                        help="'stimulus' (default): stored rewards must follow the stimulus side on every trial with "
+                             "a stimulus; 'recorded': the task had another rule, use the recorded rewards "
+                             "(.csv/.parquet trial tables)")
 
 
 def check_fixed_values(args, free) -> None:

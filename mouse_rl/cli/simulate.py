@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..outputs import OutputSet, marker_for_file
-from ..simulate import simulate_cohort, write_table
+from ..outputs import OutputSet, marker_for_file, write_parquet
+from ..schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS
+from ..simulate import simulate_cohort
 from .limits import check_cohort_size
 from .common import add_device_option, dtype_of, resolve_device
 from .options import add_model_options, add_task_options, model_params, task_config
@@ -20,8 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint file (default OUT.ckpt); rerunning a killed command resumes from it")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="SESSIONS",
-                   help="sessions between checkpoints (default: a quarter of --sessions, rounded up; each "
-                        "checkpoint rewrites the trial log so far)")
+                   help="sessions between checkpoints (default: half of --sessions, rounded up: one checkpoint "
+                        "mid-run; each checkpoint rewrites the trial log so far)")
     p.add_argument("--log", choices=["trials", "sessions"], default="trials",
                    help="'trials': the per-trial table (default); 'sessions': per-session summaries only "
                         "(OUT holds one row per mouse and session; memory independent of --trials)")
@@ -35,6 +36,16 @@ def add_parser(sub) -> None:
     add_model_options(p)
     add_task_options(p)
     p.set_defaults(func=run)
+
+
+def default_checkpoint_every(n_sessions: int) -> int:
+    """Sessions between checkpoints by default: half the run, rounded up (one checkpoint, mid-run).
+
+    Each checkpoint rewrites the trial log so far, so checkpointing every quarter wrote 1.5 logs per run
+    (more than the final table); one mid-run checkpoint writes half a log and still bounds the work a
+    killed run loses to half.
+    """
+    return -(-int(n_sessions) // 2)
 
 
 def run(args) -> int:
@@ -56,12 +67,12 @@ def run(args) -> int:
         n_mice=args.mice, n_sessions=args.sessions, params=params, task=task,
         seed=args.seed, device=resolve_device(args.device), dtype=dtype_of(args), progress=not args.quiet,
         record_weights=args.record_weights, checkpoint=checkpoint,
-        checkpoint_every=args.checkpoint_every or -(-args.sessions // 4), log=args.log, threads=args.threads,
+        checkpoint_every=args.checkpoint_every or default_checkpoint_every(args.sessions), log=args.log, threads=args.threads,
     )
     weights = args.out.with_suffix(".weights.parquet")
     table = result.trials if args.log == "trials" else result.sessions
     with OutputSet(args.out.parent, marker=marker_for_file(args.out), meta={"command": "simulate"}) as outputs:
-        write_table(table, outputs.path(args.out.name))
+        write_parquet(table, outputs.path(args.out.name), dictionary=KEY_COLUMNS + BEHAVIOUR_COLUMNS)
         result.weights.to_parquet(outputs.path(weights.name), index=False)
     checkpoint.unlink(missing_ok=True)
     what = "trials" if args.log == "trials" else "session summaries"

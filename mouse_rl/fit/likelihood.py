@@ -168,7 +168,7 @@ def log_likelihood(trials, params, *, score: torch.Tensor | None = None, learn: 
 
 def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", positive: bool = True,
                    zero_reward: str = "expected", learn_rows=None, device=None,
-                   dtype: torch.dtype = torch.float64) -> pd.DataFrame:
+                   dtype: torch.dtype = torch.float64, threads: int | None = 1) -> pd.DataFrame:
     """Per-trial read-outs of the network run on each mouse's own trials.
 
     Parameters
@@ -179,6 +179,8 @@ def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", posi
         ``mouse`` column and one column per parameter (e.g. ``FitResult.params``).
     learn_rows : optional bool array over the prepared table's rows: trials the
         learner learns from (default all).
+    threads : torch intra-op CPU threads during the unroll, the caller's setting restored
+        on return (``None``: unchanged; see :func:`mouse_rl.fit.optim.torch_threads`).
 
     Returns
     -------
@@ -195,7 +197,7 @@ def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", posi
     learn = None if learn_rows is None else batch.mask_from_rows(learn_rows)
     from .optim import torch_threads
 
-    with torch.no_grad(), torch_threads(1):
+    with torch.no_grad(), torch_threads(threads):
         run = unroll(batch, p, encoding, positive, learn, record=True)
         pr = p_right(run.q_tot, p.beta, p.lapse)
         logp = log_policy(run.q_tot, p.beta, p.lapse).gather(-1, batch.choice[..., None])[..., 0]

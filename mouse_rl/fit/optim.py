@@ -19,17 +19,19 @@ METHODS = ("adam", "lbfgs")
 
 @contextlib.contextmanager
 def torch_threads(n: int | None = 1):
-    """Temporarily set torch's intra-op CPU threads (default 1).
+    """Run the block with ``n`` torch intra-op CPU threads, restoring the caller's setting on exit.
 
     The unrolled models run thousands of tiny ops; on CPU intra-op threads
     only add synchronisation (measured up to 20x slower per trial on a busy
-    2-core machine), so the hot loops run single-threaded. ``None``: unchanged.
+    2-core machine), so the hot loops default to one thread. ``None``: leave
+    the setting alone. The setting is process-wide: the library only changes
+    it inside a call that takes a ``threads`` argument, and always restores it.
     """
-    if n is None:
+    old = torch.get_num_threads()
+    if n is None or int(n) == old:
         yield
         return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(int(n))
     try:
         yield
     finally:
@@ -40,7 +42,8 @@ def minimize_batched(objective: Callable[[torch.Tensor], torch.Tensor], u0: torc
                      method: str = "lbfgs", max_iter: int = 100, lr: float | None = None,
                      progress: bool = True, desc: str = "fit", threads: int | None = 1
                      ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """See :func:`_minimize`; runs with ``threads`` intra-op threads (see :func:`torch_threads`)."""
+    """See :func:`_minimize`; runs with ``threads`` intra-op threads, the caller's setting restored on return
+    (``None``: unchanged; see :func:`torch_threads`)."""
     with torch_threads(threads):
         return _minimize(objective, u0, scale, method, max_iter, lr, progress, desc)
 
@@ -117,7 +120,7 @@ def _minimize(objective, u0, scale, method, max_iter, lr, progress, desc):
 
 
 def batched_hessian(objective: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor,
-                    method: str = "autograd", step: float = 1e-3) -> torch.Tensor:
+                    method: str = "autograd", step: float = 1e-3, threads: int | None = 1) -> torch.Tensor:
     """Per-column Hessians ``(B, P, P)`` of a column-separable objective.
 
     Because column b's loss depends only on ``u[b]``, the Hessian of the sum is
@@ -125,11 +128,12 @@ def batched_hessian(objective: Callable[[torch.Tensor], torch.Tensor], u: torch.
     ``sum_b grad_b[j]`` (P double-backward passes). ``"fd"``: central
     differences of the exact gradient, ``(g(u + h e_j) - g(u - h e_j)) / 2h``
     with ``h = step`` (2P first-order passes; for objectives without second
-    derivatives, e.g. the compiled network unroll), symmetrised.
+    derivatives, e.g. the compiled network unroll), symmetrised. ``threads``: torch intra-op threads during
+    the call, the caller's setting restored on return (``None``: unchanged; see :func:`torch_threads`).
     """
     if method not in ("autograd", "fd"):
         raise ValueError(f"method: must be 'autograd' or 'fd', got {method!r}")
-    with torch_threads(1):
+    with torch_threads(threads):
         return _hessian(objective, u) if method == "autograd" else _hessian_fd(objective, u, step)
 
 

@@ -20,6 +20,8 @@ def plot_mouse_fit(fitted: pd.DataFrame, mouse: str | None = None, n_bins: int =
     w_L = a_L (U_LL - U_RL), w_R = a_R (U_RR - U_LR) and bias a_b (U_Rb - U_Lb)
     across trials (Q units).
     """
+    from ..network import weights_from_flat
+    from ..schema import WEIGHT_COLUMNS
     from ..strategy import stimulus_strength
 
     mouse = mouse if mouse is not None else str(fitted["mouse"].iloc[0])
@@ -46,8 +48,7 @@ def plot_mouse_fit(fitted: pd.DataFrame, mouse: str | None = None, n_bins: int =
     ax2.axhline(0.5, color="grey", lw=0.5)
     ax2.set(xlabel="session", ylabel="accuracy (c != 0)", ylim=(0.3, 1), title="learning curve")
     ax2.legend(fontsize=7)
-    a = d[["a_L", "a_R", "a_b"]].to_numpy()
-    U = d[["U_LL", "U_LR", "U_Lb", "U_RL", "U_RR", "U_Rb"]].to_numpy().reshape(-1, 2, 3)
+    a, U = weights_from_flat(d[WEIGHT_COLUMNS].to_numpy())
     wl, wr = stimulus_strength(a, U)
     t = np.arange(len(d))
     ax3.plot(t, wl, label="w_L (left stim)")

@@ -23,9 +23,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .likelihood import masked_sum
+from .population import posterior_precisions
+from .prior import GaussianPrior
 
 PREDICTIVES = ("plugin", "laplace")
 
@@ -40,19 +43,18 @@ def laplace_covariance(hessian, prior_sd) -> torch.Tensor:
     """Posterior covariances ``(M, P, P)`` from per-mouse Hessians ``(M, P, P)`` of the negative log-likelihood.
 
     ``prior_sd``: the Gaussian prior's sd in unconstrained units, a scalar or one per parameter ``(P,)``.
-    Non-finite Hessians are replaced by 0 (prior only); negative eigenvalues are clipped at 0.
+    Non-finite Hessians are replaced by 0 (prior only); negative eigenvalues are clipped at 0 (the precision
+    of :func:`mouse_rl.fit.population.posterior_precisions`, inverted). Returned in ``hessian``'s dtype and
+    device.
     """
     hessian = torch.as_tensor(hessian)
-    sd = torch.as_tensor(prior_sd, dtype=hessian.dtype, device=hessian.device)
-    if not bool(torch.all(sd > 0)):
+    P = hessian.shape[-1]
+    sd = np.broadcast_to(np.asarray(torch.as_tensor(prior_sd).cpu(), dtype=float), (P,))
+    if not np.all(sd > 0):
         raise ValueError(f"prior_sd: must be > 0, got {prior_sd!r}")
-    ok = torch.isfinite(hessian).all(-1).all(-1)
-    h = torch.where(ok[:, None, None], 0.5 * (hessian + hessian.transpose(-1, -2)), 0.0)
-    ev, V = torch.linalg.eigh(h)
-    h = (V * ev.clamp(min=0)[..., None, :]) @ V.transpose(-1, -2)
-    P = h.shape[-1]
-    prec = torch.diag_embed(torch.ones(P, dtype=h.dtype, device=h.device) / sd.expand(P) ** 2)
-    return torch.linalg.inv(h + prec)
+    prior = GaussianPrior(tuple(range(P)), np.zeros(P), np.diag(sd ** 2))
+    precision = posterior_precisions(hessian.detach().cpu().double().numpy(), prior)
+    return torch.linalg.inv(torch.as_tensor(precision, dtype=hessian.dtype, device=hessian.device))
 
 
 def laplace_samples(u: torch.Tensor, cov: torch.Tensor, n_samples: int, seed: int = 0) -> torch.Tensor:

@@ -75,7 +75,7 @@ import torch
 from torch.func import jvp, vmap
 
 from ..network import Weights, encode, forward, init_weights, learning_reward, log_policy, p_right, stimulus_reward
-from ..network import MAX_WEIGHT, trial_update
+from ..network import MAX_WEIGHT, flat_weights, trial_update, weights_from_flat
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
 from .banded import solve_chains
@@ -85,7 +85,6 @@ from .batch import prepare_trials
 #: Smallest weight before the log (a weight the rule sets to exactly 0).
 W_FLOOR = 1e-12
 D_STATE = 9
-_A, _U = slice(0, 3), slice(3, 9)
 
 
 @dataclass(frozen=True)
@@ -139,13 +138,7 @@ def _from_u(name, u):
 # ----------------------------------------------------------------------------------------------------------------
 
 def _weights(z: torch.Tensor) -> Weights:
-    w = torch.exp(z)
-    return Weights(w[..., _A], w[..., _U].unflatten(-1, (2, 3)))
-
-
-def flat_weights(weights: Weights) -> torch.Tensor:
-    """``(..., 9)`` in :data:`mouse_rl.schema.WEIGHT_COLUMNS` order."""
-    return torch.cat([weights.a, weights.U.flatten(-2)], -1)
+    return weights_from_flat(torch.exp(z))
 
 
 def transition(z, x, choice, reward, eta):

@@ -45,13 +45,14 @@ def run_point(point: Point, device: str = "cpu") -> pd.DataFrame:
     dtype = torch.float64 if point.dtype == "float64" else torch.float32
     result = simulate_cohort(
         n_mice=point.mice, n_sessions=point.sessions, params=point.model_params(), task=point.task_config(),
-        seed=point.seed, device=device, dtype=dtype, progress=False,
+        seed=point.seed, device=device, dtype=dtype, progress=False, log="sessions",
+        record_weights="final",
     )
     last = result.weights[result.weights["session"] == point.sessions]
     row = {"point_index": point.index, "point_id": point.point_id, "seed": point.seed, "n_mice": point.mice,
            "n_sessions": point.sessions, "dtype": point.dtype}
     row.update(parameter_columns(point.model, point.task))
-    row.update(cohort_summary(result.trials, last))
+    row.update(cohort_summary(None, last, sessions=result.sessions))
     return pd.DataFrame([row])
 
 

@@ -25,7 +25,7 @@ import torch
 
 from envs.task import TaskConfig
 
-from ..network import Forward, Weights, forward, init_weights, p_right, trial_update
+from ..network import Forward, Weights, flat_weights, forward, init_weights, p_right, trial_update, weights_from_flat
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
 from .classes import STIMULUS_SIDE_NAMES, StimulusClasses, stimulus_classes
@@ -101,16 +101,6 @@ def folded_normal_mean(m: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     z = m / safe
     out = safe * math.sqrt(2 / math.pi) * torch.exp(-0.5 * z * z) + m * (1 - 2 * torch.special.ndtr(-z))
     return torch.where(s > 0, out, m.abs())
-
-
-def flat_weights(w: Weights) -> torch.Tensor:
-    """Weights as one vector ``(..., 9)``: ``a`` then ``U`` row by row (order of :data:`~mouse_rl.schema.WEIGHT_COLUMNS`)."""
-    return torch.cat([w.a, w.U.flatten(-2)], -1)
-
-
-def weights_from_flat(v: torch.Tensor) -> Weights:
-    """Inverse of :func:`flat_weights`: ``(..., 9)`` -> ``a (..., 3)``, ``U (..., 2, 3)``."""
-    return Weights(v[..., :3], v[..., 3:].unflatten(-1, (2, 3)))
 
 
 class PathwayCoords(NamedTuple):
