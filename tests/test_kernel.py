@@ -84,3 +84,17 @@ def test_rows_select_data_and_columns_are_independent(batch):
 
 def test_theta_order_is_netparams_order():
     assert THETA == NetParams._fields
+
+
+def test_lower_orders_give_the_same_numbers(batch):
+    """Order 0 propagates no derivatives and order 1 no Hessians: the value and gradient are unchanged."""
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    args = (x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(), batch.valid.T.numpy(),
+            batch.n_trials.numpy(), _random_theta(3, 4))
+    f2, g2, H2 = nll_derivatives(*args, order=2)
+    f1, g1, H1 = nll_derivatives(*args, order=1)
+    f0, g0, H0 = nll_derivatives(*args, order=0)
+    assert np.array_equal(f0, f2) and np.array_equal(f1, f2) and np.array_equal(g1, g2)
+    assert not g0.any() and not H0.any() and not H1.any()
+    np.testing.assert_allclose(H2, np.swapaxes(H2, 1, 2), rtol=1e-13, atol=0)
+    assert np.abs(H2).max() > 0

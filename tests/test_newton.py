@@ -50,6 +50,33 @@ def test_crease_minimum_is_found_and_labelled():
     assert set(info["reason"]) == {"crease"} and info["converged"].all()
 
 
+def test_orders_give_the_same_path_with_cheaper_evaluations():
+    """With ``orders=True`` the crease search asks for gradients only at its samples and values only on its
+    line search (the rest zeroed here, as a kernel of that order returns): same iterates, same result."""
+    asked = []
+
+    def crease(u, cols, order=2):
+        asked.append(order)
+        x, y = u[:, 0], u[:, 1]
+        f = np.abs(x - 0.3) + np.cosh(y + 0.1)
+        g = np.stack([np.sign(x - 0.3), np.sinh(y + 0.1)], -1) * (order >= 1)
+        H = np.zeros((len(u), 2, 2))
+        H[:, 1, 1] = np.cosh(y + 0.1) * (order >= 2)
+        return f, g, H
+
+    kw = dict(lower=np.full(2, -5.0), upper=np.full(2, 5.0), gtol=1e-8, ftol=1e-12)
+    u0 = np.array([[2.0, 1.0], [-1.0, -2.0], [0.5, 0.3]])
+    plain = minimize_newton(lambda u, c: crease(u, c), u0, **kw)
+    n_plain = len(asked)
+    asked.clear()
+    cheap = minimize_newton(crease, u0, orders=True, **kw)
+    assert {0, 1, 2} <= set(asked) and n_plain > 0
+    np.testing.assert_array_equal(plain[0], cheap[0])
+    np.testing.assert_array_equal(plain[1], cheap[1])
+    assert list(plain[2]["reason"]) == list(cheap[2]["reason"])
+    np.testing.assert_array_equal(plain[2]["n_iter"], cheap[2]["n_iter"])
+
+
 def test_columns_do_not_interact():
     u0 = np.array([[-1.2, 1.0], [2.0, -1.0], [0.5, 0.5]])
     lo, hi = np.full(2, -5.0), np.full(2, 5.0)

@@ -220,8 +220,8 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
 
         def polish(start, src, dst, iters_before):
             """Crease-searching Newton from ``start`` (columns ``src`` of their pass) into columns ``dst``."""
-            up, fp, ip = minimize_newton(lambda uu, cc: kobj(uu, src[cc]), start, lower, upper, max_iter, gtol,
-                                         ftol=ftol)
+            up, fp, ip = minimize_newton(lambda uu, cc, order=2: kobj(uu, src[cc], order), start, lower, upper,
+                                         max_iter, gtol, ftol=ftol, orders=True)
             u[dst], f[dst], n_iter[dst] = up, fp, iters_before + ip["n_iter"]
             reason[dst], converged[dst] = ip["reason"], ip["converged"]
 
@@ -271,7 +271,7 @@ def _fit_from(kobj: KernelObjective, init: np.ndarray, max_iter: int, gtol: floa
     lower, upper = kobj.transform.bounds_u()
     t0 = time.perf_counter()
     u, f, info = minimize_newton(kobj, np.clip(init.reshape(R * M, P), lower, upper), lower, upper, max_iter,
-                                 gtol, ftol=ftol)
+                                 gtol, ftol=ftol, orders=True)
     return _collect(kobj, u, f, info["reason"].astype(object), info["n_iter"], info["converged"], R, batch,
                     score, "newton", gtol, {"n_evals": info["n_evals"], "seconds": time.perf_counter() - t0})
 

@@ -140,7 +140,8 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
                     u0: np.ndarray, lower: np.ndarray, upper: np.ndarray, max_iter: int = 100,
                     gtol: float = 1e-4, ftol: float = 1e-4, radius: float = 1.0, max_radius: float = 4.0,
                     min_radius: float = 1e-7, crease_search: bool = True,
-                    callback: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                    callback: Callable[[int], None] | None = None,
+                    orders: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Minimise ``B`` independent objectives over ``u`` ``(B, P)`` within ``[lower, upper]``.
 
     Parameters
@@ -155,6 +156,9 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
     crease_search : search creases (see module docstring); False stops a column when its radius
         collapses, with reason ``"stalled"`` (not converged; a cheap first pass over many starts).
     callback : called with the number of active columns after every batched evaluation.
+    orders : ``fun`` takes a third argument, the derivatives needed (0 value, 1 + gradient, 2 + Hessian;
+        zeros may stand for the others): the crease search's gradient samples then ask for order 1, its
+        line-search points for order 0 (and the point it moves to for order 2), with the same path.
 
     Returns
     -------
@@ -211,9 +215,17 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
             owner.extend([b] * len(cand))
         owner = np.array(owner)
         pts = np.array(pts)
-        fc, gc, Hc = fun(pts, owner)
-        n_evals += 1
+        if orders:  # Newton candidates need Hessians, gradient samples gradients, line-search points values
+            fc, gc, Hc = np.empty(len(pts)), np.zeros((len(pts), P)), np.zeros((len(pts), P, P))
+            for order, sel in ((2, phase[owner] == 0), (1, phase[owner] == 1), (0, phase[owner] == 2)):
+                if sel.any():
+                    fc[sel], gc[sel], Hc[sel] = fun(pts[sel], owner[sel], order)
+                    n_evals += 1
+        else:
+            fc, gc, Hc = fun(pts, owner)
+            n_evals += 1
         ok = _all_finite(fc, gc, Hc)
+        moved = []
         for b in cols:
             idx = np.flatnonzero(owner == b)
             if phase[b] == 0:
@@ -248,9 +260,13 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
                 if j >= 0 and fc[j] < f[b] - ftol:
                     rad[b] = max(np.linalg.norm(pts[j] - u[b]), 10 * min_radius)
                     u[b], f[b], g[b], H[b] = pts[j], fc[j], gc[j], Hc[j]
+                    moved.append(b)
                     phase[b] = 1 if jumps[b] else 0  # still on a crease: sample again; smooth: Newton
                 else:
                     reason[b], active[b] = "crease", False
+        if orders and moved:  # the gradient and Hessian where the line search moved to
+            f[moved], g[moved], H[moved] = fun(u[moved], np.array(moved), 2)
+            n_evals += 1
         if callback:
             callback(len(cols))
     converged = np.isin(reason, CONVERGED)

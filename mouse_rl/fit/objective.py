@@ -74,9 +74,10 @@ class KernelObjective:
             Hu[:, np.arange(len(k)), np.arange(len(k))] += g_t * d2
         return f, gu, Hu
 
-    def __call__(self, u: np.ndarray, cols: np.ndarray):
-        """Objective for columns ``cols`` (column c runs on mouse ``c % n_mice``) at points ``u`` ``(n, P)``."""
-        return self.add_prior(u, *self.loglik_derivatives(u, np.asarray(cols) % self.n_mice))
+    def __call__(self, u: np.ndarray, cols: np.ndarray, order: int = 2):
+        """Objective for columns ``cols`` (column c runs on mouse ``c % n_mice``) at points ``u`` ``(n, P)``;
+        ``order`` < 2 leaves the Hessian (and 0 the gradient) of the likelihood out (zeros)."""
+        return self.add_prior(u, *self.loglik_derivatives(u, np.asarray(cols) % self.n_mice, order))
 
     def add_prior(self, u: np.ndarray, f: np.ndarray, g: np.ndarray, H: np.ndarray):
         """The objective from the likelihood terms at ``u``: adds the prior's value, gradient, Hessian (MAP only)."""
