@@ -101,16 +101,22 @@ def encode(signed_contrast: torch.Tensor, encoding: str = "side") -> torch.Tenso
 
 
 def init_weights(params: NetParams, seeds: torch.Tensor | None = None, jitter: float = 1e-5) -> Weights:
-    """Initial weights a = (w0, w0, k), U = [[s0, s0, b_L], [s0, s0, b_R]], plus |N(0, jitter^2)|.
+    """Initial weights a = (w0 / e, w0 e, k), U = [[s0 / e, s0 e, b_L], [s0 / e, s0 e, b_R]], plus |N(0, jitter^2)|.
 
-    The jitter is drawn from each mouse's own counter-based stream, so a mouse
-    starts identically whether simulated alone or in a cohort.
+    e = exp(stim_skew / 2): with the default stim_skew = 0, e = 1 and the
+    weights are exactly MODEL.md's (w0, w0, k) and [[s0, s0, b_L], [s0, s0, b_R]];
+    a skew (an option, :data:`mouse_rl.params.PARAMS`) starts one stimulus
+    channel deeper on its plateau than the other. The jitter is drawn from each
+    mouse's own counter-based stream, so a mouse starts identically whether
+    simulated alone or in a cohort.
     """
     p = params
-    a = torch.stack([p.w0, p.w0, p.k], dim=-1)
-    U = torch.stack(
-        [torch.stack([p.s0, p.s0, p.b_L], dim=-1), torch.stack([p.s0, p.s0, p.b_R], dim=-1)], dim=-2
-    )
+    half = 0.5 * torch.as_tensor(p.stim_skew, dtype=p.w0.dtype, device=p.w0.device)
+    e_L, e_R = torch.exp(-half), torch.exp(half)
+    aL, aR, k, sL, sR, bL, bR = torch.broadcast_tensors(p.w0 * e_L, p.w0 * e_R, p.k, p.s0 * e_L, p.s0 * e_R, p.b_L,
+                                                        p.b_R)
+    a = torch.stack([aL, aR, k], dim=-1)
+    U = torch.stack([torch.stack([sL, sR, bL], dim=-1), torch.stack([sL, sR, bR], dim=-1)], dim=-2)
     if seeds is not None and jitter > 0:
         noise = torch.stack([rng.normal(seeds, rng.INIT_JITTER, j, a.dtype) for j in range(9)], dim=-1)
         a = a + jitter * noise[..., :3]

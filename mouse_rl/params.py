@@ -28,6 +28,9 @@ class NetParams(NamedTuple):
     b_L: torch.Tensor
     b_R: torch.Tensor
     lapse: torch.Tensor
+    #: per-side skew of the initial stimulus channels (an option; 0 = mouse_rl/MODEL.md; see PARAMS).
+    #: Last, with a default, so that code building NetParams from the eight MODEL.md fields keeps working.
+    stim_skew: torch.Tensor | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -39,14 +42,18 @@ class ParamSpec:
     name : field name in :class:`ModelParams` / :class:`NetParams`.
     default : model default (mouse_rl/MODEL.md).
     legal : ``(lower, upper, lower inclusive)`` range a user may set.
-    transform : ``"log"`` or ``"logit"``: the unconstrained coordinate used in fitting.
+    transform : ``"log"``, ``"logit"`` or ``"identity"`` (an unbounded parameter): the unconstrained
+        coordinate used in fitting.
     fit_bounds : natural-unit box of fitting (keeps every fitted network finite).
-    init_range : natural-unit box the fit's restarts are spread over (log/logit scale).
+    init_range : natural-unit box the fit's restarts are spread over (log/logit/identity scale).
     fit_start : start value of restart 0 (the default, moved off a 0 boundary).
     prior_centre, prior_sd : weakly informative Gaussian prior of MAP fits, in the
-        unconstrained coordinate (centre given in natural units, sd in log / logit units).
+        unconstrained coordinate (centre given in natural units, sd in log / logit / natural units).
     flag : command-line option.
     unit : unit / meaning for help texts.
+    recovery_range : ``(low, high, scale)`` natural-unit range that parameter-recovery studies draw true
+        values from, ``scale`` ``"log"`` (log-uniform) or ``"linear"``: a simulated population (it may
+        reach 0, unlike ``init_range``, where the fit starts).
     """
 
     name: str
@@ -60,29 +67,54 @@ class ParamSpec:
     prior_sd: float
     flag: str
     unit: str
+    recovery_range: tuple = ()
 
 
 #: The parameter registry, in :class:`NetParams` order. Priors: lapse logit-normal around 0.02 (95%: 0.001-0.3),
 #: so the lapse cannot drift to its bound to absorb the start of learning; beta log-normal around 9
 #: (95%: 1.3-64); the learning and initial-weight parameters get sd 2 (a factor e^4 = 55 either way).
+#: ``stim_skew`` (an option, not fitted by default: ``fit_mice(free=(..., "stim_skew"))``, ``mouse-rl fit
+#: --fit-skew``) skews the initial strength of the two stimulus channels: with e = exp(stim_skew / 2), the
+#: cortical gains start at a_L0 = w0 / e, a_R0 = w0 e and the striatal stimulus weights at U[., L]0 = s0 / e,
+#: U[., R]0 = s0 e. In the deep network a channel's plateau (escape) time grows like ln(1 / (a0 U0)), so a skew
+#: lets a fit say one stimulus is learned much later than the other (one-sided learners). Skewing the gain
+#: alone was tried first and closed less of the generative gap (the fitted s0 is often >> w0, and then the
+#: striatal weights, not the gain, set the plateau). Prior N(0, 2^2); 0 = mouse_rl/MODEL.md.
 PARAMS: dict[str, ParamSpec] = {s.name: s for s in (
     ParamSpec("eta", 0.0026, (0.0, 1.0, False), "log", (1e-6, 0.2), (5e-4, 2e-2), 0.0026, 0.0026, 2.0,
-              "--eta", "learning rate per trial"),
+              "--eta", "learning rate per trial", (0.005, 0.03, "log")),
     ParamSpec("beta", 9.0, (0.0, 1000.0, True), "log", (1e-2, 200.0), (2.0, 20.0), 9.0, 9.0, 1.0,
-              "--beta", "softmax inverse temperature (1 / value unit)"),
+              "--beta", "softmax inverse temperature (1 / value unit)", (4.0, 15.0, "linear")),
     ParamSpec("w0", 0.05, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.01, 0.5), 0.05, 0.05, 2.0,
-              "--w0", "initial stimulus cortical gain; small = deep, 1 = shallow"),
+              "--w0", "initial stimulus cortical gain; small = deep, 1 = shallow", (0.02, 0.2, "log")),
     ParamSpec("k", 1.0, (0.0, 100.0, True), "log", (1e-3, 10.0), (0.5, 2.0), 1.0, 1.0, 1.0,
-              "--k", "initial bias cortical gain"),
+              "--k", "initial bias cortical gain", (0.5, 2.0, "log")),
     ParamSpec("s0", 0.2, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.05, 0.5), 0.2, 0.2, 2.0,
-              "--s0", "initial striatal stimulus weights"),
+              "--s0", "initial striatal stimulus weights", (0.1, 0.4, "linear")),
     ParamSpec("b_L", 0.0, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.01, 0.3), 0.05, 0.05, 2.0,
-              "--b-left", "initial left bias weight U[L, b]"),
+              "--b-left", "initial left bias weight U[L, b]", (0.0, 0.3, "linear")),
     ParamSpec("b_R", 0.0, (0.0, 100.0, True), "log", (1e-6, 10.0), (0.01, 0.3), 0.05, 0.05, 2.0,
-              "--b-right", "initial right bias weight U[R, b]"),
+              "--b-right", "initial right bias weight U[R, b]", (0.0, 0.3, "linear")),
     ParamSpec("lapse", 0.0, (0.0, 1.0, True), "logit", (1e-6, 0.5), (0.005, 0.1), 0.02, 0.02, 1.5,
-              "--lapse", "lapse rate; P(R) <- lapse/2 + (1 - lapse) P(R)"),
+              "--lapse", "lapse rate; P(R) <- lapse/2 + (1 - lapse) P(R)", (0.0, 0.1, "linear")),
+    ParamSpec("stim_skew", 0.0, (-20.0, 20.0, True), "identity", (-10.0, 10.0), (-2.0, 2.0), 0.0, 0.0, 2.0,
+              "--stim-skew", "per-side skew of the initial stimulus channels: a_L0, U[., L]0 scaled by "
+              "exp(-skew/2), a_R0, U[., R]0 by exp(+skew/2); 0 = symmetric (MODEL.md)", (-3.0, 3.0, "linear")),
 )}
+
+
+def check_names(names, option: str = "free") -> tuple[str, ...]:
+    """``names`` (one name or several) as a tuple of registry parameters; a ValueError naming ``option`` if
+    empty, unknown or repeated."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    if not names:
+        raise ValueError(f"{option}: give at least one parameter; choose from {', '.join(PARAMS)}")
+    unknown = [name for name in names if name not in PARAMS]
+    if unknown:
+        raise ValueError(f"{option}: unknown parameter(s) {unknown}; choose from {', '.join(PARAMS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{option}: duplicate names in {list(names)}")
+    return names
 
 _RANGES = {name: spec.legal for name, spec in PARAMS.items()}
 
@@ -100,6 +132,9 @@ class ModelParams:
     s0 : initial striatal weight of every stimulus entry of U. Default 0.2.
     b_L, b_R : initial striatal bias weights U[L, b], U[R, b]. Default 0.
     lapse : lapse rate; P(R) <- lapse/2 + (1 - lapse) P(R). Default 0.
+    stim_skew : per-side skew of the initial stimulus channels: a_L0 = w0 / e, a_R0 = w0 e, U[., L]0 = s0 / e,
+        U[., R]0 = s0 e with e = exp(stim_skew / 2). Default 0 (mouse_rl/MODEL.md). An option: it lets one
+        stimulus channel start on a much longer plateau than the other.
     encoding : ``"side"`` (x = [1,0,1] left, [0,1,1] right, [0,0,1] zero) or
         ``"magnitude"`` (x = [max(-c,0), max(c,0), 1]) or ``"graded"`` (x = [g(c_L), g(c_R), 1], a
         saturating contrast response with g(1) = 1: :func:`mouse_rl.network.graded_contrast`).
@@ -121,6 +156,7 @@ class ModelParams:
     positive: bool = True
     zero_reward: str = "expected"
     jitter: float = 1e-5
+    stim_skew: object = PARAMS["stim_skew"].default
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:

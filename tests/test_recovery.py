@@ -4,18 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mouse_rl.fit.recovery import DEFAULT_RANGES, RECOVERY_FREE, RecoveryResult, check_free, sample_params
-from mouse_rl.params import PARAMS
+from mouse_rl.fit.recovery import DEFAULT_RANGES, RECOVERY_FREE, RecoveryResult, sample_params
+from mouse_rl.params import PARAMS, check_names
 
 
-def test_sample_params_draws_inside_the_ranges():
-    p = sample_params(200, free=("eta", "b_R", "k"), seed=3)
-    eta, b_r, k = (np.asarray(getattr(p, n)) for n in ("eta", "b_R", "k"))
-    assert DEFAULT_RANGES["eta"][0] <= eta.min() and eta.max() <= DEFAULT_RANGES["eta"][1]
-    assert DEFAULT_RANGES["b_R"][0] <= b_r.min() and b_r.max() <= DEFAULT_RANGES["b_R"][1]
-    lo, hi = PARAMS["k"].init_range  # no own range: the registry's restart box
-    assert lo <= k.min() and k.max() <= hi
+def test_sample_params_draws_inside_the_registry_ranges():
+    free = ("eta", "b_R", "k", "stim_skew")
+    p = sample_params(200, free=free, seed=3)
+    for name in free:
+        lo, hi, scale = PARAMS[name].recovery_range
+        v = np.asarray(getattr(p, name))
+        assert DEFAULT_RANGES[name] == (lo, hi) and lo <= v.min() and v.max() <= hi
+        if scale == "log":  # log-uniform: the geometric midpoint is the median
+            assert abs(np.median(np.log(v)) - np.log(lo * hi) / 2) < 0.2 * np.log(hi / lo)
+    assert (np.asarray(p.stim_skew) < 0).any()  # an unbounded parameter is drawn on both sides of 0
     assert p.beta == PARAMS["beta"].default  # not free: from the base
+    assert all(len(spec.recovery_range) == 3 for spec in PARAMS.values())
 
 
 @pytest.mark.parametrize("free, needle", [
@@ -25,7 +29,7 @@ def test_sample_params_draws_inside_the_ranges():
 ])
 def test_check_free_names_the_option(free, needle):
     with pytest.raises(ValueError, match=needle):
-        check_free(free, "--free")
+        check_names(free, "--free")
 
 
 def test_bad_range_is_reported():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .options import add_model_options, add_reward_rule_option
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("fit", help="fit the network to mice (batched), with optional cross-validation",
@@ -13,9 +15,7 @@ def add_parser(subparsers) -> None:
                         ".parquet/.csv trial tables (IBL trials tables included)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--mice", nargs="+", default=None, help="only these mice")
-    p.add_argument("--reward-rule", choices=["stimulus", "recorded"], default="stimulus",
-                   help="'stimulus' (default): stored rewards must follow the stimulus side; 'recorded': the task "
-                        "had another rule, use the recorded rewards (.csv/.parquet tables)")
+    add_reward_rule_option(p)
     p.add_argument("--single-block", action="store_true",
                    help="load .npy files without session_lengths (e.g. DAP044) as one unknown-session block")
     p.add_argument("--restarts", type=int, default=8,
@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
                    help="torch unroll of --method lbfgs/adam ('compile' fuses trials with torch.compile)")
     p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="fix the lapse at 0")
     p.add_argument("--shallow", action="store_true", help="fit the shallow control (w0 = 1 fixed)")
+    p.add_argument("--fit-skew", action="store_true",
+                   help="also fit stim_skew, a per-side skew of the initial stimulus channels (an option beyond "
+                        "MODEL.md, where both start equal): lets a fit say one stimulus is learned much later, as "
+                        "in one-sided learners; --stim-skew sets its value when it is not fitted")
     p.add_argument("--model", choices=["network", "noisy-network"], default="network",
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
@@ -56,8 +60,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2, help="chunks / worker processes (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    from .options import add_model_options
-
     add_model_options(p, fitting=True)
     p.set_defaults(func=run)
 
@@ -93,14 +95,15 @@ def save_laplace(outputs, res) -> None:
 
     import numpy as np
 
+    from ..params import PARAMS
+
     with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # a handle: np.savez would append ".npz" to a path
         np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=res.hessian,
                  free=np.array(list(res.transform.free)))
     fixed = res.transform.fixed
     opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
             "zero_reward": fixed.zero_reward,
-            "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0])
-                      for name in ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse")},
+            "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0]) for name in PARAMS},
             "map_prior": bool(res.options.get("map_prior", False))}
     outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
 
@@ -143,6 +146,7 @@ def run(args) -> int:
         return run_noisy(args, trials)
     free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
         ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
+    free = (*free, "stim_skew") if args.fit_skew else free
     check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
     if args.shallow and args.w0 != PARAMS["w0"].default:
         raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")
@@ -190,7 +194,8 @@ def run(args) -> int:
             for mouse in table["mouse"]:
                 fig = plot_mouse_fit(res.trials, mouse)
                 fig.savefig(outputs.path(f"plots/{stems[str(mouse)]}.png"), dpi=110, format="png")
-    cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse", "bits_per_trial",
+    cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse",
+                        *(["stim_skew"] if args.fit_skew else []), "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")

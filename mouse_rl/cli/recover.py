@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..fit.fitting import METHODS
 from ..fit.likelihood import ENGINES
-from ..fit.recovery import RECOVERY_FREE, check_free
+from ..fit.recovery import RECOVERY_FREE
+from ..params import check_names
 from ..outputs import OutputSet
 from .limits import check_cohort_size
 
@@ -38,7 +39,7 @@ def _check_options(args) -> None:
                                    ("--max-iter", args.max_iter, 1)):
         if value < minimum:
             raise ValueError(f"{option}: must be >= {minimum}, got {value}")
-    check_free(args.free, "--free")
+    check_names(args.free, "--free")
     check_cohort_size(args.mice, args.sessions, args.trials, fit_restarts=args.restarts)
 
 

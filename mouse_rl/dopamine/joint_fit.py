@@ -34,7 +34,7 @@ import torch
 
 from mouse_rl.data import DataFormatError
 from mouse_rl.fit import learning_reward, make_batch, unroll
-from mouse_rl.fit.recovery import check_free
+from mouse_rl.params import check_names
 from mouse_rl.fit.transforms import ParamTransform
 from mouse_rl.network import Forward, log_policy, prediction_errors
 from mouse_rl.params import PARAMS, ModelParams, NetParams
@@ -101,7 +101,7 @@ def joint_fit(trials: pd.DataFrame, recordings: pd.DataFrame | None = None, regi
     the others come from ``params``. ``table`` reports every registry parameter.
     """
     params = params or ModelParams()
-    transform = ParamTransform(check_free(fit, "fit"), params)
+    transform = ParamTransform(check_names(fit, "fit"), params)
     candidates = list(candidates)
     bad = [c for c in candidates if c not in DELTAS]
     if bad:

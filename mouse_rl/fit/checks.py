@@ -30,15 +30,16 @@ import torch
 
 from envs import rng
 
+from ..analysis.metrics import label_learner_side
 from ..params import NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .predictive import laplace_covariance
 from .transforms import ParamTransform
 
-#: Windows and threshold of the per-mouse metrics (as :func:`mouse_rl.analysis.early_late_metrics`).
+#: Windows of the per-mouse metrics (as :func:`mouse_rl.analysis.early_late_metrics`; learner sides by
+#: :func:`mouse_rl.analysis.label_learner_side` and its threshold).
 EARLY_SESSIONS = (4, 8)
 LATE_SESSIONS = 5
-SIDE_THRESHOLD = 0.1
 BAND = (5.0, 95.0)
 
 
@@ -139,8 +140,7 @@ def _mouse_metrics(st: dict) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore", RuntimeWarning)
         early_bias = np.nanmean(np.where(early, bias, np.nan), axis=0)
         late_diff = np.nanmean(np.where(late, diff, np.nan), axis=0)
-    side = np.where(late_diff > SIDE_THRESHOLD, "right", np.where(late_diff < -SIDE_THRESHOLD, "left", "balanced"))
-    side = np.where(np.isnan(late_diff), "", side)
+    side = np.where(np.isnan(late_diff), "", label_learner_side(late_diff)).astype(str)
     return {"early_bias": early_bias, "late_slope_diff": late_diff, "side": side}
 
 

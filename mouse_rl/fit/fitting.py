@@ -103,6 +103,9 @@ METHODS = ("newton", "lbfgs", "adam")
 AGREE_NATS = 0.5
 #: How many best starts per mouse are polished with the crease search after the first pass.
 POLISH = 2
+#: Warm starts of a fit with ``stim_skew`` free (the option of :data:`mouse_rl.params.PARAMS`): each mouse's
+#: optimum without it, with the skew at its fixed value (default 0) and at these values.
+SKEW_STARTS = (-2.0, 2.0)
 #: Basin hopping: perturbations per mouse per round and their size (in prior sds of each parameter).
 HOP_STARTS = 8
 HOP_SCALE = 0.25
@@ -184,11 +187,19 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     optimum and the population mean) run straight to convergence with the
     crease search, instead of the shared design, screening and hopping
     (Newton only; ``n_restarts`` is then ``R``).
+
+    With the option ``stim_skew`` free (Newton, no ``init`` / ``prior``) the fit is nested: first the
+    fit above without it (the skew at its fixed value), then Newton with it from each mouse's optimum,
+    the skew set to its fixed value and to :data:`SKEW_STARTS` (``n_restarts_at_best`` then counts
+    those starts). The skew-free optimum is a start, so the skewed fit never ends below it.
     """
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     if (prior is not None or init is not None) and method != "newton":
         raise ValueError(f"method: prior and init need method='newton', got {method!r}")
+    if "stim_skew" in transform.free and method == "newton" and init is None and prior is None:
+        return _fit_skew_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress,
+                                gtol, ftol, n_screen, screen_iter, n_hops)
     M = batch.shape[1]
     score = batch.valid if score is None else score & batch.valid
     learn = batch.valid if learn is None else learn & batch.valid
@@ -260,6 +271,26 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
         converged = np.zeros(len(u), dtype=bool)
     return _collect(kobj, u, f, reason, n_iter, converged, n_restarts, batch, score, method, gtol,
                     {"n_evals": info["n_evals"], "seconds": time.perf_counter() - t0})
+
+
+def _fit_skew_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress, gtol, ftol,
+                     n_screen, screen_iter, n_hops) -> BatchFit:
+    """``stim_skew`` free: the fit without it, then Newton from each mouse's optimum with the skew at its
+    fixed value and at :data:`SKEW_STARTS` (see :func:`fit_batch`)."""
+    j = transform.free.index("stim_skew")
+    inner = ParamTransform(free=tuple(n for n in transform.free if n != "stim_skew"), fixed=transform.fixed)
+    base = fit_batch(batch, inner, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
+                     progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
+                     n_hops=n_hops)
+    ub = base.u.detach().cpu().numpy()
+    M = ub.shape[0]
+    fixed = np.broadcast_to(np.asarray(transform.fixed.stim_skew, dtype=float).reshape(-1), (M,))
+    skews = [fixed] + [np.full(M, s) for s in SKEW_STARTS]
+    init = np.stack([np.insert(ub, j, s, axis=1) for s in skews])
+    res = fit_batch(batch, transform, score, learn, max_iter=max_iter, method="newton", map_prior=map_prior,
+                    gtol=gtol, ftol=ftol, init=init)
+    res.info = {k: base.info.get(k, 0) + res.info.get(k, 0) for k in ("n_evals", "seconds", "work")}
+    return res
 
 
 def _fit_from(kobj: KernelObjective, init: np.ndarray, max_iter: int, gtol: float, ftol: float,
@@ -415,7 +446,9 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     map_prior : weakly informative Gaussian priors of :data:`mouse_rl.params.PARAMS` (default True:
         they keep directions the data cannot separate, e.g. the lapse, off their bounds);
         False = maximum likelihood.
-    free : parameters to fit (default eta, beta, w0, s0, b_L, b_R, lapse; k = 1 fixed).
+    free : parameters to fit (default eta, beta, w0, s0, b_L, b_R, lapse; k = 1 fixed). Adding the option
+        ``"stim_skew"`` (per-side initial stimulus channels, :data:`mouse_rl.params.PARAMS`) fits it too,
+        nested on the fit without it (see :func:`fit_batch`).
     fixed : :class:`ModelParams` for the non-free parameters and model options
         (encoding, positive, zero_reward). ``w0=1`` with ``"w0"`` not free = shallow network.
     fit_lapse : fit the lapse (else it stays at ``fixed.lapse``, default 0).
@@ -447,9 +480,6 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     df = prepare_trials(trials)
     transform = make_transform(free, fixed, fit_lapse)
     fixed = transform.fixed
-    batch = make_batch(df, fixed.zero_reward, device, dtype, prepared=True)
-    score = None if score_rows is None else batch.mask_from_rows(score_rows)
-    learn = None if learn_rows is None else batch.mask_from_rows(learn_rows)
     t0 = time.perf_counter()
     pop = None
     if population:
@@ -460,9 +490,13 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
 
         model = NetworkModel(df, n_restarts=n_restarts, max_iter=max_iter, free=transform.free, fixed=fixed,
                              fit_lapse=fit_lapse, device=device, dtype=dtype, seed=seed)
+        batch = model.batch  # the model's own batch of the same prepared table
         pop = fit_population(model, score_rows, n_iter=population_iter, progress=progress)
         res = model.result  # the last E-step: every mouse's MAP under the fitted population
     else:
+        batch = make_batch(df, fixed.zero_reward, device, dtype, prepared=True)
+        score = None if score_rows is None else batch.mask_from_rows(score_rows)
+        learn = None if learn_rows is None else batch.mask_from_rows(learn_rows)
         res = fit_batch(batch, transform, score, learn, n_restarts, max_iter, method, map_prior, seed, engine,
                         progress, lr)
     u = res.u

@@ -10,10 +10,13 @@ relative, ``tests/test_kernel.py``).
 
 Derivatives are propagated forward in time (second-order forward mode): each
 of the 9 weights carries its value, its gradient and its Hessian with respect
-to the 6 parameters that shape the weights (eta, w0, k, s0, b_L, b_R); the
-policy adds beta and the lapse. One pass gives the per-mouse negative
-log-likelihood, its gradient ``(8,)`` and Hessian ``(8, 8)`` with respect to
-the natural parameters in :data:`THETA` order (the weights' Hessians are symmetric and
+to the parameters that shape the weights (eta, w0, k, s0, b_L, b_R, and the
+option stim_skew when its derivatives are asked for, ``skew_derivatives``);
+the policy adds beta and the lapse. One pass gives the per-mouse negative
+log-likelihood, its gradient ``(9,)`` and Hessian ``(9, 9)`` with respect to
+the natural parameters in :data:`THETA` order (stim_skew's entries are zero
+unless asked for: the default fit does not pay for a seventh dual coordinate;
+the weights' Hessians are symmetric and
 kept as upper triangles; lower orders propagate only what they need). Columns (mice x restarts) are
 independent (``prange``): a column's numbers do not depend on which other
 columns share the call.
@@ -26,40 +29,49 @@ import numpy as np
 from ..network import MAX_WEIGHT
 
 #: Order of the natural parameters in ``theta`` and in the returned derivatives.
-THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse")
-_D = 6  # parameters that shape the weights: eta, w0, k, s0, b_L, b_R
-_DMAP = np.array([0, 2, 3, 4, 5, 6])  # their positions in THETA
+THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "stim_skew")
+_NT = len(THETA)
+_D = 7  # parameters that shape the weights: eta, w0, k, s0, b_L, b_R, stim_skew (the last only if asked for)
+_DMAP = np.array([0, 2, 3, 4, 5, 6, 8])  # their positions in THETA
+_SKEW = 6  # stim_skew's index among them
 _NW = 9  # weights: a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb
 
 
 @nb.njit(cache=True, inline="always")
-def _product(v1, g1, H1, v2, g2, H2, c, vo, go, Ho, order):
-    """(vo, go, Ho) = c * (v1 * v2) as a dual number up to ``order`` (Hessians: upper triangle only)."""
+def _product(v1, g1, H1, v2, g2, H2, c, vo, go, Ho, order, nd):
+    """(vo, go, Ho) = c * (v1 * v2) as a dual number up to ``order`` (Hessians: upper triangle only), in the
+    first ``nd`` dual coordinates."""
     vo[0] = c * v1 * v2
     if order >= 1:
-        for i in range(_D):
+        for i in range(nd):
             go[i] = c * (v1 * g2[i] + v2 * g1[i])
     if order >= 2:
-        for i in range(_D):
-            for j in range(i, _D):
+        for i in range(nd):
+            for j in range(i, nd):
                 Ho[i, j] = c * (v1 * H2[i, j] + v2 * H1[i, j] + g1[i] * g2[j] + g2[i] * g1[j])
 
 
 @nb.njit(cache=True)
-def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, order, grad_out, hess_out, write_lp, lp_out):
-    eta, beta, w0, k, s0, bL, bR, lapse = theta
+def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, order, nd, grad_out, hess_out, write_lp,
+            lp_out):
+    eta, beta, w0, k, s0, bL, bR, lapse, skew = theta
     v = np.zeros(_NW)
     g = np.zeros((_NW, _D))
     H = np.zeros((_NW, _D, _D))
-    v[0], v[1], v[2] = w0, w0, k
-    g[0, 1] = 1.0
-    g[1, 1] = 1.0
+    # stimulus channel j (0 = L, 1 = R), as init_weights: a_j = w0 e_j, U[., j] = s0 e_j, e_j = exp(-+ skew / 2)
+    for j in range(2):
+        sgn = -0.5 if j == 0 else 0.5
+        e = np.exp(sgn * skew)
+        for i in (j, 3 + j, 6 + j):  # a_j (from w0, dual 1), U[L, j] and U[R, j] (from s0, dual 3)
+            col = 1 if i < 3 else 3
+            v[i] = (w0 if i < 3 else s0) * e
+            g[i, col] = e
+            if nd > _SKEW:  # d/d skew; Hessians as upper triangles (col < _SKEW)
+                g[i, _SKEW] = sgn * v[i]
+                H[i, col, _SKEW] = sgn * e
+                H[i, _SKEW, _SKEW] = sgn * sgn * v[i]
+    v[2] = k
     g[2, 2] = 1.0
-    for r in range(2):
-        v[3 + 3 * r] = s0
-        v[4 + 3 * r] = s0
-        g[3 + 3 * r, 3] = 1.0
-        g[4 + 3 * r, 3] = 1.0
     v[5], v[8] = bL, bR
     g[5, 4] = 1.0
     g[8, 5] = 1.0
@@ -67,6 +79,7 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
         if v[i] < 0:
             v[i] = -v[i]
             g[i] = -g[i]
+            H[i] = -H[i]
     # scratch duals
     hv = np.zeros(3)
     hg = np.zeros((3, _D))
@@ -86,18 +99,18 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
     nv = np.zeros(_NW)
     ng = np.zeros((_NW, _D))
     nH = np.zeros((_NW, _D, _D))
-    dz = np.zeros(8)
+    dz = np.zeros(_NT)
     nll = 0.0
     for t in range(n):
         # forward pass: h = a * x, Q^stim, Q^const
         for i in range(3):
             hv[i] = v[i] * x[t, i]
             if order >= 1:
-                for p in range(_D):
+                for p in range(nd):
                     hg[i, p] = g[i, p] * x[t, i]
             if order >= 2:
-                for p in range(_D):
-                    for q in range(p, _D):
+                for p in range(nd):
+                    for q in range(p, nd):
                         hH[i, p, q] = H[i, p, q] * x[t, i]
         for r in range(2):
             qs_v[r] = 0.0
@@ -108,13 +121,13 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
             for i in range(2):
                 if x[t, i] != 0.0:
                     _product(v[3 + 3 * r + i], g[3 + 3 * r + i], H[3 + 3 * r + i], hv[i], hg[i], hH[i], 1.0,
-                             tv, tg, tH, order)
+                             tv, tg, tH, order, nd)
                     qs_v[r] += tv[0]
                     if order >= 1:
                         qs_g[r] += tg
                     if order >= 2:
                         qs_H[r] += tH
-            _product(v[5 + 3 * r], g[5 + 3 * r], H[5 + 3 * r], hv[2], hg[2], hH[2], 1.0, tv, tg, tH, order)
+            _product(v[5 + 3 * r], g[5 + 3 * r], H[5 + 3 * r], hv[2], hg[2], hH[2], 1.0, tv, tg, tH, order, nd)
             qc_v[r] = tv[0]
             if order >= 1:
                 qc_g[r] = tg
@@ -155,30 +168,30 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
             if write_lp:
                 lp_out[t] = logp
             if order >= 1:
-                # dy/dtheta (8) and d2y/dtheta2 (8x8) through z = beta * dq
+                # dy/dtheta and d2y/dtheta2 through z = beta * dq
                 dz[:] = 0.0
                 dz[1] = s * dq
-                for a_ in range(_D):
+                for a_ in range(nd):
                     dz[_DMAP[a_]] = s * beta * ((qs_g[1, a_] + qc_g[1, a_]) - (qs_g[0, a_] + qc_g[0, a_]))
-                for i in range(8):
+                for i in range(_NT):
                     grad_out[i] -= ly * dz[i]
                 grad_out[7] -= ll
                 if order >= 2:
-                    for i in range(8):
-                        for j in range(8):
+                    for i in range(_NT):
+                        for j in range(_NT):
                             hess_out[i, j] -= lyy * dz[i] * dz[j]
-                    for a_ in range(_D):
+                    for a_ in range(nd):
                         pa = _DMAP[a_]
                         dqa = (qs_g[1, a_] + qc_g[1, a_]) - (qs_g[0, a_] + qc_g[0, a_])
                         hess_out[1, pa] -= ly * s * dqa
                         hess_out[pa, 1] -= ly * s * dqa
-                        for b_ in range(a_, _D):  # the duals hold upper triangles
+                        for b_ in range(a_, nd):  # the duals hold upper triangles
                             pb = _DMAP[b_]
                             dqab = (qs_H[1, a_, b_] + qc_H[1, a_, b_]) - (qs_H[0, a_, b_] + qc_H[0, a_, b_])
                             hess_out[pa, pb] -= ly * s * beta * dqab
                             if b_ != a_:
                                 hess_out[pb, pa] -= ly * s * beta * dqab
-                    for i in range(8):
+                    for i in range(_NT):
                         hess_out[i, 7] -= lyl * dz[i]
                         hess_out[7, i] -= lyl * dz[i]
                     hess_out[7, 7] -= lll
@@ -194,17 +207,17 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
         # eta * delta_tot, with delta_tot = r - Q^tot[ch]
         tv[0] = r_ - (qs_v[ch] + qc_v[ch])
         if order >= 1:
-            for p in range(_D):
+            for p in range(nd):
                 tg[p] = -(qs_g[ch, p] + qc_g[ch, p])
         if order >= 2:
-            for p in range(_D):
-                for q in range(p, _D):
+            for p in range(nd):
+                for q in range(p, nd):
                     tH[p, q] = -(qs_H[ch, p, q] + qc_H[ch, p, q])
-        _eta_times(eta, tv, tg, tH, sv, sg, sH, order)
+        _eta_times(eta, tv, tg, tH, sv, sg, sH, order, nd)
         for i in range(3):  # a_i += eta * delta_tot * U[ch, i] * x_i
             if x[t, i] != 0.0:
                 ui = 3 * ch + 3 + i
-                _product(sv[0], sg, sH, v[ui], g[ui], H[ui], x[t, i], tv, tg, tH, order)
+                _product(sv[0], sg, sH, v[ui], g[ui], H[ui], x[t, i], tv, tg, tH, order, nd)
                 nv[i] += tv[0]
                 if order >= 1:
                     ng[i] += tg
@@ -219,14 +232,14 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
             qH = qs_H if i < 2 else qc_H
             tv[0] = r_ - qv[ch]
             if order >= 1:
-                for p in range(_D):
+                for p in range(nd):
                     tg[p] = -qg[ch, p]
             if order >= 2:
-                for p in range(_D):
-                    for q in range(p, _D):
+                for p in range(nd):
+                    for q in range(p, nd):
                         tH[p, q] = -qH[ch, p, q]
-            _eta_times(eta, tv, tg, tH, sv, sg, sH, order)
-            _product(sv[0], sg, sH, hv[i], hg[i], hH[i], 1.0, tv, tg, tH, order)
+            _eta_times(eta, tv, tg, tH, sv, sg, sH, order, nd)
+            _product(sv[0], sg, sH, hv[i], hg[i], hH[i], 1.0, tv, tg, tH, order, nd)
             nv[ui] += tv[0]
             if order >= 1:
                 ng[ui] += tg
@@ -260,34 +273,35 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
 
 
 @nb.njit(cache=True, inline="always")
-def _eta_times(eta, dv, dg, dH, ov, og, oH, order):
+def _eta_times(eta, dv, dg, dH, ov, og, oH, order, nd):
     """(ov, og, oH) = eta * delta, where eta is parameter 0 of the dual space (Hessians: upper triangle)."""
     ov[0] = eta * dv[0]
     if order >= 1:
-        for p in range(_D):
+        for p in range(nd):
             og[p] = eta * dg[p]
         og[0] += dv[0]
     if order >= 2:
-        for p in range(_D):
-            for q in range(p, _D):
+        for p in range(nd):
+            for q in range(p, nd):
                 oH[p, q] = eta * dH[p, q]
-        for p in range(_D):
+        for p in range(nd):
             oH[0, p] += dg[p]
         oH[0, 0] += dg[0]
 
 
 @nb.njit(cache=True, parallel=True)
-def _batched(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
+def _batched(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nd, nll, grad, hess,
              write_lp, lp):
     for b in nb.prange(theta.shape[0]):
         m = rows[b]
         nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, grad[b], hess[b], write_lp, lp[b])
+                         use_lapse, order, nd, grad[b], hess[b], write_lp, lp[b])
 
 
 def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn: np.ndarray, score: np.ndarray,
                     n_trials: np.ndarray, theta: np.ndarray, positive: bool = True, use_lapse: bool = True,
-                    order: int = 2, rows: np.ndarray | None = None, trial_logp: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    order: int = 2, rows: np.ndarray | None = None, trial_logp: bool = False,
+                    skew_derivatives: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Negative log-likelihood (nats) of every column, with its gradient and Hessian in :data:`THETA` order.
 
     Parameters
@@ -297,7 +311,8 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     reward : ``(B, T)`` float64 learning reward.
     learn, score : ``(B, T)`` bool: trials the learner learns from / whose choice counts.
     n_trials : ``(B,)`` trials of each column (the rest is padding).
-    theta : ``(B, 8)`` natural parameters in :data:`THETA` order.
+    theta : ``(B, 9)`` natural parameters in :data:`THETA` order; ``(B, 8)`` (no stim_skew column) means
+        stim_skew = 0 (mouse_rl/MODEL.md), and the derivatives then come without its row and column.
     positive : absolute value of the weights after each update.
     use_lapse : apply the lapse to the policy.
     order : 0 = value only, 1 = + gradient, 2 = + Hessian (each order propagates only the derivatives it
@@ -305,22 +320,32 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     rows : ``(B',)`` which data row each row of ``theta`` runs on (default ``arange(B)``), so that
         restarts and subsets share the data arrays without copies.
     trial_logp : also return ``(B', T)`` log P(observed choice) of every scored trial (nats; 0 elsewhere).
+    skew_derivatives : also propagate the derivatives with respect to stim_skew (a seventh dual coordinate:
+        about 1.3x the cost of order 2); without, its entries of ``grad`` and ``hess`` are 0 (its value is
+        used either way).
 
     Returns
     -------
-    nll ``(B',)``, grad ``(B, 8)``, hess ``(B, 8, 8)`` (zeros beyond ``order``).
+    nll ``(B',)``, grad ``(B, K)``, hess ``(B, K, K)`` with K = ``theta.shape[1]`` (zeros beyond ``order``).
     """
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim != 2 or theta.shape[1] not in (_NT - 1, _NT):
+        raise ValueError(f"theta: need shape (B, {_NT}) (or (B, {_NT - 1}) without stim_skew), got {theta.shape}")
+    K = theta.shape[1]
+    if K == _NT - 1:
+        theta = np.hstack([theta, np.zeros((theta.shape[0], 1))])
     B = theta.shape[0]
     rows = np.arange(B) if rows is None else np.asarray(rows, dtype=np.int64)
     if rows.shape != (B,) or (B and (rows.min() < 0 or rows.max() >= len(n_trials))):
         raise ValueError(f"rows: need {B} indices into {len(n_trials)} data rows")
     nll = np.zeros(B)
-    grad = np.zeros((B, 8))
-    hess = np.zeros((B, 8, 8))
+    grad = np.zeros((B, _NT))
+    hess = np.zeros((B, _NT, _NT))
     lp = np.zeros((B, x.shape[1] if trial_logp else 1))
     _batched(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(choice, dtype=np.int64),
              np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
              np.ascontiguousarray(score, dtype=np.bool_), np.ascontiguousarray(n_trials, dtype=np.int64), rows,
              np.ascontiguousarray(theta, dtype=np.float64), bool(positive), bool(use_lapse), int(order),
-             nll, grad, hess, bool(trial_logp), lp)
+             _D if skew_derivatives else _D - 1, nll, grad, hess, bool(trial_logp), lp)
+    grad, hess = grad[:, :K], hess[:, :K, :K]
     return (nll, grad, hess, lp) if trial_logp else (nll, grad, hess)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..network import Weights, encode, forward, p_right
+from ..network import encode, forward, p_right, weights_from_flat
 from ..schema import WEIGHT_COLUMNS
 
 
@@ -38,7 +38,7 @@ def strategy_from_policy(weights: pd.DataFrame, beta, lapse=0.0, encoding: str =
     n = len(weights)
     w = torch.as_tensor(weights[WEIGHT_COLUMNS].to_numpy(dtype=float))
     x = encode(torch.tensor([-contrast, 0.0, contrast], dtype=torch.float64), encoding)  # (3 stimuli, 3 inputs)
-    fwd = forward(Weights(w[:, None, :3], w[:, None, 3:].reshape(n, 1, 2, 3)), x[None])
+    fwd = forward(weights_from_flat(w[:, None]), x[None])
     per_row = lambda v: torch.as_tensor(np.broadcast_to(np.asarray(v, float), (n,)).copy())[:, None]  # noqa: E731
     p = p_right(fwd.q_tot, per_row(beta), per_row(lapse)).numpy()
     keys = [c for c in ("mouse", "session", "trial") if c in weights.columns]

@@ -51,6 +51,8 @@ class KernelObjective:
         s = self.score
         self.n_trials = np.where(s.any(1), T - np.argmax(s[:, ::-1], axis=1), 0).astype(np.int64)
         self.free_idx = np.array([THETA.index(n) for n in transform.free])
+        #: the kernel propagates stim_skew derivatives only when it is fitted (a seventh dual coordinate)
+        self.skew_derivatives = "stim_skew" in transform.free
         if prior is not None and tuple(prior.names) != tuple(transform.free):
             raise ValueError(f"prior: parameters {prior.names} differ from the free parameters {transform.free}")
         registry = transform.registry_prior()
@@ -65,7 +67,8 @@ class KernelObjective:
         theta, d1, d2 = self.transform.natural(u)
         self.work += int(self.n_trials[rows].sum())
         f, g, H = nll_derivatives(self.x, self.choice, self.reward, self.learn, self.score, self.n_trials, theta,
-                                  self.positive, self.use_lapse, order, rows)
+                                  self.positive, self.use_lapse, order, rows,
+                                  skew_derivatives=self.skew_derivatives)
         k = self.free_idx
         g_t = g[:, k]
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging start gives inf: the optimiser rejects it

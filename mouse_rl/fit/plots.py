@@ -69,7 +69,7 @@ def plot_check(check, mouse: str) -> Figure:
     for left and right stimuli per session, same layout. Right: the copies'
     late slope differences (histogram) with the mouse's value and the learner-side thresholds.
     """
-    from .checks import SIDE_THRESHOLD
+    from ..analysis.metrics import LEARNER_SIDE_THRESHOLD
 
     s = check.per_session[check.per_session["mouse"] == str(mouse)]
     if s.empty:
@@ -95,7 +95,7 @@ def plot_check(check, mouse: str) -> Figure:
     copies = check.copies[check.copies["mouse"] == str(mouse)]["late_slope_diff"].dropna()
     ax3.hist(copies, bins=20, color="0.6")
     ax3.axvline(m["late_slope_diff"], color="k", lw=2, label=f"mouse ({m['side']})")
-    for t in (-SIDE_THRESHOLD, SIDE_THRESHOLD):
+    for t in (-LEARNER_SIDE_THRESHOLD, LEARNER_SIDE_THRESHOLD):
         ax3.axvline(t, color="0.3", ls=":")
     ax3.set(xlabel="late slope difference (right - left)", ylabel="copies",
             title=f"modal copy: {m['side_modal_sim']} ({m['side_share']:.0%} {m['side']})")

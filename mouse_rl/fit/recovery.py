@@ -7,25 +7,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..params import PARAMS, ModelParams
+from ..params import PARAMS, ModelParams, check_names
 from .fitting import FitResult, fit_mice
 
 #: Parameters drawn per mouse and fitted, by default.
 RECOVERY_FREE = ("eta", "beta", "b_L", "b_R")
-#: Ranges (natural units) the true values are drawn from, uniform (log-uniform for :data:`LOG_UNIFORM`).
-#: A parameter not listed is drawn log-uniform from the fit's restart box, ``PARAMS[name].init_range``
-#: (:data:`mouse_rl.params.PARAMS`). The listed ranges describe the simulated population, not where the
-#: fit starts: they reach 0 for the biases and the lapse (unbiased, lapse-free mice are included).
-DEFAULT_RANGES = {
-    "eta": (0.005, 0.03),
-    "beta": (4.0, 15.0),
-    "w0": (0.02, 0.2),
-    "s0": (0.1, 0.4),
-    "b_L": (0.0, 0.3),
-    "b_R": (0.0, 0.3),
-    "lapse": (0.0, 0.1),
-}
-LOG_UNIFORM = ("eta", "w0")
+#: Ranges (natural units) the true values are drawn from: each registry parameter's ``recovery_range``
+#: (:data:`mouse_rl.params.PARAMS`), uniform, or log-uniform for :data:`LOG_UNIFORM`. They describe the
+#: simulated population, not where the fit starts: they reach 0 for the biases and the lapse (unbiased,
+#: lapse-free mice are included).
+DEFAULT_RANGES = {name: spec.recovery_range[:2] for name, spec in PARAMS.items()}
+LOG_UNIFORM = tuple(name for name, spec in PARAMS.items() if spec.recovery_range[2] == "log")
 
 
 class RecoveryResult(NamedTuple):
@@ -41,19 +33,6 @@ class RecoveryResult(NamedTuple):
     fit: FitResult
 
 
-def check_free(free, option: str = "free") -> tuple[str, ...]:
-    """``free`` as a tuple of registry parameter names; a ValueError naming ``option`` if empty, unknown or repeated."""
-    free = (free,) if isinstance(free, str) else tuple(free)
-    if not free:
-        raise ValueError(f"{option}: give at least one parameter; choose from {', '.join(PARAMS)}")
-    unknown = [name for name in free if name not in PARAMS]
-    if unknown:
-        raise ValueError(f"{option}: unknown parameter(s) {unknown}; choose from {', '.join(PARAMS)}")
-    if len(set(free)) != len(free):
-        raise ValueError(f"{option}: duplicate names in {list(free)}")
-    return free
-
-
 def sample_params(n_mice: int, free=RECOVERY_FREE, ranges: dict | None = None,
                   base: ModelParams | None = None, seed: int = 0) -> ModelParams:
     """Per-mouse :class:`ModelParams` with the ``free`` parameters drawn from ``ranges``; the rest from ``base``.
@@ -63,9 +42,9 @@ def sample_params(n_mice: int, free=RECOVERY_FREE, ranges: dict | None = None,
     ranges = {**DEFAULT_RANGES, **(ranges or {})}
     gen = np.random.default_rng(seed)
     vals = {}
-    for name in check_free(free):
-        lo, hi = ranges.get(name, PARAMS[name].init_range)
-        log = name in LOG_UNIFORM or name not in ranges
+    for name in check_names(free):
+        lo, hi = ranges[name]
+        log = name in LOG_UNIFORM
         if not lo <= hi or (log and lo <= 0):
             need = "0 < low <= high (log-uniform)" if log else "low <= high"
             raise ValueError(f"ranges[{name!r}]: need {need}, got ({lo}, {hi})")
@@ -117,7 +96,7 @@ def parameter_recovery(n_mice: int = 30, n_sessions: int = 8, trials_per_session
     """
     from ..simulate import mouse_names, simulate_cohort
 
-    free = check_free(free)
+    free = check_names(free)
     base = base or ModelParams()
     truth_params = sample_params(n_mice, free, ranges, base, seed)
     sim = simulate_cohort(n_mice, n_sessions, trials_per_session, truth_params, seed=seed, device=device,

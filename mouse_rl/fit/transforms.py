@@ -2,7 +2,8 @@
 
 Free parameters live in an unconstrained space ``u``: ``log`` for the
 positive parameters (eta, beta, w0, s0, b_L, b_R, k), ``logit`` for the lapse
-rate. ``u`` is clamped to a plausible box so that no restart can make the
+rate, the identity for the unbounded stim_skew (an option, not fitted by
+default). ``u`` is clamped to a plausible box so that no restart can make the
 unrolled network diverge (eta at most 0.2 per trial, beta at most 200 / Q unit).
 """
 from __future__ import annotations
@@ -13,12 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..params import PARAMS, ModelParams, NetParams
+from ..params import PARAMS, ModelParams, NetParams, check_names
 from .prior import GaussianPrior
 
-#: Parameters the network fit may free (NetParams field names).
-FITTABLE = tuple(PARAMS)
-#: Default free set: k is fixed at 1 (only a_b * U[., b] is identifiable with it).
+#: Default free set (any registry parameter may be freed): k is fixed at 1 (only a_b * U[., b] is identifiable with it).
 DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 #: Natural-space box used to clamp (lower, upper).
 BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}
@@ -30,13 +29,17 @@ INIT_DEFAULT = {name: spec.fit_start for name, spec in PARAMS.items()}
 
 def _to_u(name: str, value):
     v = torch.as_tensor(value)
-    return torch.logit(v) if PARAMS[name].transform == "logit" else torch.log(v)
+    kind = PARAMS[name].transform
+    return torch.logit(v) if kind == "logit" else v.clone() if kind == "identity" else torch.log(v)
 
 
 def _from_u(name: str, u: torch.Tensor) -> torch.Tensor:
     lo, hi = BOUNDS[name]
-    if PARAMS[name].transform == "logit":
+    kind = PARAMS[name].transform
+    if kind == "logit":
         return torch.sigmoid(u.clamp(math.log(lo / (1 - lo)), math.log(hi / (1 - hi))))
+    if kind == "identity":
+        return u.clamp(lo, hi)
     return torch.exp(u.clamp(math.log(lo), math.log(hi)))
 
 
@@ -55,11 +58,8 @@ class ParamTransform:
     fixed: ModelParams = field(default_factory=ModelParams)
 
     def __post_init__(self):
-        bad = [n for n in self.free if n not in FITTABLE]
-        if bad:
-            raise ValueError(f"free: unknown parameter(s) {bad}; choose from {FITTABLE}")
-        if len(set(self.free)) != len(self.free):
-            raise ValueError(f"free: duplicate names in {self.free}")
+        if self.free:  # an empty set is allowed here: every parameter fixed (e.g. scoring given values)
+            check_names(self.free, "free")
 
     @property
     def n_free(self) -> int:
@@ -83,14 +83,16 @@ class ParamTransform:
         return torch.stack(cols, dim=-1).clone()
 
     def init_u(self, n: int, n_restarts: int, seed: int = 0, device=None, dtype=torch.float64) -> torch.Tensor:
-        """Start points ``(n_restarts * n, n_free)``: restart 0 = defaults, others log-uniform in INIT_RANGES."""
+        """Start points ``(n_restarts * n, n_free)``: restart 0 = defaults, others log-uniform in INIT_RANGES
+        (uniform for an identity-transformed parameter)."""
         gen = np.random.default_rng(seed)
         blocks = [self.to_u(INIT_DEFAULT, n, device, dtype)]
         for _ in range(1, n_restarts):
             vals = {}
             for name in self.free:
                 lo, hi = INIT_RANGES[name]
-                vals[name] = np.exp(gen.uniform(np.log(lo), np.log(hi), size=n))
+                vals[name] = gen.uniform(lo, hi, size=n) if PARAMS[name].transform == "identity" else \
+                    np.exp(gen.uniform(np.log(lo), np.log(hi), size=n))
             blocks.append(self.to_u(vals, n, device, dtype))
         return torch.cat(blocks, dim=0)
 
@@ -99,7 +101,9 @@ class ParamTransform:
         cols = []
         for j, name in enumerate(self.free):
             theta = _from_u(name, u[:, j])
-            cols.append(theta * (1 - theta) if PARAMS[name].transform == "logit" else theta)
+            kind = PARAMS[name].transform
+            cols.append(theta * (1 - theta) if kind == "logit" else torch.ones_like(theta) if kind == "identity"
+                        else theta)
         return torch.stack(cols, dim=-1)
 
     # ---- numpy views used by the per-mouse Newton fit (mouse_rl.fit.objective) ----
@@ -136,7 +140,7 @@ class ParamTransform:
         return np.vstack([first, lo + z * (hi - lo)])
 
     def natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All eight natural parameters ``(n, 8)`` (NetParams order) at ``u`` ``(n, P)``,
+        """All natural parameters ``(n, 9)`` (NetParams order) at ``u`` ``(n, P)``,
         with ``d theta / d u`` and ``d2 theta / d u2`` ``(n, P)`` of the free ones."""
         n = u.shape[0]
         base = self.fixed.tensors(n, dtype=torch.float64)
@@ -149,6 +153,9 @@ class ParamTransform:
                 t = 1.0 / (1.0 + np.exp(-u[:, j]))
                 d1[:, j] = t * (1 - t)
                 d2[:, j] = t * (1 - t) * (1 - 2 * t)
+            elif PARAMS[name].transform == "identity":
+                t = u[:, j].copy()
+                d1[:, j], d2[:, j] = 1.0, 0.0
             else:
                 t = np.exp(u[:, j])
                 d1[:, j] = d2[:, j] = t
