@@ -53,7 +53,7 @@ def main(argv=None) -> int:
                    choices=["noisy", "psytrack", "network", "shallow", "qlearning", "qlearning_tabular"])
     p.add_argument("--schemes", nargs="+", default=["interleaved", "time"], choices=["time", "interleaved"])
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
-    p.add_argument("--max-outer", type=int, default=8, help="evidence (BFGS) iterations of the noisy fit")
+    p.add_argument("--max-outer", type=int, default=20, help="evidence (BFGS) iterations of the noisy fit")
     p.add_argument("--free", nargs="+", default=None, help="free hyperparameters of the noisy fit")
     p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace")
     p.add_argument("--encoding", choices=["side", "magnitude"], default="side",

@@ -149,6 +149,18 @@ def test_recovery_of_eta_and_sigma_and_band_coverage():
     assert inside.mean() >= 0.9
 
 
+def test_default_fit_moves_the_noise_off_its_start():
+    """With the default free set (eta from the deterministic fit) the evidence search fits the noise: the
+    objective rises from its start and the sigmas leave their prior centres (it used to stop at once)."""
+    df, _ = _short(n_mice=2, n_sessions=3, tps=80, sigma_a=0.05, sigma_U=0.05, sigma_day_a=0.3, sigma_day_U=0.3)
+    fit = ss.fit_noisy(df, max_outer=6, network_kw=dict(n_restarts=2))
+    assert "eta" not in ss.DEFAULT_FREE
+    assert fit.history[-1]["objective_total"] > fit.history[0]["objective_total"] + 1.0
+    names = ("sigma_a", "sigma_U", "sigma_day_a", "sigma_day_U")
+    moved = np.column_stack([np.abs(np.log(fit.params[n]) - np.log(ss.HYPERS[n].default)) for n in names])
+    assert (moved.max(1) > 0.25).all(), moved
+
+
 def test_fit_noisy_table_and_errors():
     df, _ = _short(n_mice=2, tps=20)
     fit = ss.fit_noisy(df, free=("sigma_U",), max_outer=1, start="defaults")
