@@ -199,3 +199,17 @@ def test_cli_fit_noisy_network(tmp_path):
     assert np.isfinite(params["log_evidence"]).all()
     assert (out / "noisy_weights.parquet").exists() and len(list((out / "plots").glob("*_noisy.png"))) == 2
     assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", "--cv", "time"]) == 2
+    assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", "--fit-skew"]) == 2
+
+
+def test_non_finite_evidence_is_never_converged(monkeypatch):
+    df, _ = _short(n_mice=2, tps=20)
+    real = ss.log_evidence
+
+    def broken(data, hp, score, mode, inverse=False):  # the Laplace Hessian of mouse 0 fails
+        E, sol = real(data, hp, score, mode, inverse)
+        return torch.where(torch.arange(len(E)) == 0, torch.nan, E), sol
+
+    monkeypatch.setattr(ss, "log_evidence", broken)
+    fit = ss.fit_noisy(df, free=(), start="defaults")
+    assert list(fit.params["converged"]) == [False, True]

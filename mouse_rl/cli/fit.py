@@ -1,6 +1,7 @@
 """``mouse-rl fit``: fit the network to many mice in one batched run; tables and per-mouse plots."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .options import add_model_options, add_reward_rule_option
@@ -128,8 +129,8 @@ def run(args) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples: must be >= 1, got {args.samples}")
     if args.model == "noisy-network" and (args.population or args.cv != "none" or args.shallow
-                                          or args.method != "newton"):
-        raise ValueError("--model noisy-network: --population, --cv, --shallow and --method do not apply")
+                                          or args.method != "newton" or args.fit_skew):
+        raise ValueError("--model noisy-network: --population, --cv, --shallow, --method and --fit-skew do not apply")
     if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
         raise ValueError("--population: needs the default MAP Newton fit in one batch "
                          "(drop --ml, --method lbfgs/adam, --backend local/ray)")
@@ -221,4 +222,8 @@ def run_noisy(args, trials) -> int:
                                                        dpi=100, format="png")
     print(fit.params.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {args.out / 'noisy_params.csv'} (Laplace log evidence {fit.evidence:.1f} nats)")
+    bad = fit.params.loc[~fit.params["converged"].astype(bool), "mouse"].tolist()
+    if bad:
+        print(f"warning: not converged (evidence search unfinished or evidence not finite): {', '.join(map(str, bad))}",
+              file=sys.stderr)
     return 0

@@ -580,7 +580,8 @@ class NoisyFit:
 
     params : one row per mouse: every hyperparameter (natural units; noise sds in log-weight units per
         trial / per session boundary), ``log_evidence`` (Laplace, nats), ``log_hyperprior``, ``loglik``
-        (plug-in log-likelihood of the fitted choices at the MAP weights, nats), ``n_trials``, ``converged``,
+        (plug-in log-likelihood of the fitted choices at the MAP weights, nats), ``n_trials``, ``converged``
+        (False where the evidence search did not finish or the evidence is not finite),
         ``n_outer`` and ``fit_seconds`` (whole batch).
     weights : one row per trial (prepared-table order): ``mouse``, ``session``, ``trial``, for each weight
         of :data:`mouse_rl.schema.WEIGHT_COLUMNS` its MAP value, ``<w>_lo``/``<w>_hi`` (95 % band,
@@ -792,7 +793,8 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     params["log_hyperprior"] = hs.log_prior(hs.u).detach().cpu().numpy()
     params["loglik"] = ll.numpy()
     params["n_trials"] = np.bincount(data.mouse.cpu().numpy()[score.cpu().numpy()], minlength=data.n_mice)
-    params["converged"] = done.cpu().numpy()
+    # a mouse whose evidence is not finite (the Laplace Hessian at its mode failed) is never reported converged
+    params["converged"] = done.cpu().numpy() & np.isfinite(params["log_evidence"].to_numpy())
     params["n_outer"] = n_outer
     params["fit_seconds"] = seconds
     sd = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt().cpu().numpy()
