@@ -32,14 +32,27 @@ from .sim_kernel import LOG_CHOICES, LOG_NONE, LOG_TRIALS, LOG_TRIALS_WEIGHTS, _
 THREADS = 128
 
 
-def available() -> bool:
-    """Whether numba can launch CUDA kernels here (a GPU and its driver, or numba's CUDA simulator)."""
+def unavailable_reason() -> str | None:
+    """Why numba cannot compile and launch the CUDA kernel here (None: it can: a GPU and its driver, or
+    numba's CUDA simulator). Loads the CUDA target's registries, which a first compile would load: a
+    numba-cuda that does not work with the installed numpy fails here, not in the middle of a simulation."""
     try:
-        from numba import cuda
+        import importlib
 
-        return bool(cuda.is_available())
-    except Exception:  # noqa: BLE001 - no CUDA toolkit / driver: simply unavailable
-        return False
+        from numba import config, cuda
+
+        if not cuda.is_available():
+            return "no CUDA device or driver visible to numba"
+        if not config.ENABLE_CUDASIM:
+            importlib.import_module("numba.cuda.cudaimpl")
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: not usable here, and why
+        return f"numba.cuda does not work here ({type(exc).__name__}: {exc})"
+
+
+def available() -> bool:
+    """Whether numba can compile and launch the CUDA kernel here (see :func:`unavailable_reason`)."""
+    return unavailable_reason() is None
 
 
 _KERNEL = None

@@ -454,8 +454,10 @@ def fused_unsupported(device: torch.device, dtype: torch.dtype, requires_grad: b
     """Why the fused engine cannot run these tensors (None: it can): CPU, or CUDA where numba.cuda works."""
     if device.type not in ("cpu", "cuda"):
         return f"device {str(device)!r}"
-    if device.type == "cuda" and not sim_kernel_cuda.available():  # a CUDA torch without numba.cuda working
-        return f"device {str(device)!r} (numba.cuda cannot launch kernels here)"
+    if device.type == "cuda":  # a CUDA torch without a working numba.cuda
+        why = sim_kernel_cuda.unavailable_reason()
+        if why is not None:
+            return f"device {str(device)!r}: {why}"
     if dtype not in (torch.float32, torch.float64):
         return f"dtype {dtype}"
     if requires_grad:

@@ -165,3 +165,28 @@ def test_fused_cuda_session_log_equals_trial_log_and_resumes(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     simulate_cohort(**kw, checkpoint=ckpt, checkpoint_every=2)
     pd.testing.assert_frame_equal(simulate_cohort(**kw, checkpoint=ckpt).trials, full.trials)
+
+
+def test_a_broken_numba_cuda_is_a_visible_fallback(monkeypatch):
+    """A numba-cuda that cannot load its target (e.g. one built for an older numpy) makes the fused engine
+    fall back with the reason, instead of failing inside a simulation."""
+    import importlib
+
+    from numba import config, cuda
+
+    from mouse_rl import sim_kernel_cuda
+    from mouse_rl.simulate import fused_unsupported
+
+    real_import = importlib.import_module
+
+    def broken(name, *a, **k):
+        if name == "numba.cuda.cudaimpl":
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", 0)
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert "row_stack" in sim_kernel_cuda.unavailable_reason() and not sim_kernel_cuda.available()
+    why = fused_unsupported(torch.device("cuda"), torch.float32)
+    assert why.startswith("device 'cuda': numba.cuda does not work here (AttributeError")
