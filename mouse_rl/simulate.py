@@ -179,6 +179,9 @@ def simulate_cohort(
         if record_trials not in (True, False):
             raise ValueError(f"record_trials: must be True or False, got {record_trials!r}")
         log = "trials" if record_trials else "none"
+    if record_weights == "trial" and log != "trials":
+        raise ValueError(f"record_weights: 'trial' puts the weights in the trial table, which log={log!r} does "
+                         "not keep; use log='trials' or record_weights='session'")
     if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: must be a positive integer, got {checkpoint_every!r}")
     if threads is not None and (int(threads) != threads or threads < 1):

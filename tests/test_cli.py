@@ -79,3 +79,11 @@ def test_reward_rule_option_is_one_definition():
     sub = parser._subparsers._group_actions[0].choices["dopamine"]
     action = next(a for a in sub._actions if "--reward-rule" in a.option_strings)
     assert tuple(action.choices) == REWARD_RULES and action.default == REWARD_RULES[0]
+
+
+def test_fit_warns_about_mice_that_did_not_converge(tmp_path, capsys, liebana_dir):
+    data = liebana_dir / "DAP007_data.npy"
+    assert main(["fit", str(data), "--out", str(tmp_path / "f"), "--restarts", "1", "--max-iter", "3",
+                 "--no-plots", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 1 mice did not converge: DAP007 (max_iter)" in err

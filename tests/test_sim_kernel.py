@@ -153,3 +153,5 @@ def test_record_weights_final_keeps_only_the_last_snapshot():
     pd.testing.assert_frame_equal(final.sessions, every.sessions)
     with pytest.raises(ValueError, match="^record_weights: must be 'session', 'final' or 'trial'"):
         simulate_cohort(record_weights="last", **kw)
+    with pytest.raises(ValueError, match="^record_weights: 'trial' puts the weights in the trial table"):
+        simulate_cohort(record_weights="trial", **kw)

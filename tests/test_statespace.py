@@ -200,6 +200,8 @@ def test_cli_fit_noisy_network(tmp_path):
     assert (out / "noisy_weights.parquet").exists() and len(list((out / "plots").glob("*_noisy.png"))) == 2
     assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", "--cv", "time"]) == 2
     assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", "--fit-skew"]) == 2
+    for ignored in (["--max-iter", "5"], ["--ml"], ["--no-lapse"], ["--eta", "0.01"], ["--device", "cpu", "--samples", "3"]):
+        assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", *ignored]) == 2
 
 
 def test_non_finite_evidence_is_never_converged(monkeypatch):

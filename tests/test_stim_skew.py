@@ -152,3 +152,10 @@ def test_cli_fit_skew_then_check(skewed_cohort, tmp_path, capsys):
     # a fixed value for a fitted parameter is refused
     assert main(["fit", str(path), "--out", str(tmp_path / "x"), "--fit-skew", "--stim-skew", "1", "--quiet"]) == 2
     assert "--stim-skew" in capsys.readouterr().err
+
+
+def test_skew_alone_free_fits():
+    """Only the skew free (e.g. `mouse-rl recover --free stim_skew`): no inner fit, the skew starts fitted."""
+    res = simulate_cohort(2, 2, 60, params=ModelParams(stim_skew=np.array([2.0, -2.0]), eta=0.02), seed=1)
+    fit = fit_mice(res.trials, free=("stim_skew",), max_iter=15, n_restarts=1)
+    assert np.isfinite(fit.params["stim_skew"]).all() and np.isfinite(fit.params["loglik"]).all()

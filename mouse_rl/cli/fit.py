@@ -62,7 +62,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_options(p, fitting=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, option_defaults={a.dest: (a.option_strings[0] if a.option_strings else a.dest, a.default)
+                                              for a in p._actions if a.dest != "help"})
 
 
 def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "stimulus"):
@@ -109,6 +110,11 @@ def save_laplace(outputs, res) -> None:
     outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
 
 
+#: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
+NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
+                 "encoding", "zero_reward", "model"}
+
+
 def run(args) -> int:
     import matplotlib
 
@@ -128,9 +134,13 @@ def run(args) -> int:
         raise ValueError("--restarts and --max-iter must be >= 1")
     if args.samples < 1:
         raise ValueError(f"--samples: must be >= 1, got {args.samples}")
-    if args.model == "noisy-network" and (args.population or args.cv != "none" or args.shallow
-                                          or args.method != "newton" or args.fit_skew):
-        raise ValueError("--model noisy-network: --population, --cv, --shallow, --method and --fit-skew do not apply")
+    if args.model == "noisy-network":
+        changed = [flag for dest, (flag, default) in getattr(args, "option_defaults", {}).items()
+                   if dest not in NOISY_OPTIONS and getattr(args, dest, default) != default]
+        if changed:
+            raise ValueError(f"--model noisy-network: {', '.join(changed)} do(es) not apply to the noisy learner "
+                             "(it takes the data options, --restarts and --seed of its network start, --encoding, "
+                             "--zero-reward, --no-plots and --quiet)")
     if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
         raise ValueError("--population: needs the default MAP Newton fit in one batch "
                          "(drop --ml, --method lbfgs/adam, --backend local/ray)")
@@ -200,7 +210,19 @@ def run(args) -> int:
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")
+    if "converged" in table:
+        warn_not_converged(table)
     return 0
+
+
+def warn_not_converged(table) -> None:
+    """A stderr line naming every mouse whose fit did not converge (with its stop reason)."""
+    bad = table.loc[~table["converged"].astype(bool)]
+    if len(bad):
+        reasons = bad["stop_reason"] if "stop_reason" in bad else [""] * len(bad)
+        named = ", ".join(f"{m} ({r})" if r else str(m) for m, r in zip(bad["mouse"], reasons))
+        print(f"warning: {len(bad)} of {len(table)} mice did not converge: {named}; try more --max-iter or "
+              "--restarts (`mouse-rl check` on such a fit checks an unconverged optimum)", file=sys.stderr)
 
 
 def run_noisy(args, trials) -> int:

@@ -279,17 +279,20 @@ def _fit_skew_nested(batch, transform, score, learn, n_restarts, max_iter, map_p
     fixed value and at :data:`SKEW_STARTS` (see :func:`fit_batch`)."""
     j = transform.free.index("stim_skew")
     inner = ParamTransform(free=tuple(n for n in transform.free if n != "stim_skew"), fixed=transform.fixed)
-    base = fit_batch(batch, inner, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
-                     progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
-                     n_hops=n_hops)
-    ub = base.u.detach().cpu().numpy()
-    M = ub.shape[0]
+    M = batch.shape[1]
+    if inner.free:
+        base = fit_batch(batch, inner, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
+                         progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
+                         n_hops=n_hops)
+        ub, base_info = base.u.detach().cpu().numpy(), base.info
+    else:  # the skew alone is free: nothing to fit first
+        ub, base_info = np.zeros((M, 0)), {}
     fixed = np.broadcast_to(np.asarray(transform.fixed.stim_skew, dtype=float).reshape(-1), (M,))
     skews = [fixed] + [np.full(M, s) for s in SKEW_STARTS]
     init = np.stack([np.insert(ub, j, s, axis=1) for s in skews])
     res = fit_batch(batch, transform, score, learn, max_iter=max_iter, method="newton", map_prior=map_prior,
                     gtol=gtol, ftol=ftol, init=init)
-    res.info = {k: base.info.get(k, 0) + res.info.get(k, 0) for k in ("n_evals", "seconds", "work")}
+    res.info = {k: base_info.get(k, 0) + res.info.get(k, 0) for k in ("n_evals", "seconds", "work")}
     return res
 
 
