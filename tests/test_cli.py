@@ -87,3 +87,9 @@ def test_fit_warns_about_mice_that_did_not_converge(tmp_path, capsys, liebana_di
                  "--no-plots", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "1 of 1 mice did not converge: DAP007 (max_iter)" in err
+
+
+def test_fit_refuses_a_reward_rule_that_does_not_apply(tmp_path, capsys, liebana_dir):
+    assert main(["fit", str(liebana_dir / "DAP007_data.npy"), "--out", str(tmp_path / "f"),
+                 "--reward-rule", "recorded"]) == 2
+    assert "--reward-rule recorded: applies to .csv/.parquet" in capsys.readouterr().err

@@ -78,6 +78,9 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
             return load_trials(path, reward_rule=reward_rule)
         return load_trials(path)
 
+    if reward_rule != "stimulus" and not any(p.suffix in (".csv", ".parquet") or p.is_dir() for p in paths):
+        raise ValueError(f"--reward-rule {reward_rule}: applies to .csv/.parquet trial tables and folders, not "
+                         f"{', '.join(p.name for p in paths)} (.npy files are always read with the stimulus rule)")
     tables = [load(p) for p in paths]
     df = pd.concat(tables, ignore_index=True)
     if mice is not None:
