@@ -56,19 +56,24 @@ def test_fused_saturates_like_reference():
     assert_same_run(ref, fused, torch.float64)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("encoding, positive, zero_reward", [("side", True, "expected"),
-                                                             ("magnitude", False, "random")])
-def test_fused_free_run_on_given_stimuli_equals_reference(dtype, encoding, positive, zero_reward):
-    """Random weights, stimuli (any contrast), per-mouse eta, beta, lapse, and padded trials."""
+def given_stimuli_case(B: int, dtype, T: int = 150):
+    """Random stimuli (any contrast), padded trials, per-mouse eta, beta, lapse and random initial weights:
+    ``(signed_contrast, valid, params, init, seeds)`` for :func:`simulate_on_stimuli`."""
     g = torch.Generator().manual_seed(3)
-    T, B = 150, 9
     c = torch.tensor([-1, -0.5, -0.3, 0, 0.07, 0.25, 1.0], dtype=dtype)[torch.randint(0, 7, (T, B), generator=g)]
     valid = torch.arange(T)[:, None] < torch.randint(60, T + 1, (B,), generator=g)[None, :]
     p = random_params(B, 5, lapse=np.linspace(0, 0.3, B)).tensors(B, dtype=dtype)
     init = Weights(torch.rand(B, 3, generator=g, dtype=dtype) * 2 - 0.5,
                    torch.rand(B, 2, 3, generator=g, dtype=dtype) * 2 - 0.5)
-    seeds = np.arange(B) * 7919 + 1
+    return c, valid, p, init, np.arange(B) * 7919 + 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("encoding, positive, zero_reward", [("side", True, "expected"),
+                                                             ("magnitude", False, "random")])
+def test_fused_free_run_on_given_stimuli_equals_reference(dtype, encoding, positive, zero_reward):
+    """Random weights, stimuli (any contrast), per-mouse eta, beta, lapse, and padded trials."""
+    c, valid, p, init, seeds = given_stimuli_case(9, dtype)
     out = {}
     for engine in ("reference", "fused"):
         out[engine] = simulate_on_stimuli(c, valid, p, seeds, init, encoding, positive, zero_reward, engine=engine)

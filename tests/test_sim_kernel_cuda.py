@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_sim_kernel import given_stimuli_case, random_params
 
 from envs.task import TaskConfig
 from mouse_rl import ModelParams, simulate_cohort
-from mouse_rl.network import (Weights, encode, flat_weights, forward, learning_reward, p_right, trial_update,
+from mouse_rl.network import (encode, flat_weights, forward, learning_reward, p_right, trial_update,
                               weights_from_flat)
 from mouse_rl.schema import WEIGHT_COLUMNS
 from mouse_rl.simulate import simulate_on_stimuli
@@ -35,17 +36,10 @@ def test_cuda_kernel_under_numba_simulator_equals_reference():
     assert probe.returncode == 0, probe.stderr
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           "tests/test_sim_kernel.py", "-k", "reference or log_modes or steps_are_trial_updates",
-                          "tests/test_sim_kernel_cuda.py::test_cpu_fused_engine_steps_are_trial_updates"],
+                          "tests/test_sim_kernel_cuda.py::test_fused_engine_steps_are_trial_updates"],
                          env=env, cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
-
-
-def random_params(n: int, seed: int, **options) -> ModelParams:
-    g = np.random.default_rng(seed)
-    return ModelParams(eta=10 ** g.uniform(-3, -0.5, n), beta=g.uniform(0.5, 30, n), w0=10 ** g.uniform(-3, 0.3, n),
-                       k=g.uniform(0.1, 2, n), s0=g.uniform(0, 1, n), b_L=g.uniform(0, 0.5, n),
-                       b_R=g.uniform(0, 0.5, n), **options)
 
 
 def assert_every_step_is_trial_update(result, params: ModelParams, dtype=torch.float64):
@@ -82,26 +76,15 @@ def assert_every_step_is_trial_update(result, params: ModelParams, dtype=torch.f
 OPTIONS = [dict(), dict(lapse=0.1, zero_reward="random"), dict(encoding="magnitude", positive=False)]
 
 
+@pytest.mark.parametrize("device, n_mice", [("cpu", 40), pytest.param("cuda", 1000, marks=[GPU, pytest.mark.cuda])])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("options", OPTIONS)
-def test_cpu_fused_engine_steps_are_trial_updates(options, dtype):
-    params = random_params(40, 1, **options)
-    res = simulate_cohort(40, 3, 60, params=params, seed=11, dtype=dtype, record_weights="trial",
+def test_fused_engine_steps_are_trial_updates(options, dtype, device, n_mice):
+    """The strict check of either fused engine: every step of mice with random parameters, weights and stimuli."""
+    params = random_params(n_mice, 1, **options)
+    res = simulate_cohort(n_mice, 3, 60, params=params, seed=11, dtype=dtype, record_weights="trial",
                           task=TaskConfig(contrasts=(-1, -0.125, 0, 0.0625, 0.3), probabilities=(0.2,) * 5),
-                          engine="fused")
-    assert_every_step_is_trial_update(res, params, dtype)
-
-
-@GPU
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("options", OPTIONS)
-def test_cuda_fused_engine_steps_are_trial_updates(options, dtype):
-    """The strict check on the GPU: every step of 1,000 mice with random parameters, weights and stimuli."""
-    params = random_params(1000, 1, **options)
-    res = simulate_cohort(1000, 3, 60, params=params, seed=11, dtype=dtype, record_weights="trial",
-                          task=TaskConfig(contrasts=(-1, -0.125, 0, 0.0625, 0.3), probabilities=(0.2,) * 5),
-                          device="cuda", engine="fused")
+                          device=device, engine="fused")
     assert_every_step_is_trial_update(res, params, dtype)
 
 
@@ -138,14 +121,7 @@ def test_fused_cuda_cohort_follows_cpu_reference(dtype, options, task):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_cuda_free_run_on_given_stimuli_equals_reference(dtype):
-    g = torch.Generator().manual_seed(3)
-    T, B = 150, 200
-    c = torch.tensor([-1, -0.5, -0.3, 0, 0.07, 0.25, 1.0], dtype=dtype)[torch.randint(0, 7, (T, B), generator=g)]
-    valid = torch.arange(T)[:, None] < torch.randint(60, T + 1, (B,), generator=g)[None, :]
-    p = random_params(B, 5, lapse=np.linspace(0, 0.3, B)).tensors(B, dtype=dtype)
-    init = Weights(torch.rand(B, 3, generator=g, dtype=dtype) * 2 - 0.5,
-                   torch.rand(B, 2, 3, generator=g, dtype=dtype) * 2 - 0.5)
-    seeds = np.arange(B) * 7919 + 1
+    c, valid, p, init, seeds = given_stimuli_case(200, dtype)
     ref = simulate_on_stimuli(c, valid, p, seeds, init, engine="reference")
     on_gpu = lambda v: type(v)(*(x.cuda() for x in v))  # noqa: E731
     gpu = simulate_on_stimuli(c.cuda(), valid.cuda(), on_gpu(p), seeds, on_gpu(init), engine="fused")
