@@ -125,11 +125,10 @@ def test_seed_out_of_range(capsys, tmp_path, cohort_file, seed):
 
 
 def test_fit_ray_backend_without_ray(capsys, tmp_path, npy_file):
-    try:
-        import ray  # noqa: F401
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
         pytest.skip("ray is installed")
-    except ImportError:
-        pass
     assert_one_line_error(*run_cli(capsys, "fit", npy_file, "--backend", "ray", "--out", tmp_path / "o"), "ray")
 
 
@@ -223,3 +222,218 @@ def test_warnings_are_one_line(tmp_path):
     assert warnings.formatwarning is original  # restored after the command
     with pytest.warns(UserWarning, match="still recorded"):  # recording (pytest.warns) is unaffected
         run_guarded("fit", lambda: warnings.warn("still recorded", UserWarning))
+
+
+# ---------------------------------------------------------------- hostile-user regressions
+
+
+def _trial_csv(path, n_mice: int, n_sessions: int, trials: int = 20):
+    table = simulate_cohort(n_mice, n_sessions, trials, seed=1).trials
+    table[["mouse", "session", "trial", "signed_contrast", "choice", "reward"]].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def no_sessions_npy(tmp_path):
+    """A .npy like DAP044: no session_lengths key."""
+    path = tmp_path / "NOSESS_data.npy"
+    np.save(path, {"inputs": {"c": np.array([-0.5, 0.5, 0.25])}, "responses": np.array([0.0, 1.0, 1.0]),
+                   "times": np.array([0.3, 0.3, 0.4]), "t_nd": 0.1}, allow_pickle=True)
+    return path
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["simulate", "--mice", "abc"], ("mouse-rl simulate: error: argument --mice", "'abc'", "mouse-rl simulate --help")),
+    (["simulate", "--log", "everything"], ("--log", "'everything'")),
+    (["simulate", "--out", "x.parquet", "--jitter", "3"], ("mouse-rl simulate: error: unrecognized arguments: --jitter 3",)),
+    (["fit"], ("mouse-rl fit: error:", "required")),
+    (["nosuchcommand"], ("mouse-rl: error:", "'nosuchcommand'")),
+])
+def test_usage_errors_are_one_line(capsys, argv, needles):
+    """argparse printed the whole usage (20+ lines for simulate) before its error; now one line, exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_simulate_threads_beyond_numba_maximum_warns_and_runs(capsys, tmp_path):
+    import numba
+
+    most = numba.config.NUMBA_NUM_THREADS
+    with pytest.warns(UserWarning, match=rf"--threads 1000: numba allows at most {most} threads.*using {most}"):
+        code = main([*SIM, "--threads", "1000", "--out", str(tmp_path / "x.parquet")])
+    assert code == 0 and (tmp_path / "x.parquet").exists()
+
+
+def test_simulate_threads_warning_reaches_stderr(capsys, tmp_path, monkeypatch):
+    """Outside pytest a warning is shown on stderr through warnings.formatwarning (one line, set by the boundary)."""
+    import sys
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    monkeypatch.setattr(warnings, "showwarning", show)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, err = run_cli(capsys, *SIM, "--threads", "1000", "--out", tmp_path / "x.parquet")
+    assert code == 0
+    assert "mouse-rl simulate: warning: --threads 1000: numba allows at most" in err, err
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--out", "cohort.weights.parquet"], ("--out", ".weights.parquet")),
+    (["--log", "sessions", "--mice", "2", "--sessions", "100000000", "--trials", "1"], ("--sessions 100,000,000", "memory")),
+])
+def test_simulate_refuses_clobbering_names_and_huge_session_logs(capsys, tmp_path, argv, needles):
+    argv = [str(tmp_path / a) if a.endswith(".parquet") else a for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "x.parquet")]
+    assert_one_line_error(*run_cli(capsys, "simulate", "--quiet", *argv), *needles)
+    assert not list(tmp_path.iterdir())
+
+
+def test_theory_names_trials_when_one_session_is_too_long(capsys, tmp_path):
+    assert_one_line_error(*run_cli(capsys, "theory", "--per", "trial", "--trials", "100000000", "--out",
+                                   tmp_path / "t.parquet"), "--trials: 100,000,000 trials per session")
+
+
+def test_fit_population_refuses_one_mouse(capsys, tmp_path, npy_file):
+    assert_one_line_error(*run_cli(capsys, "fit", npy_file, "--population", "--out", tmp_path / "o"),
+                          "--population", "at least 2 mice, got 1 (M01)", "drop --population")
+    assert not (tmp_path / "o" / "fit_results.parquet").exists()
+
+
+def test_fit_population_warns_on_two_mice(capsys, tmp_path):
+    data = _trial_csv(tmp_path / "two.csv", 2, 2)
+    with pytest.warns(UserWarning, match=r"--population with 2 mice: the population covariance of 7 parameters "
+                                         r"is estimated from 2 mice.*use at least 8 mice"):
+        code = main(["fit", str(data), "--population", "--population-iter", "1", "--restarts", "1", "--max-iter",
+                     "2", "--no-plots", "--quiet", "--out", str(tmp_path / "o")])
+    assert code == 0 and (tmp_path / "o" / "population.csv").exists()
+
+
+def test_missing_session_lengths_error_names_the_cli_option(capsys, tmp_path, no_sessions_npy):
+    code, err = run_cli(capsys, "fit", no_sessions_npy, "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "session_lengths", "Rerun with --single-block")
+    assert "load_psytrax_npy" not in err and "missing_sessions" not in err
+    code, err = run_cli(capsys, "forecast", no_sessions_npy, "--out", tmp_path / "f")  # forecast has no such option
+    assert_one_line_error(code, err, "session_lengths", "leave this file out")
+    assert "--single-block" not in err and "load_psytrax_npy" not in err
+
+
+def test_dap044_error_names_the_cli_option(capsys, tmp_path, liebana_dir):
+    code, err = run_cli(capsys, "fit", liebana_dir / "DAP044_data.npy", "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "DAP044_data.npy", "--single-block")
+    assert "load_psytrax_npy" not in err
+
+
+def test_liebana_folder_with_single_block_and_mice(tmp_path, npy_file, no_sessions_npy):
+    """In a folder, the skip warning names --single-block; --single-block loads the file; --mice reads only those."""
+    from mouse_rl.cli.fit import load_many
+
+    folder = tmp_path  # holds M01_data.npy (valid) and NOSESS_data.npy (no session_lengths)
+    with pytest.warns(UserWarning, match="Rerun with --single-block") as record:
+        df = load_many([folder])
+    assert set(df["mouse"]) == {"M01"} and not any("load_psytrax_npy" in str(w.message) for w in record)
+    with pytest.warns(UserWarning, match="one unknown-session block"):
+        df = load_many([folder], single_block=True)
+    assert set(df["mouse"]) == {"M01", "NOSESS"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NOSESS is not read, so nothing is skipped
+        assert set(load_many([folder], mice=["M01"])["mouse"]) == {"M01"}
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--workers", "3"], ("--workers 3", "--backend local/ray", "ignored")),
+    (["--address", "10.0.0.1"], ("--address 10.0.0.1", "--backend local/ray")),
+    (["--backend", "local", "--address", "10.0.0.1"], ("--address 10.0.0.1", "--backend ray")),
+    (["--engine", "compile"], ("--engine compile", "--method lbfgs/adam")),
+    (["--predictive", "plugin"], ("--predictive plugin", "--cv")),
+    (["--samples", "5"], ("--samples 5", "--cv")),
+    (["--cv", "time", "--predictive", "plugin", "--samples", "5"], ("--samples 5", "--predictive laplace")),
+    (["--population-iter", "3"], ("--population-iter 3", "--population")),
+    (["--restarts", "100000"], ("--restarts", "<= 1,000", "100000")),
+    (["--max-iter", "100000000", "--method", "adam"], ("--max-iter", "100000000")),
+    (["--max-iter", "0"], ("--max-iter: must be >= 1, got 0",)),
+    (["--workers", "0", "--backend", "local"], ("--workers: must be >= 1, got 0",)),
+])
+def test_fit_refuses_options_it_would_ignore_and_absurd_sizes(capsys, tmp_path, npy_file, argv, needles):
+    assert_one_line_error(*run_cli(capsys, "fit", npy_file, *argv, "--out", tmp_path / "o"), *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_recover_refuses_engine_with_newton(capsys):
+    assert_one_line_error(*run_cli(capsys, "recover", "--engine", "compile"), "--engine compile", "lbfgs/adam")
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--normalise"], ("--normalise", "--recordings")),
+    (["--null", "circular"], ("--null circular", "--recordings")),
+    (["--n-null", "500"], ("--n-null 500", "--recordings")),
+    (["--n-null", "100000000"], ("--n-null", "100000000")),
+])
+def test_dopamine_refuses_regression_options_without_recordings(capsys, tmp_path, cohort_file, argv, needles):
+    assert_one_line_error(*run_cli(capsys, "dopamine", cohort_file, *argv, "--out", tmp_path / "d"), *needles)
+
+
+def test_forecast_names_context_horizon_and_copies(capsys, tmp_path):
+    data = _trial_csv(tmp_path / "c.csv", 2, 3, trials=10)
+    assert_one_line_error(*run_cli(capsys, "forecast", data, "--horizon", "100", "--out", tmp_path / "f"),
+                          "--folds 5", "--horizon 100", "0 of 2 mice")
+    assert_one_line_error(*run_cli(capsys, "forecast", data, "--folds", "2", "--context", "1", "--horizon", "1",
+                                   "--copies", "1000000000", "--out", tmp_path / "f"), "--copies 1,000,000,000", "memory")
+
+
+def test_check_copies_refused_when_they_cannot_fit():
+    from mouse_rl.cli.check import check_copies_size
+
+    check_copies_size(1000, 50)
+    with pytest.raises(ValueError, match=r"--copies 100,000,000 x 270 trials .* memory"):
+        check_copies_size(270, 100_000_000)
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["DIR"], ("config", "is a folder")),
+    (["CONFIG", "--workers", "0"], ("--workers: must be >= 1, got 0",)),
+    (["CONFIG", "--address", "10.0.0.1"], ("--address 10.0.0.1", "--backend ray")),
+])
+def test_sweep_options_named(capsys, tmp_path, argv, needles):
+    config = tmp_path / "s.toml"
+    config.write_text("[sweep]\nmice = 2\nsessions = 1\ntrials = 5\n")
+    (tmp_path / "adir").mkdir()
+    argv = [str(config) if a == "CONFIG" else str(tmp_path / "adir") if a == "DIR" else a for a in argv]
+    assert_one_line_error(*run_cli(capsys, "sweep", *argv, "--out", tmp_path / "o"), *needles)
+
+
+def test_check_on_a_corrupt_fit_trials_parquet(capsys, tmp_path, npy_file):
+    fits = tmp_path / "fits"
+    assert main(["fit", str(npy_file), "--out", str(fits), "--restarts", "1", "--max-iter", "2", "--no-plots",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    (fits / "fit_trials.parquet").write_text("junk")
+    assert_one_line_error(*run_cli(capsys, "check", fits, "--no-plots"), "fits:", "fit_trials.parquet",
+                          "rerun `mouse-rl fit`")
+
+
+def test_recover_on_tiny_data_has_no_bare_numpy_warnings(capsys):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["recover", "--mice", "3", "--sessions", "1", "--trials", "1", "--restarts", "1",
+                     "--max-iter", "2"]) == 0
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "encountered in" in m], messages
+
+
+@pytest.mark.parametrize("command", ["simulate", "theory"])
+def test_trials_zero_names_the_option(capsys, tmp_path, command):
+    assert_one_line_error(*run_cli(capsys, command, "--trials", "0", "--out", tmp_path / "x.parquet"),
+                          "--trials: must be >= 1", "got 0")

@@ -44,13 +44,18 @@ def load_fit(folder: Path):
                             zero_reward=opts["zero_reward"])
         transform = ParamTransform(free=tuple(str(f) for f in free), fixed=fixed)
     except (KeyError, TypeError, ValueError, EOFError, json.JSONDecodeError, OSError, zipfile.BadZipFile) as err:
-        detail = "not a numeric .npz" if "pickle" in str(err) else err  # never suggest unpickling a received file
+        detail = ("not a numeric .npz" if "pickle" in str(err)  # never suggest unpickling a received file
+                  else f"missing key {err}" if isinstance(err, KeyError) else err)
         raise ValueError(f"fits: {str(folder)!r} has an unreadable fit_laplace.npz / fit_options.json "
                          f"(rerun `mouse-rl fit`): {detail}") from None
     if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
         raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
                          f"hessian {hessian.shape}")
-    trials = pd.read_parquet(folder / "fit_trials.parquet")
+    try:
+        trials = pd.read_parquet(folder / "fit_trials.parquet")
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"fits: {str(folder)!r} has an unreadable fit_trials.parquet (rerun `mouse-rl fit`): "
+                         f"{err}") from None
     keep = [c for c in ("mouse", "session", "trial", "signed_contrast", "contrastLeft", "contrastRight", "choice",
                         "reward", "feedbackType", "response_times") if c in trials]
     trials = trials[keep]
@@ -59,6 +64,16 @@ def load_fit(folder: Path):
     if sorted(mice.astype(str).tolist()) != fitted:
         raise ValueError(f"fits: fit_laplace.npz mice {sorted(mice.tolist())} differ from fit_trials.parquet's {fitted}")
     return trials, u[order], hessian[order], transform
+
+
+def check_copies_size(n_trials: int, copies: int, option: str = "--copies") -> None:
+    """Refuse ``copies`` free-running copies of ``n_trials`` fitted trials that cannot fit in memory."""
+    from .limits import BASE_BYTES, SIMULATION_BYTES_PER_TRIAL, SIMULATION_RATE, check_memory, human_seconds
+
+    total = n_trials * copies
+    check_memory(BASE_BYTES + total * SIMULATION_BYTES_PER_TRIAL,
+                 f"{option} {copies:,} x {n_trials:,} trials = {total:,} simulated trials",
+                 f"reduce {option}", extra=f" (and roughly {human_seconds(total / SIMULATION_RATE)} of CPU time)")
 
 
 def run(args) -> int:
@@ -78,6 +93,7 @@ def run(args) -> int:
     out = args.out or args.fits / "check"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
+    check_copies_size(len(trials), args.copies)
     check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, args.uncertainty)
     with OutputSet(out, meta={"command": "check"}) as outputs:  # renamed together, then the run marker
         check.per_mouse.to_csv(outputs.path("check_per_mouse.csv"), index=False)

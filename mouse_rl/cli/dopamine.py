@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: Most null draws per regression.
+MAX_NULL = 100_000
+
+
 def _check_options(args) -> None:
     import math
 
@@ -39,6 +43,16 @@ def _check_options(args) -> None:
         raise ValueError(f"--bins: must be >= 1 (sessions per stage bin), got {args.bins}")
     if args.n_null < 0:
         raise ValueError(f"--n-null: must be >= 0 (null draws per regression; 0 = none), got {args.n_null}")
+    if args.n_null > MAX_NULL:
+        raise ValueError(f"--n-null: must be <= {MAX_NULL:,} (p-values to 1e-5; more only takes longer), "
+                         f"got {args.n_null}")
+    if args.recordings is None:
+        ignored = [flag if value is True else f"{flag} {value}" for flag, value, unused in  # --n-null 0 (no null draws) is harmless
+                   (("--normalise", args.normalise, (False,)), ("--n-null", args.n_null, (0, 100)),
+                    ("--null", args.null, ("sessions",))) if value not in unused]
+        if ignored:
+            raise ValueError(f"{ignored[0]}: applies to the regression on --recordings, so it would be ignored "
+                             "without them; give --recordings FILE or drop it")
     if not (math.isfinite(args.gain_threshold) and args.gain_threshold > 0):
         raise ValueError(f"--gain-threshold: must be a finite cortical gain > 0, got {args.gain_threshold}")
 

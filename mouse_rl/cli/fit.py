@@ -1,7 +1,9 @@
 """``mouse-rl fit``: fit the network to many mice in one batched run; tables and per-mouse plots."""
 from __future__ import annotations
 
+import re
 import sys
+import warnings
 from pathlib import Path
 
 from .options import add_model_options, add_reward_rule_option
@@ -21,15 +23,17 @@ def add_parser(subparsers) -> None:
                    help="load .npy files without session_lengths (e.g. DAP044) as one unknown-session block")
     p.add_argument("--restarts", type=int, default=8,
                    help="starts per mouse run to convergence, chosen per mouse from 4x as many screened "
-                        "starts (default %(default)s)")
+                        "starts (default %(default)s, at most 1000)")
     p.add_argument("--max-iter", type=int, default=100,
-                   help="Newton iterations per start (L-BFGS iterations / Adam steps) (default %(default)s)")
+                   help="Newton iterations per start (L-BFGS iterations / Adam steps) (default %(default)s, "
+                        "at most 100000)")
     p.add_argument("--method", choices=["newton", "lbfgs", "adam"], default="newton",
                    help="newton: per-mouse trust-region Newton on the exact Hessian of the fused kernel "
                         "(default); lbfgs/adam: batched torch unroll (for comparison)")
     p.add_argument("--engine", choices=["eager", "compile"], default="eager",
                    help="torch unroll of --method lbfgs/adam ('compile' fuses trials with torch.compile)")
-    p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="fix the lapse at 0")
+    p.add_argument("--no-lapse", dest="fit_lapse", action="store_false",
+                   help="do not fit the lapse: fix it at --lapse (default 0)")
     p.add_argument("--shallow", action="store_true", help="fit the shallow control (w0 = 1 fixed)")
     p.add_argument("--fit-skew", action="store_true",
                    help="also fit stim_skew, a per-side skew of the initial stimulus channels (an option beyond "
@@ -41,7 +45,9 @@ def add_parser(subparsers) -> None:
                         "noisy_weights.parquet and a weight-trajectory plot per mouse)")
     p.add_argument("--population", action="store_true",
                    help="hierarchical fit: a Gaussian population over the parameters by empirical Bayes (EM), "
-                        "every mouse's MAP under it; writes population.csv and population_history.csv")
+                        "every mouse's MAP under it; writes population.csv and population_history.csv. Needs "
+                        "2 or more mice and warns until the mice outnumber the fitted parameters (a covariance "
+                        "from fewer mice is rank-deficient)")
     p.add_argument("--population-iter", type=int, default=10,
                    help="EM iterations of --population (default %(default)s)")
     p.add_argument("--ml", dest="map_prior", action="store_false",
@@ -62,26 +68,85 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_options(p, fitting=True)
-    p.set_defaults(func=run, option_defaults={a.dest: (a.option_strings[0] if a.option_strings else a.dest, a.default)
-                                              for a in p._actions if a.dest != "help"})
+    defaults = {a.dest: (a.option_strings[0] if a.option_strings else a.dest, a.default)
+                for a in p._actions if a.dest != "help"}
+    p.set_defaults(func=run, option_defaults=defaults,
+                   option_defaults_by_flag={flag: dest for dest, (flag, _) in defaults.items()})
 
 
-def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "stimulus"):
+#: The library's hint for a .npy file without session_lengths (it names the Python API, not the CLI).
+_API_HINT = re.compile(r"To load it anyway.*?missing_sessions='single_block'\)\.?")
+
+
+def _cli_hint(message: str, option: str | None) -> str:
+    """``message`` with the Python-API hint for a file without session_lengths replaced by the CLI's."""
+    hint = (f"Rerun with {option} to load it as one unknown-session block (session 1)." if option else
+            "This command needs session boundaries, so leave this file out.")
+    return _API_HINT.sub(hint, message)
+
+
+def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "stimulus",
+              single_block_option: str | None = "--single-block"):
+    """Load and concatenate the trial files / folders of a command's DATA arguments.
+
+    ``single_block``: load ``.npy`` files without ``session_lengths`` (e.g. DAP044), alone or in a
+    liebana2025 folder, as one unknown-session block. ``single_block_option``: the option that turns this on
+    in the calling command (named in the error for such a file), or None where the command has none.
+    ``mice``: only these mice; from a liebana2025 folder only their files are read.
+    """
     import pandas as pd
 
-    from ..data import load_trials
+    from ..data import DataFormatError, load_trials
+    from ..data.loaders import folder_kind
+    from ..data.psytrax import mouse_from_path
+
+    def load_folder(path):
+        """A liebana2025 folder: only the --mice asked for; with --single-block every file one by one."""
+        files = {mouse_from_path(f): f for f in sorted(path.glob("*_data.npy"))}
+        wanted = files if mice is None else {m: files[m] for m in mice if m in files}
+        if not wanted:
+            return None
+        if not single_block:
+            return load_trials(path, mice=list(wanted)) if mice is not None else load_trials(path)
+        tables, skipped = [], []
+        for name, f in wanted.items():
+            try:
+                tables.append(load_trials(f, missing_sessions="single_block"))
+            except DataFormatError as err:
+                skipped.append(f"{name}: {err}")
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} invalid file(s) in {path} ({'; '.join(skipped)})", UserWarning,
+                          stacklevel=3)
+        if not tables:
+            raise DataFormatError(f"{path}: no valid *_data.npy files")
+        return pd.concat(tables, ignore_index=True)
 
     def load(path):
+        if path.is_dir() and path.suffix != ".npy" and folder_kind(path) == "liebana":
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    return load_folder(path)
+            finally:  # re-issued (also when the folder fails) with the CLI's hint instead of the Python API's
+                for w in caught:
+                    warnings.warn(_cli_hint(str(w.message), single_block_option), w.category, stacklevel=3)
         if single_block and path.suffix == ".npy":
             return load_trials(path, missing_sessions="single_block")
         if reward_rule != "stimulus" and (path.suffix in (".csv", ".parquet") or path.is_dir()):  # stored rewards
             return load_trials(path, reward_rule=reward_rule)
-        return load_trials(path)
+        try:
+            return load_trials(path)
+        except DataFormatError as err:
+            raise DataFormatError(_cli_hint(str(err), single_block_option)) from None
 
     if reward_rule != "stimulus" and not any(p.suffix in (".csv", ".parquet") or p.is_dir() for p in paths):
         raise ValueError(f"--reward-rule {reward_rule}: applies to .csv/.parquet trial tables and folders, not "
                          f"{', '.join(p.name for p in paths)} (.npy files are always read with the stimulus rule)")
-    tables = [load(p) for p in paths]
+    if mice is not None:
+        mice = [str(m) for m in mice]
+    tables = [t for t in (load(p) for p in paths) if t is not None]
+    if not tables:
+        raise ValueError(f"--mice: not in the data: {sorted(set(mice))}")
     df = pd.concat(tables, ignore_index=True)
     if mice is not None:
         missing = sorted(set(mice) - set(df["mouse"].astype(str)))
@@ -133,10 +198,7 @@ def run(args) -> int:
     from .options import check_fixed_values, model_params
     from ..safe_names import unique_filenames
 
-    if args.restarts < 1 or args.max_iter < 1:
-        raise ValueError("--restarts and --max-iter must be >= 1")
-    if args.samples < 1:
-        raise ValueError(f"--samples: must be >= 1, got {args.samples}")
+    check_fit_options(args)
     if args.model == "noisy-network":
         changed = [flag for dest, (flag, default) in getattr(args, "option_defaults", {}).items()
                    if dest not in NOISY_OPTIONS and getattr(args, dest, default) != default]
@@ -144,11 +206,6 @@ def run(args) -> int:
             raise ValueError(f"--model noisy-network: {', '.join(changed)} do(es) not apply to the noisy learner "
                              "(it takes the data options, --restarts and --seed of its network start, --encoding, "
                              "--zero-reward, --no-plots and --quiet)")
-    if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
-        raise ValueError("--population: needs the default MAP Newton fit in one batch "
-                         "(drop --ml, --method lbfgs/adam, --backend local/ray)")
-    if args.population_iter < 1:
-        raise ValueError(f"--population-iter: must be >= 1, got {args.population_iter}")
     if args.backend == "ray":
         from ..sweep.backends import import_ray
 
@@ -166,6 +223,8 @@ def run(args) -> int:
         raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")
     fixed = model_params(args)
     fixed = fixed.replace(w0=1.0) if args.shallow else fixed
+    if args.population:
+        check_population_size(trials, len(free) - (0 if args.fit_lapse or "lapse" not in free else 1))
     kw = dict(n_restarts=args.restarts, max_iter=args.max_iter, method=args.method, free=free, fixed=fixed,
               fit_lapse=args.fit_lapse, device=args.device, seed=args.seed, engine=args.engine)
     if args.backend == "batched":
@@ -216,6 +275,77 @@ def run(args) -> int:
     if "converged" in table:
         warn_not_converged(table)
     return 0
+
+
+#: Upper bounds of --restarts and --max-iter: beyond them a fit runs for days and gains nothing.
+MAX_RESTARTS, MAX_ITER = 1000, 100_000
+
+
+def _changed(args, *dests):
+    """The flags among ``dests`` that the user set away from their defaults."""
+    defaults = getattr(args, "option_defaults", {})
+    return [defaults[d][0] for d in dests if d in defaults and getattr(args, d) != defaults[d][1]]
+
+
+def check_fit_options(args) -> None:
+    """Option values and combinations, checked before any data are read.
+
+    Options that the chosen fit would silently ignore are refused (as :func:`check_fixed_values` does for
+    fixed values of fitted parameters): the user probably meant something else.
+    """
+    for option, value, low, high in (("--restarts", args.restarts, 1, MAX_RESTARTS),
+                                     ("--max-iter", args.max_iter, 1, MAX_ITER),
+                                     ("--samples", args.samples, 1, 100_000),
+                                     ("--population-iter", args.population_iter, 1, 10_000),
+                                     ("--workers", args.workers, 1, 10_000)):
+        if value < low:
+            raise ValueError(f"{option}: must be >= {low}, got {value}")
+        if value > high:
+            raise ValueError(f"{option}: must be <= {high:,} (more would run for days and gain nothing), got {value}")
+    if args.model == "noisy-network":
+        return  # run() refuses every option the noisy learner does not take
+    if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
+        raise ValueError("--population: needs the default MAP Newton fit in one batch "
+                         "(drop --ml, --method lbfgs/adam, --backend local/ray)")
+    ignored = []
+    if args.backend == "batched":
+        ignored += [(f, "applies to --backend local/ray") for f in _changed(args, "workers", "address")]
+    elif args.backend == "local":
+        ignored += [(f, "applies to --backend ray") for f in _changed(args, "address")]
+    if args.method == "newton":
+        ignored += [(f, "applies to --method lbfgs/adam (the Newton fit has no torch unroll)")
+                    for f in _changed(args, "engine")]
+    if args.cv == "none":
+        ignored += [(f, "applies to cross-validation (--cv time/interleaved)")
+                    for f in _changed(args, "predictive", "samples")]
+    elif args.predictive == "plugin":
+        ignored += [(f, "applies to --predictive laplace") for f in _changed(args, "samples")]
+    if not args.population:
+        ignored += [(f, "applies to --population") for f in _changed(args, "population_iter")]
+    if ignored:
+        flag, why = ignored[0]
+        value = getattr(args, args.option_defaults_by_flag[flag])
+        raise ValueError(f"{flag} {value}: {why}, so it would be ignored in this fit; drop it "
+                         "or add the option it belongs to")
+
+
+#: Fewest mice a --population fit runs on; below this many (the free parameters + 1) it warns.
+MIN_POPULATION_MICE = 2
+
+
+def check_population_size(trials, n_free: int) -> None:
+    """``--population`` needs a cohort: refuse one mouse, warn while the mice do not outnumber the parameters."""
+    mice = sorted(trials["mouse"].astype(str).unique())
+    if len(mice) < MIN_POPULATION_MICE:
+        raise ValueError(f"--population: needs at least {MIN_POPULATION_MICE} mice, got {len(mice)} ({', '.join(mice)}): "
+                         "a population mean and covariance cannot be estimated from one mouse (its 'population' "
+                         "would be the mouse itself); drop --population for the per-mouse MAP fit, or add mice")
+    if len(mice) <= n_free:
+        warnings.warn(f"--population with {len(mice)} mice: the population covariance of {n_free} parameters is "
+                      f"estimated from {len(mice)} mice, so it is rank-deficient and the population (and the "
+                      f"shrinkage of every mouse towards it) is mostly noise; use at least {n_free + 1} mice "
+                      "(ideally many more), or drop --population for independent per-mouse fits",
+                      UserWarning, stacklevel=2)
 
 
 def warn_not_converged(table) -> None:

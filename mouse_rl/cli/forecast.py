@@ -36,6 +36,19 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_eligible(trials, folds: int, context: int, horizon: int) -> None:
+    """Refuse --folds / --context / --horizon that leave fewer eligible mice than folds (named with the counts)."""
+    sessions = trials.groupby("mouse")["session"].nunique()
+    need = context + horizon + 1
+    eligible = int((sessions >= need).sum())
+    if eligible < folds:
+        raise ValueError(
+            f"--folds {folds} needs at least {folds} mice with >= {need} sessions (--context {context} + "
+            f"--horizon {horizon} + a gap of 1), but only {eligible} of {len(sessions)} mice have that many "
+            f"(most sessions: {int(sessions.max()) if len(sessions) else 0}); lower --context/--horizon/--folds "
+            "or add mice")
+
+
 def run(args) -> int:
     import json
 
@@ -54,7 +67,11 @@ def run(args) -> int:
             raise ValueError(f"{name}: must be >= {low}, got {value}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out: {str(args.out)!r} exists and is not a folder")
-    trials = load_many(args.data, args.mice)
+    trials = load_many(args.data, args.mice, single_block_option=None)
+    check_eligible(trials, args.folds, args.context, args.horizon)
+    from .check import check_copies_size
+
+    check_copies_size(len(trials), args.copies)
     res = run_forecast(trials, models=args.models, n_folds=args.folds, n_context=args.context,
                        n_horizon=args.horizon, n_copies=args.copies, n_restarts=args.restarts,
                        em_iter=args.em_iter, seed=args.seed, progress=not args.quiet)

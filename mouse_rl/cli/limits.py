@@ -21,6 +21,10 @@ FIT_BYTES_PER_TRIAL, FIT_BYTES_PER_STEP = 400, 50_000
 BASE_BYTES = 500 * 2**20
 #: Simulation throughput used for time estimates (mouse-trials per second, CPU).
 SIMULATION_RATE = 3e6
+#: Peak bytes per mouse-session of ``simulate --log sessions`` (summary row + weight snapshot + parquet write).
+SESSION_ROW_BYTES = 1000
+#: Longest simulation ``simulate --log sessions`` accepts (its memory does not grow with --trials).
+MAX_SIMULATION_SECONDS = 7 * 86400
 #: Mean-field theory: seconds per trial step, and the most steps a run may take.
 THEORY_SECONDS_PER_STEP = 1e-3
 MAX_THEORY_STEPS = 10**7
@@ -91,10 +95,29 @@ def check_cohort_size(n_mice, n_sessions, trials, *, options=("--mice", "--sessi
                  extra=f" (and roughly {human_seconds(mouse_trials * copies / SIMULATION_RATE)} of CPU time)")
 
 
+def check_session_log_size(n_mice, n_sessions, trials, options=("--mice", "--sessions", "--trials")) -> None:
+    """``simulate --log sessions``: refuse a run whose per-session rows (and weight snapshots) cannot fit in
+    memory, or whose simulation would take more than :data:`MAX_SIMULATION_SECONDS`."""
+    n_mice, n_sessions, trials = (_count(o, v) for o, v in zip(options, (n_mice, n_sessions, trials)))
+    rows, mouse_trials = n_mice * n_sessions, n_mice * n_sessions * trials
+    seconds = mouse_trials / SIMULATION_RATE
+    what = f"{' x '.join(f'{o} {v:,}' for o, v in zip(options, (n_mice, n_sessions, trials)))}"
+    if seconds > MAX_SIMULATION_SECONDS:
+        raise ValueError(f"{what} = {mouse_trials:,} mouse-trials would take roughly {human_seconds(seconds)} of "
+                         f"CPU time (at most {human_seconds(MAX_SIMULATION_SECONDS)} is allowed); reduce "
+                         f"{'/'.join(options)}")
+    check_memory(BASE_BYTES + rows * SESSION_ROW_BYTES, f"{what} = {rows:,} mouse-sessions",
+                 f"reduce {'/'.join(options[:2])}")
+
+
 def check_theory_size(n_sessions, trials, per: str = "session", options=("--sessions", "--trials")) -> None:
     """Refuse a mean-field run of more than :data:`MAX_THEORY_STEPS` trial steps, or one that cannot fit in memory."""
     n_sessions, trials = (_count(o, v) for o, v in zip(options, (n_sessions, trials)))
     steps = n_sessions * trials
+    if trials > MAX_THEORY_STEPS:
+        raise ValueError(f"{options[1]}: {trials:,} trials per session is more than the {MAX_THEORY_STEPS:,} "
+                         f"mean-field trial steps a run may take (roughly "
+                         f"{human_seconds(MAX_THEORY_STEPS * THEORY_SECONDS_PER_STEP)})")
     if steps > MAX_THEORY_STEPS:
         raise ValueError(
             f"{options[0]}: {options[0]} {n_sessions:,} x {options[1]} {trials:,} = {steps:,} mean-field trial steps "

@@ -64,4 +64,6 @@ def model_params(args) -> ModelParams:
 
 
 def task_config(args) -> TaskConfig:
+    if args.trials < 1:  # TaskConfig would name its field (trials_per_session), not the option
+        raise ValueError(f"--trials: must be >= 1 (trials per session), got {args.trials}")
     return TaskConfig(tuple(args.contrasts), tuple(args.probabilities), args.trials, args.repeat_after_error)

@@ -39,6 +39,9 @@ def _check_options(args) -> None:
                                    ("--max-iter", args.max_iter, 1)):
         if value < minimum:
             raise ValueError(f"{option}: must be >= {minimum}, got {value}")
+    if args.method == "newton" and args.engine != "eager":
+        raise ValueError(f"--engine {args.engine}: applies to --method lbfgs/adam (the Newton fit has no torch "
+                         "unroll), so it would be ignored; drop it or add --method lbfgs")
     check_names(args.free, "--free")
     check_cohort_size(args.mice, args.sessions, args.trials, fit_restarts=args.restarts)
 
@@ -47,9 +50,12 @@ def run(args) -> int:
     from ..fit.recovery import parameter_recovery
 
     _check_options(args)
-    result = parameter_recovery(args.mice, args.sessions, args.trials, tuple(args.free), seed=args.seed,
-                                n_restarts=args.restarts, max_iter=args.max_iter, method=args.method,
-                                engine=args.engine, device=args.device, progress=True)
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):  # a NaN correlation is reported below, in words
+        result = parameter_recovery(args.mice, args.sessions, args.trials, tuple(args.free), seed=args.seed,
+                                    n_restarts=args.restarts, max_iter=args.max_iter, method=args.method,
+                                    engine=args.engine, device=args.device, progress=True)
     summary, table = result.summary, result.table
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     undefined = summary.loc[summary["pearson_r"].isna(), "parameter"].tolist()

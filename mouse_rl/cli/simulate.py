@@ -1,12 +1,13 @@
 """``mouse-rl simulate``: train a simulated cohort and write its trial table."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..outputs import OutputSet, marker_for_file, write_parquet
 from ..schema import BEHAVIOUR_COLUMNS, KEY_COLUMNS
 from ..simulate import simulate_cohort
-from .limits import check_cohort_size
+from .limits import check_cohort_size, check_session_log_size
 from .common import add_device_option, dtype_of, resolve_device
 from .options import add_model_options, add_task_options, model_params, task_config
 
@@ -27,7 +28,9 @@ def add_parser(sub) -> None:
                    help="'trials': the per-trial table (default); 'sessions': per-session summaries only "
                         "(OUT holds one row per mouse and session; memory independent of --trials)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of the fused simulation (default: all; numba's setting)")
+                   help="CPU threads of the fused simulation (default: all; numba's setting). More than numba "
+                        "allows (NUMBA_NUM_THREADS, usually the CPU count) is capped at that maximum with a "
+                        "warning rather than refused: the threads only change the speed, never the result")
     p.add_argument("--restart", action="store_true",
                    help="discard an existing checkpoint (e.g. a corrupt one) and start from session 1")
     p.add_argument("--record-weights", choices=["session", "trial"], default="session",
@@ -48,16 +51,36 @@ def default_checkpoint_every(n_sessions: int) -> int:
     return -(-int(n_sessions) // 2)
 
 
+def check_threads(threads):
+    """``--threads`` as the fused engine will use it: >= 1, capped (with a warning) at numba's maximum."""
+    if threads is None:
+        return None
+    if threads < 1:
+        raise ValueError(f"--threads: must be >= 1, got {threads}")
+    import numba
+
+    most = int(numba.config.NUMBA_NUM_THREADS)
+    if threads > most:
+        warnings.warn(f"--threads {threads}: numba allows at most {most} threads here (NUMBA_NUM_THREADS); "
+                      f"using {most}", UserWarning, stacklevel=2)
+        return most
+    return threads
+
+
 def run(args) -> int:
     if args.out.suffix != ".parquet":
         raise ValueError(f"--out: expected a .parquet file name, got {str(args.out)!r}")
+    if args.out.name.endswith(".weights.parquet"):
+        raise ValueError(f"--out: {str(args.out)!r} ends in .weights.parquet, the name of the weights table written "
+                         "beside the trial table (and read by `mouse-rl dopamine`); give a name like cohort.parquet")
     params, task = model_params(args), task_config(args)
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every: must be >= 1, got {args.checkpoint_every}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads: must be >= 1, got {args.threads}")
+    args.threads = check_threads(args.threads)
     if args.log == "trials":
         check_cohort_size(args.mice, args.sessions, task.trials_per_session, record_weights=args.record_weights)
+    else:
+        check_session_log_size(args.mice, args.sessions, task.trials_per_session)
     checkpoint = args.checkpoint or args.out.with_suffix(".ckpt")
     if checkpoint.is_dir():
         raise ValueError(f"--checkpoint: {str(checkpoint)!r} is a folder, expected a file name")

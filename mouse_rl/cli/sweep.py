@@ -35,6 +35,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     out = args.out if args.out is not None else Path("sweeps") / args.config.stem
     check_out(out, "folder")
+    if args.config.is_dir():
+        raise ValueError(f"config: {str(args.config)!r} is a folder; give a sweep file (.toml)")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers: must be >= 1, got {args.workers}")
+    if args.address is not None and args.backend != "ray":
+        raise ValueError(f"--address {args.address}: applies to --backend ray, so it would be ignored with "
+                         f"--backend {args.backend}; drop it or add --backend ray")
     config = load_config(args.config)
     check_backend(args.backend, args.address, args.workers)
     if args.backend == "ray":
