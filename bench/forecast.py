@@ -26,11 +26,12 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lieban
 
 def main(argv=None) -> int:
     from mouse_rl.forecast import MODELS
+    from mouse_rl.forecast.protocol import OPTIONAL_MODELS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA])
     p.add_argument("--out", type=Path, default=Path("bench/results/forecast"))
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS) + list(OPTIONAL_MODELS))
     p.add_argument("--copies", type=int, default=100)
     p.add_argument("--restarts", type=int, default=4)
     p.add_argument("--em-iter", type=int, default=4)

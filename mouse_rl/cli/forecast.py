@@ -5,7 +5,8 @@ reference cohort (their first --context and final --horizon sessions observed); 
 the fold contributes only its first --context sessions and is scored on its final --horizon
 sessions. Models: pooled logistic GLMs (psychometric, late-phase, early-bias), PsyTrack carried
 forward, and tabular Q-learning, the shallow network and the network with a population prior
-from the reference cohort and a predictive through the unobserved sessions.
+from the reference cohort and a predictive through the unobserved sessions; on request
+(--models ... network_freerun) the network fitted by its free-running behaviour on the context.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     from ..forecast import MODELS
+    from ..forecast.protocol import OPTIONAL_MODELS
 
     p = subparsers.add_parser("forecast", help="forecast each mouse's final sessions from its first ones "
                                                "(animal-holdout folds, every model)", description=__doc__)
@@ -21,8 +23,9 @@ def add_parser(subparsers) -> None:
                    help="trial files or folders (liebana2025 folder, .npy, .parquet, .csv); concatenated")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--mice", nargs="+", default=None, help="only these mice")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
-                   help=f"models to compare (default all: {' '.join(MODELS)})")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS) + list(OPTIONAL_MODELS),
+                   metavar="MODEL", help=f"models to compare (default: {' '.join(MODELS)}; also "
+                   f"{' '.join(OPTIONAL_MODELS)}: the network fitted by its free-running behaviour)")
     p.add_argument("--folds", type=int, default=5, help="folds of mice (default %(default)s)")
     p.add_argument("--context", type=int, default=8, help="observed first sessions (default %(default)s)")
     p.add_argument("--horizon", type=int, default=5, help="scored final sessions (default %(default)s)")

@@ -5,7 +5,8 @@ run the single learning rule :func:`mouse_rl.network.trial_update`
 teacher-forced on each mouse's own stimuli, choices and rewards, batched over
 mice x restarts. Fitting (:mod:`.fitting`): :func:`fit_mice` -> :class:`FitResult`, per-mouse trust-region Newton
 (:mod:`.newton`) on the exact derivatives of the fused kernel (:mod:`.kernel`, :mod:`.objective`).
-Posterior-predictive checks (:mod:`.checks`): :func:`check_fit`.
+Posterior-predictive checks (:mod:`.checks`): :func:`check_fit`. Free-running fit (:mod:`.freerun`, an
+option): :func:`fit_free_running` chooses θ by how free-running copies reproduce the mouse's sessions.
 Hierarchical fit (:mod:`.population`): :func:`fit_population` (empirical Bayes,
 Gaussian population prior :class:`GaussianPrior`; ``fit_mice(..., population=True)``).
 Cross-validation (:mod:`.cv`): :func:`cross_validate`, :func:`time_split`,
@@ -16,6 +17,7 @@ fit or by the Laplace posterior predictive (:mod:`.predictive`). Parameter recov
 from .batch import TrialBatch, learning_reward, make_batch, prepare_trials
 from .checks import CheckResult, check_fit, free_run, posterior_predictive_check
 from .cv import CVModel, NetworkModel, cross_validate, interleaved_split, time_split
+from .freerun import FreeRunFit, fit_free_running
 from .fitting import BatchFit, FitResult, fit_batch, fit_mice, identifiability, make_transform, standard_errors
 from .labels import strategy_labels
 from .likelihood import choice_logprob, log_likelihood, teacher_forced, unroll
@@ -32,6 +34,8 @@ __all__ = [
     "CVModel",
     "CheckResult",
     "FitResult",
+    "FreeRunFit",
+    "fit_free_running",
     "GaussianPrior",
     "PopulationFit",
     "NetworkModel",

@@ -15,12 +15,16 @@ from .split import check_no_leak, make_folds
 
 MODELS = ("glm_psychometric", "glm_late_phase", "glm_early_bias", "psytrack", "qlearning_tabular", "shallow",
           "network")
+#: Forecasters run only when named (``models=[...]``, ``--models``): the network fitted by its free-running
+#: behaviour (:mod:`mouse_rl.forecast.freerun`).
+OPTIONAL_MODELS = ("network_freerun",)
 
 
 def default_forecasters(n_copies: int = 100, n_restarts: int = 4, em_iter: int = 4, seed: int = 0) -> dict:
     """Name -> factory of every compared forecaster (a fresh one per fold)."""
     from ..baselines import QLearningModel
     from ..fit.cv import NetworkModel
+    from .freerun import FreeRunForecaster
 
     def learner(factory, name, iters=em_iter):
         return lambda: LearnerForecaster(factory, name, n_copies=n_copies, em_iter=iters, seed=seed)
@@ -32,6 +36,7 @@ def default_forecasters(n_copies: int = 100, n_restarts: int = 4, em_iter: int =
         "qlearning_tabular", min(em_iter, 2))
     out["shallow"] = learner(lambda d: NetworkModel.shallow(d, n_restarts=n_restarts, seed=seed), "shallow")
     out["network"] = learner(lambda d: NetworkModel(d, n_restarts=n_restarts, seed=seed), "network")
+    out["network_freerun"] = lambda: FreeRunForecaster(n_copies=n_copies, seed=seed)
     return out
 
 

@@ -1,0 +1,96 @@
+"""Benchmark: the free-running fit (energy score of per-session choice rates) vs the default teacher-forced fit.
+
+For every valid mouse of the Liebana et al. 2025 data (25; DAP044 is malformed and skipped):
+
+1. ``fit_free_running`` (:mod:`mouse_rl.fit.freerun`, defaults: 16 copies, 128 Sobol starts, 15 generations
+   of the cross-entropy method, free = default set + ``stim_skew``), then its posterior-predictive check at
+   the point estimate with 50 fresh copies per mouse (check seed 1, fit seed 0);
+2. the default teacher-forced fit (``fit_mice``) of the same mice and its check, the same way (point estimate,
+   50 copies, seed 1), so the two columns differ only in how θ was chosen (``--no-default`` skips it);
+3. for both, the teacher-forced log-likelihood of all the mouse's choices at the fitted θ (bits/trial,
+   in-sample): what choosing θ by free-running behaviour costs in trial-by-trial prediction.
+
+Writes ``OUT/freerun_fit.csv``, ``OUT/freerun_history.csv``, ``OUT/check_per_mouse_<fit>.csv`` and
+``OUT/freerun_summary.json``; prints a table.
+
+Usage::
+
+    python bench/fit_free_running.py --out bench/results/freerun
+    python bench/fit_free_running.py --mice DAP024 DAP033 --no-default --out /tmp/ff
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mouse_rl.data import load_trials  # noqa: E402
+from mouse_rl.fit import fit_mice, log_likelihood  # noqa: E402
+from mouse_rl.fit.checks import posterior_predictive_check  # noqa: E402
+from mouse_rl.fit.freerun import check_free_running, fit_free_running  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bits_per_trial(trials, params) -> float:
+    ll = log_likelihood(trials, params).numpy()
+    return float(ll.sum() / trials.groupby("mouse").size().sum() / math.log(2))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "liebana2025"))
+    ap.add_argument("--mice", nargs="*", default=None)
+    ap.add_argument("--copies", type=int, default=50, help="copies per mouse in the checks")
+    ap.add_argument("--no-default", action="store_true", help="skip the default teacher-forced fit")
+    ap.add_argument("--out", default="bench/results/freerun")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = load_trials(args.data)
+    if args.mice:
+        trials = trials[trials["mouse"].isin(args.mice)]
+    summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}",
+               "load_before": os.getloadavg(), "n_mice": int(trials["mouse"].nunique()),
+               "check_copies": args.copies, "check_seed": 1}
+    t0 = time.perf_counter()
+    ff = fit_free_running(trials, progress=True)
+    summary["freerun_seconds"] = time.perf_counter() - t0
+    ff.params.to_csv(out / "freerun_fit.csv", index=False)
+    ff.history.to_csv(out / "freerun_history.csv", index=False)
+    fixed = ff.transform.fixed
+    mp = fixed.replace(**{f: ff.params.sort_values("mouse")[f].to_numpy(float) for f in ff.transform.free})
+    cases = {"freerun": (check_free_running(ff, trials, args.copies, seed=1), bits_per_trial(trials, mp))}
+    if not args.no_default:
+        t0 = time.perf_counter()
+        fit = fit_mice(trials)
+        summary["default_seconds"] = time.perf_counter() - t0
+        order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
+        chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
+                                         seed=1, parameter_uncertainty=False)
+        cases["default"] = (chk, bits_per_trial(trials, fit.model_params()))
+    for name, (chk, bits) in cases.items():
+        chk.per_mouse.to_csv(out / f"check_per_mouse_{name}.csv", index=False)
+        summary[name] = {**chk.summary, "teacher_forced_bits_per_trial": bits}
+    summary["load_after"] = os.getloadavg()
+    (out / "freerun_summary.json").write_text(json.dumps(summary, indent=1))
+    keys = ("session_coverage", "late_slope_inside", "early_bias_inside", "side_match", "mean_side_share",
+            "expected_side_share", "teacher_forced_bits_per_trial")
+    print(f"{'':32s}" + "".join(f"{k:>12s}" for k in cases))
+    for k in keys:
+        print(f"{k:32s}" + "".join(f"{summary[c][k]:12.4g}" for c in cases))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
