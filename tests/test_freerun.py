@@ -126,3 +126,27 @@ def test_freerun_forecaster_gives_finite_horizon_forecasts():
     assert set(res.scores["model"]) == {"glm_early_bias", "network_freerun", "network_freerun_tf"}
     p = res.predictions["p_right"]
     assert np.all((p > 0) & (p < 1)) and np.isfinite(res.scores["log_loss"]).all()
+
+
+def test_cli_fit_free_running_then_check(skewed, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from mouse_rl.cli import main
+
+    trials, _ = skewed
+    data = tmp_path / "mice.parquet"
+    trials[trials.mouse.isin(["sim0000", "sim0003"])].to_parquet(data)
+    assert main(["fit", str(data), "--out", str(tmp_path / "fits"), "--criterion", "free-running", "--quiet"]) == 0
+    params = pd.read_csv(tmp_path / "fits" / "freerun_params.csv")
+    assert list(params["mouse"]) == ["sim0000", "sim0003"] and np.isfinite(params["energy_score"]).all()
+    assert json.loads((tmp_path / "fits" / "fit_options.json").read_text())["criterion"] == "free-running"
+    assert main(["check", str(tmp_path / "fits"), "--copies", "10", "--no-plots"]) == 0
+    assert "point estimate" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "fits" / "check" / "check_summary.json").read_text())
+    assert summary["n_mice"] == 2 and summary["n_copies"] == 10
+    # options the free-running fit would ignore are refused, naming them
+    assert main(["fit", str(data), "--out", str(tmp_path / "f2"), "--criterion", "free-running",
+                 "--restarts", "3"]) == 2
+    assert "--restarts" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``mouse-rl check FITS_DIR``: posterior-predictive check of a fit -- free-running copies of every mouse."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 #: Files of a ``mouse-rl fit`` output folder that the check reads.
@@ -21,7 +22,8 @@ def add_parser(subparsers) -> None:
 
 
 def load_fit(folder: Path):
-    """Trial table, u, Hessian and :class:`ParamTransform` of a ``mouse-rl fit`` folder (no pickle)."""
+    """Trial table, u, Hessian, :class:`ParamTransform` and fitting criterion of a ``mouse-rl fit`` folder
+    (no pickle)."""
     import json
     import zipfile
 
@@ -63,7 +65,7 @@ def load_fit(folder: Path):
     fitted = sorted(trials["mouse"].astype(str).unique())
     if sorted(mice.astype(str).tolist()) != fitted:
         raise ValueError(f"fits: fit_laplace.npz mice {sorted(mice.tolist())} differ from fit_trials.parquet's {fitted}")
-    return trials, u[order], hessian[order], transform
+    return trials, u[order], hessian[order], transform, opts.get("criterion", "teacher-forced")
 
 
 def check_copies_size(n_trials: int, copies: int, option: str = "--copies") -> None:
@@ -89,12 +91,16 @@ def run(args) -> int:
 
     if args.copies < 2:
         raise ValueError(f"--copies: must be >= 2, got {args.copies}")
-    trials, u, hessian, transform = load_fit(args.fits)
+    trials, u, hessian, transform, criterion = load_fit(args.fits)
     out = args.out or args.fits / "check"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
     check_copies_size(len(trials), args.copies)
-    check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, args.uncertainty)
+    uncertainty = args.uncertainty
+    if criterion == "free-running":
+        uncertainty = False
+        print("note: a free-running fit has no Hessian; its copies use the fitted point estimate", file=sys.stderr)
+    check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, uncertainty)
     with OutputSet(out, meta={"command": "check"}) as outputs:  # renamed together, then the run marker
         check.per_mouse.to_csv(outputs.path("check_per_mouse.csv"), index=False)
         check.per_session.to_csv(outputs.path("check_per_session.csv"), index=False)

@@ -43,6 +43,11 @@ def add_parser(subparsers) -> None:
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
                         "noisy_weights.parquet and a weight-trajectory plot per mouse)")
+    p.add_argument("--criterion", choices=["teacher-forced", "free-running"], default="teacher-forced",
+                   help="teacher-forced: MAP on the mouse's own choices (default); free-running: choose each mouse's "
+                        "parameters (the default set and stim_skew) so that free-running copies reproduce its "
+                        "per-session choice rates (energy score; mouse_rl.fit.freerun; an option, slower; writes "
+                        "freerun_params.csv; `mouse-rl check` then uses the point estimate)")
     p.add_argument("--population", action="store_true",
                    help="hierarchical fit: a Gaussian population over the parameters by empirical Bayes (EM), "
                         "every mouse's MAP under it; writes population.csv and population_history.csv. Needs "
@@ -178,6 +183,10 @@ def save_laplace(outputs, res) -> None:
     outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
 
 
+#: Options that ``--criterion free-running`` uses; any other option set away from its default is refused.
+FREERUN_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "seed", "quiet", "encoding",
+                   "zero_reward", "criterion", "plots", "k"}
+
 #: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
 NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
                  "encoding", "zero_reward", "model"}
@@ -206,6 +215,12 @@ def run(args) -> int:
             raise ValueError(f"--model noisy-network: {', '.join(changed)} do(es) not apply to the noisy learner "
                              "(it takes the data options, --restarts and --seed of its network start, --encoding, "
                              "--zero-reward, --no-plots and --quiet)")
+    if args.criterion == "free-running":
+        changed = [flag for dest, (flag, default) in getattr(args, "option_defaults", {}).items()
+                   if dest not in FREERUN_OPTIONS and getattr(args, dest, default) != default]
+        if changed:
+            raise ValueError(f"--criterion free-running: {', '.join(changed)} do(es) not apply to the free-running "
+                             "fit (it takes the data options, --seed, --encoding, --zero-reward, --k and --quiet)")
     if args.backend == "ray":
         from ..sweep.backends import import_ray
 
@@ -215,6 +230,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.model == "noisy-network":
         return run_noisy(args, trials)
+    if args.criterion == "free-running":
+        return run_freerun(args, trials)
     free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
         ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
     free = (*free, "stim_skew") if args.fit_skew else free
@@ -356,6 +373,39 @@ def warn_not_converged(table) -> None:
         named = ", ".join(f"{m} ({r})" if r else str(m) for m, r in zip(bad["mouse"], reasons))
         print(f"warning: {len(bad)} of {len(table)} mice did not converge: {named}; try more --max-iter or "
               "--restarts (`mouse-rl check` on such a fit checks an unconverged optimum)", file=sys.stderr)
+
+
+def run_freerun(args, trials) -> int:
+    """``--criterion free-running``: :func:`mouse_rl.fit.freerun.fit_free_running`."""
+    import json
+
+    import numpy as np
+
+    from ..fit.batch import prepare_trials
+    from ..fit.freerun import fit_free_running
+    from ..outputs import OutputSet
+    from ..params import PARAMS
+    from .options import model_params
+
+    res = fit_free_running(trials, fixed=model_params(args), seed=args.seed, progress=not args.quiet)
+    fixed = res.transform.fixed
+    with OutputSet(args.out, meta={"command": "fit"}) as outputs:
+        res.params.to_csv(outputs.path("freerun_params.csv"), index=False)
+        res.history.to_csv(outputs.path("freerun_history.csv"), index=False)
+        prepare_trials(trials).to_parquet(outputs.path("fit_trials.parquet"), index=False)
+        P = res.transform.n_free
+        with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # no Hessian: zeros, marked by the criterion
+            np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u,
+                     hessian=np.zeros((len(res.u), P, P)), free=np.array(list(res.transform.free)))
+        opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
+                "zero_reward": fixed.zero_reward, "criterion": "free-running",
+                "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0]) for name in PARAMS},
+                "map_prior": False, **{k: v for k, v in res.options.items() if k != "free"}}
+        outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
+    cols = ["mouse", *res.transform.free, "energy_score", "fit_seconds"]
+    print(res.params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {args.out / 'freerun_params.csv'} (check it with `mouse-rl check {args.out}`)")
+    return 0
 
 
 def run_noisy(args, trials) -> int:
