@@ -187,13 +187,14 @@ def trust(args) -> int:
         PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=float(sd))
     args.out.mkdir(parents=True, exist_ok=True)
     trials = load_data(args.data, args.mice)
-    fits, seconds = [], []
+    fits, seconds, loads = [], [], []
     for seed in args.seeds:
         t0 = time.perf_counter()
         res = fit_mice(trials, seed=seed, map_prior=args.map_prior, n_restarts=args.restarts, max_iter=args.max_iter,
                        fit_lapse=args.fit_lapse, free=(*DEFAULT_FREE, "stim_skew") if args.fit_skew else DEFAULT_FREE,
                        fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward))
         seconds.append(time.perf_counter() - t0)
+        loads.append(round(__import__('os').getloadavg()[0], 2))
         res.params.to_csv(args.out / f"trust_fit_seed{seed}.csv", index=False)
         fits.append(res)
         print(f"default fit, restart seed {seed}: {seconds[-1]:.1f} s", flush=True)
@@ -210,7 +211,7 @@ def trust(args) -> int:
     p = fits[0].params
     summary = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
-        "n_mice": int(len(p)), "fit_seconds": seconds, "seeds": args.seeds,
+        "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
         "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "prior_sd": args.prior_sd,
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),

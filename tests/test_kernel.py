@@ -95,3 +95,20 @@ def test_lower_orders_give_the_same_numbers(batch):
     assert not g0.any() and not H0.any() and not H1.any()
     np.testing.assert_allclose(H2, np.swapaxes(H2, 1, 2), rtol=1e-13, atol=0)
     assert np.abs(H2).max() > 0
+
+
+def test_gauss_newton_hessian_is_the_exact_one_without_second_order_duals(batch):
+    """order=1 with gauss_newton: the same value and gradient, and the Hessian without the Q values' second
+    derivatives. At beta's own entry (beta enters the logit linearly) the two Hessians agree exactly."""
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    args = (x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(), batch.valid.T.numpy(),
+            batch.n_trials.numpy(), _random_theta(3, 5))
+    f2, g2, H2 = nll_derivatives(*args, order=2)
+    f1, g1, H1 = nll_derivatives(*args, order=1, gauss_newton=True)
+    assert np.array_equal(f1, f2) and np.array_equal(g1, g2)
+    np.testing.assert_allclose(H1, np.swapaxes(H1, 1, 2), rtol=1e-13, atol=0)
+    b, lapse = THETA.index("beta"), THETA.index("lapse")
+    for i in (b, lapse):
+        np.testing.assert_allclose(H1[:, i, :], H2[:, i, :], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(H1, H2)  # the network's curvature terms are left out
+    assert not nll_derivatives(*args, order=0, gauss_newton=True)[2].any()  # only with order 1

@@ -113,3 +113,19 @@ def test_random_convex_quadratics(P):
 
     u, f, info = minimize_newton(quad, np.zeros((4, P)), np.full(P, -50.0), np.full(P, 50.0), gtol=1e-10)
     np.testing.assert_allclose(u, c, atol=1e-8)
+
+
+def test_stall_rule_stops_slow_tails_of_a_first_pass():
+    """stall_tol (crease_search=False only): a column stops, "stalled", once it gains at most stall_tol in
+    stall_window iterations; off (0) it runs on to the radius collapse or the minimum."""
+    u0 = np.array([[-1.2, 1.0], [2.0, -1.0]])
+    lo, hi = np.full(2, -5.0), np.full(2, 5.0)
+    full = minimize_newton(rosenbrock, u0, lo, hi, max_iter=200, gtol=1e-9, crease_search=False)
+    quick = minimize_newton(rosenbrock, u0, lo, hi, max_iter=200, gtol=1e-9, crease_search=False,
+                            stall_tol=1e-3, stall_window=3)
+    assert (quick[2]["n_iter"] <= full[2]["n_iter"]).all() and (quick[2]["n_iter"] < full[2]["n_iter"]).any()
+    assert set(quick[2]["reason"]) <= {"gradient", "stalled"} and (quick[1] < 1e-2).all()
+    # with the crease search on, the rule is off: the same path as without it
+    a = minimize_newton(rosenbrock, u0, lo, hi, max_iter=200, gtol=1e-9)
+    b = minimize_newton(rosenbrock, u0, lo, hi, max_iter=200, gtol=1e-9, stall_tol=1e-3)
+    np.testing.assert_array_equal(a[0], b[0])

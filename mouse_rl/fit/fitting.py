@@ -109,6 +109,10 @@ SKEW_STARTS = (-2.0, 2.0)
 #: Basin hopping: perturbations per mouse per round and their size (in prior sds of each parameter).
 HOP_STARTS = 8
 HOP_SCALE = 0.25
+#: The loose passes (kept starts, hops) stop a column once its objective fell by at most this many nats over
+#: its last STALL_WINDOW iterations (the rest of a slow tail; the polish refines the starts that matter).
+STALL_TOL = 1e-3
+STALL_WINDOW = 3
 
 
 @dataclass
@@ -156,7 +160,8 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
               method: str = "newton", map_prior: bool = True, seed: int = 0, engine: str = "eager",
               progress: bool = False, lr: float | None = None, gtol: float = 1e-4, ftol: float = 1e-4,
               n_screen: int | None = None, screen_iter: int = 8, n_hops: int = 2,
-              prior: GaussianPrior | None = None, init: np.ndarray | None = None) -> BatchFit:
+              prior: GaussianPrior | None = None, init: np.ndarray | None = None,
+              stall_tol: float = STALL_TOL) -> BatchFit:
     """Fit every mouse (column) of ``batch`` from ``n_restarts`` starts.
 
     ``method="newton"`` (default): per-mouse trust-region Newton steps on the
@@ -171,12 +176,14 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     ``screen_iter`` Newton iterations and each mouse keeps its own
     ``n_restarts`` best to run to convergence (the likelihood has many local
     optima; screening spends the budget on the promising ones). The kept
-    starts run Newton until their trust radius collapses (no crease search),
-    then each mouse's :data:`POLISH` best go on with the crease search to
-    ``ftol`` (see :mod:`mouse_rl.fit.newton`). Then up to ``n_hops`` rounds
+    starts run Newton until their trust radius collapses or they gain at most
+    ``stall_tol`` nats in :data:`STALL_WINDOW` iterations (no crease search;
+    ``stall_tol=0`` runs them to the radius collapse), then each mouse's
+    :data:`POLISH` best go on with the crease search to ``ftol`` (see
+    :mod:`mouse_rl.fit.newton`). Then up to ``n_hops`` rounds
     of basin hopping: :data:`HOP_STARTS` perturbations of each mouse's best
-    point (``HOP_SCALE`` prior sds, a design shared by every mouse) run to
-    convergence, and one that beats the best by more than :data:`AGREE_NATS`
+    point (``HOP_SCALE`` prior sds, a design shared by every mouse) run as
+    the kept starts do, and one that beats the best by more than :data:`AGREE_NATS`
     is polished and replaces the mouse's worst restart (the optima of a deep
     network's likelihood are narrow and many: one restart in 12 often finds
     the best).
@@ -226,7 +233,8 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             u0 = us.reshape(n_screen, M, -1)[keep, np.arange(M)[None]].reshape(n_restarts * M, -1)
         # every kept start to a loose tolerance, then each mouse's best POLISH starts to the tight one
         u, f, info = minimize_newton(kobj, u0, lower, upper, max_iter, gtol, crease_search=False,
-                                     callback=lambda n_active: bar.update(1))
+                                     callback=lambda n_active: bar.update(1), stall_tol=stall_tol,
+                                     stall_window=STALL_WINDOW)
         reason, n_iter, converged = info["reason"].astype(object), info["n_iter"], info["converged"]
 
         def polish(start, src, dst, iters_before):
@@ -247,7 +255,8 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             ub = u.reshape(n_restarts, M, -1)[best, np.arange(M)]
             z = np.random.default_rng([int(seed), 7919, hop]).standard_normal((HOP_STARTS, len(lower)))
             uh0 = np.clip((ub[None] + HOP_SCALE * z[:, None] * kobj.sd).reshape(HOP_STARTS * M, -1), lower, upper)
-            uh, fh, _ = minimize_newton(kobj, uh0, lower, upper, max_iter, gtol, crease_search=False)
+            uh, fh, _ = minimize_newton(kobj, uh0, lower, upper, max_iter, gtol, crease_search=False,
+                                        stall_tol=stall_tol, stall_window=STALL_WINDOW)
             fh = _by_restart(fh, HOP_STARTS)
             j = fh.argmin(0)
             better = np.flatnonzero(fh[j, np.arange(M)] < fr[best, np.arange(M)] - AGREE_NATS)

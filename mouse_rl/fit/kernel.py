@@ -53,7 +53,7 @@ def _product(v1, g1, H1, v2, g2, H2, c, vo, go, Ho, order, nd):
 
 @nb.njit(cache=True, inline="always")
 def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, order, nd, grad_out, hess_out, write_lp,
-            lp_out):
+            lp_out, gauss_newton):
     eta, beta, w0, k, s0, bL, bR, lapse, skew = theta
     v = np.zeros(_NW)
     g = np.zeros((_NW, _D))
@@ -96,9 +96,6 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
     sv = np.zeros(1)
     sg = np.zeros(_D)
     sH = np.zeros((_D, _D))
-    nv = np.zeros(_NW)
-    ng = np.zeros((_NW, _D))
-    nH = np.zeros((_NW, _D, _D))
     dz = np.zeros(_NT)
     nll = 0.0
     for t in range(n):
@@ -122,17 +119,9 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                 if x[t, i] != 0.0:
                     _product(v[3 + 3 * r + i], g[3 + 3 * r + i], H[3 + 3 * r + i], hv[i], hg[i], hH[i], 1.0,
                              tv, tg, tH, order, nd)
-                    qs_v[r] += tv[0]
-                    if order >= 1:
-                        qs_g[r] += tg
-                    if order >= 2:
-                        qs_H[r] += tH
-            _product(v[5 + 3 * r], g[5 + 3 * r], H[5 + 3 * r], hv[2], hg[2], hH[2], 1.0, tv, tg, tH, order, nd)
-            qc_v[r] = tv[0]
-            if order >= 1:
-                qc_g[r] = tg
-            if order >= 2:
-                qc_H[r] = tH
+                    _add(qs_v, qs_g, qs_H, r, tv, tg, tH, order, nd)
+            _product(v[5 + 3 * r], g[5 + 3 * r], H[5 + 3 * r], hv[2], hg[2], hH[2], 1.0, qc_v[r:r + 1], qc_g[r],
+                     qc_H[r], order, nd)
         ch = choice[t]
         if score[t]:
             # logit z = beta * (Q_R - Q_L); y = +z for a Right choice, -z for Left
@@ -176,7 +165,7 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                 for i in range(_NT):
                     grad_out[i] -= ly * dz[i]
                 grad_out[7] -= ll
-                if order >= 2:
+                if order >= 2 or gauss_newton:
                     for i in range(_NT):
                         for j in range(_NT):
                             hess_out[i, j] -= lyy * dz[i] * dz[j]
@@ -185,6 +174,8 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                         dqa = (qs_g[1, a_] + qc_g[1, a_]) - (qs_g[0, a_] + qc_g[0, a_])
                         hess_out[1, pa] -= ly * s * dqa
                         hess_out[pa, 1] -= ly * s * dqa
+                        if order < 2:  # Gauss-Newton: without the second derivatives of the Q's
+                            continue
                         for b_ in range(a_, nd):  # the duals hold upper triangles
                             pb = _DMAP[b_]
                             dqab = (qs_H[1, a_, b_] + qc_H[1, a_, b_]) - (qs_H[0, a_, b_] + qc_H[0, a_, b_])
@@ -197,13 +188,9 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                     hess_out[7, 7] -= lll
         if not learn[t]:
             continue
-        # learning: the three teaching signals of the chosen action (pre-update weights)
+        # learning: the three teaching signals of the chosen action (pre-update weights). In place: the a
+        # updates read U before the U updates, and those read only h and the Q's of the forward pass.
         r_ = reward[t]
-        nv[:] = v
-        if order >= 1:
-            ng[:, :] = g
-        if order >= 2:
-            nH[:, :, :] = H
         # eta * delta_tot, with delta_tot = r - Q^tot[ch]
         tv[0] = r_ - (qs_v[ch] + qc_v[ch])
         if order >= 1:
@@ -218,11 +205,7 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
             if x[t, i] != 0.0:
                 ui = 3 * ch + 3 + i
                 _product(sv[0], sg, sH, v[ui], g[ui], H[ui], x[t, i], tv, tg, tH, order, nd)
-                nv[i] += tv[0]
-                if order >= 1:
-                    ng[i] += tg
-                if order >= 2:
-                    nH[i] += tH
+                _add(v, g, H, i, tv, tg, tH, order, nd)
         for i in range(3):  # U[ch, i] += eta * delta * h_i (delta_stim for stimulus units, delta_const for bias)
             if x[t, i] == 0.0:
                 continue
@@ -240,36 +223,43 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                         tH[p, q] = -qH[ch, p, q]
             _eta_times(eta, tv, tg, tH, sv, sg, sH, order, nd)
             _product(sv[0], sg, sH, hv[i], hg[i], hH[i], 1.0, tv, tg, tH, order, nd)
-            nv[ui] += tv[0]
-            if order >= 1:
-                ng[ui] += tg
-            if order >= 2:
-                nH[ui] += tH
+            _add(v, g, H, ui, tv, tg, tH, order, nd)
         for i in range(_NW):
             if positive:
-                if nv[i] < 0:
-                    nv[i] = -nv[i]
+                if v[i] < 0:
+                    v[i] = -v[i]
                     if order >= 1:
-                        ng[i] = -ng[i]
+                        for p in range(nd):
+                            g[i, p] = -g[i, p]
                     if order >= 2:
-                        nH[i] = -nH[i]
-                elif nv[i] == 0.0:  # torch's abs has zero derivative at 0
+                        for p in range(nd):
+                            for q in range(p, nd):
+                                H[i, p, q] = -H[i, p, q]
+                elif v[i] == 0.0:  # torch's abs has zero derivative at 0
                     if order >= 1:
-                        ng[i] = 0.0
+                        g[i] = 0.0
                     if order >= 2:
-                        nH[i] = 0.0
-            if nv[i] > MAX_WEIGHT or nv[i] < -MAX_WEIGHT:
-                nv[i] = MAX_WEIGHT if nv[i] > 0 else -MAX_WEIGHT
+                        H[i] = 0.0
+            if v[i] > MAX_WEIGHT or v[i] < -MAX_WEIGHT:
+                v[i] = MAX_WEIGHT if v[i] > 0 else -MAX_WEIGHT
                 if order >= 1:
-                    ng[i] = 0.0
+                    g[i] = 0.0
                 if order >= 2:
-                    nH[i] = 0.0
-        v[:] = nv
-        if order >= 1:
-            g[:, :] = ng
-        if order >= 2:
-            H[:, :, :] = nH
+                    H[i] = 0.0
     return nll
+
+
+@nb.njit(cache=True, inline="always")
+def _add(v, g, H, w, tv, tg, tH, order, nd):
+    """Weight ``w`` += (tv, tg, tH) (dual numbers up to ``order``; Hessians: upper triangle)."""
+    v[w] += tv[0]
+    if order >= 1:
+        for p in range(nd):
+            g[w, p] += tg[p]
+    if order >= 2:
+        for p in range(nd):
+            for q in range(p, nd):
+                H[w, p, q] += tH[p, q]
 
 
 @nb.njit(cache=True, inline="always")
@@ -291,29 +281,29 @@ def _eta_times(eta, dv, dg, dH, ov, og, oH, order, nd):
 
 @nb.njit(cache=True, parallel=True)
 def _batched_fixed_k(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad,
-                     hess, write_lp, lp):
+                     hess, write_lp, lp, gauss_newton):
     """Without stim_skew's derivatives: the dual size is the constant ``_D - 1``, so the compiler unrolls
     the small derivative loops (a runtime size made the default fit ~1.4x slower)."""
     for b in nb.prange(theta.shape[0]):
         m = rows[b]
         nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, _D - 1, grad[b], hess[b], write_lp, lp[b])
+                         use_lapse, order, _D - 1, grad[b], hess[b], write_lp, lp[b], gauss_newton)
 
 
 @nb.njit(cache=True, parallel=True)
 def _batched_skew(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad,
-                  hess, write_lp, lp):
+                  hess, write_lp, lp, gauss_newton):
     """With stim_skew's derivatives (dual size ``_D``)."""
     for b in nb.prange(theta.shape[0]):
         m = rows[b]
         nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, _D, grad[b], hess[b], write_lp, lp[b])
+                         use_lapse, order, _D, grad[b], hess[b], write_lp, lp[b], gauss_newton)
 
 
 def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn: np.ndarray, score: np.ndarray,
                     n_trials: np.ndarray, theta: np.ndarray, positive: bool = True, use_lapse: bool = True,
                     order: int = 2, rows: np.ndarray | None = None, trial_logp: bool = False,
-                    skew_derivatives: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    skew_derivatives: bool = False, gauss_newton: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Negative log-likelihood (nats) of every column, with its gradient and Hessian in :data:`THETA` order.
 
     Parameters
@@ -328,13 +318,17 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     positive : absolute value of the weights after each update.
     use_lapse : apply the lapse to the policy.
     order : 0 = value only, 1 = + gradient, 2 = + Hessian (each order propagates only the derivatives it
-        needs: order 0 costs a few percent of order 2, order 1 about a fifth).
+        needs: order 0 costs about a quarter of order 2, order 1 about a half; ``bench/fit_kernel_orders.py``).
     rows : ``(B',)`` which data row each row of ``theta`` runs on (default ``arange(B)``), so that
         restarts and subsets share the data arrays without copies.
     trial_logp : also return ``(B', T)`` log P(observed choice) of every scored trial (nats; 0 elsewhere).
     skew_derivatives : also propagate the derivatives with respect to stim_skew (a seventh dual coordinate:
         about 1.3x the cost of order 2); without, its entries of ``grad`` and ``hess`` are 0 (its value is
         used either way).
+    gauss_newton : with ``order=1``, also return the Gauss-Newton Hessian: the exact Hessian without the
+        second derivatives of the Q values (the terms that need second-order duals), i.e. the outer products
+        of the logit's gradient weighted by the per-trial curvature, plus the beta and lapse cross terms
+        (a cheap curvature for steps far from an optimum; first-order duals only).
 
     Returns
     -------
@@ -359,6 +353,6 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
              np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
              np.ascontiguousarray(score, dtype=np.bool_), np.ascontiguousarray(n_trials, dtype=np.int64), rows,
              np.ascontiguousarray(theta, dtype=np.float64), bool(positive), bool(use_lapse), int(order),
-             nll, grad, hess, bool(trial_logp), lp)
+             nll, grad, hess, bool(trial_logp), lp, bool(gauss_newton) and int(order) == 1)
     grad, hess = grad[:, :K], hess[:, :K, :K]
     return (nll, grad, hess, lp) if trial_logp else (nll, grad, hess)

@@ -30,8 +30,9 @@ Stopping reasons (``info["reason"]`` per column):
 * ``"crease"`` -- at a crease, the sampled gradients' hull contains a vector
   below ``gtol`` or no searched step lowers the objective by more than
   ``ftol``: a local minimum on a crease (converged to ``ftol``);
-* ``"stalled"`` -- (``crease_search=False`` only) the radius collapsed and no
-  crease search was made (not converged);
+* ``"stalled"`` -- (``crease_search=False`` only) the radius collapsed, or (with
+  ``stall_tol``) the objective fell by less than ``stall_tol`` over the last
+  ``stall_window`` iterations, and no crease search was made (not converged);
 * ``"max_iter"`` -- iteration budget spent (not converged);
 * ``"non_finite"`` -- the start point's objective, gradient or Hessian is not finite (not converged).
 """
@@ -141,7 +142,8 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
                     gtol: float = 1e-4, ftol: float = 1e-4, radius: float = 1.0, max_radius: float = 4.0,
                     min_radius: float = 1e-7, crease_search: bool = True,
                     callback: Callable[[int], None] | None = None,
-                    orders: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+                    orders: bool = False, stall_tol: float = 0.0,
+                    stall_window: int = 3) -> tuple[np.ndarray, np.ndarray, dict]:
     """Minimise ``B`` independent objectives over ``u`` ``(B, P)`` within ``[lower, upper]``.
 
     Parameters
@@ -155,6 +157,9 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
     radius, max_radius, min_radius : initial, largest and collapse trust radius (u units).
     crease_search : search creases (see module docstring); False stops a column when its radius
         collapses, with reason ``"stalled"`` (not converged; a cheap first pass over many starts).
+    stall_tol, stall_window : (``crease_search=False`` only; 0 = off) also stop a column, ``"stalled"``, once
+        its objective fell by at most ``stall_tol`` over its last ``stall_window`` iterations (the slow tail
+        of a first pass: a later crease-searching pass refines the starts that matter).
     callback : called with the number of active columns after every batched evaluation.
     orders : ``fun`` takes a third argument, the derivatives needed (0 value, 1 + gradient, 2 + Hessian;
         zeros may stand for the others): the crease search's gradient samples then ask for order 1, its
@@ -183,6 +188,10 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
     direction = np.zeros((B, P))
     along = np.zeros((B, P))
     jumps = np.zeros(B, dtype=int)
+    stall = stall_tol > 0 and not crease_search
+    if stall:
+        history = np.full((B, max_iter + 1), np.inf)  # objective after each iteration
+        history[:, 0] = f
     while True:
         over = active & (phase != 0) & (n_iter >= max_iter)
         reason[over], active[over] = "max_iter", False
@@ -191,7 +200,8 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
                 reason[b], active[b] = "gradient", False
             elif n_iter[b] >= max_iter:
                 reason[b], active[b] = "max_iter", False
-            elif rad[b] < min_radius:
+            elif rad[b] < min_radius or (stall and n_iter[b] >= stall_window
+                                         and history[b, n_iter[b] - stall_window] - f[b] <= stall_tol):
                 if crease_search:
                     phase[b] = 1
                 else:
@@ -242,6 +252,8 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
                     rad[b] = min(2 * rad[b], max_radius)
                 if rho > 0.1 and ok[i] and actual >= 0:
                     u[b], f[b], g[b], H[b] = pts[i], fc[i], gc[i], Hc[i]
+                if stall:
+                    history[b, n_iter[b]] = f[b]
             elif phase[b] == 1:  # descent direction of the crease: min-norm convex combination of nearby gradients
                 G = np.vstack([g[b][None], gc[idx][ok[idx]]])
                 d = -_min_norm_hull(G)

@@ -62,13 +62,15 @@ class KernelObjective:
         self.sd = (self.prior or registry).sd
         self.work = 0  # column-trials run through the kernel so far (a load-independent cost measure)
 
-    def loglik_derivatives(self, u: np.ndarray, rows: np.ndarray, order: int = 2):
-        """Negative log-likelihood ``(n,)`` and its gradient / Hessian in ``u`` (no prior)."""
+    def loglik_derivatives(self, u: np.ndarray, rows: np.ndarray, order: int | str = 2):
+        """Negative log-likelihood ``(n,)`` and its gradient / Hessian in ``u`` (no prior); ``order="gn"``: the
+        gradient and the Gauss-Newton Hessian (first-order duals only, see :func:`nll_derivatives`)."""
         theta, d1, d2 = self.transform.natural(u)
         self.work += int(self.n_trials[rows].sum())
+        gn = order == "gn"
         f, g, H = nll_derivatives(self.x, self.choice, self.reward, self.learn, self.score, self.n_trials, theta,
-                                  self.positive, self.use_lapse, order, rows,
-                                  skew_derivatives=self.skew_derivatives)
+                                  self.positive, self.use_lapse, 1 if gn else order, rows,
+                                  skew_derivatives=self.skew_derivatives, gauss_newton=gn)
         k = self.free_idx
         g_t = g[:, k]
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging start gives inf: the optimiser rejects it
@@ -79,7 +81,8 @@ class KernelObjective:
 
     def __call__(self, u: np.ndarray, cols: np.ndarray, order: int = 2):
         """Objective for columns ``cols`` (column c runs on mouse ``c % n_mice``) at points ``u`` ``(n, P)``;
-        ``order`` < 2 leaves the Hessian (and 0 the gradient) of the likelihood out (zeros)."""
+        ``order`` < 2 leaves the Hessian (and 0 the gradient) of the likelihood out (zeros); ``"gn"`` gives
+        the Gauss-Newton Hessian of the likelihood."""
         return self.add_prior(u, *self.loglik_derivatives(u, np.asarray(cols) % self.n_mice, order))
 
     def add_prior(self, u: np.ndarray, f: np.ndarray, g: np.ndarray, H: np.ndarray):

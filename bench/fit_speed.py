@@ -1,0 +1,107 @@
+"""Wall time of the default Newton fit (``fit_batch``) against a baseline, interleaved on the real mice.
+
+Usage::
+
+    python bench/fit_speed.py [--mice 8] [--seeds 0] [--repeats 2] [--threads 2] [--old-kernel FILE]
+
+Arms, run A, B, A, B (so that load changes on a shared machine hit both alike):
+
+* ``new`` - the default fit;
+* ``old`` - the same with ``stall_tol=0`` (the loose passes run to the radius collapse, as before the stall
+  rule), and, with ``--old-kernel FILE``, the likelihood kernel of FILE (e.g. an earlier
+  ``mouse_rl/fit/kernel.py``, saved with ``git show REV:mouse_rl/fit/kernel.py > FILE``).
+
+Prints per run the seconds, the 1-minute load average, the kernel work (column-trials, load-independent)
+and the total objective (negative log posterior), then per arm the best time and the old/new ratio, and
+the per-mouse objective differences (new - old; negative = better).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _load_kernel(path: Path):
+    src = path.read_text().replace("from ..network import", "from mouse_rl.network import")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "_fit_speed_old_kernel.py"
+    tmp.write_text(src)
+    spec = importlib.util.spec_from_file_location("_fit_speed_old_kernel", tmp)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.nll_derivatives
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
+    ap.add_argument("--mice", type=int, default=8, help="the first N mice by name (0 = all)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--old-kernel", type=Path, default=None)
+    args = ap.parse_args(argv)
+    import numba
+    import torch
+
+    numba.set_num_threads(args.threads)
+    from mouse_rl.data import load_liebana2025
+    from mouse_rl.fit import objective
+    from mouse_rl.fit.batch import make_batch, prepare_trials
+    from mouse_rl.fit.fitting import fit_batch, make_transform
+
+    new_kernel = objective.nll_derivatives
+    if args.old_kernel is not None:
+        old = _load_kernel(args.old_kernel)
+
+        def old_kernel(*a, gauss_newton=False, **k):
+            return old(*a, **k)
+    else:
+        old_kernel = new_kernel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials = load_liebana2025(args.data)
+    mice = sorted(trials["mouse"].unique())
+    if args.mice:
+        trials = trials[trials["mouse"].isin(mice[:args.mice])]
+    df = prepare_trials(trials)
+    tr = make_transform()
+    batch = make_batch(df, tr.fixed.zero_reward, "cpu", torch.float64, prepared=True)
+    arms = {"old": (old_kernel, {"stall_tol": 0.0}), "new": (new_kernel, {})}
+    small = make_batch(prepare_trials(trials[trials["mouse"] == trials["mouse"].iloc[0]]), prepared=True)
+    for kern, kw in arms.values():  # compile / load the caches
+        objective.nll_derivatives = kern
+        fit_batch(small, tr, max_iter=2, n_restarts=1, n_hops=0, **kw)
+    print(f"{batch.shape[1]} mice, {int(batch.n_trials.sum())} trials; {os.cpu_count()} CPUs, numba threads "
+          f"{numba.get_num_threads()}")
+    times, res = {}, {}
+    for seed in args.seeds:
+        for rep in range(args.repeats):
+            for name, (kern, kw) in arms.items():
+                objective.nll_derivatives = kern
+                t = time.perf_counter()
+                r = fit_batch(batch, tr, seed=seed, **kw)
+                dt = time.perf_counter() - t
+                times.setdefault((name, seed), []).append(dt)
+                res[(name, seed)] = r
+                print(f"seed {seed} rep {rep} {name}: {dt:6.1f} s, load {os.getloadavg()[0]:.2f}, work "
+                      f"{r.info['work'] / 1e6:.1f}M column-trials, objective {r.nll.sum().item():.3f}, "
+                      f"converged {int(r.converged.sum())}", flush=True)
+    objective.nll_derivatives = new_kernel
+    for seed in args.seeds:
+        o, n = min(times[("old", seed)]), min(times[("new", seed)])
+        d = res[("new", seed)].nll.numpy() - res[("old", seed)].nll.numpy()
+        print(f"seed {seed}: best old {o:.1f} s, new {n:.1f} s, ratio {o / n:.2f}x; objective new - old: total "
+              f"{d.sum():+.3f}, worst mouse {d.max():+.3f}, best mouse {d.min():+.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
