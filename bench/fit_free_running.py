@@ -56,6 +56,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--copies", type=int, default=50, help="copies per mouse in the checks")
     ap.add_argument("--no-default", action="store_true", help="skip the default teacher-forced fit")
     ap.add_argument("--seed", type=int, default=0, help="seed of the free-running fit (the checks use seed 1)")
+    ap.add_argument("--fit-copies", type=int, default=16, help="copies per candidate in the fit (default 16)")
+    ap.add_argument("--generations", type=int, default=15, help="cross-entropy generations (default 15)")
     ap.add_argument("--out", default="bench/results/freerun")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -65,9 +67,10 @@ def main(argv=None) -> dict:
         trials = trials[trials["mouse"].isin(args.mice)]
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}",
                "load_before": os.getloadavg(), "n_mice": int(trials["mouse"].nunique()),
-               "check_copies": args.copies, "check_seed": 1, "fit_seed": args.seed}
+               "check_copies": args.copies, "check_seed": 1, "fit_seed": args.seed,
+               "fit_copies": args.fit_copies, "generations": args.generations}
     t0 = time.perf_counter()
-    ff = fit_free_running(trials, seed=args.seed, progress=True)
+    ff = fit_free_running(trials, seed=args.seed, n_copies=args.fit_copies, n_gen=args.generations, progress=True)
     summary["freerun_seconds"] = time.perf_counter() - t0
     ff.params.to_csv(out / "freerun_fit.csv", index=False)
     ff.history.to_csv(out / "freerun_history.csv", index=False)
