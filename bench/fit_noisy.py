@@ -12,15 +12,18 @@ rest; interleaved: hold out every 10th trial), the models
 
 Thread counts are set explicitly (``--threads``, torch and numba; PsyTrack's numpy/BLAS through
 ``OMP_NUM_THREADS`` etc., set before numpy loads) and the machine load (``uptime``) is recorded before and
-after every fit. Writes ``OUT/cv_<scheme>_<model>.csv``, ``OUT/timing.csv`` (appended to by later runs
-into the same folder) and ``OUT/summary.csv``; ``--recovery`` instead runs the parameter-recovery check on
-simulated noisy learners (``OUT/recovery.csv``).
+after every fit. Writes ``OUT/cv_<scheme>_<model>.csv`` (and for the noisy learner
+``OUT/params_<scheme>_<label>.csv``: its fitted hyperparameters and Laplace evidence per mouse),
+``OUT/timing.csv`` (appended to by later runs into the same folder) and ``OUT/summary.csv``;
+``--recovery`` instead runs the parameter-recovery check on simulated noisy learners (``OUT/recovery.csv``).
 
 Usage::
 
     python bench/fit_noisy.py --out out/bench_noisy
     python bench/fit_noisy.py --schemes interleaved --models noisy psytrack --mice DAP007 DAP009
     python bench/fit_noisy.py --recovery --out out/bench_noisy
+    python bench/fit_noisy.py --free eta beta sigma_a sigma_U sigma_day_a sigma_day_U --search newton \
+        --label noisy_newton_eta --models noisy --mice DAP027 DAP019 DAP035 DAP009   # eta fitted jointly
 """
 from __future__ import annotations
 
@@ -55,6 +58,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
     p.add_argument("--max-outer", type=int, default=20, help="evidence (BFGS) iterations of the noisy fit")
     p.add_argument("--free", nargs="+", default=None, help="free hyperparameters of the noisy fit")
+    p.add_argument("--search", choices=["bfgs", "newton"], default="bfgs",
+                   help="evidence search of the noisy fit (newton: trust-region Newton, for eta free)")
+    p.add_argument("--noise", choices=["log", "linear"], default="log", help="noise variant of the noisy fit")
+    p.add_argument("--frozen", nargs="*", default=(), choices=["a", "U"], help="weight groups held fixed")
+    p.add_argument("--label", default=None, help="model label of the noisy fit in the output (default noisy)")
     p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace")
     p.add_argument("--encoding", choices=["side", "magnitude"], default="side",
                    help="stimulus encoding of the noisy learner (and of its network start)")
@@ -86,9 +94,16 @@ def main(argv=None) -> int:
         trials = load_liebana2025(args.data, mice=args.mice)
     print(f"{trials['mouse'].nunique()} mice, {len(trials)} trials; {machine}", flush=True)
     free = tuple(args.free) if args.free else DEFAULT_FREE
-    noisy_name = "noisy" if args.encoding == "side" else f"noisy_{args.encoding}"
-    factories = {"noisy": lambda df: NoisyNetworkModel(df, name=noisy_name, predictive=args.predictive,
-                                                       max_outer=args.max_outer, free=free, encoding=args.encoding),
+    noisy_name = args.label or ("noisy" if args.encoding == "side" else f"noisy_{args.encoding}")
+    built = []
+
+    def noisy_factory(df):
+        built.append(NoisyNetworkModel(df, name=noisy_name, predictive=args.predictive, max_outer=args.max_outer,
+                                       free=free, encoding=args.encoding, search=args.search, noise=args.noise,
+                                       frozen=tuple(args.frozen)))
+        return built[-1]
+
+    factories = {"noisy": noisy_factory,
                  "psytrack": lambda df: PsyTrackModel(df)}
     others = [m for m in args.models if m not in factories]
     if others:
@@ -107,6 +122,9 @@ def main(argv=None) -> int:
             label = noisy_name if name == "noisy" else name
             cv["model"] = label
             cv.to_csv(args.out / f"cv_{scheme}_{label}.csv", index=False)
+            if name == "noisy":  # fitted hyperparameters and Laplace evidence of the (last) fold's fit
+                built[-1].fitted_params().assign(scheme=scheme, model=label).to_csv(
+                    args.out / f"params_{scheme}_{label}.csv", index=False)
             fit_s = float(cv["fit_seconds"].iloc[0] if cv["batched"].iloc[0] else cv["fit_seconds"].sum())
             total = cv["loglik"].sum() / cv["n_trials"].sum() / np.log(2)
             plug = cv["loglik_plugin"].sum() / cv["n_trials"].sum() / np.log(2) if "loglik_plugin" in cv else np.nan
@@ -116,6 +134,9 @@ def main(argv=None) -> int:
             pd.concat([previous, pd.DataFrame(timing)], ignore_index=True).to_csv(args.out / "timing.csv", index=False)
             print(f"{scheme:12s} {label:16s} held-out {total:+.4f} bits/trial (plug-in {plug:+.4f}); "
                   f"fit {fit_s:.0f} s all mice; load before [{before}] after [{after}]", flush=True)
+    if "noisy" in args.models:
+        print(f"noisy fit: free {free}, search {args.search}, max_outer {args.max_outer}, noise {args.noise}, "
+              f"frozen {tuple(args.frozen)}, encoding {args.encoding}")
     files = sorted(args.out.glob("cv_*_*.csv"))
     table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(table)

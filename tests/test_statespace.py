@@ -112,18 +112,24 @@ def test_evidence_gradient_matches_finite_differences():
     score = torch.ones(len(df), dtype=torch.bool)
     score[::7] = False
     u = hs.u.clone()
-    mode = ss.find_mode(data, hs.natural(u), score, tol=1e-20, max_iter=40)
+    direction = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    beta = torch.zeros_like(u).index_fill(1, torch.tensor([1]), 1.0)
+    for v in (direction, beta):  # random and beta directions
+        exact, fd = evidence_slopes(data, hs, score, v, tol=1e-20, max_iter=40)
+        torch.testing.assert_close(exact, fd, rtol=1e-4, atol=1e-5)
+
+
+def evidence_slopes(data, hs, score, v, tol, max_iter, h=1e-5):
+    """Directional derivative of the Laplace evidence along ``v`` at ``hs.u``: (exact gradient, central difference)."""
+    u = hs.u.clone()
+    mode = ss.find_mode(data, hs.natural(u), score, tol=tol, max_iter=max_iter)
     grad, _ = ss.evidence_gradient(data, hs, u, score, mode, exact=True)
 
     def E(uu):
-        m = ss.find_mode(data, hs.natural(uu), score, z0=mode.z, tol=1e-22, max_iter=40)
+        m = ss.find_mode(data, hs.natural(uu), score, z0=mode.z, tol=tol, max_iter=max_iter)
         return ss.log_evidence(data, hs.natural(uu), score, m)[0]
 
-    h = 1e-5
-    direction = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for v in (direction, torch.zeros_like(u).index_fill(1, torch.tensor([1]), 1.0)):  # random and beta directions
-        fd = (E(u + h * v) - E(u - h * v)) / (2 * h)
-        torch.testing.assert_close((grad * v).sum(-1), fd, rtol=1e-4, atol=1e-5)
+    return (grad * v).sum(-1), (E(u + h * v) - E(u - h * v)) / (2 * h)
 
 
 @pytest.mark.slow
@@ -215,3 +221,43 @@ def test_non_finite_evidence_is_never_converged(monkeypatch):
     monkeypatch.setattr(ss, "log_evidence", broken)
     fit = ss.fit_noisy(df, free=(), start="defaults")
     assert list(fit.params["converged"]) == [False, True]
+
+
+def test_linear_noise_frozen_group_gradient_and_pinning():
+    """noise="linear", frozen=("a",): the frozen gains sit at w_init (also when w0 / k change), carry no
+    prior terms, and the exact evidence gradient (incl. through w0, which moves the pinned gains) matches
+    finite differences."""
+    df, _ = ss.simulate_noisy(2, dict(eta=0.01, sigma_U=0.05, sigma_init=0.3), n_sessions=2, trials_per_session=20,
+                              seed=5, noise="linear", frozen=("a",))
+    data = ss.pack(df, noise="linear", frozen=("a",))
+    hs = ss.HyperSet(2, ("beta", "sigma_U", "sigma_day_U", "w0", "s0"), dict(eta=0.01, sigma_U=0.05))
+    score = torch.ones(len(df), dtype=torch.bool)
+    u = hs.u.clone()
+    mode = ss.find_mode(data, hs.natural(u), score, tol=1e-16, max_iter=12)
+    hp = hs.natural(u)
+    torch.testing.assert_close(mode.z[:, :3], ss._init_mean(hp, "linear")[data.mouse, :3], rtol=0, atol=0)
+    assert not bool(ss.pack(df).latent is not None)  # default: every coordinate latent
+    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact, fd = evidence_slopes(data, hs, score, v, tol=1e-16, max_iter=12)
+    torch.testing.assert_close(exact, fd, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="frozen: unknown weight group 'b'"):
+        ss.pack(df, frozen=("b",))
+    with pytest.raises(ValueError, match="at least one weight group"):
+        ss.pack(df, frozen=("a", "U"))
+    with pytest.raises(ValueError, match="noise: must be one of"):
+        ss.pack(df, noise="relu")
+
+
+def test_newton_search_raises_the_objective():
+    """The trust-region Newton search climbs monotonically and ends at least as high as BFGS (measured:
+    -92.3227 in 2 iterations vs -92.3240 in 3, from -92.6943)."""
+    df, _ = _short(n_mice=2, n_sessions=2, tps=40, sigma_a=0.05, sigma_U=0.05)
+    kw = dict(free=("beta", "sigma_a", "sigma_U"), start="defaults", max_outer=4)
+    fit = ss.fit_noisy(df, search="newton", **kw)
+    obj = [h["objective_total"] for h in fit.history]
+    assert all(b >= a - 1e-9 for a, b in zip(obj, obj[1:])), obj
+    assert obj[-1] > obj[0] + 0.3, obj
+    ref = ss.fit_noisy(df, search="bfgs", **kw).history[-1]["objective_total"]
+    assert obj[-1] >= ref - 1e-3, (obj, ref)
+    with pytest.raises(ValueError, match="search: must be one of"):
+        ss.fit_noisy(df, search="adam")

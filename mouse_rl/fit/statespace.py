@@ -28,6 +28,27 @@ weight that the rule sets to (almost) exactly 0 is floored at
 deterministic network, trial for trial (``tests/test_statespace.py`` checks
 the likelihood against :func:`mouse_rl.fit.log_likelihood`).
 
+Variants (options of :func:`fit_noisy`; the default is the model above)
+------------------------------------------------------------------------
+``noise="linear"``: the state is the weights themselves, ``w_{t+1} = trial_update(w_t; eta) + eps_t``
+(additive Gaussian noise, sds in weight units; the rule without its ``|.|``, so weights may change sign).
+``frozen=("a",)`` (or ``("U",)``): that weight group is held at its initial values - it neither learns nor
+drifts and is not part of the state (its coordinates are pinned to ``w_init``, carry no prior terms, and
+are cut out of the Hessian and of log det H; its band has zero width).
+
+PsyTrack as a special case. With ``noise="linear"``, ``frozen=("a",)``, eta = 0, the magnitude encoding
+``x = (cL, cR, 1)``, ``w0 = k = c`` and ``b_L = b_R``, the log-odds of R are
+``beta c sum_j x_j (U_Rj - U_Lj)``: the differences ``w_j = beta c (U_Rj - U_Lj)`` are PsyTrack's (cL, cR,
+bias) weights, a Gaussian random walk with prior mean 0 and sds ``beta c sqrt(2)`` times (sigma_U,
+sigma_day_U, sigma_init); the sums ``U_Rj + U_Lj`` are Gaussian coordinates the likelihood does not see and
+integrate out exactly. The MAP trajectory is then PsyTrack's (a linear map of it) and the Laplace evidence
+equals PsyTrack's (a Laplace evidence is invariant under linear changes of variables and exact in such
+coordinates): ``tests/test_statespace_psytrack.py`` checks both against ``psytrack.getMAP`` with the
+hyperparameters fixed (300 simulated trials, 3 sessions: weights within 1e-4, evidence within 1e-4 nats;
+measured 9e-6 and 6e-6, PsyTrack's own optimiser tolerance). Why a variant: under the default log-weight
+noise the eta = 0 model is a random walk on log-weights, whose log-odds are nonlinear in the state, so it
+is not PsyTrack's model for any setting; and with both groups latent the log-odds are bilinear in (a, U).
+
 Inference
 ---------
 For given hyperparameters the MAP trajectory ``z*`` maximises the joint log
@@ -48,7 +69,8 @@ at the mode, ``E = L(z*) - 1/2 log det H(z*)`` (the 2 pi terms cancel), with
 H the Gauss-Newton Hessian above. Hyperparameters are fitted per mouse by
 maximising ``E`` plus a weak log-normal hyperprior (:data:`HYPERS`; MAP-II) with
 a batched BFGS, by default starting from the deterministic network's MAP fit
-(``start="network"``, the sigma -> 0 limit). Its gradient
+(``start="network"``, the sigma -> 0 limit). ``search="newton"``: a trust-region Newton search on a
+finite-difference Hessian of the exact gradient, scaled per coordinate (for eta free: :func:`_newton_tr`). Its gradient
 (:func:`evidence_gradient`) is exact by default: every explicit dependence
 (likelihood, transition densities, and ``log det H`` through P, J, beta and
 eta via ``tr(H^-1 dH)`` with the selected inverse) plus the implicit term
@@ -142,25 +164,35 @@ def _from_u(name, u):
 # The model, through mouse_rl.network (the one definition of learning and policy)
 # ----------------------------------------------------------------------------------------------------------------
 
-def _weights(z: torch.Tensor) -> Weights:
-    return weights_from_flat(torch.exp(z))
+NOISE = ("log", "linear")
+GROUPS = {"a": slice(0, 3), "U": slice(3, 9)}
 
 
-def transition(z, x, choice, reward, eta):
-    """Mean of the next log-weights: ``log |trial_update(exp z)|`` (floored at :data:`W_FLOOR`)."""
-    step = trial_update(_weights(z), x, choice, reward, eta, positive=True)
-    return flat_weights(step.weights).clamp(min=W_FLOOR).log()
+def _weights(z: torch.Tensor, noise: str = "log") -> Weights:
+    return weights_from_flat(torch.exp(z) if noise == "log" else z)
 
 
-def choice_logp(z, x, choice, beta, lapse):
-    """log P(observed choice | weights exp z) in nats, :func:`mouse_rl.network.log_policy`."""
-    q = forward(_weights(z), x).q_tot
+def transition(z, x, choice, reward, eta, noise: str = "log", latent: torch.Tensor | None = None):
+    """Mean of the next state: ``log |trial_update(exp z)|`` (floored at :data:`W_FLOOR`; ``noise="log"``) or
+    ``trial_update(z)`` without ``|.|`` (``noise="linear"``). Coordinates outside ``latent`` (a frozen group)
+    keep their value: they neither learn nor drift."""
+    if noise == "log":
+        step = trial_update(_weights(z), x, choice, reward, eta, positive=True)
+        out = flat_weights(step.weights).clamp(min=W_FLOOR).log()
+    else:
+        out = flat_weights(trial_update(_weights(z, noise), x, choice, reward, eta, positive=False).weights)
+    return out if latent is None else torch.where(latent, out, z)
+
+
+def choice_logp(z, x, choice, beta, lapse, noise: str = "log"):
+    """log P(observed choice | weights w(z)) in nats, :func:`mouse_rl.network.log_policy`."""
+    q = forward(_weights(z, noise), x).q_tot
     return log_policy(q, beta, lapse).gather(-1, choice[..., None])[..., 0]
 
 
-def prob_right(z, x, beta, lapse):
-    """P(R | weights exp z), :func:`mouse_rl.network.p_right`."""
-    return p_right(forward(_weights(z), x).q_tot, beta, lapse)
+def prob_right(z, x, beta, lapse, noise: str = "log"):
+    """P(R | weights w(z)), :func:`mouse_rl.network.p_right`."""
+    return p_right(forward(_weights(z, noise), x).q_tot, beta, lapse)
 
 
 def _row_grad(fn, z, graph: bool = False):
@@ -189,7 +221,8 @@ class Packed:
 
     ``starts`` ``(B + 1,)``: mouse b owns rows ``starts[b]:starts[b + 1]``; ``mouse`` ``(N,)`` its index;
     ``trans`` ``(N,)`` True where row i has a successor i + 1 of the same mouse; ``day`` ``(N,)`` True where
-    that successor starts a new session.
+    that successor starts a new session. Model structure travels with the data: ``noise`` (``"log"`` or
+    ``"linear"``) and ``latent`` ``(9,)`` bool (False on the coordinates of a frozen weight group).
     """
 
     mice: list
@@ -202,15 +235,41 @@ class Packed:
     session: np.ndarray
     trans: torch.Tensor
     day: torch.Tensor
+    noise: str = "log"
+    latent: torch.Tensor | None = None  # None: every coordinate latent
 
     @property
     def n_mice(self) -> int:
         return len(self.mice)
 
+    @property
+    def all_latent(self) -> bool:
+        return self.latent is None or bool(self.latent.all())
+
+
+def _latent_mask(frozen, device=None) -> torch.Tensor | None:
+    frozen = tuple(frozen or ())
+    bad = [g for g in frozen if g not in GROUPS]
+    if bad:
+        raise ValueError(f"frozen: unknown weight group {bad[0]!r}; known: {sorted(GROUPS)}")
+    if set(frozen) >= set(GROUPS):
+        raise ValueError("frozen: at least one weight group must stay latent")
+    if not frozen:
+        return None
+    lat = torch.ones(D_STATE, dtype=torch.bool, device=device)
+    for g in frozen:
+        lat[GROUPS[g]] = False
+    return lat
+
 
 def pack(trials: pd.DataFrame, encoding: str = "side", zero_reward: str = "expected", device=None,
-         dtype=torch.float64, prepared: bool = False) -> Packed:
-    """Pack a trial table (validated and sorted by :func:`mouse_rl.fit.prepare_trials` unless ``prepared``)."""
+         dtype=torch.float64, prepared: bool = False, noise: str = "log", frozen=()) -> Packed:
+    """Pack a trial table (validated and sorted by :func:`mouse_rl.fit.prepare_trials` unless ``prepared``).
+
+    ``noise``, ``frozen``: the model variant (:func:`fit_noisy`)."""
+    if noise not in NOISE:
+        raise ValueError(f"noise: must be one of {NOISE}, got {noise!r}")
+    latent = _latent_mask(frozen, device)
     df = trials if prepared else prepare_trials(trials)
     codes, mice = pd.factorize(df["mouse"], sort=True)
     if np.any(np.diff(codes) < 0):
@@ -229,7 +288,7 @@ def pack(trials: pd.DataFrame, encoding: str = "side", zero_reward: str = "expec
         x=encode(c, encoding), choice=torch.as_tensor(np.array(df["choice"], dtype=np.int64), device=device),
         reward=torch.as_tensor(table_learning_reward(df, zero_reward), dtype=dtype, device=device),
         contrast=c, session=session, trans=torch.as_tensor(nxt, device=device),
-        day=torch.as_tensor(day, device=device))
+        day=torch.as_tensor(day, device=device), noise=noise, latent=latent)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -252,7 +311,7 @@ class HyperSet:
             arr = np.asarray(value, dtype=float)
             if arr.ndim > 1 or (arr.ndim == 1 and len(arr) != n_mice):
                 raise ValueError(f"{name}: give a scalar or one value per mouse ({n_mice}), got shape {arr.shape}")
-            bad = ~np.isfinite(arr) | (arr < (0 if name == "lapse" else lo)) | (arr > hi)
+            bad = ~np.isfinite(arr) | (arr < (0 if name in ("lapse", "eta") else lo)) | (arr > hi)
             if bad.any():
                 first = float(arr.reshape(-1)[bad.reshape(-1)][0])
                 raise ValueError(f"{name}: must lie in [{lo}, {hi}], got {first!r}")
@@ -284,14 +343,32 @@ class HyperSet:
         return pd.DataFrame({"mouse": list(mice), **{n: nat[n].detach().cpu().numpy() for n in HYPERS}})
 
 
-def _init_mean(hp: dict) -> torch.Tensor:
-    """log w_init ``(B, 9)`` from (w0, k, s0, b_L, b_R) via :func:`mouse_rl.network.init_weights`."""
+def _init_mean(hp: dict, noise: str = "log") -> torch.Tensor:
+    """log w_init (``noise="log"``) or w_init (``"linear"``) ``(B, 9)`` from (w0, k, s0, b_L, b_R) via
+    :func:`mouse_rl.network.init_weights`."""
     from ..params import NetParams
 
     B = hp["w0"].shape[0]
     z = torch.zeros(B, dtype=hp["w0"].dtype, device=hp["w0"].device)
-    w = init_weights(NetParams(z, z, hp["w0"], hp["k"], hp["s0"], hp["b_L"], hp["b_R"], z))
-    return flat_weights(w).clamp(min=W_FLOOR).log()
+    w = flat_weights(init_weights(NetParams(z, z, hp["w0"], hp["k"], hp["s0"], hp["b_L"], hp["b_R"], z)))
+    return w.clamp(min=W_FLOOR).log() if noise == "log" else w
+
+
+def _pin(data: Packed, z: torch.Tensor, hp: dict) -> torch.Tensor:
+    """z with the coordinates of frozen groups set to their initial values (a function of the hyperparameters)."""
+    if data.all_latent:
+        return z
+    return torch.where(data.latent, z, _init_mean(hp, data.noise)[data.mouse])
+
+
+def _mask_blocks(data: Packed, D, O):
+    """Restrict block-tridiagonal (D, O) to the latent coordinates: frozen rows / columns zero, unit diagonal
+    (so solves leave frozen coordinates at 0 and log det counts the latent ones only)."""
+    if data.all_latent:
+        return D, O
+    lat = data.latent.to(D.dtype)
+    M = lat[:, None] * lat[None, :]
+    return D * M + torch.diag(1 - lat), O * M
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -329,33 +406,41 @@ def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, or
     skips the gradient at ``order >= 2``.
     """
     B, m = data.n_mice, data.mouse
+    noise, lat = data.noise, data.latent
     need_g = order == 1 or (order >= 2 and need_g)
     if need_g and not z.requires_grad:
         z = z.detach().requires_grad_(True)
     with torch.enable_grad() if (need_g or graph) else torch.no_grad():
+        z_in = z
+        z = _pin(data, z, hp)
         beta, lapse = hp["beta"][m], _lapse(hp, m)
-        lp = choice_logp(z, data.x, data.choice, beta, lapse)
+        lp = choice_logp(z, data.x, data.choice, beta, lapse, noise)
         L = torch.zeros(B, dtype=z.dtype, device=z.device).index_add(0, m, torch.where(score, lp, 0.0))
         P, P0 = _precisions(data, hp)
         tr = data.trans
         src = torch.nonzero(tr)[:, 0]
         eta = hp["eta"][m[src]]
         zs = z[src]
-        f = transition(zs, data.x[src], data.choice[src], data.reward[src], eta)
+        f = transition(zs, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)
         e = z[src + 1] - f
         Pt = P[src]
-        ll_tr = 0.5 * (Pt.log() - Pt * e ** 2).sum(-1)
+        keep = 1.0 if lat is None else lat.to(z.dtype)  # frozen coordinates have no prior terms
+        ll_tr = 0.5 * (keep * (Pt.log() - Pt * e ** 2)).sum(-1)
         L = L.index_add(0, m[src], ll_tr)
-        mu0 = _init_mean(hp)
+        mu0 = _init_mean(hp, noise)
         z0 = z[torch.as_tensor(data.starts[:-1], device=z.device)]
-        L = L + 0.5 * (P0.log() - P0 * (z0 - mu0) ** 2).sum(-1)
+        L = L + 0.5 * (keep * (P0.log() - P0 * (z0 - mu0) ** 2)).sum(-1)
         out = Terms(L)
         if need_g:
-            out.g = torch.autograd.grad(L.sum(), z, create_graph=graph, retain_graph=order >= 2 or graph)[0]
+            out.g = torch.autograd.grad(L.sum(), z_in, create_graph=graph, retain_graph=order >= 2 or graph)[0]
+            if lat is not None:
+                out.g = out.g * keep
         if order >= 2:
-            fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta)  # noqa: E731
+            def fn(zz):
+                return transition(zz, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)
+
             J = _jacobian(fn, zs if graph else zs.detach())
-            p, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse), z, graph)  # (N,), (N, 9)
+            p, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse, noise), z, graph)  # (N,), (N, 9)
             fisher = torch.where(score, 1.0 / (p * (1 - p)).clamp(min=1e-300), 0.0)
             D = fisher[:, None, None] * gp[:, :, None] * gp[:, None, :]
             JtPJ = J.mT @ (Pt[:, :, None] * J)
@@ -364,7 +449,7 @@ def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, or
             first = torch.as_tensor(data.starts[:-1], device=z.device)
             D = D.index_add(0, first, torch.diag_embed(P0))
             O = torch.zeros_like(D).index_add(0, src + 1, -(Pt[:, :, None] * J))
-            out.D, out.O = D, O
+            out.D, out.O = _mask_blocks(data, D, O)
     return out
 
 
@@ -373,15 +458,15 @@ def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.T
 
     ``base``: the Gauss-Newton terms at the same point, if already computed.
     """
-    m = data.mouse
+    m, noise, lat = data.mouse, data.noise, data.latent
     base = joint_terms(data, z, hp, score, order=2, need_g=False) if base is None else base
-    z = z.detach()
     with torch.no_grad():
+        z = _pin(data, z.detach(), hp)
         P, _ = _precisions(data, hp)
     src = torch.nonzero(data.trans)[:, 0]
     eta, beta, lapse = hp["eta"][m[src]].detach(), hp["beta"][m].detach(), _lapse(hp, m)
     lapse = None if lapse is None else lapse.detach()
-    fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta)  # noqa: E731
+    fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)  # noqa: E731
     with torch.no_grad():
         r = P[src] * (z[src + 1] - fn(z[src]))  # P e
 
@@ -393,17 +478,20 @@ def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.T
     def grad_lp(zz):
         with torch.enable_grad():
             zz = zz.detach().requires_grad_(True) if not zz.requires_grad else zz
-            lp = torch.where(score, choice_logp(zz, data.x, data.choice, beta, lapse), 0.0)
+            lp = torch.where(score, choice_logp(zz, data.x, data.choice, beta, lapse, noise), 0.0)
             return torch.autograd.grad(lp.sum(), zz, create_graph=True)[0]
 
     H_rf = _hess_rows(grad_rf, z[src])
     H_lp = _hess_rows(grad_lp, z)
     # exact: -d2 log p(choice) ; transition: J^T P J - sum_k (P e)_k d2 f_k
     with torch.no_grad():
-        pr, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse), z)
+        pr, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse, noise), z)
         fisher = torch.where(score, 1.0 / (pr * (1 - pr)).clamp(min=1e-300), 0.0)
-        D = base.D.detach() - fisher[:, None, None] * gp[:, :, None] * gp[:, None, :] - H_lp
-        D = D.index_add(0, src, -H_rf)
+        corr = -fisher[:, None, None] * gp[:, :, None] * gp[:, None, :] - H_lp
+        corr = corr.index_add(0, src, -H_rf)
+        if lat is not None:  # the base blocks are already restricted to the latent coordinates
+            corr = corr * (lat[:, None] & lat[None, :]).to(corr.dtype)
+        D = base.D.detach() + corr
     return D, base.O.detach()
 
 
@@ -444,14 +532,15 @@ def rollout(data: Packed, hp: dict, z: torch.Tensor | None = None, start: np.nda
     eta = hp["eta"].detach()
     if z is None:
         z = torch.empty(len(data.mouse), D_STATE, dtype=data.x.dtype, device=data.x.device)
-        cur, first = _init_mean(hp).detach(), np.zeros(len(n), dtype=np.int64)
+        cur, first = _init_mean(hp, data.noise).detach(), np.zeros(len(n), dtype=np.int64)
     else:
         z, first = z.detach().clone(), np.asarray(start, dtype=np.int64)
         if np.any(first < 1):
             raise ValueError("start: every mouse needs at least one kept row (start >= 1)")
         prev = idx0 + torch.as_tensor(np.minimum(first, n) - 1, device=z.device)  # last kept row
         with torch.no_grad():
-            cur = transition(z[prev], data.x[prev], data.choice[prev], data.reward[prev], eta)
+            z = _pin(data, z, hp)
+            cur = transition(z[prev], data.x[prev], data.choice[prev], data.reward[prev], eta, data.noise, data.latent)
     for t in range(int(first.min()), int(n.max())):
         alive = torch.as_tensor(np.nonzero((n > t) & (first <= t))[0], device=z.device)
         if len(alive) == 0:
@@ -459,7 +548,8 @@ def rollout(data: Packed, hp: dict, z: torch.Tensor | None = None, start: np.nda
         rows = idx0[alive] + t
         z[rows] = cur[alive]
         with torch.no_grad():
-            nxt = transition(cur[alive], data.x[rows], data.choice[rows], data.reward[rows], eta[alive])
+            nxt = transition(cur[alive], data.x[rows], data.choice[rows], data.reward[rows], eta[alive], data.noise,
+                             data.latent)
         cur = cur.clone()
         cur[alive] = nxt
     return z
@@ -492,7 +582,7 @@ def find_mode(data: Packed, hp: dict, score: torch.Tensor, z0: torch.Tensor | No
     Stops a mouse when its Newton decrement ``g^T H^-1 g`` (nats) is below ``tol``. Returns the mode, L at it,
     and the Gauss-Newton blocks at the mode.
     """
-    z = rollout(data, hp) if z0 is None else z0.detach().clone()
+    z = rollout(data, hp) if z0 is None else _pin(data, z0.detach().clone(), {k: v.detach() for k, v in hp.items()})
     m, B = data.mouse, data.n_mice
     conv = torch.zeros(B, dtype=torch.bool, device=z.device)
     it = 0
@@ -585,7 +675,8 @@ class NoisyFit:
         ``n_outer`` and ``fit_seconds`` (whole batch).
     weights : one row per trial (prepared-table order): ``mouse``, ``session``, ``trial``, for each weight
         of :data:`mouse_rl.schema.WEIGHT_COLUMNS` its MAP value, ``<w>_lo``/``<w>_hi`` (95 % band,
-        ``band`` level) and ``<w>_logsd`` (posterior sd of log w), plus ``p_right`` (at the MAP weights)
+        ``band`` level) and ``<w>_logsd`` (posterior sd of log w; ``<w>_sd``, of w, with ``noise="linear"``;
+        0 for a frozen group), plus ``p_right`` (at the MAP weights)
         and ``scored`` (choice used in the fit).
     evidence : total Laplace log evidence over mice (nats).
     z, cov : packed MAP log-weights ``(N, 9)`` and marginal covariances ``(N, 9, 9)`` (tensors).
@@ -610,6 +701,24 @@ def _merge(data: Packed, take: torch.Tensor, a: ModeResult, b: ModeResult) -> Mo
                       w(a.D_exact, b.D_exact), w(a.O_exact, b.O_exact))
 
 
+def _search_start(data, hs: HyperSet, score, exact_grad, newton_iter, z0):
+    """Start of an evidence search: ``(u, prior_grad, mode, E, F, gF)`` -- the hyperparameters, the hyperprior's
+    gradient function, the mode at ``u``, the evidence, the objective (evidence + hyperprior) and its gradient."""
+    u = hs.u.clone()
+    prior_grad = lambda uu: torch.autograd.functional.jacobian(lambda v: hs.log_prior(v).sum(), uu)  # noqa: E731
+    mode = find_mode(data, hs.natural(u), score, z0=z0, max_iter=max(newton_iter, 50))
+    grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
+    F = E + hs.log_prior(u)
+    return u, prior_grad, mode, E, F, grad + prior_grad(u)
+
+
+def _log_iteration(history, n_outer, E, F, done) -> bool:
+    """Append one search iteration's totals to ``history``; True when every mouse is done."""
+    history.append(dict(iteration=n_outer, evidence_total=float(E.sum()), objective_total=float(F.sum()),
+                        n_done=int(done.sum())))
+    return bool(done.all())
+
+
 def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None, newton_tol=1e-6):
     """Batched BFGS ascent of (evidence + hyperprior) over each mouse's free hyperparameters.
 
@@ -619,12 +728,7 @@ def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, hi
     """
     B, p = hs.u.shape
     dt, dev = hs.u.dtype, hs.u.device
-    u = hs.u.clone()
-    prior_grad = lambda uu: torch.autograd.functional.jacobian(lambda v: hs.log_prior(v).sum(), uu)  # noqa: E731
-    mode = find_mode(data, hs.natural(u), score, z0=z0, max_iter=max(newton_iter, 50))
-    grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
-    F = E + hs.log_prior(u)
-    gF = grad + prior_grad(u)
+    u, prior_grad, mode, E, F, gF = _search_start(data, hs, score, exact_grad, newton_iter, z0)
     eye = torch.eye(p, dtype=dt, device=dev)
     Hinv = eye.expand(B, p, p).clone() * 0.1
     done = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -668,19 +772,91 @@ def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, hi
         Hn = V @ Hinv @ V.mT + rho[:, None, None] * s[:, :, None] * s[:, None, :]
         Hinv = torch.where(ok[:, None, None], Hn, Hinv)
         done |= ~accepted | (gain.abs() < tol)
-        history.append(dict(iteration=n_outer, evidence_total=float(E.sum()), objective_total=float(F.sum()),
-                            n_done=int(done.sum())))
-        if bool(done.all()):
+        if _log_iteration(history, n_outer, E, F, done):
             break
     hs.u = u.detach()
     return mode, E, F, done, n_outer
+
+
+def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None,
+               newton_tol=1e-6, fd_step=1e-4, radius0=1.0):
+    """Batched trust-region Newton ascent of (evidence + hyperprior) over each mouse's free hyperparameters.
+
+    Per iteration and mouse: the Hessian of the objective in the transformed coordinates by forward
+    differences of the exact evidence gradient (one perturbed mode and gradient per free hyperparameter,
+    all mice at once), symmetrised; its eigenvalues made negative (|lambda|, floored at 1e-9 of the largest
+    and at 1e-6) so the step ``d = (-H)^-1 g`` is an ascent direction scaled per coordinate by the curvature
+    (the evidence is ~1e6 times steeper in log eta than in log sigma at small noise, which stalls an
+    isotropic search). The step is cut to the trust radius (transformed units); the radius shrinks to a quarter
+    of the step length when the gain is under a quarter of the quadratic model's prediction or the trial
+    point's evidence is not finite (a step that loses is rejected and retried,
+    up to 4 times per iteration) and doubles when a boundary step gains more than 3/4 of it. A mouse stops
+    when a step gains less than ``tol`` nats, the predicted gain is below ``tol``, or no step gains.
+    """
+    B, p = hs.u.shape
+    dt, dev = hs.u.dtype, hs.u.device
+    u, prior_grad, mode, E, F, gF = _search_start(data, hs, score, exact_grad, newton_iter, z0)
+    radius = torch.full((B,), float(radius0), dtype=dt, device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    n_outer = 0
+    history.append(dict(iteration=0, evidence_total=float(E.sum()), objective_total=float(F.sum()), n_done=0))
+    for n_outer in range(1, max_outer + 1):
+        Hs = torch.zeros(B, p, p, dtype=dt, device=dev)
+        for i in range(p):
+            u_i = u.clone()
+            u_i[:, i] += fd_step
+            m_i = find_mode(data, hs.natural(u_i), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
+            g_i, _ = evidence_gradient(data, hs, u_i, score, m_i, exact=exact_grad)
+            Hs[:, :, i] = (g_i + prior_grad(u_i) - gF) / fd_step
+        Hs = torch.nan_to_num(0.5 * (Hs + Hs.mT), nan=0.0, posinf=0.0, neginf=0.0)
+        lam, V = torch.linalg.eigh(-Hs)
+        lam = lam.abs()
+        lam = torch.maximum(lam, torch.clamp(1e-9 * lam.amax(-1, keepdim=True), min=1e-6))
+        Hneg = V @ torch.diag_embed(lam) @ V.mT  # positive definite model of -H
+        newton = (V @ ((V.mT @ gF[..., None]) / lam[..., None]))[..., 0]
+        accepted = done.clone()
+        u_new, F_new, m_new = u.clone(), F.clone(), mode
+        for _ in range(4):
+            d = newton * torch.clamp(radius / newton.norm(dim=-1).clamp(min=1e-300), max=1.0)[:, None]
+            pred = (gF * d).sum(-1) - 0.5 * (d[:, None, :] @ Hneg @ d[..., None])[:, 0, 0]
+            u_try = torch.where(accepted[:, None], u, u + d)
+            m_try = find_mode(data, hs.natural(u_try), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
+            E_try, _ = log_evidence(data, hs.natural(u_try), score, m_try)
+            F_try = E_try + hs.log_prior(u_try)
+            gain = F_try - F
+            ratio = torch.where(torch.isfinite(gain), gain / pred.clamp(min=1e-300), -math.inf)
+            good = (gain > 0) & torch.isfinite(F_try) & ~accepted
+            at_edge = newton.norm(dim=-1) > radius * (1 - 1e-9)
+            radius = torch.where(~accepted & (ratio < 0.25), 0.25 * torch.minimum(radius, d.norm(dim=-1)), radius)
+            radius = torch.where(good & (ratio > 0.75) & at_edge, radius * 2.0, radius)
+            u_new = torch.where(good[:, None], u_try, u_new)
+            F_new = torch.where(good, F_try, F_new)
+            m_new = _merge(data, good, m_new, m_try)
+            done = done | (~accepted & (pred < tol))
+            accepted |= good | done
+            if bool(accepted.all()):
+                break
+        gain = F_new - F
+        u, mode = u_new, m_new
+        grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
+        F = E + hs.log_prior(u)
+        gF = grad + prior_grad(u)
+        done |= ~accepted | (gain.abs() < tol)
+        if _log_iteration(history, n_outer, E, F, done):
+            break
+    hs.u = u.detach()
+    return mode, E, F, done, n_outer
+
+
+SEARCHES = ("bfgs", "newton")
 
 
 def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None, score_rows=None,
               max_outer: int = 20, tol: float = 1e-2, newton_iter: int = 4, exact_grad: bool = True,
               band: float = 0.95, encoding: str = "side", zero_reward: str = "expected", device="cpu",
               dtype=torch.float64, threads: int | None = None, init: str = "rollout", crop: bool = True,
-              start: str = "network", network_kw: dict | None = None) -> NoisyFit:
+              start: str = "network", network_kw: dict | None = None, noise: str = "log",
+              frozen=(), search: str = "bfgs") -> NoisyFit:
     """Fit the noisy learner to every mouse of a trial table (batched over mice).
 
     Parameters
@@ -703,8 +879,16 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
         s0, b_L, b_R and lapse as the start (free ones) or fixed values (the others; ``fixed`` overrides);
         ``"defaults"``: start from :data:`HYPERS`.
     network_kw : options of that network fit (e.g. ``n_restarts``).
+    search : evidence search: ``"bfgs"`` (default; isotropic start) or ``"newton"`` (trust-region Newton on
+        a finite-difference Hessian of the exact gradient, scaled per coordinate: for fitting eta jointly,
+        :func:`_newton_tr`).
     crop : fit each mouse without its trials after its last scored one (they cannot change the evidence;
         the time-aware scheme halves the work), then extend the MAP over them by the rule.
+    noise : ``"log"`` (default): the state is the log-weights (multiplicative noise, weights stay positive);
+        ``"linear"``: the state is the weights themselves (additive Gaussian noise, the rule without ``|.|``,
+        weights may change sign; noise sds in weight units). See the module docstring.
+    frozen : weight groups (``"a"``, ``"U"``) held at their initial values: no learning, no noise, not in the
+        state. ``noise="linear", frozen=("a",)`` with eta = 0 is PsyTrack's model (module docstring).
 
     Returns
     -------
@@ -714,9 +898,11 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
         raise ValueError(f"init: must be 'rollout', got {init!r}")
     if not 0 < band < 1:
         raise ValueError(f"band: must lie in (0, 1), got {band!r}")
+    if search not in SEARCHES:
+        raise ValueError(f"search: must be one of {SEARCHES}, got {search!r}")
     ModelParams(encoding=encoding, zero_reward=zero_reward)  # validates both
     df = prepare_trials(trials)
-    data = pack(df, encoding, zero_reward, device, dtype, prepared=True)
+    data = pack(df, encoding, zero_reward, device, dtype, prepared=True, noise=noise, frozen=frozen)
     score = torch.ones(len(df), dtype=torch.bool, device=device) if score_rows is None else \
         torch.as_tensor(np.asarray(score_rows, dtype=bool), device=device)
     if score.shape[0] != len(df):
@@ -742,11 +928,12 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
             raise ValueError(f"score_rows: mice without any scored trial: {names}")
         keep = pos <= last[codes]
         cropped = bool(crop) and not keep.all()  # later trials cannot change the evidence: fit without them
-        fdata = pack(df[keep].reset_index(drop=True), encoding, zero_reward, device, dtype, prepared=True) \
-            if cropped else data
+        fdata = pack(df[keep].reset_index(drop=True), encoding, zero_reward, device, dtype, prepared=True,
+                     noise=noise, frozen=frozen) if cropped else data
         fscore = score[torch.as_tensor(keep, device=score.device)] if cropped else score
         if hs.u.shape[1]:
-            mode, E, F, done, n_outer = _bfgs(fdata, hs, fscore, max_outer, tol, exact_grad, newton_iter, history)
+            fn = _bfgs if search == "bfgs" else _newton_tr
+            mode, E, F, done, n_outer = fn(fdata, hs, fscore, max_outer, tol, exact_grad, newton_iter, history)
         else:
             mode = find_mode(fdata, hs.natural(), fscore, max_iter=max(newton_iter, 50))
             E, _ = log_evidence(fdata, hs.natural(), fscore, mode)
@@ -783,10 +970,12 @@ def _network_start(df, score_np, encoding, zero_reward, network_kw) -> dict:
 def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history) -> NoisyFit:
     hp = hs.natural()
     _, sol = log_evidence(data, hp, score, mode, inverse=True)
-    z, cov = mode.z.detach(), sol.cov
+    z, cov = _pin(data, mode.z.detach(), hp), sol.cov
+    if not data.all_latent:  # frozen coordinates are known exactly
+        cov = cov * (data.latent[:, None] & data.latent[None, :]).to(cov.dtype)
     with torch.no_grad():
-        lp = choice_logp(z, data.x, data.choice, hp["beta"][data.mouse], _lapse(hp, data.mouse))
-        pr = prob_right(z, data.x, hp["beta"][data.mouse], _lapse(hp, data.mouse))
+        lp = choice_logp(z, data.x, data.choice, hp["beta"][data.mouse], _lapse(hp, data.mouse), data.noise)
+        pr = prob_right(z, data.x, hp["beta"][data.mouse], _lapse(hp, data.mouse), data.noise)
     ll = torch.zeros(data.n_mice, dtype=z.dtype).index_add(0, data.mouse.cpu(), torch.where(score, lp, 0.0).cpu())
     params = hs.table(data.mice)
     params["log_evidence"] = E.detach().cpu().numpy()
@@ -802,11 +991,12 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     q = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + band / 2)))
     w = pd.DataFrame({"mouse": df["mouse"].to_numpy(), "session": df["session"].to_numpy(),
                       "trial": df["trial"].to_numpy()})
+    to_w = np.exp if data.noise == "log" else (lambda v: v)
     for j, col in enumerate(WEIGHT_COLUMNS):
-        w[col] = np.exp(zn[:, j])
-        w[f"{col}_lo"] = np.exp(zn[:, j] - q * sd[:, j])
-        w[f"{col}_hi"] = np.exp(zn[:, j] + q * sd[:, j])
-        w[f"{col}_logsd"] = sd[:, j]
+        w[col] = to_w(zn[:, j])
+        w[f"{col}_lo"] = to_w(zn[:, j] - q * sd[:, j])
+        w[f"{col}_hi"] = to_w(zn[:, j] + q * sd[:, j])
+        w[f"{col}_logsd" if data.noise == "log" else f"{col}_sd"] = sd[:, j]
     w["p_right"] = pr.cpu().numpy()
     w["scored"] = score.cpu().numpy()
     return NoisyFit(params, w, float(E.sum()), z, cov, hs, data, history)
@@ -819,14 +1009,15 @@ def trial_logp(fit: NoisyFit, predictive: str = "plugin", n_samples: int = 64, s
     beta, lapse = hp["beta"][data.mouse], _lapse(hp, data.mouse)
     with torch.no_grad():
         if predictive == "plugin":
-            return choice_logp(z, data.x, data.choice, beta, lapse)
+            return choice_logp(z, data.x, data.choice, beta, lapse, data.noise)
         if predictive != "laplace":
             raise ValueError(f"predictive: must be 'plugin' or 'laplace', got {predictive!r}")
         g = torch.Generator(device="cpu").manual_seed(int(seed))
         eps = torch.randn(n_samples, *z.shape, generator=g, dtype=z.dtype).to(z.device)
         C = torch.linalg.cholesky_ex(fit.cov + 1e-12 * torch.eye(D_STATE, dtype=z.dtype, device=z.device))[0]
-        draws = (z + (C[None] @ eps[..., None])[..., 0]).clamp(math.log(W_FLOOR), math.log(MAX_WEIGHT))
-        p = prob_right(draws, data.x, beta, lapse)
+        lo, hi = (math.log(W_FLOOR), math.log(MAX_WEIGHT)) if data.noise == "log" else (-MAX_WEIGHT, MAX_WEIGHT)
+        draws = (z + (C[None] @ eps[..., None])[..., 0]).clamp(lo, hi)
+        p = prob_right(draws, data.x, beta, lapse, data.noise)
         pc = torch.where(data.choice == 1, p, 1 - p).mean(0)
         return torch.log(pc.clamp(min=1e-300))
 
@@ -885,16 +1076,20 @@ class NoisyNetworkModel:
 
 def simulate_noisy(n_mice: int, hyper: dict | None = None, n_sessions: int = 10, trials_per_session: int = 200,
                    seed: int = 0, contrasts=(-0.5, -0.25, 0.0, 0.25, 0.5), probs=(0.30, 0.15, 0.10, 0.15, 0.30),
-                   encoding: str = "side", zero_reward: str = "expected"):
+                   encoding: str = "side", zero_reward: str = "expected", noise: str = "log", frozen=()):
     """Simulate mice from the noisy learner (one batched loop over trials, all mice at once).
 
-    ``hyper``: name -> scalar or per-mouse values (defaults from :data:`HYPERS`; lapse 0).
+    ``hyper``: name -> scalar or per-mouse values (defaults from :data:`HYPERS`; lapse 0). ``noise``,
+    ``frozen``: the model variant (:func:`fit_noisy`).
     Returns ``(trials, z)``: a trial table (schema of :mod:`mouse_rl.schema`, sorted) and the true
     log-weights ``(N, 9)`` of every trial (before its update), in the table's row order.
     """
     if n_mice < 1 or n_sessions < 1 or trials_per_session < 1:
         raise ValueError(f"n_mice, n_sessions, trials_per_session: must be >= 1, got "
                          f"{n_mice}, {n_sessions}, {trials_per_session}")
+    if noise not in NOISE:
+        raise ValueError(f"noise: must be one of {NOISE}, got {noise!r}")
+    lat = _latent_mask(frozen)
     hs = HyperSet(n_mice, (), hyper or {})
     hp = hs.natural()
     gen = np.random.default_rng(seed)
@@ -902,8 +1097,10 @@ def simulate_noisy(n_mice: int, hyper: dict | None = None, n_sessions: int = 10,
     c = torch.as_tensor(gen.choice(np.asarray(contrasts, float), size=(T, n_mice), p=np.asarray(probs) / sum(probs)))
     u_choice = torch.as_tensor(gen.random((T, n_mice)))
     u_zero = torch.as_tensor(gen.random((T, n_mice)))
-    noise = torch.as_tensor(gen.standard_normal((T, n_mice, D_STATE)))
-    z = _init_mean(hp) + hp["sigma_init"][:, None] * torch.as_tensor(gen.standard_normal((n_mice, D_STATE)))
+    eps = torch.as_tensor(gen.standard_normal((T, n_mice, D_STATE)))
+    keep = 1.0 if lat is None else lat.double()
+    z0_noise = torch.as_tensor(gen.standard_normal((n_mice, D_STATE)))
+    z = _init_mean(hp, noise) + keep * hp["sigma_init"][:, None] * z0_noise
     sd = torch.cat([hp["sigma_a"][:, None].expand(-1, 3), hp["sigma_U"][:, None].expand(-1, 6)], -1)
     sd_day = torch.cat([hp["sigma_day_a"][:, None].expand(-1, 3), hp["sigma_day_U"][:, None].expand(-1, 6)], -1)
     lapse = None if not bool((hp["lapse"] != 0).any()) else hp["lapse"]
@@ -911,16 +1108,16 @@ def simulate_noisy(n_mice: int, hyper: dict | None = None, n_sessions: int = 10,
     x_all = encode(c, encoding)
     for t in range(T):
         zs.append(z)
-        pr = prob_right(z, x_all[t], hp["beta"], lapse)
+        pr = prob_right(z, x_all[t], hp["beta"], lapse, noise)
         ch = (u_choice[t] < pr).long()
         rew = stimulus_reward(c[t], ch)
         rew = torch.where(c[t] == 0, (u_zero[t] < 0.5).to(rew.dtype), rew)
         choices.append(ch)
         rewards.append(rew)
         with torch.no_grad():
-            mean = transition(z, x_all[t], ch, learning_reward(c[t], rew, zero_reward), hp["eta"])
+            mean = transition(z, x_all[t], ch, learning_reward(c[t], rew, zero_reward), hp["eta"], noise, lat)
         s = sd_day if (t + 1) % trials_per_session == 0 else sd
-        z = mean + s * noise[t]
+        z = mean + keep * s * eps[t]
     zs, ch, rw = torch.stack(zs), torch.stack(choices), torch.stack(rewards)
     sess = np.repeat(np.arange(1, n_sessions + 1), trials_per_session)
     trial = np.tile(np.arange(trials_per_session), n_sessions)

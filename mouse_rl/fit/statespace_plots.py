@@ -34,7 +34,7 @@ def model_slopes(fit: NoisyFit, mouse: str, n_draws: int = 200, band: float = 0.
 
     def pr(k):
         with torch.no_grad():
-            return prob_right(draws, x3[k].expand(*draws.shape[:-1], 3), beta, lapse).cpu().numpy()
+            return prob_right(draws, x3[k].expand(*draws.shape[:-1], 3), beta, lapse, data.noise).cpu().numpy()
 
     pL, p0, pR = pr(0), pr(1), pr(2)
     out = {}
@@ -64,7 +64,8 @@ def plot_noisy_weights(fit: NoisyFit, mouse: str | None = None, n_draws: int = 2
         for i, col in enumerate(cols):
             ax.plot(t, w[col], color=f"C{i}", lw=0.8, label=col)
             ax.fill_between(t, w[f"{col}_lo"], w[f"{col}_hi"], color=f"C{i}", alpha=0.2, lw=0)
-        ax.set_yscale("log")
+        if fit.data.noise == "log":
+            ax.set_yscale("log")
         ax.legend(fontsize=7, ncol=len(cols))
     ax1.set(ylabel="cortical gain a", title=f"{mouse}: noisy-learner weights (MAP, 95 % band)")
     ax2.set(ylabel="striatal weight U")
