@@ -110,3 +110,14 @@ def test_sweep_grid_over_two_contrasts_with_matching_probabilities():
 def test_sweep_empty_config_and_seed_range(raw, key):
     with pytest.raises(ValueError, match=rf"^{re.escape(key)}: "):
         parse_config(raw)
+
+
+def test_boolean_choice_column_reads_as_0_1_and_all_nan_is_named_once(tmp_path):
+    table = pd.DataFrame({"mouse": "m", "session": 1, "trial": range(4), "signed_contrast": [-0.5, 0.5, 0.25, 0.0],
+                          "choice": [False, True, False, True]})
+    table.to_parquet(tmp_path / "bool.parquet")
+    got = load_trials(tmp_path / "bool.parquet")
+    assert got["choice"].tolist() == [0, 1, 0, 1] and got["choice"].dtype == np.int64
+    table.assign(choice=np.nan).to_parquet(tmp_path / "nan.parquet")
+    with pytest.raises(DataFormatError, match=r"'choice' has values \[nan\] outside"):
+        load_trials(tmp_path / "nan.parquet")

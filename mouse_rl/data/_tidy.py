@@ -67,7 +67,10 @@ def derive_reward(signed_contrast, choice) -> np.ndarray:
 def map_choice(df: pd.DataFrame, mapping: dict, source: str, hint: str = "") -> pd.Series:
     """Check ``df['choice']`` against ``mapping``'s keys and map it to 0/1."""
     check_values(df, "choice", list(mapping), source, hint=hint)
-    return pd.to_numeric(df["choice"]).map(mapping)
+    values = pd.to_numeric(df["choice"])
+    if values.dtype == bool:  # a boolean column: False/True are 0/1 (Series.map would look True up as a label)
+        values = values.astype("int64")
+    return values.map(mapping)
 
 
 def drop_rows(df: pd.DataFrame, mask: pd.Series, what: str, source: str) -> pd.DataFrame:

@@ -37,7 +37,7 @@ def _plain(value):
 
 
 def _shown(values: Iterable) -> str:
-    values = sorted({_plain(v) for v in values}, key=str)
+    values = sorted({_plain(v) for v in pd.unique(pd.Series(list(values), dtype=object))}, key=str)  # one NaN
     more = f" ... ({len(values)} distinct)" if len(values) > _MAX_SHOWN else ""
     return "[" + ", ".join(repr(v) for v in values[:_MAX_SHOWN]) + "]" + more
 
