@@ -118,6 +118,10 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint: {path} is empty (0 bytes); {DISCARD_HINT}")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise CheckpointError(f"checkpoint: {path} is not a mouse_rl checkpoint (not a torch.save archive); "
+                                  f"{DISCARD_HINT}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         state = decode(raw)

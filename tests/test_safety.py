@@ -300,3 +300,10 @@ def test_cohort_equals_mice_run_alone_as_readme_says(dtype, tol):
         numeric = [c for c in alone.columns if c != "mouse"]
         diff = np.abs(alone[numeric].to_numpy(float) - part[numeric].to_numpy(float)).max()
         assert diff <= tol
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_plainly(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(CheckpointError, match=r"notes.txt is not a mouse_rl checkpoint \(not a torch.save archive\)"):
+        load_checkpoint(notes)
