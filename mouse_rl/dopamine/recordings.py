@@ -76,7 +76,7 @@ def validate_recordings(df: pd.DataFrame, source: str = "recordings", *, allow_n
         bad = ~np.isfinite(v.to_numpy(float))
         if not allow_nan and bad.any():
             raise err(f"{source}: {col!r} has NaN/inf values at {rows_text(df, bad)} "
-                      "(drop those trials or pass allow_nan=True)")
+                      "(drop those trials from the file; from Python, load_recordings(..., allow_nan=True) keeps them)")
     return df
 
 
