@@ -227,3 +227,19 @@ def test_cli_fit_malformed_mouse_needs_single_block(liebana_dir, tmp_path, capsy
     with pytest.warns(UserWarning, match="one unknown-session block"):
         assert main(["fit", path, "--single-block", *common]) == 0
     assert (tmp_path / "fit_results.parquet").exists()
+
+
+def test_fit_warns_about_mice_with_too_few_trials():
+    import warnings as w
+
+    from mouse_rl import simulate_cohort
+    from mouse_rl.fit.fitting import FewTrialsWarning
+
+    trials = simulate_cohort(2, 1, 30, seed=2).trials
+    trials = trials[(trials.mouse == "sim0001") | (trials.trial < 5)]  # sim0000: 5 trials, sim0001: 30
+    with pytest.warns(FewTrialsWarning, match=r"fewer than 140 trials for 7 fitted parameters: sim0000 \(5\), "
+                                               r"sim0001 \(30\)"):
+        fit_mice(trials, n_restarts=1, max_iter=2, per_trial=False)
+    with w.catch_warnings():
+        w.simplefilter("error", FewTrialsWarning)
+        fit_mice(simulate_cohort(1, 1, 150, seed=2).trials, n_restarts=1, max_iter=2, per_trial=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -438,6 +439,25 @@ def identifiability(transform: ParamTransform, H_loglik: np.ndarray) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+#: A mouse with fewer than this many trials per fitted parameter gets a warning: its fit is mostly the prior.
+MIN_TRIALS_PER_PARAM = 20
+
+
+class FewTrialsWarning(UserWarning):
+    """A mouse has too few trials for the number of fitted parameters."""
+
+
+def warn_few_trials(df: pd.DataFrame, n_free: int) -> None:
+    """Warn (:class:`FewTrialsWarning`) naming the mice with fewer than ``MIN_TRIALS_PER_PARAM * n_free`` trials."""
+    counts = df.groupby("mouse", sort=True).size()
+    few = counts[counts < MIN_TRIALS_PER_PARAM * n_free]
+    if len(few):
+        shown = ", ".join(f"{m} ({n})" for m, n in list(few.items())[:10]) + (" ..." if len(few) > 10 else "")
+        warnings.warn(f"trials: {len(few)} mouse/mice have fewer than {MIN_TRIALS_PER_PARAM * n_free} trials for "
+                      f"{n_free} fitted parameters: {shown}; their estimates rest mostly on the prior",
+                      FewTrialsWarning, stacklevel=3)
+
+
 def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, method: str = "newton",
              map_prior: bool = True, free=DEFAULT_FREE, fixed: ModelParams | None = None,
              fit_lapse: bool = True, device="cpu", dtype: torch.dtype = torch.float64, seed: int = 0,
@@ -492,6 +512,7 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     df = prepare_trials(trials)
     transform = make_transform(free, fixed, fit_lapse)
     fixed = transform.fixed
+    warn_few_trials(df, transform.n_free)
     t0 = time.perf_counter()
     pop = None
     if population:
