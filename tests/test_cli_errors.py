@@ -437,3 +437,12 @@ def test_recover_on_tiny_data_has_no_bare_numpy_warnings(capsys):
 def test_trials_zero_names_the_option(capsys, tmp_path, command):
     assert_one_line_error(*run_cli(capsys, command, "--trials", "0", "--out", tmp_path / "x.parquet"),
                           "--trials: must be >= 1", "got 0")
+
+
+@pytest.mark.parametrize("argv, needle", [(["--noise", "linear"], "--noise linear"), (["--frozen", "a"], "--frozen a")])
+def test_noisy_only_options_are_refused_for_the_network(tmp_path, capsys, argv, needle):
+    from mouse_rl.cli import main
+
+    assert main(["fit", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "--model noisy-network only" in err

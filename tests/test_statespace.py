@@ -208,6 +208,12 @@ def test_cli_fit_noisy_network(tmp_path):
     assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", "--fit-skew"]) == 2
     for ignored in (["--max-iter", "5"], ["--ml"], ["--no-lapse"], ["--eta", "0.01"], ["--device", "cpu", "--samples", "3"]):
         assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", *ignored]) == 2
+    lin = tmp_path / "linear"  # the linear-noise variant with frozen gains
+    assert main(["fit", str(data), "--out", str(lin), "--model", "noisy-network", "--restarts", "1", "--quiet",
+                 "--noise", "linear", "--frozen", "a", "--encoding", "magnitude", "--no-plots"]) == 0
+    w = pd.read_parquet(lin / "noisy_weights.parquet")
+    assert np.isfinite(pd.read_csv(lin / "noisy_params.csv")["log_evidence"]).all()
+    assert (w.groupby("mouse")[["a_L", "a_R", "a_b"]].nunique() == 1).all().all()  # frozen: one value per mouse
 
 
 def test_non_finite_evidence_is_never_converged(monkeypatch):

@@ -43,6 +43,12 @@ def add_parser(subparsers) -> None:
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
                         "noisy_weights.parquet and a weight-trajectory plot per mouse)")
+    p.add_argument("--noise", choices=["log", "linear"], default="log",
+                   help="--model noisy-network: noise on the log-weights (default; weights stay positive) or on the "
+                        "weights themselves (the rule without |.|; with --frozen a and --encoding magnitude, eta = 0 "
+                        "is PsyTrack's random walk)")
+    p.add_argument("--frozen", nargs="+", choices=["a", "U"], default=None,
+                   help="--model noisy-network: weight groups held at their initial values (no learning, no noise)")
     p.add_argument("--criterion", choices=["teacher-forced", "free-running"], default="teacher-forced",
                    help="teacher-forced: MAP on the mouse's own choices (default); free-running: choose each mouse's "
                         "parameters (the default set and stim_skew) so that free-running copies reproduce its "
@@ -189,7 +195,7 @@ FREERUN_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "seed",
 
 #: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
 NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
-                 "encoding", "zero_reward", "model"}
+                 "encoding", "zero_reward", "model", "noise", "frozen"}
 
 
 def run(args) -> int:
@@ -214,7 +220,7 @@ def run(args) -> int:
         if changed:
             raise ValueError(f"--model noisy-network: {', '.join(changed)} do(es) not apply to the noisy learner "
                              "(it takes the data options, --restarts and --seed of its network start, --encoding, "
-                             "--zero-reward, --no-plots and --quiet)")
+                             "--zero-reward, --noise, --frozen, --no-plots and --quiet)")
     if args.criterion == "free-running":
         changed = [flag for dest, (flag, default) in getattr(args, "option_defaults", {}).items()
                    if dest not in FREERUN_OPTIONS and getattr(args, dest, default) != default]
@@ -310,6 +316,10 @@ def check_fit_options(args) -> None:
     Options that the chosen fit would silently ignore are refused (as :func:`check_fixed_values` does for
     fixed values of fitted parameters): the user probably meant something else.
     """
+    if args.model != "noisy-network" and (args.noise != "log" or args.frozen):
+        flag = f"--noise {args.noise}" if args.noise != "log" else f"--frozen {' '.join(args.frozen)}"
+        raise ValueError(f"{flag}: applies to --model noisy-network only (the deterministic network has no weight "
+                         "noise), so it would be ignored")
     for option, value, low, high in (("--restarts", args.restarts, 1, MAX_RESTARTS),
                                      ("--max-iter", args.max_iter, 1, MAX_ITER),
                                      ("--samples", args.samples, 1, 100_000),
@@ -416,7 +426,8 @@ def run_noisy(args, trials) -> int:
     from ..safe_names import unique_filenames
 
     fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
-                    network_kw=dict(n_restarts=args.restarts, seed=args.seed))
+                    network_kw=dict(n_restarts=args.restarts, seed=args.seed), noise=args.noise,
+                    frozen=tuple(args.frozen or ()))
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         fit.params.to_csv(outputs.path("noisy_params.csv"), index=False)
         fit.weights.to_parquet(outputs.path("noisy_weights.parquet"), index=False)
