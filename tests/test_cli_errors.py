@@ -392,7 +392,7 @@ def test_forecast_names_context_horizon_and_copies(capsys, tmp_path):
 
 
 def test_check_copies_refused_when_they_cannot_fit():
-    from mouse_rl.cli.check import check_copies_size
+    from mouse_rl.cli.limits import check_copies_size
 
     check_copies_size(1000, 50)
     with pytest.raises(ValueError, match=r"--copies 100,000,000 x 270 trials .* memory"):

@@ -68,16 +68,6 @@ def load_fit(folder: Path):
     return trials, u[order], hessian[order], transform, opts.get("criterion", "teacher-forced")
 
 
-def check_copies_size(n_trials: int, copies: int, option: str = "--copies") -> None:
-    """Refuse ``copies`` free-running copies of ``n_trials`` fitted trials that cannot fit in memory."""
-    from .limits import BASE_BYTES, SIMULATION_BYTES_PER_TRIAL, SIMULATION_RATE, check_memory, human_seconds
-
-    total = n_trials * copies
-    check_memory(BASE_BYTES + total * SIMULATION_BYTES_PER_TRIAL,
-                 f"{option} {copies:,} x {n_trials:,} trials = {total:,} simulated trials",
-                 f"reduce {option}", extra=f" (and roughly {human_seconds(total / SIMULATION_RATE)} of CPU time)")
-
-
 def run(args) -> int:
     import json
 
@@ -88,6 +78,7 @@ def run(args) -> int:
     from ..fit.plots import plot_check
     from ..outputs import OutputSet
     from ..safe_names import unique_filenames
+    from .limits import check_copies_size
 
     if args.copies < 2:
         raise ValueError(f"--copies: must be >= 2, got {args.copies}")

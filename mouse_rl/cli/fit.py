@@ -167,10 +167,12 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
     return df
 
 
-def save_laplace(outputs, res) -> None:
+def save_laplace(outputs, res, hessian=None, **options) -> None:
     """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``.
 
-    ``outputs``: an :class:`mouse_rl.outputs.OutputSet` (or anything with ``path(name)``).
+    ``outputs``: an :class:`mouse_rl.outputs.OutputSet` (or anything with ``path(name)``); ``res``: a fit result
+    with ``params`` (column ``mouse``), ``u``, ``transform`` and ``options``. ``hessian`` replaces
+    ``res.hessian`` (a fit without one writes zeros); ``options`` are added to ``fit_options.json``.
     """
     import json
 
@@ -178,14 +180,15 @@ def save_laplace(outputs, res) -> None:
 
     from ..params import PARAMS
 
+    hessian = res.hessian if hessian is None else hessian
     with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # a handle: np.savez would append ".npz" to a path
-        np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=res.hessian,
+        np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=hessian,
                  free=np.array(list(res.transform.free)))
     fixed = res.transform.fixed
     opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
             "zero_reward": fixed.zero_reward,
             "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0]) for name in PARAMS},
-            "map_prior": bool(res.options.get("map_prior", False))}
+            "map_prior": bool(res.options.get("map_prior", False)), **options}
     outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
 
 
@@ -215,18 +218,12 @@ def run(args) -> int:
 
     check_fit_options(args)
     if args.model == "noisy-network":
-        changed = [flag for dest, (flag, default) in getattr(args, "option_defaults", {}).items()
-                   if dest not in NOISY_OPTIONS and getattr(args, dest, default) != default]
-        if changed:
-            raise ValueError(f"--model noisy-network: {', '.join(changed)} do(es) not apply to the noisy learner "
-                             "(it takes the data options, --restarts and --seed of its network start, --encoding, "
-                             "--zero-reward, --noise, --frozen, --no-plots and --quiet)")
+        refuse_unused(args, NOISY_OPTIONS, "--model noisy-network", "the noisy learner (it takes the data options, "
+                      "--restarts and --seed of its network start, --encoding, --zero-reward, --noise, --frozen, "
+                      "--no-plots and --quiet)")
     if args.criterion == "free-running":
-        changed = [flag for dest, (flag, default) in getattr(args, "option_defaults", {}).items()
-                   if dest not in FREERUN_OPTIONS and getattr(args, dest, default) != default]
-        if changed:
-            raise ValueError(f"--criterion free-running: {', '.join(changed)} do(es) not apply to the free-running "
-                             "fit (it takes the data options, --seed, --encoding, --zero-reward, --k and --quiet)")
+        refuse_unused(args, FREERUN_OPTIONS, "--criterion free-running", "the free-running fit (it takes the data "
+                      "options, --seed, --encoding, --zero-reward, --k and --quiet)")
     if args.backend == "ray":
         from ..sweep.backends import import_ray
 
@@ -307,7 +304,15 @@ MAX_RESTARTS, MAX_ITER = 1000, 100_000
 def _changed(args, *dests):
     """The flags among ``dests`` that the user set away from their defaults."""
     defaults = getattr(args, "option_defaults", {})
-    return [defaults[d][0] for d in dests if d in defaults and getattr(args, d) != defaults[d][1]]
+    return [defaults[d][0] for d in dests if d in defaults and getattr(args, d, defaults[d][1]) != defaults[d][1]]
+
+
+def refuse_unused(args, allowed, choice: str, what: str) -> None:
+    """Refuse every option outside ``allowed`` (dests) that the user set: ``choice`` (e.g. ``--model
+    noisy-network``) would ignore it; ``what`` names the fit and the options it takes."""
+    changed = _changed(args, *(d for d in getattr(args, "option_defaults", {}) if d not in allowed))
+    if changed:
+        raise ValueError(f"{choice}: {', '.join(changed)} do(es) not apply to {what}")
 
 
 def check_fit_options(args) -> None:
@@ -316,10 +321,12 @@ def check_fit_options(args) -> None:
     Options that the chosen fit would silently ignore are refused (as :func:`check_fixed_values` does for
     fixed values of fitted parameters): the user probably meant something else.
     """
-    if args.model != "noisy-network" and (args.noise != "log" or args.frozen):
-        flag = f"--noise {args.noise}" if args.noise != "log" else f"--frozen {' '.join(args.frozen)}"
-        raise ValueError(f"{flag}: applies to --model noisy-network only (the deterministic network has no weight "
-                         "noise), so it would be ignored")
+    noisy_only = _changed(args, "noise", "frozen") if args.model != "noisy-network" else []
+    if noisy_only:
+        value = getattr(args, args.option_defaults_by_flag[noisy_only[0]])
+        value = " ".join(value) if isinstance(value, list) else value
+        raise ValueError(f"{noisy_only[0]} {value}: applies to --model noisy-network only (the deterministic network "
+                         "has no weight noise), so it would be ignored")
     for option, value, low, high in (("--restarts", args.restarts, 1, MAX_RESTARTS),
                                      ("--max-iter", args.max_iter, 1, MAX_ITER),
                                      ("--samples", args.samples, 1, 100_000),
@@ -387,31 +394,21 @@ def warn_not_converged(table) -> None:
 
 def run_freerun(args, trials) -> int:
     """``--criterion free-running``: :func:`mouse_rl.fit.freerun.fit_free_running`."""
-    import json
-
     import numpy as np
 
     from ..fit.batch import prepare_trials
     from ..fit.freerun import fit_free_running
     from ..outputs import OutputSet
-    from ..params import PARAMS
     from .options import model_params
 
     res = fit_free_running(trials, fixed=model_params(args), seed=args.seed, progress=not args.quiet)
-    fixed = res.transform.fixed
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         res.params.to_csv(outputs.path("freerun_params.csv"), index=False)
         res.history.to_csv(outputs.path("freerun_history.csv"), index=False)
         prepare_trials(trials).to_parquet(outputs.path("fit_trials.parquet"), index=False)
-        P = res.transform.n_free
-        with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # no Hessian: zeros, marked by the criterion
-            np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u,
-                     hessian=np.zeros((len(res.u), P, P)), free=np.array(list(res.transform.free)))
-        opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
-                "zero_reward": fixed.zero_reward, "criterion": "free-running",
-                "fixed": {name: float(np.asarray(getattr(fixed, name)).reshape(-1)[0]) for name in PARAMS},
-                "map_prior": False, **{k: v for k, v in res.options.items() if k != "free"}}
-        outputs.path("fit_options.json").write_text(json.dumps(opts, indent=1))
+        P = res.transform.n_free  # no Hessian: zeros, marked by the criterion
+        save_laplace(outputs, res, hessian=np.zeros((len(res.u), P, P)), criterion="free-running",
+                     **{k: v for k, v in res.options.items() if k != "free"})
     cols = ["mouse", *res.transform.free, "energy_score", "fit_seconds"]
     print(res.params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {args.out / 'freerun_params.csv'} (check it with `mouse-rl check {args.out}`)")

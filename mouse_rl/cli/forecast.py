@@ -72,7 +72,7 @@ def run(args) -> int:
         raise ValueError(f"--out: {str(args.out)!r} exists and is not a folder")
     trials = load_many(args.data, args.mice, single_block_option=None)
     check_eligible(trials, args.folds, args.context, args.horizon)
-    from .check import check_copies_size
+    from .limits import check_copies_size
 
     check_copies_size(len(trials), args.copies)
     res = run_forecast(trials, models=args.models, n_folds=args.folds, n_context=args.context,

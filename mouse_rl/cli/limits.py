@@ -110,6 +110,14 @@ def check_session_log_size(n_mice, n_sessions, trials, options=("--mice", "--ses
                  f"reduce {'/'.join(options[:2])}")
 
 
+def check_copies_size(n_trials: int, copies: int, option: str = "--copies") -> None:
+    """Refuse ``copies`` free-running copies of ``n_trials`` fitted trials that cannot fit in memory."""
+    total = n_trials * copies
+    check_memory(BASE_BYTES + total * SIMULATION_BYTES_PER_TRIAL,
+                 f"{option} {copies:,} x {n_trials:,} trials = {total:,} simulated trials",
+                 f"reduce {option}", extra=f" (and roughly {human_seconds(total / SIMULATION_RATE)} of CPU time)")
+
+
 def check_theory_size(n_sessions, trials, per: str = "session", options=("--sessions", "--trials")) -> None:
     """Refuse a mean-field run of more than :data:`MAX_THEORY_STEPS` trial steps, or one that cannot fit in memory."""
     n_sessions, trials = (_count(o, v) for o, v in zip(options, (n_sessions, trials)))
