@@ -701,15 +701,18 @@ def _merge(data: Packed, take: torch.Tensor, a: ModeResult, b: ModeResult) -> Mo
                       w(a.D_exact, b.D_exact), w(a.O_exact, b.O_exact))
 
 
-def _search_start(data, hs: HyperSet, score, exact_grad, newton_iter, z0):
-    """Start of an evidence search: ``(u, prior_grad, mode, E, F, gF)`` -- the hyperparameters, the hyperprior's
-    gradient function, the mode at ``u``, the evidence, the objective (evidence + hyperprior) and its gradient."""
+def _search_start(data, hs: HyperSet, score, exact_grad, newton_iter, z0, history):
+    """Start of an evidence search, logged as iteration 0 of ``history``: ``(u, prior_grad, mode, E, F, gF,
+    done)`` -- the hyperparameters, the hyperprior's gradient function, the mode at ``u``, the evidence, the
+    objective (evidence + hyperprior), its gradient and the per-mouse stop flags (all False)."""
     u = hs.u.clone()
     prior_grad = lambda uu: torch.autograd.functional.jacobian(lambda v: hs.log_prior(v).sum(), uu)  # noqa: E731
     mode = find_mode(data, hs.natural(u), score, z0=z0, max_iter=max(newton_iter, 50))
     grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
     F = E + hs.log_prior(u)
-    return u, prior_grad, mode, E, F, grad + prior_grad(u)
+    done = torch.zeros(u.shape[0], dtype=torch.bool, device=u.device)
+    _log_iteration(history, 0, E, F, done)
+    return u, prior_grad, mode, E, F, grad + prior_grad(u), done
 
 
 def _log_iteration(history, n_outer, E, F, done) -> bool:
@@ -728,12 +731,11 @@ def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, hi
     """
     B, p = hs.u.shape
     dt, dev = hs.u.dtype, hs.u.device
-    u, prior_grad, mode, E, F, gF = _search_start(data, hs, score, exact_grad, newton_iter, z0)
+    u, prior_grad, mode, E, F, gF, done = _search_start(data, hs, score, exact_grad, newton_iter, z0,
+                                                         history)
     eye = torch.eye(p, dtype=dt, device=dev)
     Hinv = eye.expand(B, p, p).clone() * 0.1
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
     n_outer = 0
-    history.append(dict(iteration=0, evidence_total=float(E.sum()), objective_total=float(F.sum()), n_done=0))
     for n_outer in range(1, max_outer + 1):
         d = (Hinv @ gF[..., None])[..., 0]
         bad = (gF * d).sum(-1) <= 0
@@ -795,11 +797,10 @@ def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_ite
     """
     B, p = hs.u.shape
     dt, dev = hs.u.dtype, hs.u.device
-    u, prior_grad, mode, E, F, gF = _search_start(data, hs, score, exact_grad, newton_iter, z0)
+    u, prior_grad, mode, E, F, gF, done = _search_start(data, hs, score, exact_grad, newton_iter, z0,
+                                                         history)
     radius = torch.full((B,), float(radius0), dtype=dt, device=dev)
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
     n_outer = 0
-    history.append(dict(iteration=0, evidence_total=float(E.sum()), objective_total=float(F.sum()), n_done=0))
     for n_outer in range(1, max_outer + 1):
         Hs = torch.zeros(B, p, p, dtype=dt, device=dev)
         for i in range(p):

@@ -20,8 +20,8 @@ import torch
 from ..fit.batch import make_batch, prepare_trials
 from ..fit.checks import copy_seeds, free_run
 from ..fit.cv import NetworkModel
-from ..fit.freerun import FREERUN_FREE, fit_free_running
-from .learners import placeholder_table
+from ..fit.freerun import fit_free_running
+from .learners import copies_mean_by_row, placeholder_table
 
 
 class FreeRunForecaster:
@@ -44,30 +44,20 @@ class FreeRunForecaster:
     def predict(self, schedule: pd.DataFrame) -> dict:
         res, K = self.result, self.n_copies
         fixed = res.transform.fixed
-        M = len(res.u)
         u = np.tile(res.u, (K, 1))  # column k * M + m: copy k of mouse m
         params = res.transform.params(torch.as_tensor(u, dtype=torch.float64))
         seeds = copy_seeds(sorted(res.params["mouse"]), K, self.seed + 1).reshape(-1)
-        key = pd.MultiIndex.from_frame(schedule[["mouse", "session", "trial"]].astype({"mouse": str}))
-        ahead = placeholder_table(schedule)
+        ahead = prepare_trials(placeholder_table(schedule))
         cols = [c for c in ahead.columns if c in self.context.columns]  # the task and the choices, no model output
         whole = prepare_trials(pd.concat([self.context[cols], ahead[cols]], ignore_index=True))
         wb = make_batch(whole, fixed.zero_reward, "cpu", torch.float64, prepared=True)
-        sb = make_batch(prepare_trials(placeholder_table(schedule)), fixed.zero_reward, "cpu", torch.float64,
-                        prepared=True)
+        sb = make_batch(ahead, fixed.zero_reward, "cpu", torch.float64, prepared=True)
         with torch.no_grad():
             _, p_free = free_run(wb.repeat(K), params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward)
             tf = NetworkModel(self.context, free=res.transform.free, fixed=fixed)
             p_tf = tf.forecast_p_right(u, sb, self.seed + 1)
-        out = {}
-        for name, batch, table, p in (("network_freerun", wb, whole, p_free),
-                                      ("network_freerun_tf", sb, None, torch.as_tensor(p_tf))):
-            p_mean = torch.as_tensor(p).reshape(p.shape[0], K, M).mean(1)
-            rows = table if table is not None else prepare_trials(placeholder_table(schedule))
-            by_row = pd.Series(batch.to_rows(p_mean),
-                               index=pd.MultiIndex.from_frame(rows[["mouse", "session", "trial"]].astype({"mouse": str})))
-            out[name] = by_row.reindex(key).to_numpy()
-        return out
+        return {"network_freerun": copies_mean_by_row(p_free, K, wb, whole, schedule),
+                "network_freerun_tf": copies_mean_by_row(p_tf, K, sb, ahead, schedule)}
 
 
-__all__ = ["FREERUN_FREE", "FreeRunForecaster"]
+__all__ = ["FreeRunForecaster"]

@@ -35,6 +35,16 @@ def placeholder_table(schedule: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def copies_mean_by_row(p, n_copies: int, batch, table: pd.DataFrame, schedule: pd.DataFrame) -> np.ndarray:
+    """Mean over the copies of P(Right) ``p`` ``(T, n_copies * M)`` (column ``k * M + m``: copy k of mouse m),
+    run on ``batch`` (of the prepared ``table``), for every row of ``schedule``, in its row order."""
+    p = torch.as_tensor(p)
+    p_mean = p.reshape(p.shape[0], n_copies, -1).mean(1)
+    keys = ["mouse", "session", "trial"]
+    by_row = pd.Series(batch.to_rows(p_mean), index=pd.MultiIndex.from_frame(table[keys].astype({"mouse": str})))
+    return by_row.reindex(pd.MultiIndex.from_frame(schedule[keys].astype({"mouse": str}))).to_numpy()
+
+
 class LearnerForecaster:
     """A :class:`~mouse_rl.fit.learner.BatchedLearner` family as a forecaster.
 
@@ -95,11 +105,7 @@ class LearnerForecaster:
         K, M = self.n_copies, len(model.batch.mice)
         draws = laplace_samples(model.u, model.cov, K, self.seed).reshape(K * M, -1).cpu().numpy()
         p = model.forecast_p_right(draws, sched.batch, self.seed)  # (T, K * M), column k * M + m
-        p_mean = torch.as_tensor(p.reshape(p.shape[0], K, M).mean(1))
-        by_row = pd.Series(sched.batch.to_rows(p_mean),
-                           index=pd.MultiIndex.from_frame(sched.trials[["mouse", "session", "trial"]]))
-        key = pd.MultiIndex.from_frame(schedule[["mouse", "session", "trial"]].astype({"mouse": str}))
-        return by_row.reindex(key).to_numpy()
+        return copies_mean_by_row(p, K, sched.batch, sched.trials, schedule)
 
     def predict(self, schedule: pd.DataFrame):
         """Forecast P(Right) of every schedule row (gap rows too), in the schedule's row order; with
