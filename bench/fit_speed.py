@@ -3,13 +3,15 @@
 Usage::
 
     python bench/fit_speed.py [--mice 8] [--seeds 0] [--repeats 2] [--threads 2] [--old-kernel FILE]
+                              [--old-stall-tol 0]
 
 Arms, run A, B, A, B (so that load changes on a shared machine hit both alike):
 
 * ``new`` - the default fit;
-* ``old`` - the same with ``stall_tol=0`` (the loose passes run to the radius collapse, as before the stall
-  rule), and, with ``--old-kernel FILE``, the likelihood kernel of FILE (e.g. an earlier
-  ``mouse_rl/fit/kernel.py``, saved with ``git show REV:mouse_rl/fit/kernel.py > FILE``).
+* ``old`` - the same with the kernel propagating k's derivatives though k is fixed (``k_derivatives=True``,
+  as before this was an option), or with ``--old-kernel FILE`` the likelihood kernel of FILE (e.g. an
+  earlier ``mouse_rl/fit/kernel.py``, saved with ``git show REV:mouse_rl/fit/kernel.py > FILE``); with
+  ``--old-stall-tol 0`` its loose passes also run to the radius collapse (as before the stall rule).
 
 Prints per run the seconds, the 1-minute load average, the kernel work (column-trials, load-independent)
 and the total objective (negative log posterior), then per arm the best time and the old/new ratio, and
@@ -47,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--old-kernel", type=Path, default=None)
+    ap.add_argument("--old-stall-tol", type=float, default=None, help="stall_tol of the old arm (default: the "
+                    "default fit's)")
     args = ap.parse_args(argv)
     import numba
     import torch
@@ -61,10 +65,11 @@ def main(argv=None) -> int:
     if args.old_kernel is not None:
         old = _load_kernel(args.old_kernel)
 
-        def old_kernel(*a, gauss_newton=False, **k):
+        def old_kernel(*a, gauss_newton=False, k_derivatives=True, **k):
             return old(*a, **k)
     else:
-        old_kernel = new_kernel
+        def old_kernel(*a, **k):
+            return new_kernel(*a, **{**k, "k_derivatives": True})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trials = load_liebana2025(args.data)
@@ -74,11 +79,12 @@ def main(argv=None) -> int:
     df = prepare_trials(trials)
     tr = make_transform()
     batch = make_batch(df, tr.fixed.zero_reward, "cpu", torch.float64, prepared=True)
-    arms = {"old": (old_kernel, {"stall_tol": 0.0}), "new": (new_kernel, {})}
+    old_kw = {} if args.old_stall_tol is None else {"stall_tol": args.old_stall_tol}
+    arms = {"old": (old_kernel, old_kw), "new": (new_kernel, {})}
     small = make_batch(prepare_trials(trials[trials["mouse"] == trials["mouse"].iloc[0]]), prepared=True)
-    for kern, kw in arms.values():  # compile / load the caches
+    for kern, _ in arms.values():  # compile / load the caches
         objective.nll_derivatives = kern
-        fit_batch(small, tr, max_iter=2, n_restarts=1, n_hops=0, **kw)
+        fit_batch(small, tr, max_iter=2, n_restarts=1, n_hops=0)
     print(f"{batch.shape[1]} mice, {int(batch.n_trials.sum())} trials; {os.cpu_count()} CPUs, numba threads "
           f"{numba.get_num_threads()}")
     times, res = {}, {}

@@ -112,3 +112,19 @@ def test_gauss_newton_hessian_is_the_exact_one_without_second_order_duals(batch)
         np.testing.assert_allclose(H1[:, i, :], H2[:, i, :], rtol=1e-12, atol=1e-12)
     assert not np.allclose(H1, H2)  # the network's curvature terms are left out
     assert not nll_derivatives(*args, order=0, gauss_newton=True)[2].any()  # only with order 1
+
+
+def test_leaving_out_k_derivatives_changes_nothing_else(batch):
+    """k_derivatives=False (a fit with k fixed) propagates five dual coordinates instead of six: the value and
+    every other derivative are unchanged (to rounding), k's row and column are 0."""
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    args = (x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(), batch.valid.T.numpy(),
+            batch.n_trials.numpy(), _random_theta(3, 6))
+    k = THETA.index("k")
+    rest = [i for i in range(len(THETA) - 1) if i != k]
+    f6, g6, H6 = nll_derivatives(*args)
+    f5, g5, H5 = nll_derivatives(*args, k_derivatives=False)
+    np.testing.assert_allclose(f5, f6, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(g5[:, rest], g6[:, rest], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H5[:, rest][:, :, rest], H6[:, rest][:, :, rest], rtol=1e-12, atol=1e-12)
+    assert np.abs(g6[:, k]).max() > 0 and not g5[:, k].any() and not H5[:, k].any() and not H5[:, :, k].any()

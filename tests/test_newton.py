@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mouse_rl.fit.newton import minimize_newton
+from mouse_rl.fit.newton import _tr_steps, minimize_newton
 
 
 def rosenbrock(u, cols):
@@ -129,3 +129,37 @@ def test_stall_rule_stops_slow_tails_of_a_first_pass():
     a = minimize_newton(rosenbrock, u0, lo, hi, max_iter=200, gtol=1e-9)
     b = minimize_newton(rosenbrock, u0, lo, hi, max_iter=200, gtol=1e-9, stall_tol=1e-3)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_trust_region_steps_satisfy_the_optimality_conditions():
+    """Every column's step solves its subproblem: (H + lam I) p = -g with H + lam I positive semidefinite,
+    lam >= 0 and lam (radius - |p|) = 0 (Moré & Sorensen), on its free coordinates; fixed ones do not move
+    and the free ones get the step of the reduced problem. Includes definite, indefinite and hard cases."""
+    rng = np.random.default_rng(0)
+    n, P = 300, 6
+    A = rng.standard_normal((n, P, P))
+    H = A @ np.swapaxes(A, 1, 2) / P + rng.uniform(-1.5, 0.5, n)[:, None, None] * np.eye(P)
+    g = rng.standard_normal((n, P)) * rng.choice([1e-3, 1.0, 10.0], n)[:, None]
+    hard = np.arange(n) % 10 == 0  # no gradient along the lowest eigenvector
+    ev, V = np.linalg.eigh(H[hard])
+    g[hard] -= np.einsum("ni,ni->n", g[hard], V[:, :, 0])[:, None] * V[:, :, 0]
+    radius = rng.uniform(0.05, 3.0, n)
+    free = rng.random((n, P)) > 0.2
+    p = _tr_steps(g, H, free, radius)
+    assert not p[~free].any()
+    for j in range(n):
+        f = free[j]
+        if not f.any():
+            continue
+        h, gj, pj = H[j][np.ix_(f, f)], g[j][f], p[j][f]
+        norm = np.linalg.norm(pj)
+        assert norm <= radius[j] * (1 + 1e-9)
+        lam_min = np.linalg.eigvalsh(h).min()
+        if norm < radius[j] * (1 - 1e-9):  # interior: the Newton step of a positive definite model
+            assert lam_min > 0
+            np.testing.assert_allclose(h @ pj, -gj, rtol=1e-8, atol=1e-10)
+        else:  # boundary: a multiplier lam >= max(0, -lam_min) with (h + lam I) p = -g
+            r = -gj - h @ pj
+            lam = (r @ pj) / (pj @ pj)
+            assert lam >= max(0.0, -lam_min) - 1e-7 * max(1.0, abs(lam_min))
+            np.testing.assert_allclose(r, lam * pj, rtol=1e-6, atol=1e-8 * max(1.0, np.abs(gj).max()))

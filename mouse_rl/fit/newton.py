@@ -107,34 +107,54 @@ def _along_crease_step(G: np.ndarray, H: np.ndarray, d: np.ndarray) -> tuple[np.
     return -Z @ np.linalg.solve(Hz, Z.T @ (-d)), rank
 
 
-def _tr_step(g, H, radius):
-    """Exact trust-region step for one column (``g`` (k,), ``H`` (k, k)); returns (p, predicted decrease)."""
-    ev, V = np.linalg.eigh(0.5 * (H + H.T))
-    gt = V.T @ g
-    lam_min = ev[0]
+def _tr_steps(g: np.ndarray, H: np.ndarray, free: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Exact trust-region steps of ``n`` columns at once: ``min g.p + p.H.p / 2`` over ``|p| <= radius`` on
+    each column's ``free`` coordinates (``g`` (n, P), ``H`` (n, P, P), ``free`` (n, P) bool, ``radius`` (n,));
+    the other coordinates do not move.
 
-    def step(lam):
-        return -V @ (gt / (ev + lam))
+    Fixed coordinates become a decoupled unit-curvature block with zero gradient (their step is 0). In the
+    eigenbasis of the (symmetrised) Hessian the step is ``p(lam) = -sum_i gt_i v_i / (ev_i + lam)``: the
+    Newton step where it is inside the radius and the Hessian positive definite; else ``|p(lam)| = radius``,
+    solved by Newton's method on the secular equation ``1/|p(lam)| = 1/radius`` from the left (concave,
+    so the iterates increase monotonically to the root; Moré & Sorensen 1983); the "hard case" (the
+    gradient has no component along the lowest eigenvector) adds that eigenvector to reach the radius.
+    """
+    n, P = g.shape
+    fixed = ~free
+    g = np.where(free, g, 0.0)
+    Hs = 0.5 * (H + np.swapaxes(H, 1, 2))
+    Hs = np.where(free[:, :, None] & free[:, None, :], Hs, 0.0)
+    Hs[:, np.arange(P), np.arange(P)] += fixed
+    ev, V = np.linalg.eigh(Hs)
+    gt = np.einsum("nij,ni->nj", V, g)
+    lam_min = ev[:, 0]
 
-    if lam_min > 0:
-        p = step(0.0)
-        if np.linalg.norm(p) <= radius:
-            return p, -(g @ p + 0.5 * p @ H @ p)
-    lo = max(0.0, -lam_min) + 1e-12 * max(1.0, abs(lam_min))
-    hi = lo + np.linalg.norm(g) / radius + abs(lam_min) + 1.0
-    if np.linalg.norm(step(lo)) <= radius:  # hard case: add a component along the lowest eigenvector
-        p = step(lo)
-        tau = np.sqrt(max(radius**2 - p @ p, 0.0))
-        p = p + tau * V[:, 0]
-    else:
-        for _ in range(80):  # bisection on the secular equation |p(lam)| = radius
-            mid = 0.5 * (lo + hi)
-            if np.linalg.norm(step(mid)) > radius:
-                lo = mid
-            else:
-                hi = mid
-        p = step(hi)
-    return p, -(g @ p + 0.5 * p @ H @ p)
+    def norm(lam):
+        return np.sqrt(((gt / (ev + lam[:, None])) ** 2).sum(1))
+
+    lo = np.maximum(0.0, -lam_min) + 1e-12 * np.maximum(1.0, np.abs(lam_min))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = (lam_min > 0) & (norm(np.zeros(n)) <= radius)
+    hard = ~inside & (norm(lo) <= radius)
+    lam = np.where(inside, 0.0, lo)
+    todo = ~inside & ~hard
+    for _ in range(100):
+        if not todo.any():
+            break
+        d = ev[todo] + lam[todo, None]
+        q = (gt[todo] / d) ** 2
+        pn = np.sqrt(q.sum(1))
+        dq = (q / d).sum(1)  # -d|p|^2/dlam / 2
+        step = (pn - radius[todo]) / radius[todo] * pn ** 2 / dq  # Newton on 1/|p| - 1/radius
+        lam[todo] += step
+        done = np.abs(pn - radius[todo]) <= 1e-12 * radius[todo]
+        todo[np.flatnonzero(todo)[done]] = False
+    coef = gt / (ev + lam[:, None])
+    coef[hard, 0] = 0.0  # the hard case: the (vanishing) gradient along the lowest eigenvector is noise over ~0
+    if hard.any():
+        coef[hard, 0] = -np.sqrt(np.maximum(radius[hard] ** 2 - (coef[hard] ** 2).sum(1), 0.0))
+    p = -np.einsum("nij,nj->ni", V, coef)
+    return np.where(free, p, 0.0)
 
 
 def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -210,13 +230,13 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
         if len(cols) == 0:
             break
         pts, owner = [], []
+        newton = cols[phase[cols] == 0]
+        if len(newton):
+            steps = _tr_steps(g[newton], H[newton], _free_mask(u[newton], g[newton], lower, upper), rad[newton])
+            step_of = dict(zip(newton.tolist(), u[newton] + steps))
         for b in cols:
             if phase[b] == 0:
-                free = _free_mask(u[b], g[b], lower, upper)
-                p, _ = _tr_step(g[b][free], H[b][np.ix_(free, free)], rad[b])
-                c = u[b].copy()
-                c[free] += p
-                cand = [c]
+                cand = [step_of[b]]
             elif phase[b] == 1:
                 cand = [u[b] + SAMPLE_RADIUS * sgn * e for e in np.eye(P) for sgn in (1.0, -1.0)]
             else:

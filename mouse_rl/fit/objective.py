@@ -53,6 +53,8 @@ class KernelObjective:
         self.free_idx = np.array([THETA.index(n) for n in transform.free])
         #: the kernel propagates stim_skew derivatives only when it is fitted (a seventh dual coordinate)
         self.skew_derivatives = "stim_skew" in transform.free
+        #: and k's only when k is fitted (the default fit fixes it: five dual coordinates instead of six)
+        self.k_derivatives = "k" in transform.free
         if prior is not None and tuple(prior.names) != tuple(transform.free):
             raise ValueError(f"prior: parameters {prior.names} differ from the free parameters {transform.free}")
         registry = transform.registry_prior()
@@ -70,7 +72,8 @@ class KernelObjective:
         gn = order == "gn"
         f, g, H = nll_derivatives(self.x, self.choice, self.reward, self.learn, self.score, self.n_trials, theta,
                                   self.positive, self.use_lapse, 1 if gn else order, rows,
-                                  skew_derivatives=self.skew_derivatives, gauss_newton=gn)
+                                  skew_derivatives=self.skew_derivatives, gauss_newton=gn,
+                                  k_derivatives=self.k_derivatives)
         k = self.free_idx
         g_t = g[:, k]
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging start gives inf: the optimiser rejects it
