@@ -35,6 +35,7 @@ _NT = len(THETA)
 _D = 7  # parameters that shape the weights: eta, w0, s0, b_L, b_R, k, stim_skew (the last two only if asked for)
 _DMAP = np.array([0, 2, 4, 5, 6, 3, 8])  # their positions in THETA
 _K = 5  # k's index among them
+_DPOS = np.array([list(_DMAP).index(i) if i in _DMAP else _D for i in range(_NT)])  # THETA index -> dual index
 _SKEW = 6  # stim_skew's index among them
 _NW = 9  # weights: a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb
 
@@ -99,6 +100,12 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
     sg = np.zeros(_D)
     sH = np.zeros((_D, _D))
     dz = np.zeros(_NT)
+    act = np.empty(_NT, np.int64)  # parameters whose derivatives are in play: beta, lapse and the first nd duals
+    na = 0
+    for i in range(_NT):
+        if i == 1 or i == 7 or _DPOS[i] < nd:
+            act[na] = i
+            na += 1
     nll = 0.0
     for t in range(n):
         # forward pass: h = a * x, Q^stim, Q^const
@@ -167,26 +174,25 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                 for i in range(_NT):
                     grad_out[i] -= ly * dz[i]
                 grad_out[7] -= ll
-                if order >= 2 or gauss_newton:
-                    for i in range(_NT):
-                        for j in range(_NT):
+                if order >= 2 or gauss_newton:  # upper triangle over the parameters in play, mirrored at the end
+                    for ii in range(na):
+                        i = act[ii]
+                        for jj in range(ii, na):
+                            j = act[jj]
                             hess_out[i, j] -= lyy * dz[i] * dz[j]
                     for a_ in range(nd):
                         pa = _DMAP[a_]
                         dqa = (qs_g[1, a_] + qc_g[1, a_]) - (qs_g[0, a_] + qc_g[0, a_])
-                        hess_out[1, pa] -= ly * s * dqa
-                        hess_out[pa, 1] -= ly * s * dqa
+                        hess_out[min(1, pa), max(1, pa)] -= ly * s * dqa
                         if order < 2:  # Gauss-Newton: without the second derivatives of the Q's
                             continue
                         for b_ in range(a_, nd):  # the duals hold upper triangles
                             pb = _DMAP[b_]
                             dqab = (qs_H[1, a_, b_] + qc_H[1, a_, b_]) - (qs_H[0, a_, b_] + qc_H[0, a_, b_])
-                            hess_out[pa, pb] -= ly * s * beta * dqab
-                            if b_ != a_:
-                                hess_out[pb, pa] -= ly * s * beta * dqab
-                    for i in range(_NT):
-                        hess_out[i, 7] -= lyl * dz[i]
-                        hess_out[7, i] -= lyl * dz[i]
+                            hess_out[min(pa, pb), max(pa, pb)] -= ly * s * beta * dqab
+                    for ii in range(na):
+                        i = act[ii]
+                        hess_out[min(i, 7), max(i, 7)] -= lyl * dz[i]
                     hess_out[7, 7] -= lll
         if not learn[t]:
             continue
@@ -248,6 +254,10 @@ def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, orde
                     g[i] = 0.0
                 if order >= 2:
                     H[i] = 0.0
+    if order >= 2 or gauss_newton:
+        for ii in range(na):
+            for jj in range(ii + 1, na):
+                hess_out[act[jj], act[ii]] = hess_out[act[ii], act[jj]]
     return nll
 
 
