@@ -22,6 +22,8 @@ Usage::
     python bench/fit_noisy.py --out out/bench_noisy
     python bench/fit_noisy.py --schemes interleaved --models noisy psytrack --mice DAP007 DAP009
     python bench/fit_noisy.py --recovery --out out/bench_noisy
+    python bench/fit_noisy.py --profile --mice DAP027 DAP019 --noise linear --frozen a --encoding magnitude \
+        --sigma-per column --out out/bench_noisy          # where one fit's time goes (cProfile)
     python bench/fit_noisy.py --free eta beta sigma_a sigma_U sigma_day_a sigma_day_U --search newton \
         --label noisy_newton_eta --models noisy --mice DAP027 DAP019 DAP035 DAP009   # eta fitted jointly
 """
@@ -63,10 +65,17 @@ def main(argv=None) -> int:
     p.add_argument("--noise", choices=["log", "linear"], default="log", help="noise variant of the noisy fit")
     p.add_argument("--frozen", nargs="*", default=(), choices=["a", "U"], help="weight groups held fixed")
     p.add_argument("--label", default=None, help="model label of the noisy fit in the output (default noisy)")
-    p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace")
+    p.add_argument("--predictive", choices=["laplace", "plugin", "probit"], default="laplace",
+                   help="held-out score of the noisy fit: posterior average by sampling (laplace), by the probit "
+                        "approximation (probit), or at the MAP weights (plugin); the plug-in score is always beside")
+    p.add_argument("--sigma-per", choices=["group", "column"], default="group",
+                   help="noise sds of U per weight group or per input column (PsyTrack's per-weight sigma)")
     p.add_argument("--encoding", choices=["side", "magnitude"], default="side",
                    help="stimulus encoding of the noisy learner (and of its network start)")
     p.add_argument("--recovery", action="store_true", help="parameter recovery on simulated noisy learners")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the CV: profile one noisy fit (interleaved training fold) with cProfile and "
+                        "write OUT/profile_<label>.txt (where the time goes; evaluation counts)")
     p.add_argument("--n-sim", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -87,22 +96,24 @@ def main(argv=None) -> int:
     from mouse_rl.baselines import PsyTrackModel, default_models
     from mouse_rl.data import load_liebana2025
     from mouse_rl.fit.cv import cross_validate, summarise
-    from mouse_rl.fit.statespace import DEFAULT_FREE, NoisyNetworkModel
+    from mouse_rl.fit.statespace import NoisyNetworkModel, default_free
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trials = load_liebana2025(args.data, mice=args.mice)
     print(f"{trials['mouse'].nunique()} mice, {len(trials)} trials; {machine}", flush=True)
-    free = tuple(args.free) if args.free else DEFAULT_FREE
+    free = tuple(args.free) if args.free else default_free(tuple(args.frozen), args.sigma_per)
     noisy_name = args.label or ("noisy" if args.encoding == "side" else f"noisy_{args.encoding}")
     built = []
 
     def noisy_factory(df):
         built.append(NoisyNetworkModel(df, name=noisy_name, predictive=args.predictive, max_outer=args.max_outer,
                                        free=free, encoding=args.encoding, search=args.search, noise=args.noise,
-                                       frozen=tuple(args.frozen)))
+                                       frozen=tuple(args.frozen), sigma_per=args.sigma_per))
         return built[-1]
 
+    if args.profile:
+        return profile(args, trials, noisy_factory, noisy_name, machine)
     factories = {"noisy": noisy_factory,
                  "psytrack": lambda df: PsyTrackModel(df)}
     others = [m for m in args.models if m not in factories]
@@ -136,12 +147,42 @@ def main(argv=None) -> int:
                   f"fit {fit_s:.0f} s all mice; load before [{before}] after [{after}]", flush=True)
     if "noisy" in args.models:
         print(f"noisy fit: free {free}, search {args.search}, max_outer {args.max_outer}, noise {args.noise}, "
-              f"frozen {tuple(args.frozen)}, encoding {args.encoding}")
+              f"frozen {tuple(args.frozen)}, encoding {args.encoding}, sigma_per {args.sigma_per}, "
+              f"predictive {args.predictive}")
     files = sorted(args.out.glob("cv_*_*.csv"))
     table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(table)
     summary.to_csv(args.out / "summary.csv", index=False)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def profile(args, trials, noisy_factory, label, machine) -> int:
+    """cProfile of one noisy fit on the interleaved scheme's training fold: top functions by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+
+    from mouse_rl.fit.cv import folds
+
+    model = noisy_factory(trials)
+    train, _ = folds(model.trials, "interleaved")[0]
+    before = load()
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    model.fit(train)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(45)
+    fit = model.result
+    head = (f"noisy fit {label}: {trials['mouse'].nunique()} mice, {int(train.sum())} training trials, {wall:.1f} s "
+            f"wall under cProfile; {int(fit.params['n_outer'].iloc[0])} outer iterations, "
+            f"{int(fit.params['converged'].sum())} converged; {machine}; load before [{before}] after [{load()}]\n"
+            f"evidence search: {fit.history}\n\n")
+    (args.out / f"profile_{label}.txt").write_text(head + buf.getvalue())
+    print(head)
     return 0
 
 

@@ -210,9 +210,11 @@ def test_cli_fit_noisy_network(tmp_path):
         assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", *ignored]) == 2
     lin = tmp_path / "linear"  # the linear-noise variant with frozen gains
     assert main(["fit", str(data), "--out", str(lin), "--model", "noisy-network", "--restarts", "1", "--quiet",
-                 "--noise", "linear", "--frozen", "a", "--encoding", "magnitude", "--no-plots"]) == 0
+                 "--noise", "linear", "--frozen", "a", "--encoding", "magnitude", "--sigma-per", "column",
+                 "--no-plots"]) == 0
     w = pd.read_parquet(lin / "noisy_weights.parquet")
-    assert np.isfinite(pd.read_csv(lin / "noisy_params.csv")["log_evidence"]).all()
+    lin_params = pd.read_csv(lin / "noisy_params.csv")
+    assert np.isfinite(lin_params["log_evidence"]).all() and "sigma_U_stimL" in lin_params.columns
     assert (w.groupby("mouse")[["a_L", "a_R", "a_b"]].nunique() == 1).all().all()  # frozen: one value per mouse
 
 
@@ -267,3 +269,103 @@ def test_newton_search_raises_the_objective():
     assert obj[-1] >= ref - 1e-3, (obj, ref)
     with pytest.raises(ValueError, match="search: must be one of"):
         ss.fit_noisy(df, search="adam")
+
+
+def _affine_case(n_mice=2, tps=15, lapse=0.1, seed=5, **hyper):
+    """Linear noise, frozen gains, magnitude encoding: the transition is affine and the log-odds linear."""
+    hyper = dict(dict(eta=0.02, sigma_U=0.05, sigma_init=0.3, lapse=lapse, w0=0.7, k=0.9), **hyper)
+    df, z = ss.simulate_noisy(n_mice, hyper, n_sessions=2, trials_per_session=tps, seed=seed, noise="linear",
+                              frozen=("a",), encoding="magnitude", contrasts=(-1.0, -0.25, 0.0, 0.25, 1.0))
+    return df, z, hyper
+
+
+def test_affine_fast_exact_hessian_matches_dense():
+    """noise="linear", frozen=("a",): the exact Hessian by one Hessian-vector product (rank-one likelihood
+    block, no second derivatives of the rule) equals the dense autograd Hessian, with a lapse."""
+    df, _, hyper = _affine_case()
+    data = ss.pack(df, encoding="magnitude", noise="linear", frozen=("a",))
+    assert data.affine and not ss.pack(df).affine and not ss.pack(df, noise="linear").affine
+    hp = ss.HyperSet(2, (), hyper).natural()
+    score = torch.ones(len(df), dtype=torch.bool)
+    score[::4] = False
+    z = ss.rollout(data, hp) + 0.3 * torch.randn(len(df), 9, generator=torch.Generator().manual_seed(0),
+                                                  dtype=torch.float64)
+    De, Oe = ss.exact_hessian_blocks(data, z, hp, score)
+
+    def L(flat):
+        return ss.joint_terms(data, flat.reshape(-1, 9), hp, score, graph=True).L.sum()
+
+    H = -torch.autograd.functional.hessian(L, z.reshape(-1))
+    lat = data.latent.repeat(len(df))
+    H = H * (lat[:, None] & lat[None, :]).to(H.dtype) + torch.diag((~lat).to(H.dtype))  # latent block only
+    torch.testing.assert_close(dense(De[None], Oe[None, 1:])[0], H)
+    t = ss.joint_terms(data, z, hp, score, order=2)  # with a lapse the exact Hessian is not Gauss-Newton's
+    assert float((De - t.D).abs().max()) > 1e-3
+
+
+def test_affine_jacobian_cache_follows_eta():
+    """The cached Jacobian of the affine rule is recomputed when eta changes (else the blocks would be stale)."""
+    df, _, hyper = _affine_case(tps=10)
+    data = ss.pack(df, encoding="magnitude", noise="linear", frozen=("a",))
+    score = torch.ones(len(df), dtype=torch.bool)
+    hp1 = ss.HyperSet(2, (), hyper).natural()
+    hp2 = ss.HyperSet(2, (), dict(hyper, eta=0.2)).natural()
+    z = ss.rollout(data, hp1)
+    ss.joint_terms(data, z, hp1, score, order=2)  # fills the cache at eta = 0.02
+    t2 = ss.joint_terms(data, z, hp2, score, order=2)
+    fresh = ss.joint_terms(ss.pack(df, encoding="magnitude", noise="linear", frozen=("a",)), z, hp2, score, order=2)
+    torch.testing.assert_close(t2.O, fresh.O, rtol=0, atol=0)
+    torch.testing.assert_close(t2.D, fresh.D, rtol=0, atol=0)
+    t1 = ss.joint_terms(data, z, hp1, score, order=2)
+    assert float((t1.O - t2.O).abs().max()) > 1e-3
+
+
+def test_probit_predictive_matches_quadrature():
+    """Held-out predictive by the probit approximation against Gauss-Hermite quadrature of
+    E[P(choice)] under the trial's Gaussian log-odds (exactly Gaussian here: linear in the state)."""
+    df, _, hyper = _affine_case(n_mice=1, tps=40, sigma_U=0.2, sigma_init=1.0)
+    score = np.ones(len(df), bool)
+    score[::3] = False  # held-out trials: wide posteriors
+    fit = ss.fit_noisy(df, free=(), fixed=hyper, score_rows=score, start="defaults", encoding="magnitude",
+                       noise="linear", frozen=("a",))
+    data, hp = fit.data, fit.hyper.natural()
+    beta, lapse = hp["beta"][0], hp["lapse"][0]
+    a = fit.z[:, :3]  # frozen gains
+    v = torch.zeros(len(df), 9, dtype=torch.float64)  # d log-odds / dz: beta a_j x_j (+ on U_R, - on U_L)
+    v[:, 6:] = beta * a * data.x
+    v[:, 3:6] = -beta * a * data.x
+    mu = (v[:, 3:] * fit.z[:, 3:]).sum(-1)
+    s = ((v[:, None, :] @ fit.cov @ v[:, :, None])[:, 0, 0]).sqrt()
+    assert float(s[~torch.as_tensor(score)].min()) > 0.3  # a real average, not a point
+    x, w = np.polynomial.hermite_e.hermegauss(80)
+    ell = mu.numpy()[:, None] + s.numpy()[:, None] * x[None]
+    pr = 1 / (1 + np.exp(-ell))
+    pr = float(lapse) / 2 + (1 - float(lapse)) * pr
+    p_ch = np.where(df["choice"].to_numpy()[:, None] == 1, pr, 1 - pr) @ w / w.sum()
+    probit = np.exp(ss.trial_logp(fit, "probit").numpy())
+    np.testing.assert_allclose(probit, p_ch, rtol=0, atol=0.01)  # the probit approximation's known accuracy
+    assert np.abs(np.exp(ss.trial_logp(fit, "plugin").numpy()) - p_ch).max() > 0.02  # the average matters
+    with pytest.raises(ValueError, match="predictive: must be one of"):
+        ss.trial_logp(fit, "mean")
+
+
+def test_column_sigmas_default_free_and_gradient():
+    """sigma_per="column": the default free set, the noise sds per column of U, and the exact evidence
+    gradient against finite differences."""
+    assert ss.default_free() == ss.DEFAULT_FREE
+    assert ss.default_free(("a",), "column") == ("beta", *ss.COLUMN_SIGMAS, *ss.COLUMN_DAY_SIGMAS)
+    with pytest.raises(ValueError, match="sigma_per: must be one of"):
+        ss.default_free((), "row")
+    hyper = dict(sigma_U_stimL=0.02, sigma_U_stimR=0.05, sigma_U_bias=0.1, sigma_day_U_stimL=0.1,
+                 sigma_day_U_stimR=0.3, sigma_day_U_bias=0.5)
+    df, _, base = _affine_case(tps=20, **hyper)
+    data = ss.pack(df, encoding="magnitude", noise="linear", frozen=("a",), sigma_per="column")
+    hs = ss.HyperSet(2, ss.default_free(("a",), "column"), base)
+    hp = hs.natural()
+    sd = ss.noise_sds(hp, torch.tensor([0]), "column")[0]
+    torch.testing.assert_close(sd[3:], torch.tensor([0.02, 0.05, 0.1] * 2, dtype=torch.float64))
+    score = torch.ones(len(df), dtype=torch.bool)
+    score[::5] = False
+    v = torch.randn(hs.u.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    exact, fd = evidence_slopes(data, hs, score, v, tol=1e-16, max_iter=12)
+    torch.testing.assert_close(exact, fd, rtol=1e-4, atol=1e-5)

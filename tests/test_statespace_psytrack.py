@@ -76,3 +76,38 @@ def test_psytrack_comparison_can_fail(cohort):
     w, fit = _ours(cohort, dict(HYPER, sigma_U=HYPER["sigma_U"] * 1.1))
     assert abs(fit.evidence - evd_pt) > 1e-2
     assert np.abs(w - w_pt).max() > 1e-2
+
+
+COLUMN = dict(HYPER, sigma_U_stimL=0.03, sigma_U_stimR=0.12, sigma_U_bias=0.06, sigma_day_U_stimL=0.2,
+              sigma_day_U_stimR=0.5, sigma_day_U_bias=0.8)
+
+
+def test_column_sigmas_are_psytracks_per_weight_sigmas():
+    """sigma_per="column": one sd per input column of U is PsyTrack's per-weight sigma and sigDay (weights
+    (bias, cL, cR) <- columns (bias, stimL, stimR)); simulated with different sds per column."""
+    df, _ = ss.simulate_noisy(1, COLUMN, n_sessions=SESSIONS, trials_per_session=TPS, seed=4,
+                              contrasts=(-1.0, -0.25, 0.0, 0.25, 1.0), encoding="magnitude", noise="linear",
+                              frozen=("a",), sigma_per="column")
+    s = BETA * C * math.sqrt(2)
+    dat = {"y": df["choice"].to_numpy(int) + 1,
+           "inputs": {"cL": df["contrastLeft"].to_numpy(float)[:, None],
+                      "cR": df["contrastRight"].to_numpy(float)[:, None]},
+           "dayLength": df.groupby("session", sort=True).size().to_numpy()}
+    order = ("bias", "stimL", "stimR")  # PsyTrack's alphabetical (bias, cL, cR)
+    h = {"sigInit": s * COLUMN["sigma_init"], "sigma": [s * COLUMN[f"sigma_U_{c}"] for c in order],
+         "sigDay": [s * COLUMN[f"sigma_day_U_{c}"] for c in order]}
+    w_pt, _, evd_pt, _ = getMAP(dat, h, {"bias": 1, "cL": 1, "cR": 1})
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit = ss.fit_noisy(df, free=(), fixed=COLUMN, start="defaults", encoding="magnitude", noise="linear",
+                           frozen=("a",), sigma_per="column")
+    finally:
+        torch.set_num_threads(old)
+    U = fit.z[:, 3:].numpy().reshape(-1, 2, 3)
+    w = BETA * C * (U[:, 1] - U[:, 0])
+    np.testing.assert_allclose(np.stack([w[:, 2], w[:, 0], w[:, 1]]), np.asarray(w_pt), rtol=0, atol=1e-4)
+    assert abs(fit.evidence - float(evd_pt)) < 1e-4, (fit.evidence, evd_pt)
+    same = ss.fit_noisy(df, free=(), fixed=dict(COLUMN, sigma_U=0.06, sigma_day_U=0.5), start="defaults",
+                        encoding="magnitude", noise="linear", frozen=("a",))  # one sd per group: not PsyTrack's
+    assert abs(same.evidence - float(evd_pt)) > 1e-2

@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
                         "is PsyTrack's random walk)")
     p.add_argument("--frozen", nargs="+", choices=["a", "U"], default=None,
                    help="--model noisy-network: weight groups held at their initial values (no learning, no noise)")
+    p.add_argument("--sigma-per", choices=["group", "column"], default="group",
+                   help="--model noisy-network: one noise sd per weight group (default) or, for U, one per input "
+                        "column (stimulus left, stimulus right, bias: PsyTrack's per-weight sds)")
     p.add_argument("--criterion", choices=["teacher-forced", "free-running"], default="teacher-forced",
                    help="teacher-forced: MAP on the mouse's own choices (default); free-running: choose each mouse's "
                         "parameters (the default set and stim_skew) so that free-running copies reproduce its "
@@ -198,7 +201,7 @@ FREERUN_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "seed",
 
 #: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
 NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
-                 "encoding", "zero_reward", "model", "noise", "frozen"}
+                 "encoding", "zero_reward", "model", "noise", "frozen", "sigma_per"}
 
 
 def run(args) -> int:
@@ -219,7 +222,7 @@ def run(args) -> int:
     check_fit_options(args)
     if args.model == "noisy-network":
         refuse_unused(args, NOISY_OPTIONS, "--model noisy-network", "the noisy learner (it takes the data options, "
-                      "--restarts and --seed of its network start, --encoding, --zero-reward, --noise, --frozen, "
+                      "--restarts and --seed of its network start, --encoding, --zero-reward, --noise, --frozen, --sigma-per, "
                       "--no-plots and --quiet)")
     if args.criterion == "free-running":
         refuse_unused(args, FREERUN_OPTIONS, "--criterion free-running", "the free-running fit (it takes the data "
@@ -321,7 +324,7 @@ def check_fit_options(args) -> None:
     Options that the chosen fit would silently ignore are refused (as :func:`check_fixed_values` does for
     fixed values of fitted parameters): the user probably meant something else.
     """
-    noisy_only = _changed(args, "noise", "frozen") if args.model != "noisy-network" else []
+    noisy_only = _changed(args, "noise", "frozen", "sigma_per") if args.model != "noisy-network" else []
     if noisy_only:
         value = getattr(args, args.option_defaults_by_flag[noisy_only[0]])
         value = " ".join(value) if isinstance(value, list) else value
@@ -424,7 +427,7 @@ def run_noisy(args, trials) -> int:
 
     fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
                     network_kw=dict(n_restarts=args.restarts, seed=args.seed), noise=args.noise,
-                    frozen=tuple(args.frozen or ()))
+                    frozen=tuple(args.frozen or ()), sigma_per=args.sigma_per)
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         fit.params.to_csv(outputs.path("noisy_params.csv"), index=False)
         fit.weights.to_parquet(outputs.path("noisy_weights.parquet"), index=False)

@@ -36,6 +36,11 @@ Variants (options of :func:`fit_noisy`; the default is the model above)
 drifts and is not part of the state (its coordinates are pinned to ``w_init``, carry no prior terms, and
 are cut out of the Hessian and of log det H; its band has zero width).
 
+``sigma_per="column"``: U's noise sds per input column instead of per group -- ``sigma_U_stimL``,
+``sigma_U_stimR``, ``sigma_U_bias`` within a session and ``sigma_day_U_*`` across a boundary, shared by both rows
+of the column. With the variant below they are PsyTrack's per-weight sigma and sigDay
+(``tests/test_statespace_psytrack.py`` checks the equivalence with different sds per weight).
+
 PsyTrack as a special case. With ``noise="linear"``, ``frozen=("a",)``, eta = 0, the magnitude encoding
 ``x = (cL, cR, 1)``, ``w0 = k = c`` and ``b_L = b_R``, the log-odds of R are
 ``beta c sum_j x_j (U_Rj - U_Lj)``: the differences ``w_j = beta c (U_Rj - U_Lj)`` are PsyTrack's (cL, cR,
@@ -63,6 +68,11 @@ second derivatives come from :func:`torch.func.jvp` / autograd through
 :func:`mouse_rl.network.trial_update` (no second implementation of the rule).
 Each step is one block-tridiagonal solve, O(T 9^3) per mouse
 (:mod:`mouse_rl.fit.banded`: numba on CPU, cyclic reduction in torch elsewhere).
+When the model is affine (``noise="linear"`` with the gains frozen: the rule's step is affine in U for fixed
+gains and the log-odds are linear in U) two shortcuts are exact: the rule's Jacobian does not depend on the
+state, so it is computed once per value of (eta, w0, k) and reused; and the exact Hessian has no second
+derivatives of the rule and a rank-one likelihood block per trial, obtained by one Hessian-vector product
+(tests check both against dense autograd and fresh computation).
 
 Evidence. The Laplace approximation of ``log p(choices | hyperparameters)``
 at the mode, ``E = L(z*) - 1/2 log det H(z*)`` (the 2 pi terms cancel), with
@@ -77,6 +87,14 @@ eta via ``tr(H^-1 dH)`` with the selected inverse) plus the implicit term
 ``d z*/d theta = H_exact^-1 d grad L / d theta`` (tests check it against finite
 differences); ``exact=False`` holds the mode fixed inside ``log det H``
 (decoupled; faster, biased in beta).
+
+BFGS starts from 0.1 I, rescaled after the first step by the first curvature pair (``s^T y / y^T y``,
+Nocedal & Wright eq. 6.20); a mouse stops when a step gains less than ``tol`` nats and the quasi-Newton
+model predicts less than ``tol`` more, or when no step along its direction gains.
+
+Held-out predictive (:func:`trial_logp`): plug-in at the MAP, a sampled average over each trial's marginal
+posterior, or its probit (MacKay) approximation ``sigmoid(l* / sqrt(1 + pi s^2 / 8))`` of the log-odds'
+posterior ``N(l*, s^2)`` (exactly Gaussian in the affine model; deterministic and cheap).
 
 Bands. ``cov`` = diagonal blocks of ``H^-1`` at the mode: the marginal
 posterior of each trial's log-weights is ``N(z*_t, cov_t)``; a weight's 95 %
@@ -130,6 +148,12 @@ HYPERS: dict[str, Hyper] = {
     "sigma_U": Hyper(0.01, "log", 0.01, 2.0, (1e-5, 1.0), "per-trial noise sd of log striatal weights"),
     "sigma_day_a": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "noise sd of log gains between sessions"),
     "sigma_day_U": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "noise sd of log striatal weights between sessions"),
+    "sigma_U_stimL": Hyper(0.01, "log", 0.01, 2.0, (1e-5, 1.0), "per-trial noise sd of U[:, L-stim] (sigma_per='column')"),
+    "sigma_U_stimR": Hyper(0.01, "log", 0.01, 2.0, (1e-5, 1.0), "per-trial noise sd of U[:, R-stim] (sigma_per='column')"),
+    "sigma_U_bias": Hyper(0.01, "log", 0.01, 2.0, (1e-5, 1.0), "per-trial noise sd of U[:, bias] (sigma_per='column')"),
+    "sigma_day_U_stimL": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "session-boundary noise sd of U[:, L-stim] (column)"),
+    "sigma_day_U_stimR": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "session-boundary noise sd of U[:, R-stim] (column)"),
+    "sigma_day_U_bias": Hyper(0.1, "log", 0.1, 2.0, (1e-4, 3.0), "session-boundary noise sd of U[:, bias] (column)"),
     "sigma_init": Hyper(1.0, "log", 1.0, 1.0, (1e-3, 5.0), "prior sd of the initial log-weights"),
     "w0": Hyper(0.05, "log", 0.05, 2.0, (1e-3, 10.0), "initial stimulus cortical gain"),
     "k": Hyper(1.0, "log", 1.0, 1.0, (1e-3, 10.0), "initial bias cortical gain"),
@@ -144,6 +168,27 @@ HYPERS: dict[str, Hyper] = {
 #: (``start="network"``, the sigma -> 0 limit) unless freed. With eta fixed there, the noise is fitted and the
 #: held-out scores improve (README, noisy learner).
 DEFAULT_FREE = ("beta", "sigma_a", "sigma_U", "sigma_day_a", "sigma_day_U")
+#: Input columns of U (magnitude encoding: cL, cR, 1) and, with ``sigma_per="column"``, the names of their noise sds.
+U_COLUMNS = ("stimL", "stimR", "bias")
+COLUMN_SIGMAS = tuple(f"sigma_U_{c}" for c in U_COLUMNS)
+COLUMN_DAY_SIGMAS = tuple(f"sigma_day_U_{c}" for c in U_COLUMNS)
+SIGMA_PER = ("group", "column")
+
+
+def default_free(frozen=(), sigma_per: str = "group") -> tuple:
+    """The default free hyperparameters of a variant: beta and the noise sds of every latent weight group
+    (``sigma_per="column"``: one per-trial and one session-boundary sd per input column of U, PsyTrack's
+    per-weight sigma and sigDay, instead of ``sigma_U`` / ``sigma_day_U``). A frozen group has no noise sds
+    (they would not enter the model)."""
+    if sigma_per not in SIGMA_PER:
+        raise ValueError(f"sigma_per: must be one of {SIGMA_PER}, got {sigma_per!r}")
+    frozen = tuple(frozen or ())
+    a = "a" not in frozen
+    U = "U" not in frozen
+    trial = (["sigma_a"] if a else []) + ((["sigma_U"] if sigma_per == "group" else list(COLUMN_SIGMAS)) if U else [])
+    day = (["sigma_day_a"] if a else []) + ((["sigma_day_U"] if sigma_per == "group" else list(COLUMN_DAY_SIGMAS))
+                                             if U else [])
+    return tuple(["beta", *trial, *day])  # no group frozen, per group: DEFAULT_FREE
 
 
 def _to_u(name, value):
@@ -195,6 +240,13 @@ def prob_right(z, x, beta, lapse, noise: str = "log"):
     return p_right(forward(_weights(z, noise), x).q_tot, beta, lapse)
 
 
+def log_odds(z, x, beta, noise: str = "log"):
+    """Log-odds of R before the lapse, ``beta (Q_R - Q_L)`` with Q from :func:`mouse_rl.network.forward`
+    (the argument of the sigmoid in :func:`mouse_rl.network.p_right`), ``(N,)``, nats."""
+    q = forward(_weights(z, noise), x).q_tot
+    return beta * (q[..., 1] - q[..., 0])
+
+
 def _row_grad(fn, z, graph: bool = False):
     """Value ``(N,)`` and per-row gradient ``(N, 9)`` of a row-wise scalar map, by one reverse pass."""
     with torch.enable_grad():
@@ -237,6 +289,14 @@ class Packed:
     day: torch.Tensor
     noise: str = "log"
     latent: torch.Tensor | None = None  # None: every coordinate latent
+    sigma_per: str = "group"  # "column": U's noise sds per input column (sigma_U_stimL, ...)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # see _transition_jacobian
+
+    @property
+    def affine(self) -> bool:
+        """True when the transition is affine in the state and the log-odds linear in it: ``noise="linear"``
+        with the gains frozen (the rule's U step is linear in U for fixed a; ``forward`` is linear in U)."""
+        return self.noise == "linear" and self.latent is not None and not bool(self.latent[GROUPS["a"]].any())
 
     @property
     def n_mice(self) -> int:
@@ -263,12 +323,14 @@ def _latent_mask(frozen, device=None) -> torch.Tensor | None:
 
 
 def pack(trials: pd.DataFrame, encoding: str = "side", zero_reward: str = "expected", device=None,
-         dtype=torch.float64, prepared: bool = False, noise: str = "log", frozen=()) -> Packed:
+         dtype=torch.float64, prepared: bool = False, noise: str = "log", frozen=(), sigma_per: str = "group") -> Packed:
     """Pack a trial table (validated and sorted by :func:`mouse_rl.fit.prepare_trials` unless ``prepared``).
 
-    ``noise``, ``frozen``: the model variant (:func:`fit_noisy`)."""
+    ``noise``, ``frozen``, ``sigma_per``: the model variant (:func:`fit_noisy`)."""
     if noise not in NOISE:
         raise ValueError(f"noise: must be one of {NOISE}, got {noise!r}")
+    if sigma_per not in SIGMA_PER:
+        raise ValueError(f"sigma_per: must be one of {SIGMA_PER}, got {sigma_per!r}")
     latent = _latent_mask(frozen, device)
     df = trials if prepared else prepare_trials(trials)
     codes, mice = pd.factorize(df["mouse"], sort=True)
@@ -288,7 +350,7 @@ def pack(trials: pd.DataFrame, encoding: str = "side", zero_reward: str = "expec
         x=encode(c, encoding), choice=torch.as_tensor(np.array(df["choice"], dtype=np.int64), device=device),
         reward=torch.as_tensor(table_learning_reward(df, zero_reward), dtype=dtype, device=device),
         contrast=c, session=session, trans=torch.as_tensor(nxt, device=device),
-        day=torch.as_tensor(day, device=device), noise=noise, latent=latent)
+        day=torch.as_tensor(day, device=device), noise=noise, latent=latent, sigma_per=sigma_per)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -382,11 +444,24 @@ class Terms:
         self.L, self.g, self.D, self.O = L, g, D, O
 
 
+def noise_sds(hp: dict, idx: torch.Tensor, sigma_per: str = "group", day: bool = False) -> torch.Tensor:
+    """Transition noise sds ``(len(idx), 9)`` (state units) of the mice ``idx``: within a session, or across
+    a session boundary (``day``). ``sigma_per="group"``: ``sigma_a`` on the gains, ``sigma_U`` on all six
+    striatal weights; ``"column"``: ``sigma_U_<col>`` on both rows of U's input column ``col``."""
+    pre = "sigma_day_" if day else "sigma_"
+    a = hp[pre + "a"][idx, None].expand(-1, 3)
+    if sigma_per == "group":
+        U = hp[pre + "U"][idx, None].expand(-1, 6)
+    else:
+        U = torch.stack([hp[f"{pre}U_{c}"][idx] for c in U_COLUMNS], -1).repeat(1, 2)  # rows L, R
+    return torch.cat([a, U], -1)
+
+
 def _precisions(data: Packed, hp: dict):
     """Per-row transition precision ``(N, 9)`` (row i -> i + 1) and initial precision ``(B, 9)``."""
     m = data.mouse
-    sd_trial = torch.cat([hp["sigma_a"][m, None].expand(-1, 3), hp["sigma_U"][m, None].expand(-1, 6)], -1)
-    sd_day = torch.cat([hp["sigma_day_a"][m, None].expand(-1, 3), hp["sigma_day_U"][m, None].expand(-1, 6)], -1)
+    sd_trial = noise_sds(hp, m, data.sigma_per)
+    sd_day = noise_sds(hp, m, data.sigma_per, day=True)
     sd = torch.where(data.day[:, None], sd_day, sd_trial)
     return sd ** -2, (hp["sigma_init"] ** -2)[:, None].expand(-1, D_STATE)
 
@@ -439,7 +514,7 @@ def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, or
             def fn(zz):
                 return transition(zz, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)
 
-            J = _jacobian(fn, zs if graph else zs.detach())
+            J = _transition_jacobian(data, fn, zs if graph else zs.detach(), hp)
             p, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse, noise), z, graph)  # (N,), (N, 9)
             fisher = torch.where(score, 1.0 / (p * (1 - p)).clamp(min=1e-300), 0.0)
             D = fisher[:, None, None] * gp[:, :, None] * gp[:, None, :]
@@ -451,6 +526,26 @@ def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, or
             O = torch.zeros_like(D).index_add(0, src + 1, -(Pt[:, :, None] * J))
             out.D, out.O = _mask_blocks(data, D, O)
     return out
+
+
+_J_DEPENDS = ("eta", "w0", "k")  # of the hyperparameters, what the Jacobian of an affine transition depends on
+
+
+def _transition_jacobian(data: Packed, fn, zs, hp):
+    """Per-transition Jacobian ``(n_trans, 9, 9)`` of the rule at ``zs``, by :func:`_jacobian`. When the
+    transition is affine in the state (:attr:`Packed.affine`) its Jacobian does not depend on z, only on eta
+    and the frozen gains (w0, k): it is computed once per value of those and reused (cached on ``data``)
+    unless one of them carries an autograd graph. (Affine up to the rule's saturation at +-MAX_WEIGHT, 1e6,
+    far outside any fitted weight.)"""
+    if not data.affine or any(hp[n].requires_grad for n in _J_DEPENDS):
+        return _jacobian(fn, zs)
+    key = torch.stack([hp[n].detach() for n in _J_DEPENDS])
+    hit = data.cache.get("J")
+    if hit is not None and hit[0].shape == key.shape and bool(torch.equal(hit[0], key)):
+        return hit[1]
+    J = _jacobian(fn, zs.detach()).detach()
+    data.cache["J"] = (key.clone(), J)
+    return J
 
 
 def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, base: Terms | None = None):
@@ -481,14 +576,31 @@ def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.T
             lp = torch.where(score, choice_logp(zz, data.x, data.choice, beta, lapse, noise), 0.0)
             return torch.autograd.grad(lp.sum(), zz, create_graph=True)[0]
 
-    H_rf = _hess_rows(grad_rf, z[src])
-    H_lp = _hess_rows(grad_lp, z)
+    if data.affine:
+        # The rule is affine in the state (no second derivatives) and log P(choice) depends on z only through
+        # the log-odds, linear in the latent z: its latent block is rank one along grad p, so one Hessian-vector product
+        # along u = grad p / |grad p| gives it exactly, H_lp = (u^T H_lp u) u u^T (tested against the dense
+        # autograd Hessian).
+        with torch.no_grad():
+            _, gp0 = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse, noise), z)
+            gp0 = gp0 * lat.to(gp0.dtype)  # the latent block (U) is rank one; the frozen rows are masked below
+            nrm = gp0.norm(dim=-1, keepdim=True)
+            u = torch.where(nrm > 0, gp0 / nrm.clamp(min=1e-300), 0.0)
+        zz = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            Hu = torch.autograd.grad((grad_lp(zz) * u).sum(), zz)[0]
+        H_lp = (Hu * u).sum(-1)[:, None, None] * u[:, :, None] * u[:, None, :]
+        H_rf = None
+    else:
+        H_rf = _hess_rows(grad_rf, z[src])
+        H_lp = _hess_rows(grad_lp, z)
     # exact: -d2 log p(choice) ; transition: J^T P J - sum_k (P e)_k d2 f_k
     with torch.no_grad():
         pr, gp = _row_grad(lambda zz: prob_right(zz, data.x, beta, lapse, noise), z)
         fisher = torch.where(score, 1.0 / (pr * (1 - pr)).clamp(min=1e-300), 0.0)
         corr = -fisher[:, None, None] * gp[:, :, None] * gp[:, None, :] - H_lp
-        corr = corr.index_add(0, src, -H_rf)
+        if H_rf is not None:
+            corr = corr.index_add(0, src, -H_rf)
         if lat is not None:  # the base blocks are already restricted to the latent coordinates
             corr = corr * (lat[:, None] & lat[None, :]).to(corr.dtype)
         D = base.D.detach() + corr
@@ -769,11 +881,15 @@ def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, hi
         s, y = u - u_old, -(gF - g_old)  # BFGS on -F
         sy = (s * y).sum(-1)
         ok = (sy > 1e-10) & ~done
+        if n_outer == 1:  # scale the initial inverse Hessian by the first curvature pair (Nocedal & Wright 6.20)
+            gamma = (sy / (y * y).sum(-1).clamp(min=1e-300)).clamp(1e-3, 1e3)
+            Hinv = torch.where(ok[:, None, None], gamma[:, None, None] * eye, Hinv)
         rho = torch.where(ok, 1.0 / sy.clamp(min=1e-300), 0.0)
         V = eye - rho[:, None, None] * s[:, :, None] * y[:, None, :]
         Hn = V @ Hinv @ V.mT + rho[:, None, None] * s[:, :, None] * s[:, None, :]
         Hinv = torch.where(ok[:, None, None], Hn, Hinv)
-        done |= ~accepted | (gain.abs() < tol)
+        predicted = 0.5 * (gF * (Hinv @ gF[..., None])[..., 0]).sum(-1)  # quasi-Newton model's remaining gain
+        done |= ~accepted | ((gain.abs() < tol) & (predicted < tol))
         if _log_iteration(history, n_outer, E, F, done):
             break
     hs.u = u.detach()
@@ -852,18 +968,20 @@ def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_ite
 SEARCHES = ("bfgs", "newton")
 
 
-def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None, score_rows=None,
+def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_rows=None,
               max_outer: int = 20, tol: float = 1e-2, newton_iter: int = 4, exact_grad: bool = True,
               band: float = 0.95, encoding: str = "side", zero_reward: str = "expected", device="cpu",
               dtype=torch.float64, threads: int | None = None, init: str = "rollout", crop: bool = True,
               start: str = "network", network_kw: dict | None = None, noise: str = "log",
-              frozen=(), search: str = "bfgs") -> NoisyFit:
+              frozen=(), search: str = "bfgs", sigma_per: str = "group") -> NoisyFit:
     """Fit the noisy learner to every mouse of a trial table (batched over mice).
 
     Parameters
     ----------
     trials : trial table (validated and sorted here; mice in name order).
-    free : hyperparameters fitted per mouse by Laplace evidence (names of :data:`HYPERS`).
+    free : hyperparameters fitted per mouse by Laplace evidence (names of :data:`HYPERS`); None (default):
+        :func:`default_free` of the variant (beta and the noise sds of the latent groups; :data:`DEFAULT_FREE`
+        for the default model).
     fixed : values (scalar or one per mouse) of the others, or starts of free ones; defaults from :data:`HYPERS`.
     score_rows : optional bool array over the prepared table's rows: choices in the likelihood (default all);
         the learner still learns from every trial.
@@ -890,6 +1008,10 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
         weights may change sign; noise sds in weight units). See the module docstring.
     frozen : weight groups (``"a"``, ``"U"``) held at their initial values: no learning, no noise, not in the
         state. ``noise="linear", frozen=("a",)`` with eta = 0 is PsyTrack's model (module docstring).
+    sigma_per : ``"group"`` (default): one noise sd per weight group (``sigma_U``, ``sigma_day_U``);
+        ``"column"``: one per input column of U (``sigma_U_stimL``, ``sigma_U_stimR``, ``sigma_U_bias`` and
+        their ``sigma_day_U_*``; both rows of a column share it), PsyTrack's per-weight sigma and sigDay. Column
+        sds not in ``fixed`` start from ``fixed["sigma_U"]`` / ``fixed["sigma_day_U"]`` where given.
 
     Returns
     -------
@@ -902,8 +1024,10 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
     if search not in SEARCHES:
         raise ValueError(f"search: must be one of {SEARCHES}, got {search!r}")
     ModelParams(encoding=encoding, zero_reward=zero_reward)  # validates both
+    free = default_free(frozen, sigma_per) if free is None else tuple(free)
     df = prepare_trials(trials)
-    data = pack(df, encoding, zero_reward, device, dtype, prepared=True, noise=noise, frozen=frozen)
+    data = pack(df, encoding, zero_reward, device, dtype, prepared=True, noise=noise, frozen=frozen,
+                sigma_per=sigma_per)
     score = torch.ones(len(df), dtype=torch.bool, device=device) if score_rows is None else \
         torch.as_tensor(np.asarray(score_rows, dtype=bool), device=device)
     if score.shape[0] != len(df):
@@ -913,6 +1037,12 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
         raise ValueError(f"start: must be 'defaults' or 'network', got {start!r}")
     if start == "network":  # the sigma -> 0 limit fitted first (deterministic network, same scored choices)
         fixed = {**_network_start(df, score.cpu().numpy(), encoding, zero_reward, network_kw), **(fixed or {})}
+    fixed = dict(fixed or {})
+    if sigma_per == "column":  # column sds start from the group's where that is given
+        for group, cols in (("sigma_U", COLUMN_SIGMAS), ("sigma_day_U", COLUMN_DAY_SIGMAS)):
+            if group in fixed:
+                for c in cols:
+                    fixed.setdefault(c, fixed[group])
     hs = HyperSet(data.n_mice, free, fixed, dtype, device)
     old = torch.get_num_threads()
     if threads is not None:
@@ -930,7 +1060,7 @@ def fit_noisy(trials: pd.DataFrame, free=DEFAULT_FREE, fixed: dict | None = None
         keep = pos <= last[codes]
         cropped = bool(crop) and not keep.all()  # later trials cannot change the evidence: fit without them
         fdata = pack(df[keep].reset_index(drop=True), encoding, zero_reward, device, dtype, prepared=True,
-                     noise=noise, frozen=frozen) if cropped else data
+                     noise=noise, frozen=frozen, sigma_per=sigma_per) if cropped else data
         fscore = score[torch.as_tensor(keep, device=score.device)] if cropped else score
         if hs.u.shape[1]:
             fn = _bfgs if search == "bfgs" else _newton_tr
@@ -1003,16 +1133,34 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     return NoisyFit(params, w, float(E.sum()), z, cov, hs, data, history)
 
 
+PREDICTIVES = ("plugin", "laplace", "probit")
+
+
 def trial_logp(fit: NoisyFit, predictive: str = "plugin", n_samples: int = 64, seed: int = 0) -> torch.Tensor:
-    """log P(observed choice) of every packed trial ``(N,)`` (nats): at the MAP weights (``"plugin"``) or
-    averaged over each trial's marginal posterior ``N(z*_t, cov_t)`` with ``n_samples`` draws (``"laplace"``)."""
+    """log P(observed choice) of every packed trial ``(N,)`` (nats): at the MAP weights (``"plugin"``),
+    averaged over each trial's marginal posterior ``N(z*_t, cov_t)`` with ``n_samples`` draws (``"laplace"``),
+    or by the probit (MacKay) approximation of that average (``"probit"``): the log-odds
+    ``l = beta (Q_R - Q_L)``, linearised at the mode, is ``N(l*, s^2)`` with ``s^2 = grad l^T cov_t grad l``
+    (exactly Gaussian when the log-odds are linear in the state: ``noise="linear"`` with the gains frozen), and
+    ``E[sigmoid(l)] ~= sigmoid(l* / sqrt(1 + pi s^2 / 8))``; the lapse mixes in as in
+    :func:`mouse_rl.network.p_right`. Deterministic and one gradient pass."""
     data, hp, z = fit.data, fit.hyper.natural(), fit.z
     beta, lapse = hp["beta"][data.mouse], _lapse(hp, data.mouse)
+    if predictive not in PREDICTIVES:
+        raise ValueError(f"predictive: must be one of {PREDICTIVES}, got {predictive!r}")
+    if predictive == "probit":
+        beta, lapse = beta.detach(), None if lapse is None else lapse.detach()
+        mu, g = _row_grad(lambda zz: log_odds(zz, data.x, beta, data.noise), z.detach())
+        s2 = ((g[:, None, :] @ fit.cov.detach() @ g[:, :, None])[:, 0, 0]).clamp(min=0)
+        lr = mu / torch.sqrt(1 + math.pi * s2 / 8)  # moderated log-odds of R
+        signed = torch.where(data.choice == 1, lr, -lr)
+        logp = torch.nn.functional.logsigmoid(signed)
+        if lapse is None:
+            return logp
+        return torch.logaddexp(torch.log(lapse / 2), torch.log1p(-lapse) + logp)
     with torch.no_grad():
         if predictive == "plugin":
             return choice_logp(z, data.x, data.choice, beta, lapse, data.noise)
-        if predictive != "laplace":
-            raise ValueError(f"predictive: must be 'plugin' or 'laplace', got {predictive!r}")
         g = torch.Generator(device="cpu").manual_seed(int(seed))
         eps = torch.randn(n_samples, *z.shape, generator=g, dtype=z.dtype).to(z.device)
         C = torch.linalg.cholesky_ex(fit.cov + 1e-12 * torch.eye(D_STATE, dtype=z.dtype, device=z.device))[0]
@@ -1033,7 +1181,8 @@ class NoisyNetworkModel:
     ``fit(train_mask)`` fits hyperparameters and weights with only the training choices in the likelihood
     (the learner learns from every trial); ``score(mask)`` returns the held-out log-likelihood per mouse from
     each trial's posterior (``predictive="plugin"``: at the MAP weights; ``"laplace"``: averaged over the
-    trial's marginal posterior, with the plug-in score beside it). Trials after the last training trial (the
+    trial's marginal posterior by sampling, ``"probit"``: by the probit approximation, :func:`trial_logp`;
+    with the plug-in score beside it). Trials after the last training trial (the
     time-aware scheme) get the deterministic rule's forecast from the last fitted weights (the MAP with no
     data), and their bands widen by the accumulated noise.
     """
@@ -1042,8 +1191,8 @@ class NoisyNetworkModel:
                  n_samples: int = 64, draw_seed: int = 0, **fit_kw):
         self.name = name
         self.trials = prepare_trials(trials)
-        if predictive not in ("plugin", "laplace"):
-            raise ValueError(f"predictive: must be 'plugin' or 'laplace', got {predictive!r}")
+        if predictive not in PREDICTIVES:
+            raise ValueError(f"predictive: must be one of {PREDICTIVES}, got {predictive!r}")
         self.predictive, self.n_samples, self.draw_seed, self.fit_kw = predictive, n_samples, draw_seed, fit_kw
         self.result: NoisyFit | None = None
         self._lp = None
@@ -1060,15 +1209,16 @@ class NoisyNetworkModel:
             raise RuntimeError("call fit() first")
         if self._lp is None:
             self._lp = {"plugin": trial_logp(self.result, "plugin").cpu().numpy()}
-            if self.predictive == "laplace":
-                self._lp["laplace"] = trial_logp(self.result, "laplace", self.n_samples, self.draw_seed).cpu().numpy()
+            if self.predictive != "plugin":
+                self._lp[self.predictive] = trial_logp(self.result, self.predictive, self.n_samples,
+                                                       self.draw_seed).cpu().numpy()
         mask = np.asarray(mask, bool)
         codes = self.result.data.mouse.cpu().numpy()
         n = np.bincount(codes, weights=mask, minlength=self.result.data.n_mice)
         plug = np.bincount(codes, weights=np.where(mask, self._lp["plugin"], 0.0), minlength=len(n))
         if self.predictive == "plugin":
             return score_frame(self.result.data.mice, plug, n)
-        ll = np.bincount(codes, weights=np.where(mask, self._lp["laplace"], 0.0), minlength=len(n))
+        ll = np.bincount(codes, weights=np.where(mask, self._lp[self.predictive], 0.0), minlength=len(n))
         return score_frame(self.result.data.mice, ll, n, plugin=plug)
 
     def fitted_params(self) -> pd.DataFrame:
@@ -1077,11 +1227,12 @@ class NoisyNetworkModel:
 
 def simulate_noisy(n_mice: int, hyper: dict | None = None, n_sessions: int = 10, trials_per_session: int = 200,
                    seed: int = 0, contrasts=(-0.5, -0.25, 0.0, 0.25, 0.5), probs=(0.30, 0.15, 0.10, 0.15, 0.30),
-                   encoding: str = "side", zero_reward: str = "expected", noise: str = "log", frozen=()):
+                   encoding: str = "side", zero_reward: str = "expected", noise: str = "log", frozen=(),
+                   sigma_per: str = "group"):
     """Simulate mice from the noisy learner (one batched loop over trials, all mice at once).
 
     ``hyper``: name -> scalar or per-mouse values (defaults from :data:`HYPERS`; lapse 0). ``noise``,
-    ``frozen``: the model variant (:func:`fit_noisy`).
+    ``frozen``, ``sigma_per``: the model variant (:func:`fit_noisy`).
     Returns ``(trials, z)``: a trial table (schema of :mod:`mouse_rl.schema`, sorted) and the true
     log-weights ``(N, 9)`` of every trial (before its update), in the table's row order.
     """
@@ -1102,8 +1253,10 @@ def simulate_noisy(n_mice: int, hyper: dict | None = None, n_sessions: int = 10,
     keep = 1.0 if lat is None else lat.double()
     z0_noise = torch.as_tensor(gen.standard_normal((n_mice, D_STATE)))
     z = _init_mean(hp, noise) + keep * hp["sigma_init"][:, None] * z0_noise
-    sd = torch.cat([hp["sigma_a"][:, None].expand(-1, 3), hp["sigma_U"][:, None].expand(-1, 6)], -1)
-    sd_day = torch.cat([hp["sigma_day_a"][:, None].expand(-1, 3), hp["sigma_day_U"][:, None].expand(-1, 6)], -1)
+    if sigma_per not in SIGMA_PER:
+        raise ValueError(f"sigma_per: must be one of {SIGMA_PER}, got {sigma_per!r}")
+    everyone = torch.arange(n_mice)
+    sd, sd_day = noise_sds(hp, everyone, sigma_per), noise_sds(hp, everyone, sigma_per, day=True)
     lapse = None if not bool((hp["lapse"] != 0).any()) else hp["lapse"]
     zs, choices, rewards = [], [], []
     x_all = encode(c, encoding)
