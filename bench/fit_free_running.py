@@ -11,6 +11,17 @@ For every valid mouse of the Liebana et al. 2025 data (25; DAP044 is malformed a
 3. for both, the teacher-forced log-likelihood of all the mouse's choices at the fitted θ (bits/trial,
    in-sample): what choosing θ by free-running behaviour costs in trial-by-trial prediction.
 
+Option ``--drift bias [stim]`` (:mod:`mouse_rl.fit.drift`): the free-running copies' weights jump at every
+session start (log-normal, sd ``sigma_day_<group>`` per night), one extra free parameter per group fitted by
+the same energy score; the check then uses the fitted drift. Default: no drift (MODEL.md).
+Option ``--default-drift bias [stim]``: the same drift fitted on top of the default teacher-forced fit (its
+parameters held, only ``sigma_day`` searched: ``fit_free_running(theta=...)``, 32 Sobol starts, 6
+generations), checked with that drift (case ``default_drift``). ``--no-freerun`` skips the free-running fit. ``--summary-weight W``: the free-running fit also scores the
+per-mouse early bias and late slope difference (``fit_free_running(summary_weight=W)``).
+``--refit-drift-from DIR --drift ...``: θ from a saved free-running fit (``DIR/freerun_fit.csv``, e.g. one with
+``--summary-weight 3``) held, only the drift sds fitted on the session rates (case ``refit_drift``; combine
+with ``--no-freerun --no-default``).
+
 Writes ``OUT/freerun_fit.csv``, ``OUT/freerun_history.csv``, ``OUT/check_per_mouse_<fit>.csv`` and
 ``OUT/freerun_summary.json``; prints a table.
 
@@ -19,6 +30,8 @@ Usage::
     python bench/fit_free_running.py --out bench/results/freerun
     python bench/fit_free_running.py --mice DAP024 DAP033 --no-default --out /tmp/ff
     python bench/fit_free_running.py --no-default --seed 2 --out bench/results/freerun_seed2
+    python bench/fit_free_running.py --no-default --drift bias --out bench/results/freerun_drift_bias
+    python bench/fit_free_running.py --no-freerun --default-drift stim --out bench/results/freerun_default_drift_stim
 """
 from __future__ import annotations
 
@@ -35,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from mouse_rl.data import load_trials  # noqa: E402
 from mouse_rl.fit import fit_mice, log_likelihood  # noqa: E402
@@ -58,8 +72,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0, help="seed of the free-running fit (the checks use seed 1)")
     ap.add_argument("--fit-copies", type=int, default=16, help="copies per candidate in the fit (default 16)")
     ap.add_argument("--generations", type=int, default=15, help="cross-entropy generations (default 15)")
+    ap.add_argument("--drift", nargs="*", default=[], choices=["bias", "stim"],
+                    help="weight groups with fitted overnight drift (default none)")
+    ap.add_argument("--default-drift", nargs="*", default=[], choices=["bias", "stim"],
+                    help="also fit this overnight drift on top of the default teacher-forced fit")
+    ap.add_argument("--summary-weight", type=float, default=0.0,
+                    help="free-running fit: also score early bias and late slope difference with this weight")
+    ap.add_argument("--refit-drift-from", default=None, metavar="DIR",
+                    help="take θ of the free-running fit saved in DIR/freerun_fit.csv (no refit) and fit only the "
+                         "--drift sds on the session rates (summary weight 0), θ held")
+    ap.add_argument("--no-freerun", action="store_true", help="skip the free-running fit")
+    ap.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: unchanged)")
     ap.add_argument("--out", default="bench/results/freerun")
     args = ap.parse_args(argv)
+    if args.refit_drift_from and not args.drift:
+        ap.error("--refit-drift-from needs --drift")
+    if args.no_default and args.default_drift:
+        ap.error("--default-drift needs the default fit (drop --no-default)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     trials = load_trials(args.data)
@@ -68,15 +102,39 @@ def main(argv=None) -> dict:
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}",
                "load_before": os.getloadavg(), "n_mice": int(trials["mouse"].nunique()),
                "check_copies": args.copies, "check_seed": 1, "fit_seed": args.seed,
-               "fit_copies": args.fit_copies, "generations": args.generations}
-    t0 = time.perf_counter()
-    ff = fit_free_running(trials, seed=args.seed, n_copies=args.fit_copies, n_gen=args.generations, progress=True)
-    summary["freerun_seconds"] = time.perf_counter() - t0
-    ff.params.to_csv(out / "freerun_fit.csv", index=False)
-    ff.history.to_csv(out / "freerun_history.csv", index=False)
-    fixed = ff.transform.fixed
-    mp = fixed.replace(**{f: ff.params.sort_values("mouse")[f].to_numpy(float) for f in ff.transform.free})
-    cases = {"freerun": (check_free_running(ff, trials, args.copies, seed=1), bits_per_trial(trials, mp))}
+               "fit_copies": args.fit_copies, "generations": args.generations, "drift": list(args.drift),
+               "default_drift_groups": list(args.default_drift),
+               "summary_weight": args.summary_weight}
+    cases, fits = {}, {}
+    if not args.no_freerun:
+        t0 = time.perf_counter()
+        ff = fit_free_running(trials, seed=args.seed, n_copies=args.fit_copies, n_gen=args.generations,
+                              progress=True, drift=tuple(args.drift),
+                              summary_weight=args.summary_weight)
+        summary["freerun_seconds"] = time.perf_counter() - t0
+        ff.params.to_csv(out / "freerun_fit.csv", index=False)
+        ff.history.to_csv(out / "freerun_history.csv", index=False)
+        fixed = ff.transform.fixed
+        mp = fixed.replace(**{f: ff.params.sort_values("mouse")[f].to_numpy(float) for f in ff.transform.free})
+        cases["freerun"] = (check_free_running(ff, trials, args.copies, seed=1), bits_per_trial(trials, mp))
+        fits["freerun"] = ff
+    if args.refit_drift_from:
+        from mouse_rl.fit.fitting import make_transform
+        from mouse_rl.fit.freerun import FREERUN_FREE
+
+        saved = pd.read_csv(Path(args.refit_drift_from) / "freerun_fit.csv")
+        saved = saved[saved["mouse"].isin(trials["mouse"].astype(str).unique())].sort_values("mouse")
+        tr = make_transform(FREERUN_FREE, None)
+        theta = tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+        t0 = time.perf_counter()
+        rd = fit_free_running(trials, seed=args.seed, n_copies=args.fit_copies, n_starts=32, n_gen=6,
+                              drift=tuple(args.drift), theta=theta, progress=True)
+        summary["refit_drift_seconds"] = time.perf_counter() - t0
+        summary["refit_drift_from"] = str(args.refit_drift_from)
+        rd.params.to_csv(out / "refit_drift_fit.csv", index=False)
+        mp = tr.fixed.replace(**{f: saved[f].to_numpy(float) for f in tr.free})
+        cases["refit_drift"] = (check_free_running(rd, trials, args.copies, seed=1), bits_per_trial(trials, mp))
+        fits["refit_drift"] = rd
     if not args.no_default:
         t0 = time.perf_counter()
         fit = fit_mice(trials)
@@ -85,16 +143,28 @@ def main(argv=None) -> dict:
         chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
                                          seed=1, parameter_uncertainty=False)
         cases["default"] = (chk, bits_per_trial(trials, fit.model_params()))
+        if args.default_drift:
+            t0 = time.perf_counter()
+            dd = fit_free_running(trials, free=fit.transform.free, fixed=fit.transform.fixed, seed=args.seed,
+                                  n_copies=args.fit_copies, n_starts=32, n_gen=6, drift=tuple(args.default_drift),
+                                  theta=fit.u[order], progress=True)
+            summary["default_drift_seconds"] = time.perf_counter() - t0
+            dd.params.to_csv(out / "default_drift_fit.csv", index=False)
+            cases["default_drift"] = (check_free_running(dd, trials, args.copies, seed=1), cases["default"][1])
+            fits["default_drift"] = dd
     for name, (chk, bits) in cases.items():
         chk.per_mouse.to_csv(out / f"check_per_mouse_{name}.csv", index=False)
         summary[name] = {**chk.summary, "teacher_forced_bits_per_trial": bits}
+    for name, f in fits.items():
+        for g, v in f.sigma_day.items():
+            summary[name][f"sigma_day_{g}_median"] = float(np.median(v))
     summary["load_after"] = os.getloadavg()
     (out / "freerun_summary.json").write_text(json.dumps(summary, indent=1))
     keys = ("session_coverage", "late_slope_inside", "early_bias_inside", "side_match", "mean_side_share",
             "expected_side_share", "teacher_forced_bits_per_trial")
-    print(f"{'':32s}" + "".join(f"{k:>12s}" for k in cases))
+    print(f"{'':32s}" + "".join(f"{k:>14s}" for k in cases))
     for k in keys:
-        print(f"{k:32s}" + "".join(f"{summary[c][k]:12.4g}" for c in cases))
+        print(f"{k:32s}" + "".join(f"{summary[c][k]:14.4g}" for c in cases))
     return summary
 
 

@@ -150,3 +150,31 @@ def test_cli_fit_free_running_then_check(skewed, tmp_path, capsys):
     assert main(["fit", str(data), "--out", str(tmp_path / "f2"), "--criterion", "free-running",
                  "--restarts", "3"]) == 2
     assert "--restarts" in capsys.readouterr().err
+
+
+def test_cli_free_running_with_drift_saves_it_and_the_check_uses_it(skewed, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from mouse_rl.cli import main
+    from mouse_rl.fit.drift import GROUPS
+
+    trials, _ = skewed
+    data = tmp_path / "mice.parquet"
+    trials[trials.mouse.isin(["sim0000", "sim0003"])].to_parquet(data)
+    fits = tmp_path / "fits"
+    assert main(["fit", str(data), "--out", str(fits), "--criterion", "free-running", "--drift", "bias",
+                 "--summary-weight", "1", "--quiet"]) == 0
+    params = pd.read_csv(fits / "freerun_params.csv")
+    opts = json.loads((fits / "fit_options.json").read_text())
+    assert opts["drift"] == ["bias"] and opts["summary_weight"] == 1.0
+    with np.load(fits / "fit_laplace.npz", allow_pickle=False) as z:
+        sd = z["sigma_day"]
+    bias = list(GROUPS["bias"])
+    np.testing.assert_allclose(sd[:, bias], np.repeat(params["sigma_day_bias"].to_numpy()[:, None], 3, 1))
+    assert not np.delete(sd, bias, axis=1).any() and (sd[:, bias] > 0).all()
+    assert main(["check", str(fits), "--copies", "10", "--no-plots"]) == 0
+    assert "drift overnight" in capsys.readouterr().err
+    assert main(["fit", str(data), "--out", str(tmp_path / "f2"), "--drift", "stim"]) == 2  # teacher-forced: no drift
+    assert "--criterion free-running only" in capsys.readouterr().err

@@ -22,8 +22,8 @@ def add_parser(subparsers) -> None:
 
 
 def load_fit(folder: Path):
-    """Trial table, u, Hessian, :class:`ParamTransform` and fitting criterion of a ``mouse-rl fit`` folder
-    (no pickle)."""
+    """Trial table, u, Hessian, :class:`ParamTransform`, fitting criterion and the copies' overnight drift
+    ``(M, 9)`` (None without) of a ``mouse-rl fit`` folder (no pickle)."""
     import json
     import zipfile
 
@@ -42,6 +42,7 @@ def load_fit(folder: Path):
         opts = json.loads((folder / "fit_options.json").read_text())
         with np.load(folder / "fit_laplace.npz", allow_pickle=False) as z:
             mice, u, hessian, free = (z[k] for k in ("mice", "u", "hessian", "free"))
+            sigma_day = z["sigma_day"] if "sigma_day" in z.files else None
         fixed = ModelParams(**opts["fixed"], encoding=opts["encoding"], positive=opts["positive"],
                             zero_reward=opts["zero_reward"])
         transform = ParamTransform(free=tuple(str(f) for f in free), fixed=fixed)
@@ -53,6 +54,10 @@ def load_fit(folder: Path):
     if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
         raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
                          f"hessian {hessian.shape}")
+    if sigma_day is not None and (sigma_day.shape != (len(mice), 9) or not np.all(np.isfinite(sigma_day))
+                                  or np.any(sigma_day < 0)):
+        raise ValueError(f"fits: fit_laplace.npz sigma_day must be finite, >= 0 and of shape ({len(mice)}, 9), "
+                         f"got shape {sigma_day.shape}")
     try:
         trials = pd.read_parquet(folder / "fit_trials.parquet")
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
@@ -65,7 +70,8 @@ def load_fit(folder: Path):
     fitted = sorted(trials["mouse"].astype(str).unique())
     if sorted(mice.astype(str).tolist()) != fitted:
         raise ValueError(f"fits: fit_laplace.npz mice {sorted(mice.tolist())} differ from fit_trials.parquet's {fitted}")
-    return trials, u[order], hessian[order], transform, opts.get("criterion", "teacher-forced")
+    return (trials, u[order], hessian[order], transform, opts.get("criterion", "teacher-forced"),
+            None if sigma_day is None else sigma_day[order])
 
 
 def run(args) -> int:
@@ -82,7 +88,7 @@ def run(args) -> int:
 
     if args.copies < 2:
         raise ValueError(f"--copies: must be >= 2, got {args.copies}")
-    trials, u, hessian, transform, criterion = load_fit(args.fits)
+    trials, u, hessian, transform, criterion, sigma_day = load_fit(args.fits)
     out = args.out or args.fits / "check"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
@@ -91,7 +97,10 @@ def run(args) -> int:
     if criterion == "free-running":
         uncertainty = False
         print("note: a free-running fit has no Hessian; its copies use the fitted point estimate", file=sys.stderr)
-    check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, uncertainty)
+    if sigma_day is not None:
+        print("note: the copies drift overnight as fitted (sigma_day in fit_laplace.npz)", file=sys.stderr)
+    check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, uncertainty,
+                                       sigma_day=sigma_day)
     with OutputSet(out, meta={"command": "check"}) as outputs:  # renamed together, then the run marker
         check.per_mouse.to_csv(outputs.path("check_per_mouse.csv"), index=False)
         check.per_session.to_csv(outputs.path("check_per_session.csv"), index=False)

@@ -1,6 +1,7 @@
 """``mouse-rl fit``: fit the network to many mice in one batched run; tables and per-mouse plots."""
 from __future__ import annotations
 
+import math
 import re
 import sys
 import warnings
@@ -57,6 +58,14 @@ def add_parser(subparsers) -> None:
                         "parameters (the default set and stim_skew) so that free-running copies reproduce its "
                         "per-session choice rates (energy score; mouse_rl.fit.freerun; an option, slower; writes "
                         "freerun_params.csv; `mouse-rl check` then uses the point estimate)")
+    p.add_argument("--drift", nargs="+", choices=["bias", "stim"], default=None,
+                   help="--criterion free-running: weight groups whose copies drift overnight (log-normal jump of "
+                        "fitted sd sigma_day_<group> at every session start; mouse_rl.fit.drift; `mouse-rl check` "
+                        "simulates it)")
+    p.add_argument("--summary-weight", type=float, default=0.0,
+                   help="--criterion free-running: weight of each mouse's early bias and late slope difference in "
+                        "the score beside its session rates (default 0; 1 with --drift bias stim met issue 10's "
+                        "check targets on the Liebana mice, see README)")
     p.add_argument("--population", action="store_true",
                    help="hierarchical fit: a Gaussian population over the parameters by empirical Bayes (EM), "
                         "every mouse's MAP under it; writes population.csv and population_history.csv. Needs "
@@ -170,12 +179,14 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
     return df
 
 
-def save_laplace(outputs, res, hessian=None, **options) -> None:
+def save_laplace(outputs, res, hessian=None, sigma_day=None, **options) -> None:
     """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``.
 
     ``outputs``: an :class:`mouse_rl.outputs.OutputSet` (or anything with ``path(name)``); ``res``: a fit result
     with ``params`` (column ``mouse``), ``u``, ``transform`` and ``options``. ``hessian`` replaces
-    ``res.hessian`` (a fit without one writes zeros); ``options`` are added to ``fit_options.json``.
+    ``res.hessian`` (a fit without one writes zeros); ``sigma_day`` ``(M, 9)``: the copies' overnight drift
+    per weight (:func:`mouse_rl.fit.drift.sigma_matrix`; written only when given); ``options`` are added to
+    ``fit_options.json``.
     """
     import json
 
@@ -185,8 +196,9 @@ def save_laplace(outputs, res, hessian=None, **options) -> None:
 
     hessian = res.hessian if hessian is None else hessian
     with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # a handle: np.savez would append ".npz" to a path
+        arrays = {} if sigma_day is None else {"sigma_day": np.asarray(sigma_day, float)}
         np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=hessian,
-                 free=np.array(list(res.transform.free)))
+                 free=np.array(list(res.transform.free)), **arrays)
     fixed = res.transform.fixed
     opts = {"free": list(res.transform.free), "encoding": fixed.encoding, "positive": bool(fixed.positive),
             "zero_reward": fixed.zero_reward,
@@ -197,7 +209,7 @@ def save_laplace(outputs, res, hessian=None, **options) -> None:
 
 #: Options that ``--criterion free-running`` uses; any other option set away from its default is refused.
 FREERUN_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "seed", "quiet", "encoding",
-                   "zero_reward", "criterion", "plots", "k"}
+                   "zero_reward", "criterion", "plots", "k", "drift", "summary_weight"}
 
 #: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
 NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
@@ -226,7 +238,7 @@ def run(args) -> int:
                       "--no-plots and --quiet)")
     if args.criterion == "free-running":
         refuse_unused(args, FREERUN_OPTIONS, "--criterion free-running", "the free-running fit (it takes the data "
-                      "options, --seed, --encoding, --zero-reward, --k and --quiet)")
+                      "options, --seed, --encoding, --zero-reward, --k, --drift, --summary-weight and --quiet)")
     if args.backend == "ray":
         from ..sweep.backends import import_ray
 
@@ -318,18 +330,28 @@ def refuse_unused(args, allowed, choice: str, what: str) -> None:
         raise ValueError(f"{choice}: {', '.join(changed)} do(es) not apply to {what}")
 
 
+def _refuse_set(args, dests, applies_to: str) -> None:
+    """Refuse the first option among ``dests`` set away from its default: it ``applies_to`` another fit."""
+    changed = _changed(args, *dests)
+    if changed:
+        value = getattr(args, args.option_defaults_by_flag[changed[0]])
+        value = " ".join(value) if isinstance(value, list) else value
+        raise ValueError(f"{changed[0]} {value}: applies to {applies_to}, so it would be ignored")
+
+
 def check_fit_options(args) -> None:
     """Option values and combinations, checked before any data are read.
 
     Options that the chosen fit would silently ignore are refused (as :func:`check_fixed_values` does for
     fixed values of fitted parameters): the user probably meant something else.
     """
-    noisy_only = _changed(args, "noise", "frozen", "sigma_per") if args.model != "noisy-network" else []
-    if noisy_only:
-        value = getattr(args, args.option_defaults_by_flag[noisy_only[0]])
-        value = " ".join(value) if isinstance(value, list) else value
-        raise ValueError(f"{noisy_only[0]} {value}: applies to --model noisy-network only (the deterministic network "
-                         "has no weight noise), so it would be ignored")
+    if args.model != "noisy-network":
+        _refuse_set(args, ("noise", "frozen", "sigma_per"), "--model noisy-network only (the deterministic network "
+                    "has no weight noise)")
+    if args.criterion != "free-running":
+        _refuse_set(args, ("drift", "summary_weight"), "--criterion free-running only")
+    if not (math.isfinite(args.summary_weight) and args.summary_weight >= 0):
+        raise ValueError(f"--summary-weight: must be a finite number >= 0, got {args.summary_weight}")
     for option, value, low, high in (("--restarts", args.restarts, 1, MAX_RESTARTS),
                                      ("--max-iter", args.max_iter, 1, MAX_ITER),
                                      ("--samples", args.samples, 1, 100_000),
@@ -404,15 +426,16 @@ def run_freerun(args, trials) -> int:
     from ..outputs import OutputSet
     from .options import model_params
 
-    res = fit_free_running(trials, fixed=model_params(args), seed=args.seed, progress=not args.quiet)
+    res = fit_free_running(trials, fixed=model_params(args), seed=args.seed, progress=not args.quiet,
+                           drift=tuple(args.drift or ()), summary_weight=args.summary_weight)
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         res.params.to_csv(outputs.path("freerun_params.csv"), index=False)
         res.history.to_csv(outputs.path("freerun_history.csv"), index=False)
         prepare_trials(trials).to_parquet(outputs.path("fit_trials.parquet"), index=False)
         P = res.transform.n_free  # no Hessian: zeros, marked by the criterion
-        save_laplace(outputs, res, hessian=np.zeros((len(res.u), P, P)), criterion="free-running",
-                     **{k: v for k, v in res.options.items() if k != "free"})
-    cols = ["mouse", *res.transform.free, "energy_score", "fit_seconds"]
+        save_laplace(outputs, res, hessian=np.zeros((len(res.u), P, P)), sigma_day=res.sigma_day_matrix(),
+                     criterion="free-running", **{k: v for k, v in res.options.items() if k != "free"})
+    cols = ["mouse", *res.transform.free, *(f"sigma_day_{g}" for g in res.sigma_day), "energy_score", "fit_seconds"]
     print(res.params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {args.out / 'freerun_params.csv'} (check it with `mouse-rl check {args.out}`)")
     return 0

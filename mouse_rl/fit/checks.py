@@ -167,7 +167,7 @@ def posterior_samples(u: np.ndarray, hessian: np.ndarray, prior_sd, n_copies: in
 def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.ndarray,
                                transform: ParamTransform, n_copies: int = 50, seed: int = 0,
                                parameter_uncertainty: bool = True, prior_sd=1e3,
-                               device="cpu") -> CheckResult:
+                               device="cpu", sigma_day=None) -> CheckResult:
     """Simulate ``n_copies`` free-running copies of every fitted mouse and compare them with the mouse.
 
     Parameters
@@ -180,6 +180,9 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     seed : seed of the parameter draws and of the copies' choice streams.
     parameter_uncertainty : draw parameters from the Laplace posterior (default) or use ``u`` for all.
     prior_sd : sd (unconstrained units) added only to regularise a Hessian that is not positive definite.
+    sigma_day : optional ``(M, 9)`` overnight drift of the copies' log-weights (sd per night, rows as ``u``;
+        :func:`mouse_rl.fit.drift.sigma_matrix`, an option: :mod:`mouse_rl.fit.drift`); None (default):
+        no drift, the copies of MODEL.md.
 
     Returns
     -------
@@ -201,7 +204,16 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     seeds = copy_seeds(batch.mice, n_copies, seed).reshape(-1)
     big = batch.repeat(n_copies)
     with torch.no_grad():
-        choice, _ = free_run(big, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward)
+        if sigma_day is None:
+            choice, _ = free_run(big, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward)
+        else:
+            from .drift import free_run_drift
+
+            sd = np.asarray(sigma_day, float)
+            if sd.shape != (M, 9):
+                raise ValueError(f"sigma_day: expected shape {(M, 9)} (mice x weights), got {sd.shape}")
+            choice, _ = free_run_drift(big, params, seeds, np.tile(sd, (n_copies, 1)), fixed.encoding,
+                                       fixed.positive, fixed.zero_reward)
     sim = _session_table(big, choice.cpu().numpy())
     real = _session_table(batch, batch.choice.cpu().numpy())
     sim_m, real_m = _mouse_metrics(sim), _mouse_metrics(real)

@@ -28,6 +28,19 @@ piecewise-smooth function of θ and candidates are compared on the same noise. E
 own, so its result does not depend on the other mice. There is no likelihood, hence no Hessian or standard
 errors; :func:`mouse_rl.fit.checks.posterior_predictive_check` of such a fit uses the point estimate
 (``parameter_uncertainty=False``).
+
+Overnight drift (an option, ``drift=("bias",)`` / ``("stim",)`` / ``("bias", "stim")``; default none =
+MODEL.md): the copies' weights jump at every session start by log-normal noise of sd ``sigma_day_<group>``
+(:mod:`mouse_rl.fit.drift`), one extra free parameter per group fitted by the same energy score (log
+scale, bounds :data:`mouse_rl.fit.drift.SIGMA_BOUNDS`, start design over
+:data:`mouse_rl.fit.drift.SIGMA_START`), so the score itself chooses how much day-to-day variability the
+copies need. The drift noise is common to all candidates (counter-based, seeded by the copy).
+``theta=`` holds θ (e.g. a teacher-forced fit's) and fits only the drift.
+
+Summary features (an option, ``summary_weight > 0``; default 0): the scored vector also holds the check's
+early bias and late slope difference (:func:`score_vector`), so copies must also match how one-sided the
+mouse ends up. On the 25 Liebana mice, ``drift=("stim",), summary_weight=1`` is the variant closest to the
+check's targets (README, overnight drift).
 """
 from __future__ import annotations
 
@@ -43,7 +56,8 @@ from tqdm.auto import tqdm
 
 from ..params import NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
-from .checks import _session_table, copy_seeds, free_run
+from .checks import _mouse_metrics, _session_table, copy_seeds, free_run
+from .drift import SIGMA_BOUNDS, SIGMA_START, check_groups, free_run_drift, sigma_matrix
 from .fitting import make_transform
 from .transforms import INIT_RANGES, ParamTransform
 
@@ -81,6 +95,21 @@ def session_rates(batch: TrialBatch, choice: np.ndarray) -> np.ndarray:
     return np.stack([st[k] for k in RATES], 1).reshape(-1, st[RATES[0]].shape[1])
 
 
+def score_vector(batch: TrialBatch, choice: np.ndarray, summary_weight: float = 0.0) -> np.ndarray:
+    """``(D, B)`` vectors the energy score compares: :func:`session_rates` (``D = 3 S``) and, with
+    ``summary_weight > 0``, the check's per-mouse early bias and late slope difference
+    (:func:`mouse_rl.fit.checks.posterior_predictive_check`) times ``summary_weight * sqrt(S)`` (two more
+    rows; with weight 1 each counts in the squared distance like a whole session trajectory of one rate).
+    A fixed feature map of the choices, so the score stays proper."""
+    st = _session_table(batch, np.asarray(choice, float))
+    rates = np.stack([st[k] for k in RATES], 1).reshape(-1, st[RATES[0]].shape[1])
+    if summary_weight == 0:
+        return rates
+    mm = _mouse_metrics(st)
+    w = summary_weight * np.sqrt(st["accuracy"].shape[0])
+    return np.concatenate([rates, w * mm["early_bias"][None], w * mm["late_slope_diff"][None]])
+
+
 def search_box(transform: ParamTransform) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper corners ``(P,)`` of the Sobol start design, unconstrained units."""
     lo = transform.to_u({n: INIT_RANGES[n][0] for n in transform.free}, 1)[0].numpy() - WIDEN
@@ -96,6 +125,8 @@ class FreeRunFit:
     params : one row per mouse (sorted): fitted parameters (natural units), ``energy_score`` (of the
         fitted θ, on the fit's own copies), ``n_copies``, ``n_trials``, ``fit_seconds`` (that mouse).
     u : ``(M, P)`` unconstrained parameters (columns ``transform.free``).
+    sigma_day : ``{group: (M,) sd}`` fitted overnight drift (log-weight units; empty without ``drift``),
+        also in ``params`` as ``sigma_day_<group>``.
     history : one row per (mouse, generation): the best energy score so far.
     """
 
@@ -104,6 +135,11 @@ class FreeRunFit:
     transform: ParamTransform
     history: pd.DataFrame
     options: dict = field(default_factory=dict)
+    sigma_day: dict = field(default_factory=dict)
+
+    def sigma_day_matrix(self) -> np.ndarray | None:
+        """``(M, 9)`` per-weight drift sds for :func:`~mouse_rl.fit.checks.posterior_predictive_check`, or None."""
+        return sigma_matrix(self.sigma_day, len(self.u)) if self.sigma_day else None
 
 
 def _mouse_seed(mouse) -> int:
@@ -111,20 +147,28 @@ def _mouse_seed(mouse) -> int:
 
 
 def _scores(batch: TrialBatch, y: np.ndarray, transform: ParamTransform, u: np.ndarray, seeds: np.ndarray,
-            encoding: str, positive: bool, zero_reward: str) -> np.ndarray:
-    """Energy score ``(N,)`` of each θ in ``u`` ``(N, P)`` for the one mouse of ``batch``."""
+            encoding: str, positive: bool, zero_reward: str, drift: tuple = (),
+            summary_weight: float = 0.0) -> np.ndarray:
+    """Energy score ``(N,)`` of each θ in ``u`` ``(N, P + G)`` for the one mouse of ``batch``
+    (the last G columns: log sigma_day of the ``drift`` groups)."""
     N, K = len(u), len(seeds)
+    P = transform.n_free
     big = batch.repeat(N * K)  # column n * K + k: copy k of candidate n
-    params = transform.params(torch.as_tensor(np.repeat(u, K, axis=0), dtype=torch.float64))
+    params = transform.params(torch.as_tensor(np.repeat(u[:, :P], K, axis=0), dtype=torch.float64))
     with torch.no_grad():
-        choice, _ = free_run(big, params, np.tile(seeds, N), encoding, positive, zero_reward)
-    x = session_rates(big, choice.cpu().numpy()).reshape(-1, N, K)
+        if drift:
+            sd = sigma_matrix({g: np.repeat(np.exp(u[:, P + i]), K) for i, g in enumerate(drift)}, N * K)
+            choice, _ = free_run_drift(big, params, np.tile(seeds, N), sd, encoding, positive, zero_reward)
+        else:
+            choice, _ = free_run(big, params, np.tile(seeds, N), encoding, positive, zero_reward)
+    x = score_vector(big, choice.cpu().numpy(), summary_weight).reshape(-1, N, K)
     return energy_score(y, x)
 
 
 def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copies: int = 16,
                      n_starts: int = 128, popsize: int = 24, n_elite: int = 6, n_gen: int = 15, seed: int = 0,
-                     chunk: int = 64, progress: bool = False) -> FreeRunFit:
+                     chunk: int = 64, progress: bool = False, drift=(), theta=None,
+                     summary_weight: float = 0.0) -> FreeRunFit:
     """Fit every mouse by the energy score of its per-session choice rates under free-running copies.
 
     Parameters
@@ -138,6 +182,13 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
     seed : seed of the design, the search draws and the copies' choice streams.
     chunk : candidates simulated per call (memory: ``chunk x n_copies`` columns of the mouse's trials).
     progress : a progress bar over mice.
+    drift : weight groups with overnight drift (:data:`mouse_rl.fit.drift.GROUPS`: ``"bias"``, ``"stim"``),
+        each adding a free ``sigma_day_<group>`` (log-weight sd per night); ``()`` (default): no drift,
+        the copies of MODEL.md.
+    summary_weight : >= 0; above 0 the score also compares the per-mouse early bias and late slope
+        difference (:func:`score_vector`; an option, default 0: session rates only).
+    theta : optional ``(M, P)`` unconstrained parameters (mice sorted by name, columns ``transform.free``,
+        e.g. a teacher-forced fit's ``u``) held fixed: only the ``drift`` sds are searched (needs ``drift``).
 
     Returns
     -------
@@ -149,24 +200,46 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
             raise ValueError(f"{name}: must be an integer >= {low}, got {v!r}")
     if n_elite > popsize:
         raise ValueError(f"n_elite: must be <= popsize ({popsize}), got {n_elite}")
+    drift = check_groups(drift)
+    if isinstance(summary_weight, bool) or not np.isfinite(summary_weight) or summary_weight < 0:
+        raise ValueError(f"summary_weight: must be a finite number >= 0, got {summary_weight!r}")
     transform = make_transform(free, fixed)
     fx = transform.fixed
+    if drift and not fx.positive:
+        raise ValueError("drift: the overnight drift needs positive weights (fixed.positive=True), got positive=False")
     df = prepare_trials(trials)
+    mice = sorted(df["mouse"].astype(str).unique())
+    if theta is not None:
+        theta = np.asarray(theta, float)
+        if not drift:
+            raise ValueError("theta: fixed parameters leave nothing to fit without drift; give drift=(...)")
+        if theta.shape != (len(mice), transform.n_free) or not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta: expected finite shape {(len(mice), transform.n_free)} (mice x free), "
+                             f"got {theta.shape}")
     lo, hi = search_box(transform)
     blo, bhi = transform.bounds_u()
-    P = transform.n_free
+    G = len(drift)
+    lo, hi = np.r_[lo, [np.log(SIGMA_START[0])] * G], np.r_[hi, [np.log(SIGMA_START[1])] * G]
+    blo, bhi = np.r_[blo, [np.log(SIGMA_BOUNDS[0])] * G], np.r_[bhi, [np.log(SIGMA_BOUNDS[1])] * G]
+    P = transform.n_free + G
+    if theta is not None:  # search the drift only
+        lo, hi, blo, bhi = lo[-G:], hi[-G:], blo[-G:], bhi[-G:]
+        P = G
     rows, us, hist = [], [], []
-    mice = sorted(df["mouse"].astype(str).unique())
-    for mouse in tqdm(mice, desc="free-running fit", unit="mouse", disable=not progress):
+    for m, mouse in enumerate(tqdm(mice, desc="free-running fit", unit="mouse", disable=not progress)):
         t0 = time.perf_counter()
         batch = make_batch(df[df["mouse"].astype(str) == mouse], fx.zero_reward, "cpu", torch.float64,
                            prepared=True)
-        y = session_rates(batch, batch.choice.cpu().numpy())[:, 0]
+        y = score_vector(batch, batch.choice.cpu().numpy(), summary_weight)[:, 0]
         seeds = copy_seeds([mouse], n_copies, seed)[:, 0]
 
+        def full(u):
+            return u if theta is None else np.concatenate([np.broadcast_to(theta[m], (len(u), theta.shape[1])), u], 1)
+
         def score(u):
-            return np.concatenate([_scores(batch, y, transform, u[i:i + chunk], seeds, fx.encoding, fx.positive,
-                                           fx.zero_reward) for i in range(0, len(u), chunk)])
+            return np.concatenate([_scores(batch, y, transform, full(u[i:i + chunk]), seeds, fx.encoding,
+                                           fx.positive, fx.zero_reward, drift, summary_weight)
+                                   for i in range(0, len(u), chunk)])
 
         u0 = lo + qmc.Sobol(d=P, scramble=True, seed=seed).random(n_starts) * (hi - lo)
         f0 = score(u0)
@@ -185,26 +258,31 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
             mean = 0.7 * cand[elite].mean(0) + 0.3 * mean
             sd = 0.7 * cand[elite].std(0) + 0.3 * sd
             hist.append((mouse, g, best_f))
+        best_u = full(best_u[None])[0]
         us.append(best_u)
-        nat = transform.params(torch.as_tensor(best_u[None], dtype=torch.float64))
+        nat = transform.params(torch.as_tensor(best_u[None, :transform.n_free], dtype=torch.float64))
         rows.append({"mouse": mouse, **{f: float(getattr(nat, f)[0]) for f in NetParams._fields},
+                     **{f"sigma_day_{g}": float(np.exp(best_u[transform.n_free + i])) for i, g in enumerate(drift)},
                      "energy_score": best_f, "n_copies": n_copies, "n_trials": int(batch.n_trials[0]),
                      "fit_seconds": time.perf_counter() - t0})
-    return FreeRunFit(pd.DataFrame(rows), np.array(us).reshape(len(mice), P), transform,
+    us = np.array(us).reshape(len(mice), transform.n_free + G)
+    return FreeRunFit(pd.DataFrame(rows), us[:, :transform.n_free], transform,
                       pd.DataFrame(hist, columns=["mouse", "generation", "energy_score"]),
                       dict(free=tuple(transform.free), n_copies=n_copies, n_starts=n_starts, popsize=popsize,
-                           n_elite=n_elite, n_gen=n_gen, seed=seed))
+                           n_elite=n_elite, n_gen=n_gen, seed=seed, drift=drift, theta_fixed=theta is not None,
+                           summary_weight=summary_weight),
+                      {g: np.exp(us[:, transform.n_free + i]) for i, g in enumerate(drift)})
 
 
 def check_free_running(result: FreeRunFit, trials: pd.DataFrame, n_copies: int = 50, seed: int = 1):
     """:func:`~mouse_rl.fit.checks.posterior_predictive_check` of a free-running fit at its point estimate.
 
     ``seed`` should differ from the fit's, so the check's copies are fresh choice streams (the fit chose θ
-    on its own streams).
+    on its own streams). A fit with ``drift`` is checked with its fitted overnight drift.
     """
     from .checks import posterior_predictive_check
 
     P = result.transform.n_free
     precision = np.broadcast_to(np.eye(P), (len(result.u), P, P))  # unused without parameter uncertainty
     return posterior_predictive_check(trials, result.u, precision, result.transform, n_copies, seed,
-                                      parameter_uncertainty=False)
+                                      parameter_uncertainty=False, sigma_day=result.sigma_day_matrix())

@@ -1,0 +1,184 @@
+"""Day-to-day weight drift of free-running copies (an option of the free-running fit and the checks).
+
+Real mice swing their bias by about +-0.4 in P(R | c = 0) from one session to the next, and free-running
+copies of the deterministic network (MODEL.md) are far too regular day to day. This module adds the
+noisy learner's overnight jump (:mod:`mouse_rl.fit.statespace`, ``sigma_day``) to free-running copies:
+before the first trial of every session but the first, each weight ``w_j`` (the nine of
+:data:`mouse_rl.schema.WEIGHT_COLUMNS`: a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb) becomes
+
+    w_j <- exp(log max(w_j, W_FLOOR) + sigma_j eps_j),   eps_j ~ N(0, 1)
+
+(multiplicative noise on log-weights, as the statespace model's default ``noise="log"``; weights stay
+positive). ``sigma_j`` (log-weight units, i.e. a relative change per night) is set per weight group
+(:data:`GROUPS`): ``"bias"`` = the constant channel (a_b, U_Lb, U_Rb: the start bias and its drift),
+``"stim"`` = the six stimulus weights (a_L, a_R, U_LL, U_LR, U_RL, U_RR). Within a session the copies
+learn exactly as the network does (:func:`mouse_rl.network.trial_update`, run by the fused CPU kernel
+:func:`mouse_rl.sim_kernel.run_fused` or the reference :func:`mouse_rl.rollout.rollout`, same numbers);
+the noise is applied between the kernel's calls, one call per stretch of trials without a session start,
+so the kernel itself is unchanged. With every ``sigma_j = 0`` the copies are those of
+:func:`mouse_rl.fit.checks.free_run`, bit for bit.
+
+Noise draws are counter-based (:mod:`envs.rng`, stream :data:`DRIFT_STREAM`, counter ``9 t + j`` at the
+session's first trial ``t``) from each copy's seed: a copy's noise does not depend on its batch partners or
+on sigma, so the free-running fit compares candidates on the same noise (common random numbers) and its
+score is a smooth function of sigma.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from envs import rng
+
+from ..network import Weights, encode, flat_weights, init_weights, weights_from_flat
+from ..params import NetParams
+from .batch import TrialBatch
+
+#: Weight groups of the drift, as indices into the nine weights (a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb).
+GROUPS = {"bias": (2, 5, 8), "stim": (0, 1, 3, 4, 6, 7)}
+#: Random stream of the overnight noise (not used by :mod:`envs.rng`'s named streams nor optogenetics').
+DRIFT_STREAM = 7
+#: Floor before the log of a weight the rule set to exactly 0 (as :data:`mouse_rl.fit.statespace.W_FLOOR`).
+W_FLOOR = 1e-12
+#: Bounds of a fitted sigma_day (log-weight units) and the range of the free-running fit's start design.
+SIGMA_BOUNDS = (1e-3, 3.0)
+SIGMA_START = (0.02, 1.0)
+
+
+def check_groups(groups) -> tuple[str, ...]:
+    """Validate drift group names (a tuple of :data:`GROUPS` keys, no repeats)."""
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
+    for g in groups:
+        if g not in GROUPS:
+            raise ValueError(f"drift: unknown group {g!r}; choose from {tuple(GROUPS)}")
+    if len(set(groups)) != len(groups):
+        raise ValueError(f"drift: repeated group in {groups!r}")
+    return groups
+
+
+def sigma_matrix(sigma: dict, n: int) -> np.ndarray:
+    """``(n, 9)`` per-weight sds from ``{group: scalar or (n,) sd}`` (log-weight units; groups absent: 0)."""
+    out = np.zeros((n, 9))
+    for g, v in sigma.items():
+        check_groups((g,))
+        v = np.broadcast_to(np.asarray(v, float), (n,))
+        if not np.all(np.isfinite(v)) or np.any(v < 0):
+            raise ValueError(f"sigma_day[{g!r}]: must be finite and >= 0, got {v}")
+        out[:, list(GROUPS[g])] = v[:, None]
+    return out
+
+
+def session_starts(batch: TrialBatch) -> np.ndarray:
+    """``(T, B)`` bool: real trials that open a session other than the column's first."""
+    sess = batch.session.cpu().numpy()
+    valid = batch.valid.cpu().numpy()
+    out = np.zeros(sess.shape, bool)
+    for b in range(sess.shape[1]):
+        rows = np.flatnonzero(valid[:, b])
+        if len(rows) > 1:
+            s = sess[rows, b]
+            out[rows[1:][s[1:] != s[:-1]], b] = True
+    return out
+
+
+def drift_noise(seeds: torch.Tensor, t: int, dtype=torch.float64) -> torch.Tensor:
+    """``(B, 9)`` standard normal overnight noise of each copy at session start ``t`` (counter ``9 t + j``)."""
+    return torch.stack([rng.normal(seeds, DRIFT_STREAM, 9 * int(t) + j, dtype) for j in range(9)], -1)
+
+
+def _jump(w: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+    """Log-weight jump of flat weights ``w`` ``(n, 9)`` by ``sd`` ``(n, 9)`` (= sigma * eps); unchanged where sd = 0."""
+    return torch.where(sd == 0, w, torch.exp(torch.log(w.clamp(min=W_FLOOR)) + sd))
+
+
+def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encoding: str = "side",
+                   positive: bool = True, zero_reward: str = "expected", engine: str = "auto",
+                   init: Weights | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Free-running copies on each column's own stimuli and sessions, with overnight weight drift.
+
+    Parameters
+    ----------
+    batch : the columns' trials (:class:`~mouse_rl.fit.batch.TrialBatch`; only stimuli, validity and
+        sessions are used).
+    params : :class:`NetParams` of ``(B,)`` tensors.
+    seeds : ``(B,)`` per-column seeds (choices, rewarded side at c = 0 and the drift noise).
+    sigma_day : ``(B, 9)`` sd of the overnight jump of each log-weight (relative change per night;
+        :func:`sigma_matrix` builds it from groups), >= 0.
+    encoding, positive, zero_reward : model options (``positive=True`` required: log-weight noise).
+    engine : ``"auto"`` (fused CPU kernel where it can run, otherwise the reference rollout with a
+        warning naming why), ``"fused"`` or ``"reference"``.
+    init : starting weights (default :func:`mouse_rl.network.init_weights` without jitter).
+
+    Returns
+    -------
+    ``(choice, p_right)``, each ``(T, B)``, as :func:`mouse_rl.fit.checks.free_run`.
+    """
+    from ..rollout import GivenStimuli, SampledChoices, Trial, rollout
+    from ..simulate import choose_engine, fused_unsupported
+    from .. import sim_kernel
+
+    if not positive:
+        raise ValueError("positive: the overnight drift is on log-weights and needs positive=True, got False")
+    T, B = batch.shape
+    dtype, device = params.eta.dtype, batch.contrast.device
+    sd = torch.as_tensor(np.asarray(sigma_day, float), dtype=dtype, device=device)
+    if sd.shape != (B, 9):
+        raise ValueError(f"sigma_day: expected shape {(B, 9)} (columns x weights), got {tuple(sd.shape)}")
+    if not bool(torch.isfinite(sd).all()) or bool((sd < 0).any()):
+        raise ValueError("sigma_day: must be finite and >= 0")
+    seeds = rng.as_seed_tensor(seeds, device)
+    if seeds.shape != (B,):
+        raise ValueError(f"seeds: expected {B} seeds, got {seeds.shape[0]}")
+    starts = session_starts(batch)
+    cuts = [int(t) for t in np.flatnonzero(starts.any(1))]
+    bounds = [0, *cuts, T]
+    starts_t = torch.as_tensor(starts, device=device)
+    w = init_weights(params) if init is None else Weights(*init)
+    unsupported = fused_unsupported(device, dtype, any(v.requires_grad for v in (*params, *w)))
+    if unsupported is None and device.type != "cpu":
+        unsupported = f"device {str(device)!r} (the drift runs the fused kernel on the CPU only)"
+    which, why = choose_engine(engine, unsupported)
+    if why is not None:
+        warnings.warn(f"free_run_drift: reference rollout ({why})", RuntimeWarning, stacklevel=2)
+    c = batch.contrast.to(dtype)
+    valid = batch.valid
+    if which == "reference":
+        out = torch.zeros((2, T, B), dtype=dtype, device=device)
+
+        def record(tr: Trial) -> None:
+            out[0, tr.t] = torch.where(valid[tr.t], tr.choice, 0)
+            out[1, tr.t] = tr.p_right
+
+        stim, choices = GivenStimuli(c, seeds, 0.5), SampledChoices(seeds, dtype)
+        with torch.no_grad():
+            for t0, t1 in zip(bounds[:-1], bounds[1:]):
+                if t0 > 0:
+                    flat = flat_weights(w)
+                    jump = torch.where(starts_t[t0][:, None], sd * drift_noise(seeds, t0, dtype), 0.0)
+                    w = weights_from_flat(_jump(flat, jump))
+                w = rollout(w, params, stim, choices, t0, t1, encoding=encoding, positive=positive,
+                            zero_reward=zero_reward, learn=valid, recorder=record)
+        return out[0].long(), out[1]
+    host = lambda v: v.detach().cpu().numpy()  # noqa: E731
+    x = encode(c, encoding)[..., :2]
+    state = sim_kernel.FusedState(host(flat_weights(w)).astype(host(c).dtype).copy(), np.zeros(B, dtype=np.int64))
+    log = np.zeros((2, B, T), dtype=state.weights.dtype)
+    dt = state.weights.dtype  # contiguous once: the kernel would copy strided views on every call
+    gc = np.ascontiguousarray(host(c).T, dt)
+    gx = np.ascontiguousarray(host(x).transpose(1, 0, 2), dt)
+    gv = np.ascontiguousarray(host(valid).T, np.bool_)
+    eta, beta, lapse = (np.ascontiguousarray(host(v), dt) for v in (params.eta, params.beta, params.lapse))
+    seeds_np = host(seeds).astype(np.int64)
+    sd_np = host(sd)
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        if t0 > 0:
+            cols = np.flatnonzero(starts[t0])
+            jump = sd_np[cols] * host(drift_noise(seeds[cols], t0, dtype))
+            state.weights[cols] = host(_jump(torch.from_numpy(state.weights[cols]), torch.from_numpy(jump)))
+        sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1,
+                             max(T, 1), given_contrast=gc, given_x=gx, valid=gv, log=log,
+                             zero_reward_p_right=0.5, positive=positive, zero_reward=zero_reward, use_lapse=True,
+                             log_mode=sim_kernel.LOG_CHOICES)
+    return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))
