@@ -3,7 +3,7 @@
 Usage::
 
     python bench/fit_speed.py [--mice 8] [--seeds 0] [--repeats 2] [--threads 2] [--old-kernel FILE]
-                              [--old-stall-tol 0]
+                              [--old-stall-tol 0] [--old-newton FILE]
 
 Arms, run A, B, A, B (so that load changes on a shared machine hit both alike):
 
@@ -11,9 +11,11 @@ Arms, run A, B, A, B (so that load changes on a shared machine hit both alike):
 * ``old`` - the same with the kernel propagating k's derivatives though k is fixed (``k_derivatives=True``,
   as before this was an option), or with ``--old-kernel FILE`` the likelihood kernel of FILE (e.g. an
   earlier ``mouse_rl/fit/kernel.py``, saved with ``git show REV:mouse_rl/fit/kernel.py > FILE``); with
-  ``--old-stall-tol 0`` its loose passes also run to the radius collapse (as before the stall rule).
+  ``--old-stall-tol 0`` its loose passes also run to the radius collapse (as before the stall rule), and with
+  ``--old-newton FILE`` it uses the optimiser of FILE (e.g. before the batched trust-region steps).
 
-Prints per run the seconds, the 1-minute load average, the kernel work (column-trials, load-independent)
+Prints per run the seconds (wall, and CPU time of all threads: steadier on a loaded machine), the 1-minute
+load average, the kernel work (column-trials, load-independent)
 and the total objective (negative log posterior), then per arm the best time and the old/new ratio, and
 the per-mouse objective differences (new - old; negative = better).
 """
@@ -31,14 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _load_kernel(path: Path):
+def _load_module(path: Path, name: str):
+    """An earlier version of a mouse_rl.fit module, from its file (relative imports made absolute)."""
     src = path.read_text().replace("from ..network import", "from mouse_rl.network import")
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "_fit_speed_old_kernel.py"
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"_fit_speed_{name}.py"
     tmp.write_text(src)
-    spec = importlib.util.spec_from_file_location("_fit_speed_old_kernel", tmp)
+    spec = importlib.util.spec_from_file_location(f"_fit_speed_{name}", tmp)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # numba's cache rebuilds a cached kernel's environment by importing its module
     spec.loader.exec_module(mod)
-    return mod.nll_derivatives
+    return mod
 
 
 def main(argv=None) -> int:
@@ -49,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--old-kernel", type=Path, default=None)
+    ap.add_argument("--old-newton", type=Path, default=None, help="an earlier mouse_rl/fit/newton.py for the old "
+                    "arm's optimiser")
     ap.add_argument("--old-stall-tol", type=float, default=None, help="stall_tol of the old arm (default: the "
                     "default fit's)")
     args = ap.parse_args(argv)
@@ -57,13 +63,13 @@ def main(argv=None) -> int:
 
     numba.set_num_threads(args.threads)
     from mouse_rl.data import load_liebana2025
-    from mouse_rl.fit import objective
+    from mouse_rl.fit import fitting, objective
     from mouse_rl.fit.batch import make_batch, prepare_trials
     from mouse_rl.fit.fitting import fit_batch, make_transform
 
     new_kernel = objective.nll_derivatives
     if args.old_kernel is not None:
-        old = _load_kernel(args.old_kernel)
+        old = _load_module(args.old_kernel, "kernel").nll_derivatives
 
         def old_kernel(*a, gauss_newton=False, k_derivatives=True, **k):
             return old(*a, **k)
@@ -80,10 +86,12 @@ def main(argv=None) -> int:
     tr = make_transform()
     batch = make_batch(df, tr.fixed.zero_reward, "cpu", torch.float64, prepared=True)
     old_kw = {} if args.old_stall_tol is None else {"stall_tol": args.old_stall_tol}
+    newton = {"new": fitting.minimize_newton}
+    newton["old"] = newton["new"] if args.old_newton is None else _load_module(args.old_newton, "newton").minimize_newton
     arms = {"old": (old_kernel, old_kw), "new": (new_kernel, {})}
     small = make_batch(prepare_trials(trials[trials["mouse"] == trials["mouse"].iloc[0]]), prepared=True)
-    for kern, _ in arms.values():  # compile / load the caches
-        objective.nll_derivatives = kern
+    for name, (kern, _) in arms.items():  # compile / load the caches
+        objective.nll_derivatives, fitting.minimize_newton = kern, newton[name]
         fit_batch(small, tr, max_iter=2, n_restarts=1, n_hops=0)
     print(f"{batch.shape[1]} mice, {int(batch.n_trials.sum())} trials; {os.cpu_count()} CPUs, numba threads "
           f"{numba.get_num_threads()}")
@@ -91,16 +99,16 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for rep in range(args.repeats):
             for name, (kern, kw) in arms.items():
-                objective.nll_derivatives = kern
-                t = time.perf_counter()
+                objective.nll_derivatives, fitting.minimize_newton = kern, newton[name]
+                t, c = time.perf_counter(), time.process_time()
                 r = fit_batch(batch, tr, seed=seed, **kw)
-                dt = time.perf_counter() - t
+                dt, dc = time.perf_counter() - t, time.process_time() - c
                 times.setdefault((name, seed), []).append(dt)
                 res[(name, seed)] = r
-                print(f"seed {seed} rep {rep} {name}: {dt:6.1f} s, load {os.getloadavg()[0]:.2f}, work "
+                print(f"seed {seed} rep {rep} {name}: {dt:6.1f} s (CPU {dc:6.1f} s), load {os.getloadavg()[0]:.2f}, work "
                       f"{r.info['work'] / 1e6:.1f}M column-trials, objective {r.nll.sum().item():.3f}, "
                       f"converged {int(r.converged.sum())}", flush=True)
-    objective.nll_derivatives = new_kernel
+    objective.nll_derivatives, fitting.minimize_newton = new_kernel, newton["new"]
     for seed in args.seeds:
         o, n = min(times[("old", seed)]), min(times[("new", seed)])
         d = res[("new", seed)].nll.numpy() - res[("old", seed)].nll.numpy()

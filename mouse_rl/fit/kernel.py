@@ -291,37 +291,35 @@ def _eta_times(eta, dv, dg, dH, ov, og, oH, order, nd):
         oH[0, 0] += dg[0]
 
 
-@nb.njit(cache=True, inline="always")
-def _columns(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-             write_lp, lp, gauss_newton, nd):
-    for b in nb.prange(theta.shape[0]):  # columns are independent
-        m = rows[b]
-        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, nd, grad[b], hess[b], write_lp, lp[b], gauss_newton)
-
-
-# One parallel entry point per dual size, each a compile-time constant: with a runtime size the compiler no
-# longer unrolled the small derivative loops (the default fit ran ~1.4x slower). 5: without k's and
-# stim_skew's derivatives (the default fit), 6: with k's, 7: with both.
+# One parallel entry point per dual size, each a compile-time constant written into its call of _column: with a
+# runtime size (or one passed down through a shared inlined helper) the compiler no longer unrolls the small
+# derivative loops and an order-2 pass runs ~2x slower. 5: without k's and stim_skew's derivatives (the
+# default fit), 6: with k's, 7: with both.
 @nb.njit(cache=True, parallel=True)
 def _batched_5(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
                write_lp, lp, gauss_newton):
-    _columns(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-             write_lp, lp, gauss_newton, _D - 2)
+    for b in nb.prange(theta.shape[0]):
+        m = rows[b]
+        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
+                         use_lapse, order, _D - 2, grad[b], hess[b], write_lp, lp[b], gauss_newton)
 
 
 @nb.njit(cache=True, parallel=True)
 def _batched_6(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
                write_lp, lp, gauss_newton):
-    _columns(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-             write_lp, lp, gauss_newton, _D - 1)
+    for b in nb.prange(theta.shape[0]):
+        m = rows[b]
+        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
+                         use_lapse, order, _D - 1, grad[b], hess[b], write_lp, lp[b], gauss_newton)
 
 
 @nb.njit(cache=True, parallel=True)
 def _batched_7(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
                write_lp, lp, gauss_newton):
-    _columns(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-             write_lp, lp, gauss_newton, _D)
+    for b in nb.prange(theta.shape[0]):
+        m = rows[b]
+        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
+                         use_lapse, order, _D, grad[b], hess[b], write_lp, lp[b], gauss_newton)
 
 
 _BATCHED = {5: _batched_5, 6: _batched_6, 7: _batched_7}
