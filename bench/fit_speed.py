@@ -3,7 +3,7 @@
 Usage::
 
     python bench/fit_speed.py [--mice 8] [--seeds 0] [--repeats 2] [--threads 2] [--old-kernel FILE]
-                              [--old-stall-tol 0] [--old-newton FILE]
+                              [--old-stall-tol 0] [--old-newton FILE] [--profile]
 
 Arms, run A, B, A, B (so that load changes on a shared machine hit both alike):
 
@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--old-kernel", type=Path, default=None)
     ap.add_argument("--old-newton", type=Path, default=None, help="an earlier mouse_rl/fit/newton.py for the old "
                     "arm's optimiser")
+    ap.add_argument("--profile", action="store_true", help="also profile one default fit (cProfile) and print "
+                    "the share of its time spent in the likelihood kernel")
     ap.add_argument("--old-stall-tol", type=float, default=None, help="stall_tol of the old arm (default: the "
                     "default fit's)")
     args = ap.parse_args(argv)
@@ -109,7 +111,18 @@ def main(argv=None) -> int:
                       f"{r.info['work'] / 1e6:.1f}M column-trials, objective {r.nll.sum().item():.3f}, "
                       f"converged {int(r.converged.sum())}", flush=True)
     objective.nll_derivatives, fitting.minimize_newton = new_kernel, newton["new"]
-    for seed in args.seeds:
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(fit_batch, batch, tr, seed=args.seeds[0])
+        stats = pstats.Stats(prof).stats  # (file, line, name) -> (calls, primitive calls, own s, cumulative s, ...)
+        total = max(v[3] for v in stats.values())  # the fit's own call
+        kernel = sum(v[3] for k, v in stats.items() if k[2] == "nll_derivatives")
+        print(f"profile (default fit, seed {args.seeds[0]}): likelihood kernel {kernel:.1f} s of {total:.1f} s "
+              f"({kernel / total:.0%})")
+    for seed in args.seeds if args.repeats > 0 else ():
         o, n = min(times[("old", seed)]), min(times[("new", seed)])
         d = res[("new", seed)].nll.numpy() - res[("old", seed)].nll.numpy()
         print(f"seed {seed}: best old {o:.1f} s, new {n:.1f} s, ratio {o / n:.2f}x; objective new - old: total "
