@@ -176,5 +176,14 @@ def test_cli_free_running_with_drift_saves_it_and_the_check_uses_it(skewed, tmp_
     assert not np.delete(sd, bias, axis=1).any() and (sd[:, bias] > 0).all()
     assert main(["check", str(fits), "--copies", "10", "--no-plots"]) == 0
     assert "drift overnight" in capsys.readouterr().err
+    with np.load(fits / "fit_laplace.npz", allow_pickle=False) as z:  # a damaged drift is refused, named
+        arrays = {k: z[k] for k in z.files}
+    with open(fits / "fit_laplace.npz", "wb") as fh:
+        np.savez(fh, **{**arrays, "sigma_day": -arrays["sigma_day"] - 1})
+    assert main(["check", str(fits), "--copies", "10", "--no-plots"]) == 2
+    assert "sigma_day (the copies' overnight drift) has negative values" in capsys.readouterr().err
+    assert main(["fit", str(data), "--out", str(tmp_path / "f3"), "--criterion", "free-running", "--drift", "bias",
+                 "bias"]) == 2
+    assert "--drift: group bias given twice" in capsys.readouterr().err
     assert main(["fit", str(data), "--out", str(tmp_path / "f2"), "--drift", "stim"]) == 2  # teacher-forced: no drift
     assert "--criterion free-running only" in capsys.readouterr().err

@@ -54,10 +54,13 @@ def load_fit(folder: Path):
     if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
         raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
                          f"hessian {hessian.shape}")
-    if sigma_day is not None and (sigma_day.shape != (len(mice), 9) or not np.all(np.isfinite(sigma_day))
-                                  or np.any(sigma_day < 0)):
-        raise ValueError(f"fits: fit_laplace.npz sigma_day must be finite, >= 0 and of shape ({len(mice)}, 9), "
-                         f"got shape {sigma_day.shape}")
+    if sigma_day is not None:
+        problem = (f"shape {sigma_day.shape}, need ({len(mice)}, 9)" if sigma_day.shape != (len(mice), 9)
+                   else "non-finite values" if not np.all(np.isfinite(sigma_day))
+                   else f"negative values (min {sigma_day.min():.3g})" if np.any(sigma_day < 0) else None)
+        if problem:
+            raise ValueError(f"fits: fit_laplace.npz sigma_day (the copies' overnight drift) has {problem} "
+                             "(rerun `mouse-rl fit`)")
     try:
         trials = pd.read_parquet(folder / "fit_trials.parquet")
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError

@@ -350,6 +350,9 @@ def check_fit_options(args) -> None:
                     "has no weight noise)")
     if args.criterion != "free-running":
         _refuse_set(args, ("drift", "summary_weight"), "--criterion free-running only")
+    repeated = sorted({g for g in args.drift or () if list(args.drift).count(g) > 1})
+    if repeated:
+        raise ValueError(f"--drift: group {repeated[0]} given twice; give each group once (bias, stim)")
     if not (math.isfinite(args.summary_weight) and args.summary_weight >= 0):
         raise ValueError(f"--summary-weight: must be a finite number >= 0, got {args.summary_weight}")
     for option, value, low, high in (("--restarts", args.restarts, 1, MAX_RESTARTS),
