@@ -7,6 +7,7 @@ fused one where it applies and records in the result which one ran and why.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -471,7 +472,7 @@ def fused_unsupported(device: torch.device, dtype: torch.dtype, requires_grad: b
 def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, params: NetParams, seeds,
                         init: Weights | None = None, encoding: str = "side", positive: bool = True,
                         zero_reward: str = "expected", zero_reward_p_right: float = 0.5,
-                        engine: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+                        engine: str = "auto", cuts=(), between=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running networks on given stimulus sequences (e.g. each mouse's own), choosing for themselves.
 
     Parameters
@@ -484,6 +485,11 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         c = 0 (Right with ``zero_reward_p_right``) from ``ZERO_REWARD_SIDE``, at counter = row index.
     engine : ``"auto"`` (fused on the CPU, else the reference rollout: same numbers), ``"fused"`` or
         ``"reference"``.
+    cuts, between : optional ascending trial indices in ``1 .. T-1`` before which ``between(t, w)`` returns
+        the flat weights ``(B, 9)`` (:func:`mouse_rl.network.flat_weights` order) to go on with, e.g. an
+        overnight jump (:mod:`mouse_rl.fit.drift`); the run goes in segments between the cuts, never
+        changing what happens within one. With ``between`` only the CPU runs the fused engine; under
+        ``"auto"`` a fall-back to the reference rollout is warned about.
 
     Returns
     -------
@@ -494,7 +500,13 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     seeds = rng.as_seed_tensor(seeds, device)
     w = init_weights(params) if init is None else Weights(*init)
     T, B = signed_contrast.shape
-    which, _ = choose_engine(engine, fused_unsupported(device, dtype, any(v.requires_grad for v in (*params, *w))))
+    bounds = [0, *(cuts if between is not None else ()), T]
+    unsupported = fused_unsupported(device, dtype, any(v.requires_grad for v in (*params, *w)))
+    if unsupported is None and between is not None and device.type != "cpu":
+        unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"
+    which, why = choose_engine(engine, unsupported)
+    if why is not None and between is not None:
+        warnings.warn(f"simulate_on_stimuli: reference rollout ({why})", RuntimeWarning, stacklevel=2)
     c = signed_contrast.to(dtype)
     if which == "reference":
         out = torch.zeros((2, T, B), dtype=dtype, device=device)
@@ -503,8 +515,12 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
             out[0, tr.t] = torch.where(valid[tr.t], tr.choice, 0)
             out[1, tr.t] = tr.p_right
 
-        rollout(w, params, GivenStimuli(c, seeds, zero_reward_p_right), SampledChoices(seeds, dtype), 0, T,
-                encoding=encoding, positive=positive, zero_reward=zero_reward, learn=valid, recorder=record)
+        stim, choices = GivenStimuli(c, seeds, zero_reward_p_right), SampledChoices(seeds, dtype)
+        for t0, t1 in zip(bounds[:-1], bounds[1:]):
+            if t0 > 0:
+                w = weights_from_flat(between(t0, flat_weights(w)))
+            w = rollout(w, params, stim, choices, t0, t1, encoding=encoding, positive=positive,
+                        zero_reward=zero_reward, learn=valid, recorder=record)
         return out[0].long(), out[1]
     opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
                 log_mode=sim_kernel.LOG_CHOICES)
@@ -517,8 +533,16 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
                                        given_contrast=c.detach(), given_x=x.detach(), valid=valid, log=log, **opts)
         return log[0].long(), log[1]
     host = lambda v: v.detach().cpu().numpy()  # noqa: E731
-    log = np.zeros((2, B, T), dtype=host(w0).dtype)
-    sim_kernel.run_fused(sim_kernel.FusedState(host(w0), np.zeros(B, dtype=np.int64)), host(params.eta),
-                         host(params.beta), host(params.lapse), host(seeds), 0, T, max(T, 1), given_contrast=host(c).T,
-                         given_x=host(x).transpose(1, 0, 2), valid=host(valid).T, log=log, **opts)
+    state = sim_kernel.FusedState(host(w0), np.zeros(B, dtype=np.int64))
+    log = np.zeros((2, B, T), dtype=state.weights.dtype)
+    dt = state.weights.dtype  # contiguous once: the kernel would copy strided views on every segment
+    given = dict(given_contrast=np.ascontiguousarray(host(c).T, dt),
+                 given_x=np.ascontiguousarray(host(x).transpose(1, 0, 2), dt),
+                 valid=np.ascontiguousarray(host(valid).T, np.bool_))
+    eta, beta, lapse = (np.ascontiguousarray(host(v), dt) for v in (params.eta, params.beta, params.lapse))
+    seeds_np = host(seeds)
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        if t0 > 0:
+            state.weights[:] = host(between(t0, torch.from_numpy(state.weights)))
+        sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1, max(T, 1), log=log, **given, **opts)
     return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))

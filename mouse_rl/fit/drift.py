@@ -25,14 +25,12 @@ score is a smooth function of sigma.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
 from envs import rng
 
-from ..network import Weights, encode, flat_weights, init_weights, weights_from_flat
+from ..network import Weights
 from ..params import NetParams
 from .batch import TrialBatch
 
@@ -115,9 +113,7 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     -------
     ``(choice, p_right)``, each ``(T, B)``, as :func:`mouse_rl.fit.checks.free_run`.
     """
-    from ..rollout import GivenStimuli, SampledChoices, Trial, rollout
-    from ..simulate import choose_engine, fused_unsupported
-    from .. import sim_kernel
+    from ..simulate import simulate_on_stimuli
 
     if not positive:
         raise ValueError("positive: the overnight drift is on log-weights and needs positive=True, got False")
@@ -131,54 +127,14 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     seeds = rng.as_seed_tensor(seeds, device)
     if seeds.shape != (B,):
         raise ValueError(f"seeds: expected {B} seeds, got {seeds.shape[0]}")
-    starts = session_starts(batch)
-    cuts = [int(t) for t in np.flatnonzero(starts.any(1))]
-    bounds = [0, *cuts, T]
-    starts_t = torch.as_tensor(starts, device=device)
-    w = init_weights(params) if init is None else Weights(*init)
-    unsupported = fused_unsupported(device, dtype, any(v.requires_grad for v in (*params, *w)))
-    if unsupported is None and device.type != "cpu":
-        unsupported = f"device {str(device)!r} (the drift runs the fused kernel on the CPU only)"
-    which, why = choose_engine(engine, unsupported)
-    if why is not None:
-        warnings.warn(f"free_run_drift: reference rollout ({why})", RuntimeWarning, stacklevel=2)
-    c = batch.contrast.to(dtype)
-    valid = batch.valid
-    if which == "reference":
-        out = torch.zeros((2, T, B), dtype=dtype, device=device)
+    starts_np = session_starts(batch)
+    starts = torch.as_tensor(starts_np, device=device)
 
-        def record(tr: Trial) -> None:
-            out[0, tr.t] = torch.where(valid[tr.t], tr.choice, 0)
-            out[1, tr.t] = tr.p_right
+    def overnight(t: int, flat: torch.Tensor) -> torch.Tensor:
+        """The jump of the columns whose session starts at trial ``t`` (the others unchanged)."""
+        jump = torch.where(starts[t][:, None], sd * drift_noise(seeds, t, dtype), 0.0)
+        return _jump(flat.to(dtype), jump).to(flat.dtype)
 
-        stim, choices = GivenStimuli(c, seeds, 0.5), SampledChoices(seeds, dtype)
-        with torch.no_grad():
-            for t0, t1 in zip(bounds[:-1], bounds[1:]):
-                if t0 > 0:
-                    flat = flat_weights(w)
-                    jump = torch.where(starts_t[t0][:, None], sd * drift_noise(seeds, t0, dtype), 0.0)
-                    w = weights_from_flat(_jump(flat, jump))
-                w = rollout(w, params, stim, choices, t0, t1, encoding=encoding, positive=positive,
-                            zero_reward=zero_reward, learn=valid, recorder=record)
-        return out[0].long(), out[1]
-    host = lambda v: v.detach().cpu().numpy()  # noqa: E731
-    x = encode(c, encoding)[..., :2]
-    state = sim_kernel.FusedState(host(flat_weights(w)).astype(host(c).dtype).copy(), np.zeros(B, dtype=np.int64))
-    log = np.zeros((2, B, T), dtype=state.weights.dtype)
-    dt = state.weights.dtype  # contiguous once: the kernel would copy strided views on every call
-    gc = np.ascontiguousarray(host(c).T, dt)
-    gx = np.ascontiguousarray(host(x).transpose(1, 0, 2), dt)
-    gv = np.ascontiguousarray(host(valid).T, np.bool_)
-    eta, beta, lapse = (np.ascontiguousarray(host(v), dt) for v in (params.eta, params.beta, params.lapse))
-    seeds_np = host(seeds).astype(np.int64)
-    sd_np = host(sd)
-    for t0, t1 in zip(bounds[:-1], bounds[1:]):
-        if t0 > 0:
-            cols = np.flatnonzero(starts[t0])
-            jump = sd_np[cols] * host(drift_noise(seeds[cols], t0, dtype))
-            state.weights[cols] = host(_jump(torch.from_numpy(state.weights[cols]), torch.from_numpy(jump)))
-        sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1,
-                             max(T, 1), given_contrast=gc, given_x=gx, valid=gv, log=log,
-                             zero_reward_p_right=0.5, positive=positive, zero_reward=zero_reward, use_lapse=True,
-                             log_mode=sim_kernel.LOG_CHOICES)
-    return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))
+    cuts = [int(t) for t in np.flatnonzero(starts_np.any(1))]
+    return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
+                               engine=engine, cuts=cuts, between=overnight)
