@@ -187,3 +187,60 @@ def test_cli_free_running_with_drift_saves_it_and_the_check_uses_it(skewed, tmp_
     assert "--drift: group bias given twice" in capsys.readouterr().err
     assert main(["fit", str(data), "--out", str(tmp_path / "f2"), "--drift", "stim"]) == 2  # teacher-forced: no drift
     assert "--criterion free-running only" in capsys.readouterr().err
+
+
+def test_session_rates_leave_out_unobserved_choices():
+    import pandas as pd
+
+    rows = []  # one session: left, left, right, right; the second left and the second right unobserved
+    for t, (c, y) in enumerate(zip([-0.5, -0.25, 0.5, 0.25], [1, 0, 0, 1])):
+        rows.append(dict(mouse="m", session=1, trial=t, signed_contrast=c, choice=y))
+    df = pd.DataFrame(rows)
+    df["contrastLeft"], df["contrastRight"] = np.maximum(-df.signed_contrast, 0), np.maximum(df.signed_contrast, 0)
+    df["reward"] = (((df.signed_contrast > 0) & (df.choice == 1)) | ((df.signed_contrast < 0) & (df.choice == 0)))
+    df["reward"] = df["reward"].astype(float)
+    batch = make_batch(df)
+    choice = batch.choice.numpy().astype(float)
+    choice[[1, 3], 0] = np.nan
+    np.testing.assert_allclose(session_rates(batch, choice)[:, 0], [1.0, np.nan, 0.0])
+
+
+def test_observed_rows_alone_shape_the_fit(skewed):
+    """All rows observed = the default; the choices of unobserved rows cannot reach the fit (a leak test)."""
+    trials, res = skewed
+    one = trials[trials.mouse == "sim0002"].reset_index(drop=True)
+    kw = dict(SMALL, n_starts=8, n_gen=1)
+    base = fit_free_running(one, **kw)
+    np.testing.assert_array_equal(fit_free_running(one, observed=np.ones(len(one), bool), **kw).u, base.u)
+    from mouse_rl.fit.cv import time_split
+
+    train, _ = time_split(one, 0.5)
+    masked = fit_free_running(one, observed=train, **kw)
+    flipped = one.copy()
+    flipped.loc[~train, "choice"] = 1 - flipped.loc[~train, "choice"]
+    flipped.loc[~train, "reward"] = 1.0 - flipped.loc[~train, "reward"]
+    if "feedbackType" in flipped:
+        flipped.loc[~train, "feedbackType"] = -flipped.loc[~train, "feedbackType"]
+    np.testing.assert_array_equal(fit_free_running(flipped, observed=train, **kw).u, masked.u)
+    assert not np.array_equal(masked.u, base.u)  # the held-out half did matter to the full fit
+    with pytest.raises(ValueError, match="observed"):
+        fit_free_running(one, observed=train[:-1], **kw)
+
+
+def test_freerun_cv_model_scores_by_the_reference_likelihood(skewed):
+    """FreeRunModel.score = the torch reference log-likelihood (mouse_rl.fit.log_likelihood) on the mask."""
+    from mouse_rl.fit import log_likelihood, prepare_trials
+    from mouse_rl.fit.cv import interleaved_split
+    from mouse_rl.fit.freerun import FreeRunModel
+
+    trials, _ = skewed
+    two = prepare_trials(trials[trials.mouse.isin(["sim0000", "sim0003"])])
+    train, test = interleaved_split(two)
+    model = FreeRunModel(two, **dict(SMALL, n_starts=8, n_gen=1)).fit(train)
+    held = model.score(test).set_index("mouse")
+    res = model.result
+    p = res.transform.fixed.replace(**{f: res.params[f].to_numpy(float) for f in res.transform.free})
+    batch = make_batch(two)
+    ref = log_likelihood(two, p, score=batch.mask_from_rows(test)).numpy()
+    np.testing.assert_allclose(held.loc[["sim0000", "sim0003"], "loglik"], ref, rtol=1e-10)
+    assert list(held["n_trials"]) == [int(test[two.mouse == m].sum()) for m in ("sim0000", "sim0003")]

@@ -98,7 +98,8 @@ def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side"
 
 
 def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-column, per-session metrics ``(S, B)`` (sessions ranked from 0 within each column)."""
+    """Per-column, per-session metrics ``(S, B)`` (sessions ranked from 0 within each column); NaN choices
+    (unobserved) are left out of the rates."""
     sess = batch.session.cpu().numpy()
     valid = batch.valid.cpu().numpy()
     T, B = sess.shape
@@ -112,6 +113,7 @@ def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarra
     cv = c[valid]
 
     def mean(mask, values):
+        mask = mask & np.isfinite(values)  # NaN = an unobserved choice (e.g. held out): left out
         num = np.bincount(idx[mask], weights=values[mask], minlength=S * B)
         den = np.bincount(idx[mask], minlength=S * B)
         with np.errstate(invalid="ignore", divide="ignore"):

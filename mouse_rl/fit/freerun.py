@@ -39,8 +39,9 @@ copies need. The drift noise is common to all candidates (counter-based, seeded 
 
 Summary features (an option, ``summary_weight > 0``; default 0): the scored vector also holds the check's
 early bias and late slope difference (:func:`score_vector`), so copies must also match how one-sided the
-mouse ends up. On the 25 Liebana mice, ``drift=("stim",), summary_weight=1`` is the variant closest to the
-check's targets (README, overnight drift).
+mouse ends up. On the 25 Liebana mice, ``drift=("bias", "stim"), summary_weight=1`` meets the check's
+targets in-sample (README, overnight drift); :class:`FreeRunModel` and ``bench/freerun_holdout.py`` test it on
+held-out sessions and choices.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ def _scores(batch: TrialBatch, y: np.ndarray, transform: ParamTransform, u: np.n
 def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copies: int = 16,
                      n_starts: int = 128, popsize: int = 24, n_elite: int = 6, n_gen: int = 15, seed: int = 0,
                      chunk: int = 64, progress: bool = False, drift=(), theta=None,
-                     summary_weight: float = 0.0) -> FreeRunFit:
+                     summary_weight: float = 0.0, observed=None) -> FreeRunFit:
     """Fit every mouse by the energy score of its per-session choice rates under free-running copies.
 
     Parameters
@@ -189,6 +190,10 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
         difference (:func:`score_vector`; an option, default 0: session rates only).
     theta : optional ``(M, P)`` unconstrained parameters (mice sorted by name, columns ``transform.free``,
         e.g. a teacher-forced fit's ``u``) held fixed: only the ``drift`` sds are searched (needs ``drift``).
+    observed : optional boolean mask over the rows of ``prepare_trials(trials)`` (as
+        :mod:`mouse_rl.fit.cv`'s splits): only these rows' choices enter the mouse's scored rates (held-out
+        choices are left out; a session or summary with no observed choices drops out of the score). The
+        copies still run on every trial's stimulus and session length. Default: every row.
 
     Returns
     -------
@@ -208,6 +213,12 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
     if drift and not fx.positive:
         raise ValueError("drift: the overnight drift needs positive weights (fixed.positive=True), got positive=False")
     df = prepare_trials(trials)
+    if observed is None:
+        observed = np.ones(len(df), dtype=bool)
+    observed = np.asarray(observed)
+    if observed.shape != (len(df),) or observed.dtype != bool:
+        raise ValueError(f"observed: expected a boolean mask of {len(df)} rows (the prepared trial table), "
+                         f"got dtype {observed.dtype}, shape {observed.shape}")
     mice = sorted(df["mouse"].astype(str).unique())
     if theta is not None:
         theta = np.asarray(theta, float)
@@ -228,9 +239,10 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
     rows, us, hist = [], [], []
     for m, mouse in enumerate(tqdm(mice, desc="free-running fit", unit="mouse", disable=not progress)):
         t0 = time.perf_counter()
-        batch = make_batch(df[df["mouse"].astype(str) == mouse], fx.zero_reward, "cpu", torch.float64,
-                           prepared=True)
-        y = score_vector(batch, batch.choice.cpu().numpy(), summary_weight)[:, 0]
+        mine = (df["mouse"].astype(str) == mouse).to_numpy()
+        batch = make_batch(df[mine], fx.zero_reward, "cpu", torch.float64, prepared=True)
+        seen = batch.mask_from_rows(observed[mine]).cpu().numpy()
+        y = score_vector(batch, np.where(seen, batch.choice.cpu().numpy(), np.nan), summary_weight)[:, 0]
         seeds = copy_seeds([mouse], n_copies, seed)[:, 0]
 
         def full(u):
@@ -270,7 +282,7 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
                       pd.DataFrame(hist, columns=["mouse", "generation", "energy_score"]),
                       dict(free=tuple(transform.free), n_copies=n_copies, n_starts=n_starts, popsize=popsize,
                            n_elite=n_elite, n_gen=n_gen, seed=seed, drift=drift, theta_fixed=theta is not None,
-                           summary_weight=summary_weight),
+                           summary_weight=summary_weight, observed_rows=int(observed.sum())),
                       {g: np.exp(us[:, transform.n_free + i]) for i, g in enumerate(drift)})
 
 
@@ -286,3 +298,37 @@ def check_free_running(result: FreeRunFit, trials: pd.DataFrame, n_copies: int =
     precision = np.broadcast_to(np.eye(P), (len(result.u), P, P))  # unused without parameter uncertainty
     return posterior_predictive_check(trials, result.u, precision, result.transform, n_copies, seed,
                                       parameter_uncertainty=False, sigma_day=result.sigma_day_matrix())
+
+
+class FreeRunModel:
+    """The free-running fit as a :class:`mouse_rl.fit.cv.CVModel`: held-out bits/trial of its θ.
+
+    ``fit(train_mask)`` runs :func:`fit_free_running` with only the ``train_mask`` rows' choices observed;
+    ``score(mask)`` is the teacher-forced log-likelihood of the ``mask`` rows' choices at the fitted θ (the
+    network learns from every trial of the mouse, as :class:`mouse_rl.fit.cv.NetworkModel` scores). The drift
+    does not enter this score (it moves free-running copies only). Keyword arguments go to
+    :func:`fit_free_running`.
+    """
+
+    def __init__(self, trials: pd.DataFrame, name: str = "network_freerun", **fit_kw):
+        self.name, self.fit_kw = name, fit_kw
+        self.trials = prepare_trials(trials)
+        self.result: FreeRunFit | None = None
+        self.fit_seconds_by_mouse = None
+
+    def fit(self, train_mask) -> "FreeRunModel":
+        self.result = fit_free_running(self.trials, observed=np.asarray(train_mask, dtype=bool), **self.fit_kw)
+        self.fit_seconds_by_mouse = dict(zip(self.result.params["mouse"], self.result.params["fit_seconds"]))
+        return self
+
+    def score(self, mask) -> pd.DataFrame:
+        from .cv import score_frame
+        from .objective import KernelObjective
+
+        if self.result is None:
+            raise RuntimeError("call fit() first")
+        res = self.result
+        batch = make_batch(self.trials, res.transform.fixed.zero_reward, "cpu", torch.float64, prepared=True)
+        lp = KernelObjective(batch, res.transform).trial_logp(res.u, np.arange(len(res.u)))
+        m = batch.mask_from_rows(np.asarray(mask, dtype=bool)).cpu().numpy()
+        return score_frame(batch.mice, (lp * m).sum(0), m.sum(0))
