@@ -205,6 +205,13 @@ def test_liebana_folder_skips_or_raises_on_invalid(tmp_path):
         assert load_liebana2025(tmp_path, mice=["B"])["mouse"].tolist() == ["B"]
     with pytest.raises(DataFormatError, match=r"no \*_data.npy file for mice \['Z'\]"):
         load_liebana2025(tmp_path, mice=["Z"])
+    with pytest.warns(UserWarning, match="missing_sessions='single_block'"):
+        load_liebana2025(tmp_path)  # the warning says how to load BAD anyway
+    with pytest.warns(UserWarning, match="one unknown-session block"):
+        df = load_liebana2025(tmp_path, missing_sessions="single_block")
+    assert df["mouse"].tolist() == ["A", "A", "B", "BAD"] and set(df.loc[df.mouse == "BAD", "session"]) == {1}
+    with pytest.raises(ValueError, match="missing_sessions must be one of .* got 'maybe'"):
+        load_liebana2025(tmp_path, missing_sessions="maybe")
 
 
 # --- IBL ALF trials ---------------------------------------------------------------------------

@@ -134,7 +134,7 @@ def load_psytrax_npy(path, mouse: str | None = None, *, missing_sessions: str = 
     return finalize(df, str(path), session_lengths=lengths)
 
 
-def load_liebana2025(folder, mice=None, skip_invalid: bool = True) -> pd.DataFrame:
+def load_liebana2025(folder, mice=None, skip_invalid: bool = True, *, missing_sessions: str = "raise") -> pd.DataFrame:
     """Load every ``*_data.npy`` of a folder (one file per mouse) into one trial table.
 
     Parameters
@@ -146,12 +146,17 @@ def load_liebana2025(folder, mice=None, skip_invalid: bool = True) -> pd.DataFra
     skip_invalid : bool
         Skip files that fail to load (e.g. DAP044, no ``session_lengths``) with
         one :class:`UserWarning` naming them; if False, raise the first error.
+    missing_sessions : {"raise", "single_block"}
+        A file without ``session_lengths``: an error (skipped with ``skip_invalid``; default), or loaded as
+        one session with a :class:`UserWarning` (:func:`load_psytrax_npy`).
 
     Returns
     -------
     pandas.DataFrame
         All mice, sorted by mouse, session, trial.
     """
+    if missing_sessions not in MISSING_SESSIONS:
+        raise ValueError(f"missing_sessions must be one of {MISSING_SESSIONS}, got {missing_sessions!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no such folder: {folder}")
@@ -168,13 +173,16 @@ def load_liebana2025(folder, mice=None, skip_invalid: bool = True) -> pd.DataFra
     tables, skipped = [], {}
     for name, path in files.items():
         try:
-            tables.append(load_psytrax_npy(path, mouse=name))
+            tables.append(load_psytrax_npy(path, mouse=name, missing_sessions=missing_sessions))
         except DataFormatError as err:
             if not skip_invalid:
                 raise
             skipped[name] = str(err)
     if skipped:
         reasons = "; ".join(f"{name}: {msg}" for name, msg in skipped.items())
+        if "session_lengths" in reasons:
+            reasons += ("; to load files without session_lengths as one session each, pass "
+                        "missing_sessions='single_block'")
         warnings.warn(
             f"skipped {len(skipped)} invalid file(s) {sorted(skipped)} in {folder} ({reasons})",
             UserWarning,
