@@ -134,3 +134,21 @@ def test_cli_fit_then_check(cohort, tmp_path, capsys):
     assert (out / "check" / "plots" / "sim0000.png").exists() and (out / "check" / "mouse_rl_run.json").exists()
     assert main(["check", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder written by `mouse-rl fit`" in capsys.readouterr().err
+
+
+def test_restart_design_spans_the_start_box_beyond_init_range():
+    """The Sobol starts cover the registry's start_range (where real mice's optima lie), not just init_range."""
+    from mouse_rl.fit.fitting import make_transform
+    from mouse_rl.fit.transforms import START_RANGES
+    from mouse_rl.params import PARAMS, NetParams
+
+    tr = make_transform()
+    starts = tr.starts(32, seed=3)
+    theta, _, _ = tr.natural(starts[1:])
+    cols = {n: NetParams._fields.index(n) for n in tr.free}
+    for name in tr.free:
+        v = theta[:, cols[name]]
+        lo, hi = START_RANGES[name]
+        assert np.all(v >= lo * (1 - 1e-9)) and np.all(v <= hi * (1 + 1e-9)), name
+        if PARAMS[name].start_range:  # a wider box: some starts lie beyond init_range's top
+            assert v.max() > PARAMS[name].init_range[1], name

@@ -483,7 +483,7 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     trials : trial table (validated here); mice are fitted independently (a
         mouse's result does not depend on the other mice in the table).
     n_restarts : starts per mouse (restart 0 = model defaults, the rest a scrambled
-        Sobol design over :data:`mouse_rl.params.PARAMS` ``init_range``, the same for every mouse).
+        Sobol design over :data:`mouse_rl.params.PARAMS` ``start_range``, the same for every mouse).
     max_iter : Newton iterations (L-BFGS iterations / Adam steps for those methods).
     method : ``"newton"`` (default; per-mouse trust-region Newton on the exact Hessian of the fused
         kernel), ``"lbfgs"`` or ``"adam"`` (torch unroll, batched optimiser; for comparison).

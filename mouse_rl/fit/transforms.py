@@ -23,6 +23,7 @@ DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}
 #: Log-uniform (lapse: logit-uniform) ranges of the restarts (natural units); restart 0 uses the defaults.
 INIT_RANGES = {name: spec.init_range for name, spec in PARAMS.items()}
+START_RANGES = {name: spec.start_range or spec.init_range for name, spec in PARAMS.items()}
 #: Start values of restart 0 (the paper's defaults; b's and lapse moved off the 0 boundary).
 INIT_DEFAULT = {name: spec.fit_start for name, spec in PARAMS.items()}
 
@@ -82,20 +83,6 @@ class ParamTransform:
             cols.append(_to_u(name, v.clamp(lo, hi)).expand(n))
         return torch.stack(cols, dim=-1).clone()
 
-    def init_u(self, n: int, n_restarts: int, seed: int = 0, device=None, dtype=torch.float64) -> torch.Tensor:
-        """Start points ``(n_restarts * n, n_free)``: restart 0 = defaults, others log-uniform in INIT_RANGES
-        (uniform for an identity-transformed parameter)."""
-        gen = np.random.default_rng(seed)
-        blocks = [self.to_u(INIT_DEFAULT, n, device, dtype)]
-        for _ in range(1, n_restarts):
-            vals = {}
-            for name in self.free:
-                lo, hi = INIT_RANGES[name]
-                vals[name] = gen.uniform(lo, hi, size=n) if PARAMS[name].transform == "identity" else \
-                    np.exp(gen.uniform(np.log(lo), np.log(hi), size=n))
-            blocks.append(self.to_u(vals, n, device, dtype))
-        return torch.cat(blocks, dim=0)
-
     def jacobian_diag(self, u: torch.Tensor) -> torch.Tensor:
         """d theta / d u for each free parameter ``(B, n_free)`` (for the delta method)."""
         cols = []
@@ -126,15 +113,14 @@ class ParamTransform:
         """Restart design ``(n_restarts, P)`` shared by every mouse (so a mouse's starts never depend on its batch).
 
         Row 0 is :data:`INIT_DEFAULT`; the others a scrambled Sobol design over
-        :data:`INIT_RANGES` in unconstrained units (log / logit uniform).
-        """
+        :data:`START_RANGES` in unconstrained units (log / logit uniform)."""
         from scipy.stats import qmc
 
         first = self.to_u(INIT_DEFAULT, 1)[0].numpy()
         if n_restarts == 1:
             return first[None]
-        lo = self.to_u({n: INIT_RANGES[n][0] for n in self.free}, 1)[0].numpy()
-        hi = self.to_u({n: INIT_RANGES[n][1] for n in self.free}, 1)[0].numpy()
+        lo = self.to_u({n: START_RANGES[n][0] for n in self.free}, 1)[0].numpy()
+        hi = self.to_u({n: START_RANGES[n][1] for n in self.free}, 1)[0].numpy()
         m = int(np.ceil(np.log2(n_restarts - 1))) if n_restarts > 2 else 0
         z = qmc.Sobol(d=self.n_free, scramble=True, seed=seed).random_base2(m)[: n_restarts - 1]
         return np.vstack([first, lo + z * (hi - lo)])
