@@ -8,6 +8,7 @@ Usage::
 
     python bench/forecast.py [--data ../shared/data/liebana2025] [--out bench/results/forecast]
                              [--models ...] [--copies 100] [--restarts 4] [--em-iter 4] [--threads 1] [--replot]
+                             [--drift-bias SD ...] [--drift-stim SD ...] [--drift-select own]  (network_drift)
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def main(argv=None) -> int:
     p.add_argument("--restarts", type=int, default=4)
     p.add_argument("--em-iter", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--drift-bias", nargs="+", default=None, help="network_drift: bias sds to try")
+    p.add_argument("--drift-stim", nargs="+", default=None, help="network_drift: stimulus sds to try")
+    p.add_argument("--drift-select", default="own", help="network_drift: own | recalibrated | stacked")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (set explicitly)")
     p.add_argument("--replot", action="store_true", help="only redraw the figures of an existing --out")
     args = p.parse_args(argv)
@@ -60,7 +64,10 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()[0]
     code = cli(["forecast", *map(str, args.data), "--out", str(args.out), "--models", *args.models,
                 "--copies", str(args.copies), "--restarts", str(args.restarts), "--em-iter", str(args.em_iter),
-                "--seed", str(args.seed)])
+                "--seed", str(args.seed),
+                *(["--drift-bias", *args.drift_bias] if args.drift_bias else []),
+                *(["--drift-stim", *args.drift_stim] if args.drift_stim else []),
+                "--drift-select", args.drift_select])
     seconds = time.perf_counter() - t0
     info = {"seconds": seconds, "load_before": load0, "load_after": os.getloadavg()[0], "threads": args.threads,
             "cpus": os.cpu_count(), "machine": platform.platform(), "python": platform.python_version()}

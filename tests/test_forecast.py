@@ -184,3 +184,169 @@ def test_recalibration_recovers_a_known_temperature():
     ab = fit_recalibration(p, y)
     assert np.allclose(ab, [0.5, 0.2], atol=0.05)
     assert log_loss(apply_recalibration(p, ab), y).mean() < log_loss(p, y).mean()
+
+
+# --- network_drift: the network's forecast with overnight drift of its copies (mouse_rl.forecast.drift) ---
+
+SMALL_GRID = {"bias": (0.0, 0.3), "stim": (0.0, 0.3)}
+
+
+def small_drift(grid=SMALL_GRID):
+    from mouse_rl.forecast.drift import DriftForecaster
+
+    return DriftForecaster(lambda d: NetworkModel(d, n_restarts=1, max_iter=20), n_copies=4, em_iter=1,
+                           sigma_grid=grid)
+
+
+def test_drift_copies_with_zero_sigma_are_the_network_forecast_bit_for_bit():
+    from mouse_rl.forecast.drift import context_state, drift_p_right
+
+    trials = simulate_cohort(3, 6, 40, seed=1, dtype=torch.float64).trials
+    model = NetworkModel(trials[trials["session"] <= 2], n_restarts=1, max_iter=10)
+    model.fit(np.ones(len(model.trials), bool))
+    sb = make_batch(placeholder_table(trials[trials["session"] > 2]), prepared=False)
+    u = np.tile(model.u.numpy(), (4, 1)) + np.random.default_rng(0).normal(0, 0.1, (12, model.u.shape[1]))
+    expect = model.forecast_p_right(u, sb, seed=3)
+    params, w = context_state(model, u)
+    for sigma in ({}, {"bias": 0.0, "stim": 0.0}):
+        assert np.array_equal(drift_p_right(model, params, w, sb, sigma, seed=3), expect)
+    drifted = drift_p_right(model, params, w, sb, {"bias": 0.3}, seed=3)  # positive control
+    valid = sb.repeat(4).valid.numpy()
+    first = valid & (sb.repeat(4).session.numpy() == 3)
+    assert not np.allclose(drifted[first], expect[first])  # the first night (context -> schedule) drifts too
+    assert np.array_equal(drift_p_right(model, params, w, sb, {"bias": 0.3}, seed=3), drifted)  # reproducible
+
+
+def test_network_drift_at_sigma_zero_reproduces_the_network_rows(cohort):
+    """A grid of only sigma = 0: network_drift's own, recalibrated and stacked forecasts are the network's."""
+    from mouse_rl.forecast import LearnerForecaster
+
+    models = {"network": lambda: LearnerForecaster(lambda d: NetworkModel(d, n_restarts=1, max_iter=20),
+                                                   "network", n_copies=4, em_iter=1),
+              "network_drift": lambda: small_drift({"bias": (0.0,), "stim": (0.0,)})}
+    res = run_forecast(cohort.drop(columns="marker"), models=models, n_folds=5)
+    p = res.predictions.pivot_table(index=["mouse", "session", "trial"], columns="model", values="p_right")
+    for variant in ("", "_recalibrated", "_stacked"):
+        assert np.array_equal(p[f"network_drift{variant}"].to_numpy(), p[f"network{variant}"].to_numpy())
+    assert [t["sigma"] for t in res.options["tuning"]] == [{"bias": 0.0, "stim": 0.0}] * 5
+
+
+def _flip(trials, rows):
+    """Reverse the choices of ``rows`` (and their rewards: the same rewarded side)."""
+    out = trials.copy()
+    out.loc[rows, "choice"] = 1 - out.loc[rows, "choice"]
+    out.loc[rows, "reward"] = 1 - out.loc[rows, "reward"]
+    out.loc[rows, "feedbackType"] = 2 * out.loc[rows, "reward"] - 1
+    return out
+
+
+def test_drift_sds_are_chosen_on_reference_mice_only(cohort):
+    """Flipping a forecast mouse's gap and horizon choices changes neither the chosen sds, nor the grid's
+    scores, nor any forecast; flipping the reference mice's horizon choices does change the scores."""
+    from mouse_rl.fit.batch import prepare_trials
+
+    base = prepare_trials(cohort.drop(columns="marker"))
+    folds, _ = make_folds(base, n_folds=5)
+    targets, reference = folds[0].targets, folds[0].reference
+    later = cohort["marker"].to_numpy() != "context"
+    runs = {}
+    for label, rows in (("base", None), ("targets", cohort["mouse"].isin(targets).to_numpy() & later),
+                        ("reference", cohort["mouse"].isin(reference).to_numpy()
+                         & (cohort["marker"] == "horizon").to_numpy())):
+        trials = base if rows is None else prepare_trials(_flip(cohort.drop(columns="marker"), rows))
+        f = make_folds(trials, n_folds=5)[0][0]
+        fc = small_drift().fit(f.observed, f.targets)
+        runs[label] = (fc.sigma, fc.grid_scores, fc.predict(f.schedule))
+    sigma, scores, pred = runs["base"]
+    assert runs["targets"][0] == sigma
+    pd.testing.assert_frame_equal(runs["targets"][1], scores)
+    for k in pred:
+        assert np.array_equal(runs["targets"][2][k], pred[k])
+    assert not np.allclose(runs["reference"][1]["log_loss"], scores["log_loss"])  # positive control
+    assert len(scores) == 4 and set(pred) == {"network_drift", "network_drift_recalibrated", "network_drift_stacked"}
+
+
+def test_drift_choice_is_the_argmin_of_the_animal_balanced_reference_loss(monkeypatch):
+    from mouse_rl.forecast import drift as D
+
+    rows = pd.DataFrame({"mouse": ["a"] * 2 + ["b"] * 8, "choice": [1, 0] + [1] * 8})
+    # animal-balanced by hand: mouse a (2 trials) and mouse b (8 trials) weigh the same
+    p = np.r_[0.8, 0.2, np.full(8, 0.5)]
+    assert D.animal_balanced_loss(rows, p) == pytest.approx((-np.log(0.8) + np.log(2)) / 2)
+
+    def fake(self, model, schedule, sigma):  # perfect at (bias 0.2, stim 0.1), chance elsewhere
+        good = sigma == {"bias": 0.2, "stim": 0.1}
+        q = np.where(rows["choice"] == 1, 0.9, 0.1) if good else np.full(len(rows), 0.5)
+        return np.r_[q, 0.5]  # + one gap row
+
+    monkeypatch.setattr(D.DriftForecaster, "_forecast_sigma", fake)
+    fc = D.DriftForecaster(None, sigma_grid={"bias": (0.0, 0.2), "stim": (0.1, 0.4)})
+    schedule = pd.DataFrame({"phase": ["horizon"] * len(rows) + ["gap"]})
+    out = fc._reference_forecast(None, schedule, rows)
+    assert fc.sigma == {"bias": 0.2, "stim": 0.1} and len(out) == len(rows)
+    assert fc.grid_scores["log_loss"].min() == pytest.approx(-np.log(0.9))
+    assert fc.tuning["sigma"] == fc.sigma and len(fc.tuning["grid"]) == 4
+
+
+@pytest.mark.parametrize("grid, message", [({"tail": (0.1,)}, "unknown group 'tail'"),
+                                           ({"bias": (0.1, -0.2)}, "sigma_grid['bias']"),
+                                           ({}, "sigma_grid: must be a non-empty dict")])
+def test_drift_grid_is_validated(grid, message):
+    from mouse_rl.forecast.drift import DriftForecaster
+
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        DriftForecaster(None, sigma_grid=grid)
+
+
+def test_cli_forecast_runs_network_drift(cohort, tmp_path):
+    import json
+
+    from mouse_rl.cli import main
+
+    data = tmp_path / "cohort.parquet"
+    cohort.drop(columns="marker").to_parquet(data)
+    out = tmp_path / "fc"
+    assert main(["forecast", str(data), "--out", str(out), "--models", "glm_early_bias", "network_drift",
+                 "--copies", "2", "--restarts", "1", "--em-iter", "1", "--quiet", "--no-plots",
+                 "--drift-bias", "0", "--drift-stim", "0", "0.2"]) == 0
+    summary = pd.read_csv(out / "forecast_summary.csv")
+    assert set(summary["model"]) == {"glm_early_bias", "network_drift", "network_drift_recalibrated",
+                                     "network_drift_stacked"}
+    tuning = json.loads((out / "forecast_options.json").read_text())["tuning"]
+    assert [t["fold"] for t in tuning] == [0, 1, 2, 3, 4] and all(t["model"] == "network_drift" for t in tuning)
+    assert all(len(t["grid"]) == 2 for t in tuning) and all(t["sigma"]["bias"] == 0.0 for t in tuning)
+
+
+def test_cli_forecast_drift_grid_options(cohort, tmp_path, capsys):
+    from mouse_rl.cli import main
+    from mouse_rl.forecast import run_forecast
+
+    data = tmp_path / "cohort.parquet"
+    cohort.drop(columns="marker").to_parquet(data)
+    assert main(["forecast", str(data), "--out", str(tmp_path / "bad"), "--drift-bias", "0", "-0.5"]) == 2
+    assert "--drift-bias: sds must be finite and >= 0, got -0.5" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="sigma_grid: unknown group 'tail'"):
+        run_forecast(cohort, models=["glm_early_bias"], drift_grid={"tail": [0.1]})
+
+
+@pytest.mark.parametrize("select, chosen", [("own", 0.4), ("recalibrated", 0.1), ("stacked", 0.1)])
+def test_drift_select_scores_the_named_variant(monkeypatch, select, chosen):
+    """A forecast that is reversed but informative (sigma_stim 0.1) loses on its own predictive to chance
+    (0.4) and wins once recalibrated or stacked: the selection scores the variant it names."""
+    from mouse_rl.forecast import drift as D
+
+    gen = np.random.default_rng(0)
+    rows = pd.DataFrame({"mouse": np.repeat(["a", "b"], 200), "choice": gen.integers(0, 2, 400),
+                         "contrastLeft": 0.0, "contrastRight": 0.0})
+
+    def fake(self, model, schedule, sigma):
+        return np.where(rows["choice"] == 1, 0.2, 0.8) if sigma["stim"] == 0.1 else np.full(len(rows), 0.5)
+
+    monkeypatch.setattr(D.DriftForecaster, "_forecast_sigma", fake)
+    fc = D.DriftForecaster(None, sigma_grid={"stim": (0.1, 0.4)}, select=select)
+    fc._observed_context = pd.DataFrame({"mouse": ["a", "b"], "session": 1, "trial": 0, "signed_contrast": 0.5,
+                                         "choice": 1})
+    fc._reference_forecast(None, pd.DataFrame({"phase": ["horizon"] * len(rows)}), rows)
+    assert fc.sigma == {"stim": chosen}
+    with pytest.raises(ValueError, match="select: must be one of"):
+        D.DriftForecaster(None, select="best")

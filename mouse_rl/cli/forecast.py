@@ -6,7 +6,9 @@ the fold contributes only its first --context sessions and is scored on its fina
 sessions. Models: pooled logistic GLMs (psychometric, late-phase, early-bias), PsyTrack carried
 forward, and tabular Q-learning, the shallow network and the network with a population prior
 from the reference cohort and a predictive through the unobserved sessions; on request
-(--models ... network_freerun) the network fitted by its free-running behaviour on the context.
+(--models ... network_freerun) the network fitted by its free-running behaviour on the context, and
+(--models ... network_drift) the network whose copies drift overnight, the drift sds (--drift-bias,
+--drift-stim) chosen per fold on the reference cohort's horizons (--drift-select).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     from ..forecast import MODELS
+    from ..forecast.drift import DEFAULT_GRID, SELECT
     from ..forecast.protocol import OPTIONAL_MODELS
 
     p = subparsers.add_parser("forecast", help="forecast each mouse's final sessions from its first ones "
@@ -25,7 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mice", nargs="+", default=None, help="only these mice")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS) + list(OPTIONAL_MODELS),
                    metavar="MODEL", help=f"models to compare (default: {' '.join(MODELS)}; also "
-                   f"{' '.join(OPTIONAL_MODELS)}: the network fitted by its free-running behaviour)")
+                   f"{' '.join(OPTIONAL_MODELS)}: the network fitted by its free-running behaviour; the network with "
+                   "overnight drift of its copies)")
     p.add_argument("--folds", type=int, default=5, help="folds of mice (default %(default)s)")
     p.add_argument("--context", type=int, default=8, help="observed first sessions (default %(default)s)")
     p.add_argument("--horizon", type=int, default=5, help="scored final sessions (default %(default)s)")
@@ -34,6 +38,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--restarts", type=int, default=4, help="starts per mouse of the network fits (default %(default)s)")
     p.add_argument("--em-iter", type=int, default=4, help="EM iterations of the population fits (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    for group, what in (("bias", "the constant channel"), ("stim", "the six stimulus weights")):
+        p.add_argument(f"--drift-{group}", type=float, nargs="+", default=None, metavar="SD",
+                       help=f"network_drift: overnight log-weight sds of {what} to try, chosen per fold on "
+                       "the reference horizons (default " + " ".join(map(str, DEFAULT_GRID[group])) + ")")
+    p.add_argument("--drift-select", choices=list(SELECT), default="own",
+                   help="network_drift: the reference horizon score that picks the sds (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the figures")
     p.set_defaults(func=run)
@@ -52,6 +62,15 @@ def check_eligible(trials, folds: int, context: int, horizon: int) -> None:
             "or add mice")
 
 
+def drift_grid(args) -> dict | None:
+    """``network_drift``'s grid from --drift-bias / --drift-stim (None: the default grid)."""
+    from ..forecast.drift import DEFAULT_GRID
+
+    if args.drift_bias is None and args.drift_stim is None:
+        return None
+    return {g: getattr(args, f"drift_{g}") or DEFAULT_GRID[g] for g in ("bias", "stim")}
+
+
 def run(args) -> int:
     import json
 
@@ -68,6 +87,10 @@ def run(args) -> int:
                              ("--restarts", args.restarts, 1), ("--em-iter", args.em_iter, 0)):
         if value < low:
             raise ValueError(f"{name}: must be >= {low}, got {value}")
+    for group in ("bias", "stim"):
+        bad = [v for v in getattr(args, f"drift_{group}") or () if not (v >= 0 and v < float("inf"))]
+        if bad:
+            raise ValueError(f"--drift-{group}: sds must be finite and >= 0, got {bad[0]}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out: {str(args.out)!r} exists and is not a folder")
     trials = load_many(args.data, args.mice, single_block_option=None)
@@ -77,7 +100,8 @@ def run(args) -> int:
     check_copies_size(len(trials), args.copies)
     res = run_forecast(trials, models=args.models, n_folds=args.folds, n_context=args.context,
                        n_horizon=args.horizon, n_copies=args.copies, n_restarts=args.restarts,
-                       em_iter=args.em_iter, seed=args.seed, progress=not args.quiet)
+                       em_iter=args.em_iter, seed=args.seed, progress=not args.quiet,
+                       drift_grid=drift_grid(args), drift_select=args.drift_select)
     with OutputSet(args.out, meta={"command": "forecast"}) as outputs:
         res.predictions.to_parquet(outputs.path("forecast_predictions.parquet"), index=False)
         res.scores.to_csv(outputs.path("forecast_scores.csv"), index=False)

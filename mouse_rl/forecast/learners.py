@@ -81,12 +81,13 @@ class LearnerForecaster:
             ref_model = self.factory(ref.drop(columns="phase"))
             self.pop = fit_population(ref_model, n_iter=self.em_iter)
             self.prior = self.pop.prior
-            if self.recalibrate:
+            if self.recalibrate or self.tunes_on_reference:
                 ref_model.u, ref_model.cov = torch.as_tensor(self.pop.u), torch.as_tensor(self.pop.posterior_cov)
                 horizon = observed[~observed["mouse"].isin(targets) & (observed["phase"] == "horizon")]
                 schedule = reference_schedule(ref, horizon, self.seed)
-                p = self._forecast(ref_model, schedule)[(schedule["phase"] == "horizon").to_numpy()]
                 rows = horizon.sort_values(["mouse", "session", "trial"])
+                p = self._reference_forecast(ref_model, schedule, rows)
+            if self.recalibrate:
                 truth = rows["choice"].to_numpy(float)
                 self.calibration = fit_recalibration(p, truth)
                 self.bias = early_bias(observed[observed["phase"] == "context"])
@@ -96,6 +97,15 @@ class LearnerForecaster:
         model.fit(np.ones(len(model.trials), dtype=bool), prior=self.prior)
         self.model = model
         return self
+
+    #: Subclasses that choose a setting on the reference cohort's horizons (:meth:`_reference_forecast`)
+    #: need the reference forecast even without recalibration.
+    tunes_on_reference = False
+
+    def _reference_forecast(self, ref_model, schedule: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+        """Forecasts of the reference mice's horizon ``rows`` (sorted by mouse, session, trial) from their
+        context fits ``ref_model`` over ``schedule`` (:func:`reference_schedule`)."""
+        return self._forecast(ref_model, schedule)[(schedule["phase"] == "horizon").to_numpy()]
 
     def _forecast(self, model, schedule: pd.DataFrame) -> np.ndarray:
         """Mean P(Right) over the copies of every schedule row, in the schedule's row order."""
