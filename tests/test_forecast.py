@@ -325,6 +325,9 @@ def test_cli_forecast_drift_grid_options(cohort, tmp_path, capsys):
     cohort.drop(columns="marker").to_parquet(data)
     assert main(["forecast", str(data), "--out", str(tmp_path / "bad"), "--drift-bias", "0", "-0.5"]) == 2
     assert "--drift-bias: sds must be finite and >= 0, got -0.5" in capsys.readouterr().err
+    for extra in (["--drift-stim", "0.1"], ["--drift-select", "stacked"]):  # would be ignored without network_drift
+        assert main(["forecast", str(data), "--out", str(tmp_path / "bad"), "--models", "glm_early_bias", *extra]) == 2
+        assert f"{extra[0]}: applies to --models network_drift" in capsys.readouterr().err
     with pytest.raises(ValueError, match="sigma_grid: unknown group 'tail'"):
         run_forecast(cohort, models=["glm_early_bias"], drift_grid={"tail": [0.1]})
 

@@ -91,6 +91,11 @@ def run(args) -> int:
         bad = [v for v in getattr(args, f"drift_{group}") or () if not (v >= 0 and v < float("inf"))]
         if bad:
             raise ValueError(f"--drift-{group}: sds must be finite and >= 0, got {bad[0]}")
+    if "network_drift" not in args.models:
+        unused = [flag for flag, v in (("--drift-bias", args.drift_bias), ("--drift-stim", args.drift_stim),
+                                       ("--drift-select", None if args.drift_select == "own" else 1)) if v is not None]
+        if unused:
+            raise ValueError(f"{unused[0]}: applies to --models network_drift, so it would be ignored")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out: {str(args.out)!r} exists and is not a folder")
     trials = load_many(args.data, args.mice, single_block_option=None)
