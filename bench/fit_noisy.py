@@ -72,6 +72,12 @@ def main(argv=None) -> int:
                    help="noise sds of U per weight group or per input column (PsyTrack's per-weight sigma)")
     p.add_argument("--encoding", choices=["side", "magnitude"], default="side",
                    help="stimulus encoding of the noisy learner (and of its network start)")
+    p.add_argument("--start", nargs="+", default=["network"], choices=["network", "defaults", "psytrack"],
+                   help="start(s) of the evidence search; several: per mouse the one ending at the higher evidence")
+    p.add_argument("--give-up", nargs=2, type=float, default=None, metavar=("K", "NATS"),
+                   help="with several starts: from iteration K a later start stops for a mouse NATS below the best")
+    p.add_argument("--no-active-set", action="store_true",
+                   help="solve every mouse on every evidence-search iteration (the search before the active set)")
     p.add_argument("--recovery", action="store_true", help="parameter recovery on simulated noisy learners")
     p.add_argument("--profile", action="store_true",
                    help="instead of the CV: profile one noisy fit (interleaved training fold) with cProfile and "
@@ -109,7 +115,10 @@ def main(argv=None) -> int:
     def noisy_factory(df):
         built.append(NoisyNetworkModel(df, name=noisy_name, predictive=args.predictive, max_outer=args.max_outer,
                                        free=free, encoding=args.encoding, search=args.search, noise=args.noise,
-                                       frozen=tuple(args.frozen), sigma_per=args.sigma_per))
+                                       frozen=tuple(args.frozen), sigma_per=args.sigma_per,
+                                       start=tuple(args.start), active_set=not args.no_active_set,
+                                       give_up=None if args.give_up is None else (int(args.give_up[0]),
+                                                                                 args.give_up[1])))
         return built[-1]
 
     if args.profile:
@@ -124,7 +133,7 @@ def main(argv=None) -> int:
     for scheme in args.schemes:
         for name in args.models:
             before = load()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cv = cross_validate(trials, {name: factories[name]}, scheme, progress=False)
@@ -136,19 +145,24 @@ def main(argv=None) -> int:
             if name == "noisy":  # fitted hyperparameters and Laplace evidence of the (last) fold's fit
                 built[-1].fitted_params().assign(scheme=scheme, model=label).to_csv(
                     args.out / f"params_{scheme}_{label}.csv", index=False)
+                pd.DataFrame(built[-1].result.history).to_json(args.out / f"history_{scheme}_{label}.json",
+                                                               orient="records")  # evidence per iteration
             fit_s = float(cv["fit_seconds"].iloc[0] if cv["batched"].iloc[0] else cv["fit_seconds"].sum())
             total = cv["loglik"].sum() / cv["n_trials"].sum() / np.log(2)
             plug = cv["loglik_plugin"].sum() / cv["n_trials"].sum() / np.log(2) if "loglik_plugin" in cv else np.nan
+            cpu = time.process_time() - c0
             timing.append(dict(scheme=scheme, model=label, fit_seconds_all_mice=fit_s, wall_seconds=wall,
-                               bits_per_trial=total, bits_per_trial_plugin=plug, load_before=before, load_after=after,
+                               cpu_seconds=cpu, bits_per_trial=total, bits_per_trial_plugin=plug, load_before=before, load_after=after,
                                machine=machine))
             pd.concat([previous, pd.DataFrame(timing)], ignore_index=True).to_csv(args.out / "timing.csv", index=False)
             print(f"{scheme:12s} {label:16s} held-out {total:+.4f} bits/trial (plug-in {plug:+.4f}); "
-                  f"fit {fit_s:.0f} s all mice; load before [{before}] after [{after}]", flush=True)
+                  f"fit {fit_s:.0f} s all mice (wall {wall:.0f} s, CPU {cpu:.0f} s); load before [{before}] "
+                  f"after [{after}]", flush=True)
     if "noisy" in args.models:
         print(f"noisy fit: free {free}, search {args.search}, max_outer {args.max_outer}, noise {args.noise}, "
               f"frozen {tuple(args.frozen)}, encoding {args.encoding}, sigma_per {args.sigma_per}, "
-              f"predictive {args.predictive}")
+              f"predictive {args.predictive}, start {tuple(args.start)}, give_up {args.give_up}, "
+              f"active_set {not args.no_active_set}")
     files = sorted(args.out.glob("cv_*_*.csv"))
     table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(table)

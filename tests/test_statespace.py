@@ -162,9 +162,12 @@ def test_default_fit_moves_the_noise_off_its_start():
     fit = ss.fit_noisy(df, max_outer=6, network_kw=dict(n_restarts=2))
     assert "eta" not in ss.DEFAULT_FREE
     assert fit.history[-1]["objective_total"] > fit.history[0]["objective_total"] + 1.0
+    # every mouse's search moved: its evidence rose and a sigma left its start by > 10 % (a stalled search
+    # leaves both exactly where they were; how far the optimum lies depends on the network start's fit)
+    assert (np.array(fit.history[-1]["evidence"]) > np.array(fit.history[0]["evidence"])).all()
     names = ("sigma_a", "sigma_U", "sigma_day_a", "sigma_day_U")
     moved = np.column_stack([np.abs(np.log(fit.params[n]) - np.log(ss.HYPERS[n].default)) for n in names])
-    assert (moved.max(1) > 0.25).all(), moved
+    assert (moved.max(1) > 0.1).all(), moved
 
 
 def test_fit_noisy_table_and_errors():
@@ -216,6 +219,15 @@ def test_cli_fit_noisy_network(tmp_path):
     lin_params = pd.read_csv(lin / "noisy_params.csv")
     assert np.isfinite(lin_params["log_evidence"]).all() and "sigma_U_stimL" in lin_params.columns
     assert (w.groupby("mouse")[["a_L", "a_R", "a_b"]].nunique() == 1).all().all()  # frozen: one value per mouse
+    two = tmp_path / "two_starts"  # the README's best configuration: two starts, the higher evidence kept
+    assert main(["fit", str(data), "--out", str(two), "--model", "noisy-network", "--restarts", "1", "--quiet",
+                 "--noise", "linear", "--frozen", "a", "--encoding", "magnitude", "--sigma-per", "column",
+                 "--noisy-start", "network", "psytrack", "--give-up", "3", "10", "--no-plots"]) == 0
+    two_params = pd.read_csv(two / "noisy_params.csv")
+    assert set(two_params["start"]) <= {"network", "psytrack"}
+    assert (two_params["log_evidence"].to_numpy() >= lin_params["log_evidence"].to_numpy() - 1e-6).all()
+    assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network",
+                 "--give-up", "2.5", "1"]) == 2
 
 
 def test_non_finite_evidence_is_never_converged(monkeypatch):
@@ -369,3 +381,90 @@ def test_column_sigmas_default_free_and_gradient():
     v = torch.randn(hs.u.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     exact, fd = evidence_slopes(data, hs, score, v, tol=1e-16, max_iter=12)
     torch.testing.assert_close(exact, fd, rtol=1e-4, atol=1e-5)
+
+
+def _search_case():
+    """Three affine mice (per-column sds) whose evidence searches stop at different iterations."""
+    df, _, hyper = _affine_case(n_mice=3, tps=60, lapse=0.05)
+    kw = dict(noise="linear", frozen=("a",), encoding="magnitude", sigma_per="column", start="defaults",
+              max_outer=12, fixed=dict(eta=hyper["eta"], w0=hyper["w0"], k=hyper["k"], lapse=hyper["lapse"]))
+    return df, kw
+
+
+def _numeric(params):
+    return params.drop(columns=["mouse", "start", "fit_seconds"]).to_numpy(float)
+
+
+def test_active_set_search_equals_the_full_search_and_one_mouse_alone():
+    """The active-set BFGS (stopped mice no longer solved) gives exactly the full search's result, which
+    solves every mouse on every iteration (a stopped mouse takes zero steps there); and a mouse fitted alone
+    gets what it gets in the batch (the per-mouse arithmetic is independent of the batch)."""
+    df, kw = _search_case()
+    act = ss.fit_noisy(df, active_set=True, **kw)
+    full = ss.fit_noisy(df, active_set=False, **kw)
+    done = [h["n_done"] for h in act.history]
+    assert 0 < done[len(done) // 2] < 3, done  # some mice stopped well before the others: the active set was used
+    np.testing.assert_array_equal(_numeric(act.params), _numeric(full.params))
+    torch.testing.assert_close(act.z, full.z, rtol=0, atol=0)
+    torch.testing.assert_close(act.cov, full.cov, rtol=0, atol=0)
+    for b in (int(np.argmin(act.params["converged"].to_numpy())),):  # a mouse that searches to the end
+        mouse = act.params["mouse"].iloc[b]
+        alone = ss.fit_noisy(df[df["mouse"] == mouse], **kw)
+        a, m = alone.params.iloc[0], act.params.iloc[b]
+        for name in ("log_evidence", "loglik", "beta", *ss.COLUMN_SIGMAS, *ss.COLUMN_DAY_SIGMAS):
+            assert a[name] == pytest.approx(m[name], rel=1e-9, abs=1e-9), (mouse, name)
+        assert a["converged"] == m["converged"]
+
+
+def test_several_starts_keep_the_higher_evidence_per_mouse():
+    """start=("defaults", "psytrack"): per mouse, the search that ends at the higher Laplace evidence is kept,
+    with that start's fixed hyperparameters (eta = 0 and no lapse for the PsyTrack-like start); a give-up margin
+    no mouse reaches changes nothing."""
+    df, kw = _search_case()
+    kw["fixed"] = {k: v for k, v in kw["fixed"].items() if k not in ("eta", "lapse")}  # each start its own
+    kw.update(max_outer=6)
+    one = {s: ss.fit_noisy(df, **dict(kw, start=s)) for s in ("defaults", "psytrack")}
+    both = ss.fit_noisy(df, **dict(kw, start=("defaults", "psytrack")))
+    E = np.column_stack([one[s].params["log_evidence"] for s in ("defaults", "psytrack")])
+    np.testing.assert_allclose(both.params["log_evidence"], E.max(1), rtol=1e-10)
+    winner = np.where(E[:, 1] > E[:, 0], "psytrack", "defaults")
+    assert list(both.params["start"]) == list(winner)
+    assert set(winner) == {"defaults", "psytrack"}  # each start wins a mouse here: the merge is exercised
+    for b, s in enumerate(winner):
+        for name in ("eta", "lapse", "beta", "sigma_U_bias", "w0"):
+            assert both.params[name].iloc[b] == pytest.approx(one[s].params[name].iloc[b], rel=1e-9, abs=1e-12)
+        rows = (both.data.mouse == b)
+        torch.testing.assert_close(both.z[rows], one[s].z[rows], rtol=1e-8, atol=1e-8)
+    assert (one["psytrack"].params["eta"] == 0).all() and (one["psytrack"].params["lapse"] == 0).all()
+    lazy = ss.fit_noisy(df, **dict(kw, start=("defaults", "psytrack"), give_up=(1, 1e6)))
+    np.testing.assert_array_equal(_numeric(lazy.params), _numeric(both.params))
+    with pytest.raises(ValueError, match="start: must be one of"):
+        ss.fit_noisy(df, **dict(kw, start=("defaults", "defaults")))
+
+
+def test_affine_transition_as_c_plus_Jz_matches_the_rule():
+    """Affine model: the cached map c + J z (joint terms, rollout) equals the rule itself, which runs when eta
+    carries a graph (the cache is bypassed), and a subset of mice carries the cache by row."""
+    df, _, hyper = _affine_case(n_mice=3, tps=20)
+    data = ss.pack(df, encoding="magnitude", noise="linear", frozen=("a",))
+    hp = ss.HyperSet(3, (), hyper).natural()
+    hp_rule = dict(hp, eta=hp["eta"].clone().requires_grad_(True))
+    assert ss._cacheable(data, hp) and not ss._cacheable(data, hp_rule)
+    z = ss.rollout(data, hp)
+    torch.testing.assert_close(z, ss.rollout(data, hp_rule), rtol=0, atol=1e-12)
+    score = torch.ones(len(df), dtype=torch.bool)
+    zz = z + 0.2 * torch.randn(z.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a, b = ss.joint_terms(data, zz, hp, score, order=2), ss.joint_terms(data, zz, hp_rule, score, order=2)
+    torch.testing.assert_close(a.L, b.L.detach(), rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(a.g, b.g.detach(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(a.O, b.O.detach(), rtol=1e-12, atol=1e-12)
+    idx = torch.tensor([0, 2])
+    sub, rows = ss._subset(data, idx)
+    fresh = ss.pack(df[df["mouse"].isin([data.mice[0], data.mice[2]])], encoding="magnitude", noise="linear",
+                    frozen=("a",))
+    hs_sub = ss.HyperSet(3, (), hyper).subset(idx).natural()
+    t_sub, t_fresh = ss.joint_terms(sub, zz[rows], hs_sub, score[rows], 2), \
+        ss.joint_terms(fresh, zz[rows], hs_sub, score[rows], 2)
+    assert "J" in sub.cache
+    torch.testing.assert_close(t_sub.D, t_fresh.D, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(t_sub.L, t_fresh.L, rtol=1e-12, atol=1e-12)

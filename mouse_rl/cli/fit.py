@@ -53,6 +53,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sigma-per", choices=["group", "column"], default="group",
                    help="--model noisy-network: one noise sd per weight group (default) or, for U, one per input "
                         "column (stimulus left, stimulus right, bias: PsyTrack's per-weight sds)")
+    p.add_argument("--noisy-start", nargs="+", choices=["network", "defaults", "psytrack"], default=["network"],
+                   help="--model noisy-network: start(s) of the evidence search; with several, each mouse keeps the "
+                        "search that ends at the higher Laplace evidence (network psytrack: the best held-out "
+                        "configuration in README; default network)")
+    p.add_argument("--give-up", nargs=2, type=float, default=None, metavar=("K", "NATS"),
+                   help="--model noisy-network with several --noisy-start: from iteration K on, stop a later start's "
+                        "search for a mouse whose evidence trails the best by more than NATS")
     p.add_argument("--criterion", choices=["teacher-forced", "free-running"], default="teacher-forced",
                    help="teacher-forced: MAP on the mouse's own choices (default); free-running: choose each mouse's "
                         "parameters (the default set and stim_skew) so that free-running copies reproduce its "
@@ -213,7 +220,7 @@ FREERUN_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "seed",
 
 #: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
 NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
-                 "encoding", "zero_reward", "model", "noise", "frozen", "sigma_per"}
+                 "encoding", "zero_reward", "model", "noise", "frozen", "sigma_per", "noisy_start", "give_up"}
 
 
 def run(args) -> int:
@@ -235,7 +242,7 @@ def run(args) -> int:
     if args.model == "noisy-network":
         refuse_unused(args, NOISY_OPTIONS, "--model noisy-network", "the noisy learner (it takes the data options, "
                       "--restarts and --seed of its network start, --encoding, --zero-reward, --noise, --frozen, --sigma-per, "
-                      "--no-plots and --quiet)")
+                      "--noisy-start, --give-up, --no-plots and --quiet)")
     if args.criterion == "free-running":
         refuse_unused(args, FREERUN_OPTIONS, "--criterion free-running", "the free-running fit (it takes the data "
                       "options, --seed, --encoding, --zero-reward, --k, --drift, --summary-weight and --quiet)")
@@ -346,8 +353,8 @@ def check_fit_options(args) -> None:
     fixed values of fitted parameters): the user probably meant something else.
     """
     if args.model != "noisy-network":
-        _refuse_set(args, ("noise", "frozen", "sigma_per"), "--model noisy-network only (the deterministic network "
-                    "has no weight noise)")
+        _refuse_set(args, ("noise", "frozen", "sigma_per", "noisy_start", "give_up"),
+                    "--model noisy-network only (the deterministic network has no weight noise)")
     if args.criterion != "free-running":
         _refuse_set(args, ("drift", "summary_weight"), "--criterion free-running only")
     repeated = sorted({g for g in args.drift or () if list(args.drift).count(g) > 1})
@@ -444,6 +451,13 @@ def run_freerun(args, trials) -> int:
     return 0
 
 
+def _give_up(values) -> tuple[int, float]:
+    k, nats = values
+    if not (k >= 0 and k == int(k)) or not nats >= 0:
+        raise ValueError(f"--give-up: K must be an integer >= 0 and NATS >= 0, got {k:g} {nats:g}")
+    return int(k), float(nats)
+
+
 def run_noisy(args, trials) -> int:
     """``--model noisy-network``: the state-space fit of :mod:`mouse_rl.fit.statespace`."""
     from ..fit.statespace import fit_noisy
@@ -453,7 +467,9 @@ def run_noisy(args, trials) -> int:
 
     fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
                     network_kw=dict(n_restarts=args.restarts, seed=args.seed), noise=args.noise,
-                    frozen=tuple(args.frozen or ()), sigma_per=args.sigma_per)
+                    frozen=tuple(args.frozen or ()), sigma_per=args.sigma_per,
+                    start=args.noisy_start[0] if len(args.noisy_start) == 1 else tuple(args.noisy_start),
+                    give_up=None if args.give_up is None else _give_up(args.give_up))
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         fit.params.to_csv(outputs.path("noisy_params.csv"), index=False)
         fit.weights.to_parquet(outputs.path("noisy_weights.parquet"), index=False)

@@ -90,7 +90,13 @@ differences); ``exact=False`` holds the mode fixed inside ``log det H``
 
 BFGS starts from 0.1 I, rescaled after the first step by the first curvature pair (``s^T y / y^T y``,
 Nocedal & Wright eq. 6.20); a mouse stops when a step gains less than ``tol`` nats and the quasi-Newton
-model predicts less than ``tol`` more, or when no step along its direction gains.
+model predicts less than ``tol`` more, or when no step along its direction gains. The search works on an
+active set: once a mouse stops, later iterations solve only the others (:func:`_subset`; the same numbers as
+solving every mouse every iteration, where a stopped mouse takes zero steps). Several starts
+(``start=("network", "psytrack")``): one search from each, and per mouse the one ending at the higher Laplace
+evidence is kept (``give_up`` stops a later start's search early for a mouse already far behind).
+In the affine variant the rule's transition is evaluated as ``c + J z`` from the cached Jacobian (equal to the
+rule to rounding; tested).
 
 Held-out predictive (:func:`trial_logp`): plug-in at the MAP, a sampled average over each trial's marginal
 posterior, or its probit (MacKay) approximation ``sigmoid(l* / sqrt(1 + pi s^2 / 8))`` of the log-odds'
@@ -385,6 +391,14 @@ class HyperSet:
         self.u = torch.stack([_to_u(n, self.values[n]) for n in self.free], -1).to(device) if self.free else \
             torch.zeros(n_mice, 0, dtype=dtype, device=device)
 
+    def subset(self, idx: torch.Tensor) -> "HyperSet":
+        """The hyperparameters of the mice ``idx`` (values and ``u`` copied by row; same free names)."""
+        out = object.__new__(HyperSet)
+        out.free, out.n_mice, out.dtype, out.device = self.free, len(idx), self.dtype, self.device
+        out.values = {n: v[idx] for n, v in self.values.items()}
+        out.u = self.u[idx]
+        return out
+
     def natural(self, u: torch.Tensor | None = None) -> dict:
         u = self.u if u is None else u
         out = dict(self.values)
@@ -496,7 +510,10 @@ def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, or
         src = torch.nonzero(tr)[:, 0]
         eta = hp["eta"][m[src]]
         zs = z[src]
-        f = transition(zs, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)
+        if _cacheable(data, hp):  # the affine rule as c + J z (J, c cached; about 10x cheaper than the rule)
+            f = _affine_apply(*_affine_map(data, hp), zs)
+        else:
+            f = transition(zs, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)
         e = z[src + 1] - f
         Pt = P[src]
         keep = 1.0 if lat is None else lat.to(z.dtype)  # frozen coordinates have no prior terms
@@ -519,13 +536,22 @@ def joint_terms(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, or
             fisher = torch.where(score, 1.0 / (p * (1 - p)).clamp(min=1e-300), 0.0)
             D = fisher[:, None, None] * gp[:, :, None] * gp[:, None, :]
             JtPJ = J.mT @ (Pt[:, :, None] * J)
-            D = D.index_add(0, src, JtPJ)
-            D = D.index_add(0, src + 1, torch.diag_embed(Pt))
+            # rows src (and src + 1) are distinct: scatter into zeros and add (the same sums as index_add, which
+            # is memory-bound on (N, 9, 9) blocks and about twice as slow)
+            D = D + _scatter_rows(D, src, JtPJ)
+            prec = P.new_zeros(D.shape[:2])
+            prec = prec.index_put((src + 1,), Pt)
             first = torch.as_tensor(data.starts[:-1], device=z.device)
-            D = D.index_add(0, first, torch.diag_embed(P0))
-            O = torch.zeros_like(D).index_add(0, src + 1, -(Pt[:, :, None] * J))
+            prec = prec.index_put((first,), P0)  # first rows of a mouse have no incoming transition
+            D = D + torch.diag_embed(prec)
+            O = _scatter_rows(D, src + 1, -(Pt[:, :, None] * J))
             out.D, out.O = _mask_blocks(data, D, O)
     return out
+
+
+def _scatter_rows(like: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Zeros shaped as ``like`` with ``values`` in the (distinct) ``rows`` (differentiable)."""
+    return like.new_zeros(like.shape).index_put((rows,), values)
 
 
 _J_DEPENDS = ("eta", "w0", "k")  # of the hyperparameters, what the Jacobian of an affine transition depends on
@@ -537,15 +563,40 @@ def _transition_jacobian(data: Packed, fn, zs, hp):
     and the frozen gains (w0, k): it is computed once per value of those and reused (cached on ``data``)
     unless one of them carries an autograd graph. (Affine up to the rule's saturation at +-MAX_WEIGHT, 1e6,
     far outside any fitted weight.)"""
-    if not data.affine or any(hp[n].requires_grad for n in _J_DEPENDS):
+    if not _cacheable(data, hp):
         return _jacobian(fn, zs)
+    return _affine_map(data, hp, fn, zs)[0]
+
+
+def _cacheable(data: Packed, hp) -> bool:
+    return data.affine and not any(hp[n].requires_grad for n in _J_DEPENDS)
+
+
+def _affine_map(data: Packed, hp, fn=None, zs=None):
+    """``(J, c)``: the affine transition of every transition row as ``f(z) = c + J z`` (``(n_trans, 9, 9)``,
+    ``(n_trans, 9)``), cached on ``data`` per value of (eta, w0, k) (see :func:`_transition_jacobian`).
+    ``fn``, ``zs``: the transition and the (pinned) states to differentiate at; by default the initial mean."""
     key = torch.stack([hp[n].detach() for n in _J_DEPENDS])
     hit = data.cache.get("J")
     if hit is not None and hit[0].shape == key.shape and bool(torch.equal(hit[0], key)):
-        return hit[1]
-    J = _jacobian(fn, zs.detach()).detach()
-    data.cache["J"] = (key.clone(), J)
-    return J
+        return hit[1], hit[2]
+    src = torch.nonzero(data.trans)[:, 0]
+    if fn is None:
+        eta = hp["eta"].detach()[data.mouse[src]]
+        fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta, data.noise,  # noqa: E731
+                                   data.latent)
+        hd = {k: v.detach() for k, v in hp.items()}
+        zs = _pin(data, _init_mean(hd, data.noise)[data.mouse], hd)[src]
+    zs = zs.detach()
+    with torch.no_grad():
+        J = _jacobian(fn, zs).detach()
+        c = fn(zs) - (J @ zs[..., None])[..., 0]
+    data.cache["J"] = (key.clone(), J, c)
+    return J, c
+
+
+def _affine_apply(J, c, z):
+    return c + (J @ z[..., None])[..., 0]
 
 
 def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.Tensor, base: Terms | None = None):
@@ -563,7 +614,8 @@ def exact_hessian_blocks(data: Packed, z: torch.Tensor, hp: dict, score: torch.T
     lapse = None if lapse is None else lapse.detach()
     fn = lambda zz: transition(zz, data.x[src], data.choice[src], data.reward[src], eta, noise, lat)  # noqa: E731
     with torch.no_grad():
-        r = P[src] * (z[src + 1] - fn(z[src]))  # P e
+        f = _affine_apply(*_affine_map(data, hp), z[src]) if _cacheable(data, hp) else fn(z[src])
+        r = P[src] * (z[src + 1] - f)  # P e
 
     def grad_rf(zz):
         with torch.enable_grad():
@@ -653,6 +705,10 @@ def rollout(data: Packed, hp: dict, z: torch.Tensor | None = None, start: np.nda
         with torch.no_grad():
             z = _pin(data, z, hp)
             cur = transition(z[prev], data.x[prev], data.choice[prev], data.reward[prev], eta, data.noise, data.latent)
+    affine = _cacheable(data, hp)
+    if affine:  # the affine rule as c + J z, per transition row (the rule's own per-step cost is mostly overhead)
+        J, c = _affine_map(data, hp)
+        tpos = (torch.cumsum(data.trans.long(), 0) - 1).clamp(min=0)  # row -> its transition (last rows: unused)
     for t in range(int(first.min()), int(n.max())):
         alive = torch.as_tensor(np.nonzero((n > t) & (first <= t))[0], device=z.device)
         if len(alive) == 0:
@@ -660,8 +716,12 @@ def rollout(data: Packed, hp: dict, z: torch.Tensor | None = None, start: np.nda
         rows = idx0[alive] + t
         z[rows] = cur[alive]
         with torch.no_grad():
-            nxt = transition(cur[alive], data.x[rows], data.choice[rows], data.reward[rows], eta[alive], data.noise,
-                             data.latent)
+            if affine:
+                ti = tpos[rows]
+                nxt = _affine_apply(J[ti], c[ti], cur[alive])
+            else:
+                nxt = transition(cur[alive], data.x[rows], data.choice[rows], data.reward[rows], eta[alive],
+                                 data.noise, data.latent)
         cur = cur.clone()
         cur[alive] = nxt
     return z
@@ -700,13 +760,17 @@ def find_mode(data: Packed, hp: dict, score: torch.Tensor, z0: torch.Tensor | No
     it = 0
     for it in range(1, max_iter + 1):
         t = joint_terms(data, z, hp, score, order=2)
-        step = _damped_step(data, t.D.detach(), t.O.detach(), t.g.detach())
         De = Oe = None
         if hessian == "exact":  # exact Newton where the exact Hessian is positive definite, else Gauss-Newton
             De, Oe = exact_hessian_blocks(data, z, hp, score, base=t)
             sol_e = solve_chains(De, Oe, data.starts, t.g.detach())
             use = sol_e.ok & torch.isfinite(sol_e.logdet)
-            step = torch.where(use[m, None], torch.nan_to_num(sol_e.x), step)
+            step = torch.nan_to_num(sol_e.x)
+            if not bool(use.all()):  # the Gauss-Newton step is needed only where the exact one failed
+                gn = _damped_step(data, t.D.detach(), t.O.detach(), t.g.detach())
+                step = torch.where(use[m, None], step, gn)
+        else:
+            step = _damped_step(data, t.D.detach(), t.O.detach(), t.g.detach())
         dec = torch.zeros(B, dtype=z.dtype, device=z.device).index_add(0, m, (t.g.detach() * step).sum(-1))
         conv = dec < tol
         if bool(conv.all()):
@@ -813,6 +877,51 @@ def _merge(data: Packed, take: torch.Tensor, a: ModeResult, b: ModeResult) -> Mo
                       w(a.D_exact, b.D_exact), w(a.O_exact, b.O_exact))
 
 
+def _subset(data: Packed, idx: torch.Tensor):
+    """The mice ``idx`` (ascending) of a packed cohort as a packed cohort of their own, and its rows
+    ``(n_rows,)`` in ``data``. Every per-mouse computation of this module is independent of the other mice in
+    the batch, so a mouse's results on the subset are those it gets in the whole batch. A cached affine
+    Jacobian (:func:`_transition_jacobian`) is carried over by row."""
+    ix = idx.cpu().numpy()
+    st = data.starts
+    counts = np.diff(st)[ix]
+    rows_np = np.concatenate([np.arange(st[b], st[b + 1]) for b in ix])
+    dev = data.x.device
+    rows = torch.as_tensor(rows_np, device=dev)
+    sub = Packed(mice=[data.mice[b] for b in ix], starts=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                 mouse=torch.repeat_interleave(torch.arange(len(ix), device=dev), torch.as_tensor(counts, device=dev)),
+                 x=data.x[rows], choice=data.choice[rows], reward=data.reward[rows], contrast=data.contrast[rows],
+                 session=data.session[rows_np], trans=data.trans[rows], day=data.day[rows], noise=data.noise,
+                 latent=data.latent, sigma_per=data.sigma_per)
+    hit = data.cache.get("J")
+    if hit is not None:
+        tpos = torch.cumsum(data.trans.long(), 0) - 1  # row -> its transition's index in J
+        t = tpos[rows][sub.trans]
+        sub.cache["J"] = (hit[0][:, idx], hit[1][t], hit[2][t])
+    return sub, rows
+
+
+def _mode_take(mode: ModeResult, rows, idx) -> ModeResult:
+    """The rows / mice ``rows``, ``idx`` of a mode (see :func:`_subset`)."""
+    r = lambda x: None if x is None else x[rows]  # noqa: E731
+    return ModeResult(mode.z[rows], mode.L[idx], mode.n_iter, mode.converged[idx], r(mode.D), r(mode.O),
+                      r(mode.D_exact), r(mode.O_exact))
+
+
+def _mode_put(mode: ModeResult, part: ModeResult, rows, idx) -> ModeResult:
+    """``mode`` with the rows / mice ``rows``, ``idx`` replaced by ``part`` (a mode of :func:`_subset`)."""
+    def put(x, y, at):
+        if x is None or y is None:
+            return None
+        x = x.clone()
+        x[at] = y
+        return x
+
+    return ModeResult(put(mode.z, part.z, rows), put(mode.L, part.L, idx), max(mode.n_iter, part.n_iter),
+                      put(mode.converged, part.converged, idx), put(mode.D, part.D, rows), put(mode.O, part.O, rows),
+                      put(mode.D_exact, part.D_exact, rows), put(mode.O_exact, part.O_exact, rows))
+
+
 def _search_start(data, hs: HyperSet, score, exact_grad, newton_iter, z0, history):
     """Start of an evidence search, logged as iteration 0 of ``history``: ``(u, prior_grad, mode, E, F, gF,
     done)`` -- the hyperparameters, the hyperprior's gradient function, the mode at ``u``, the evidence, the
@@ -830,16 +939,25 @@ def _search_start(data, hs: HyperSet, score, exact_grad, newton_iter, z0, histor
 def _log_iteration(history, n_outer, E, F, done) -> bool:
     """Append one search iteration's totals to ``history``; True when every mouse is done."""
     history.append(dict(iteration=n_outer, evidence_total=float(E.sum()), objective_total=float(F.sum()),
-                        n_done=int(done.sum())))
+                        n_done=int(done.sum()), evidence=[round(float(e), 3) for e in E]))
     return bool(done.all())
 
 
-def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None, newton_tol=1e-6):
+def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None, newton_tol=1e-6,
+          active_set: bool = True, rival=None):
     """Batched BFGS ascent of (evidence + hyperprior) over each mouse's free hyperparameters.
 
     Per mouse: quasi-Newton direction, steps of at most 1 (transformed units), Armijo backtracking
     (each trial point re-solves the mode from the current one); a mouse stops when a step gains less than
     ``tol`` nats or no step along its direction gains.
+
+    ``active_set``: each iteration works on the mice still searching only (:func:`_subset`); a stopped mouse
+    keeps its hyperparameters, mode and evidence, exactly as in the whole batch, where it takes zero steps (the
+    per-mouse arithmetic is independent of the batch; ``tests/test_statespace.py`` checks both searches and
+    one mouse alone against the batch).
+
+    ``rival``: ``(k, bar)`` with ``bar`` ``(B,)``: from iteration k on, a mouse whose evidence is below ``bar``
+    stops (another start has already done better by a margin; see ``give_up`` of :func:`fit_noisy`).
     """
     B, p = hs.u.shape
     dt, dev = hs.u.dtype, hs.u.device
@@ -848,52 +966,84 @@ def _bfgs(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, hi
     eye = torch.eye(p, dtype=dt, device=dev)
     Hinv = eye.expand(B, p, p).clone() * 0.1
     n_outer = 0
+    part = None  # (active mice, their packed data, rows, hyperparameters, score)
     for n_outer in range(1, max_outer + 1):
-        d = (Hinv @ gF[..., None])[..., 0]
-        bad = (gF * d).sum(-1) <= 0
-        if bool(bad.any()):  # reset to scaled steepest ascent
-            Hinv[bad] = eye * 0.1
-            d = torch.where(bad[:, None], 0.1 * gF, d)
-        d = d * torch.clamp(1.0 / d.norm(dim=-1).clamp(min=1e-300), max=1.0)[:, None]
-        slope = (gF * d).sum(-1)
-        alpha = torch.where(done, 0.0, 1.0).to(dt)
-        accepted = done.clone()
-        u_new, F_new, m_new = u.clone(), F.clone(), mode
-        for _ in range(4):
-            u_try = u + alpha[:, None] * d
-            m_try = find_mode(data, hs.natural(u_try), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
-            E_try, _ = log_evidence(data, hs.natural(u_try), score, m_try)
-            F_try = E_try + hs.log_prior(u_try)
-            good = (F_try >= F + 1e-4 * alpha * slope) & torch.isfinite(F_try) & ~accepted
-            u_new = torch.where(good[:, None], u_try, u_new)
-            F_new = torch.where(good, F_try, F_new)
-            m_new = _merge(data, good, m_new, m_try)
-            accepted |= good
-            if bool(accepted.all()):
-                break
-            alpha = torch.where(accepted, alpha, alpha * 0.3)
-        gain = F_new - F
-        u_old, g_old = u, gF
-        u, mode = u_new, m_new
-        grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
-        F = E + hs.log_prior(u)
-        gF = grad + prior_grad(u)
-        s, y = u - u_old, -(gF - g_old)  # BFGS on -F
-        sy = (s * y).sum(-1)
-        ok = (sy > 1e-10) & ~done
-        if n_outer == 1:  # scale the initial inverse Hessian by the first curvature pair (Nocedal & Wright 6.20)
-            gamma = (sy / (y * y).sum(-1).clamp(min=1e-300)).clamp(1e-3, 1e3)
-            Hinv = torch.where(ok[:, None, None], gamma[:, None, None] * eye, Hinv)
-        rho = torch.where(ok, 1.0 / sy.clamp(min=1e-300), 0.0)
-        V = eye - rho[:, None, None] * s[:, :, None] * y[:, None, :]
-        Hn = V @ Hinv @ V.mT + rho[:, None, None] * s[:, :, None] * s[:, None, :]
-        Hinv = torch.where(ok[:, None, None], Hn, Hinv)
-        predicted = 0.5 * (gF * (Hinv @ gF[..., None])[..., 0]).sum(-1)  # quasi-Newton model's remaining gain
-        done |= ~accepted | ((gain.abs() < tol) & (predicted < tol))
+        if active_set and bool(done.any()):
+            act = torch.nonzero(~done)[:, 0]
+            if part is None or not torch.equal(part[0], act):
+                sdata, rows = _subset(data, act)
+                part = (act, sdata, rows, hs.subset(act), score[rows])
+            _, sdata, rows, shs, sscore = part
+            su, sF, sgF, sHinv, smode, sdone = u[act], F[act], gF[act], Hinv[act], _mode_take(mode, rows, act), \
+                done[act]
+        else:
+            act, sdata, shs, sscore = None, data, hs, score
+            su, sF, sgF, sHinv, smode, sdone = u, F, gF, Hinv, mode, done
+        su, sF, sgF, sHinv, smode, sE, sdone = _bfgs_step(sdata, shs, sscore, su, sF, sgF, sHinv, smode, sdone,
+                                                          prior_grad, n_outer == 1, tol, exact_grad, newton_iter,
+                                                          newton_tol, eye)
+        if act is None:
+            u, F, gF, Hinv, mode, E, done = su, sF, sgF, sHinv, smode, sE, sdone
+        else:
+            u, F, gF, Hinv, E, done = u.clone(), F.clone(), gF.clone(), Hinv.clone(), E.clone(), done.clone()
+            u[act], F[act], gF[act], Hinv[act], E[act], done[act] = su, sF, sgF, sHinv, sE, sdone
+            mode = _mode_put(mode, smode, rows, act)
+        if rival is not None and n_outer >= rival[0]:
+            done = done | (E < rival[1])
         if _log_iteration(history, n_outer, E, F, done):
             break
     hs.u = u.detach()
     return mode, E, F, done, n_outer
+
+
+def _bfgs_step(data, hs, score, u, F, gF, Hinv, mode, done, prior_grad, first, tol, exact_grad, newton_iter,
+               newton_tol, eye):
+    """One iteration of :func:`_bfgs` on a (sub)batch: line search along the quasi-Newton direction, new
+    gradient, inverse-Hessian update, stop flags. Returns ``(u, F, gF, Hinv, mode, E, done)``."""
+    dt = u.dtype
+    d = (Hinv @ gF[..., None])[..., 0]
+    bad = (gF * d).sum(-1) <= 0
+    if bool(bad.any()):  # reset to scaled steepest ascent
+        Hinv = Hinv.clone()
+        Hinv[bad] = eye * 0.1
+        d = torch.where(bad[:, None], 0.1 * gF, d)
+    d = d * torch.clamp(1.0 / d.norm(dim=-1).clamp(min=1e-300), max=1.0)[:, None]
+    slope = (gF * d).sum(-1)
+    alpha = torch.where(done, 0.0, 1.0).to(dt)
+    accepted = done.clone()
+    u_new, F_new, m_new = u.clone(), F.clone(), mode
+    for _ in range(4):
+        u_try = u + alpha[:, None] * d
+        m_try = find_mode(data, hs.natural(u_try), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
+        E_try, _ = log_evidence(data, hs.natural(u_try), score, m_try)
+        F_try = E_try + hs.log_prior(u_try)
+        good = (F_try >= F + 1e-4 * alpha * slope) & torch.isfinite(F_try) & ~accepted
+        u_new = torch.where(good[:, None], u_try, u_new)
+        F_new = torch.where(good, F_try, F_new)
+        m_new = _merge(data, good, m_new, m_try)
+        accepted |= good
+        if bool(accepted.all()):
+            break
+        alpha = torch.where(accepted, alpha, alpha * 0.3)
+    gain = F_new - F
+    u_old, g_old = u, gF
+    u, mode = u_new, m_new
+    grad, E = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
+    F = E + hs.log_prior(u)
+    gF = grad + prior_grad(u)
+    s, y = u - u_old, -(gF - g_old)  # BFGS on -F
+    sy = (s * y).sum(-1)
+    ok = (sy > 1e-10) & ~done
+    if first:  # scale the initial inverse Hessian by the first curvature pair (Nocedal & Wright 6.20)
+        gamma = (sy / (y * y).sum(-1).clamp(min=1e-300)).clamp(1e-3, 1e3)
+        Hinv = torch.where(ok[:, None, None], gamma[:, None, None] * eye, Hinv)
+    rho = torch.where(ok, 1.0 / sy.clamp(min=1e-300), 0.0)
+    V = eye - rho[:, None, None] * s[:, :, None] * y[:, None, :]
+    Hn = V @ Hinv @ V.mT + rho[:, None, None] * s[:, :, None] * s[:, None, :]
+    Hinv = torch.where(ok[:, None, None], Hn, Hinv)
+    predicted = 0.5 * (gF * (Hinv @ gF[..., None])[..., 0]).sum(-1)  # quasi-Newton model's remaining gain
+    done = done | ~accepted | ((gain.abs() < tol) & (predicted < tol))
+    return u, F, gF, Hinv, mode, E, done
 
 
 def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None,
@@ -966,6 +1116,9 @@ def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_ite
 
 
 SEARCHES = ("bfgs", "newton")
+STARTS = ("network", "defaults", "psytrack")
+#: Fixed values of the ``start="psytrack"`` start: no learning, no lapse, unit gains, equal rows of U.
+PSYTRACK_START = dict(eta=0.0, lapse=0.0, w0=1.0, k=1.0, s0=0.05, b_L=0.05, b_R=0.05)
 
 
 def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_rows=None,
@@ -973,7 +1126,8 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
               band: float = 0.95, encoding: str = "side", zero_reward: str = "expected", device="cpu",
               dtype=torch.float64, threads: int | None = None, init: str = "rollout", crop: bool = True,
               start: str = "network", network_kw: dict | None = None, noise: str = "log",
-              frozen=(), search: str = "bfgs", sigma_per: str = "group") -> NoisyFit:
+              frozen=(), search: str = "bfgs", sigma_per: str = "group", active_set: bool = True,
+              give_up=None) -> NoisyFit:
     """Fit the noisy learner to every mouse of a trial table (batched over mice).
 
     Parameters
@@ -997,6 +1151,17 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
         :class:`mouse_rl.fit.cv.NetworkModel`, MAP, on the same scored choices) and take its eta, beta, w0, k,
         s0, b_L, b_R and lapse as the start (free ones) or fixed values (the others; ``fixed`` overrides);
         ``"defaults"``: start from :data:`HYPERS`.
+        ``"psytrack"``: eta = 0, lapse 0, unit gains (w0 = k = 1), s0 = b_L = b_R = 0.05 (with
+        ``noise="linear", frozen=("a",)`` and the magnitude encoding, PsyTrack's model: module docstring).
+        A sequence, e.g. ``("network", "psytrack")``: one evidence search from each, and per mouse the one that
+        ends at the higher Laplace log evidence is kept (``params["start"]`` names it). The fixed
+        hyperparameters (eta, the initial weights, the lapse where not free) are those of the start kept.
+    give_up : with several starts, ``(k, margin)``: from its k-th iteration on, a later start's search stops
+        for a mouse whose evidence is more than ``margin`` nats below the best earlier start's final evidence
+        (it cannot be kept unless it gains that much; the search only rises). None (default): every search runs
+        to its own stop.
+    active_set : the BFGS search solves only the mice still searching (default; the same results as solving
+        every mouse every iteration, faster when some mice stop early).
     network_kw : options of that network fit (e.g. ``n_restarts``).
     search : evidence search: ``"bfgs"`` (default; isotropic start) or ``"newton"`` (trust-region Newton on
         a finite-difference Hessian of the exact gradient, scaled per coordinate: for fitting eta jointly,
@@ -1033,17 +1198,24 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
     if score.shape[0] != len(df):
         raise ValueError(f"score_rows: expected {len(df)} entries (rows of the prepared table), got {score.shape[0]}")
     t_start = time.perf_counter()
-    if start not in ("defaults", "network"):
-        raise ValueError(f"start: must be 'defaults' or 'network', got {start!r}")
-    if start == "network":  # the sigma -> 0 limit fitted first (deterministic network, same scored choices)
-        fixed = {**_network_start(df, score.cpu().numpy(), encoding, zero_reward, network_kw), **(fixed or {})}
-    fixed = dict(fixed or {})
-    if sigma_per == "column":  # column sds start from the group's where that is given
-        for group, cols in (("sigma_U", COLUMN_SIGMAS), ("sigma_day_U", COLUMN_DAY_SIGMAS)):
-            if group in fixed:
-                for c in cols:
-                    fixed.setdefault(c, fixed[group])
-    hs = HyperSet(data.n_mice, free, fixed, dtype, device)
+    starts = (start,) if isinstance(start, str) else tuple(start)
+    if not starts or any(s not in STARTS for s in starts) or len(set(starts)) < len(starts):
+        raise ValueError(f"start: must be one of {STARTS} or a sequence of distinct ones, got {start!r}")
+    if give_up is not None and (len(give_up) != 2 or give_up[0] < 0 or not give_up[1] >= 0):
+        raise ValueError(f"give_up: must be (iterations >= 0, margin >= 0 nats) or None, got {give_up!r}")
+    hsets = []
+    for name in starts:
+        fx = dict(fixed or {})
+        if name == "network":  # the sigma -> 0 limit fitted first (deterministic network, same scored choices)
+            fx = {**_network_start(df, score.cpu().numpy(), encoding, zero_reward, network_kw), **fx}
+        elif name == "psytrack":  # no learning, no lapse, unit gains, equal initial rows of U: a random walk
+            fx = {**PSYTRACK_START, **fx}
+        if sigma_per == "column":  # column sds start from the group's where that is given
+            for group, cols in (("sigma_U", COLUMN_SIGMAS), ("sigma_day_U", COLUMN_DAY_SIGMAS)):
+                if group in fx:
+                    for c in cols:
+                        fx.setdefault(c, fx[group])
+        hsets.append(HyperSet(data.n_mice, free, fx, dtype, device))
     old = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -1062,20 +1234,44 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
         fdata = pack(df[keep].reset_index(drop=True), encoding, zero_reward, device, dtype, prepared=True,
                      noise=noise, frozen=frozen, sigma_per=sigma_per) if cropped else data
         fscore = score[torch.as_tensor(keep, device=score.device)] if cropped else score
-        if hs.u.shape[1]:
-            fn = _bfgs if search == "bfgs" else _newton_tr
-            mode, E, F, done, n_outer = fn(fdata, hs, fscore, max_outer, tol, exact_grad, newton_iter, history)
-        else:
-            mode = find_mode(fdata, hs.natural(), fscore, max_iter=max(newton_iter, 50))
-            E, _ = log_evidence(fdata, hs.natural(), fscore, mode)
-            done, n_outer = mode.converged, 0
+        best = None
+        for k, (name, hs) in enumerate(zip(starts, hsets)):
+            hist: list = []
+            if hs.u.shape[1] and search == "bfgs":
+                rival = None if best is None or give_up is None else (give_up[0], best[1] - give_up[1])
+                res = _bfgs(fdata, hs, fscore, max_outer, tol, exact_grad, newton_iter, hist,
+                            active_set=active_set, rival=rival)
+            elif hs.u.shape[1]:
+                res = _newton_tr(fdata, hs, fscore, max_outer, tol, exact_grad, newton_iter, hist)
+            else:
+                m0 = find_mode(fdata, hs.natural(), fscore, max_iter=max(newton_iter, 50))
+                E0, _ = log_evidence(fdata, hs.natural(), fscore, m0)
+                res = (m0, E0, E0 + hs.log_prior(hs.u), m0.converged, 0)
+            history.extend(dict(h, start=name) for h in hist)
+            mode, E, F, done, n_outer = res
+            won = torch.full((data.n_mice,), k, dtype=torch.int64, device=E.device)
+            if best is not None:  # per mouse, the start whose search ends at the higher Laplace evidence
+                take = torch.nan_to_num(E, nan=-math.inf) > torch.nan_to_num(best[1], nan=-math.inf)
+                mode = _merge(fdata, take, best[0], mode)
+                E, done = torch.where(take, E, best[1]), torch.where(take, done, best[3])
+                n_outer = max(n_outer, best[4])
+                won = torch.where(take, won, best[5])
+            best = (mode, E, None, done, n_outer, won)
+        mode, E, _, done, n_outer, won = best
+        hs = hsets[0]
+        if len(hsets) > 1:
+            hs.u = torch.stack([h.u for h in hsets])[won, torch.arange(data.n_mice)]
+            hs.values = {n: torch.stack([h.values[n] for h in hsets])[won, torch.arange(data.n_mice)]
+                         for n in hs.values}
         if cropped:  # the MAP of the unscored tail is the rule's forecast from the last fitted weights
             z = torch.zeros(len(df), D_STATE, dtype=dtype, device=device)
             z[torch.as_tensor(keep, device=device)] = mode.z
             z = rollout(data, hs.natural(), z, start=last + 1)
             mode = find_mode(data, hs.natural(), score, z0=z, max_iter=newton_iter)
         seconds = time.perf_counter() - t_start
-        return _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history)
+        fit = _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history)
+        fit.params["start"] = [starts[int(i)] for i in won.cpu()]
+        return fit
     finally:
         torch.set_num_threads(old)
 
