@@ -226,8 +226,9 @@ def test_cli_fit_noisy_network(tmp_path):
     two_params = pd.read_csv(two / "noisy_params.csv")
     assert set(two_params["start"]) <= {"network", "psytrack"}
     assert (two_params["log_evidence"].to_numpy() >= lin_params["log_evidence"].to_numpy() - 1e-6).all()
-    assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network",
-                 "--give-up", "2.5", "1"]) == 2
+    for bad in (["--give-up", "2.5", "1", "--noisy-start", "network", "psytrack"], ["--give-up", "3", "10"],
+                ["--noisy-start", "network", "network"]):
+        assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", *bad]) == 2
 
 
 def test_non_finite_evidence_is_never_converged(monkeypatch):

@@ -451,6 +451,15 @@ def run_freerun(args, trials) -> int:
     return 0
 
 
+def _noisy_start(args):
+    starts = args.noisy_start
+    if len(set(starts)) != len(starts):
+        raise ValueError(f"--noisy-start: give distinct starts, got {' '.join(starts)}")
+    if args.give_up is not None and len(starts) < 2:
+        raise ValueError("--give-up: applies to several --noisy-start (e.g. network psytrack), so it would be ignored")
+    return starts[0] if len(starts) == 1 else tuple(starts)
+
+
 def _give_up(values) -> tuple[int, float]:
     k, nats = values
     if not (k >= 0 and k == int(k)) or not nats >= 0:
@@ -468,8 +477,7 @@ def run_noisy(args, trials) -> int:
     fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
                     network_kw=dict(n_restarts=args.restarts, seed=args.seed), noise=args.noise,
                     frozen=tuple(args.frozen or ()), sigma_per=args.sigma_per,
-                    start=args.noisy_start[0] if len(args.noisy_start) == 1 else tuple(args.noisy_start),
-                    give_up=None if args.give_up is None else _give_up(args.give_up))
+                    start=_noisy_start(args), give_up=None if args.give_up is None else _give_up(args.give_up))
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         fit.params.to_csv(outputs.path("noisy_params.csv"), index=False)
         fit.weights.to_parquet(outputs.path("noisy_weights.parquet"), index=False)
