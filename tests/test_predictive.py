@@ -111,7 +111,9 @@ def test_fd_hessian_matches_autograd_on_the_network(sim):
     model = NetworkModel(sim)
     b, tr = model.batch, model.transform
     obj = NetworkObjective(b, tr, b.valid, b.valid)
-    u = tr.init_u(b.shape[1], 1, dtype=D) + 0.1
+    from mouse_rl.fit.transforms import INIT_DEFAULT
+
+    u = tr.to_u(INIT_DEFAULT, b.shape[1], dtype=D) + 0.1
     H = batched_hessian(obj, u, "autograd")
     H_fd = batched_hessian(obj, u, "fd", step=1e-4)
     torch.testing.assert_close(H_fd, H, atol=1e-3 * float(H.abs().max()), rtol=1e-3)
