@@ -131,9 +131,11 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     starts = torch.as_tensor(starts_np, device=device)
 
     def overnight(t: int, flat: torch.Tensor) -> torch.Tensor:
-        """The jump of the columns whose session starts at trial ``t`` (the others unchanged)."""
-        jump = torch.where(starts[t][:, None], sd * drift_noise(seeds, t, dtype), 0.0)
-        return _jump(flat.to(dtype), jump).to(flat.dtype)
+        """The jump of the columns whose session starts at trial ``t`` (the others unchanged, not computed)."""
+        idx = torch.nonzero(starts[t]).squeeze(1)
+        out = flat.clone()
+        out[idx] = _jump(flat[idx].to(dtype), sd[idx] * drift_noise(seeds[idx], t, dtype)).to(flat.dtype)
+        return out
 
     cuts = [int(t) for t in np.flatnonzero(starts_np.any(1))]
     return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
