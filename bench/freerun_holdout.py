@@ -22,6 +22,7 @@ Usage::
 
     python bench/freerun_holdout.py --interleaved --out bench/results/freerun_holdout
     python bench/freerun_holdout.py --mice DAP024 DAP033 --out /tmp/fh
+    python bench/freerun_holdout.py --interleaved --cases default --out bench/results/freerun_holdout_default
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--drift", nargs="*", default=["bias", "stim"], choices=["bias", "stim"])
     ap.add_argument("--summary-weight", type=float, default=1.0)
     ap.add_argument("--interleaved", action="store_true", help="also the interleaved held-out bits/trial")
+    ap.add_argument("--cases", nargs="+", default=["default", "freerun"], choices=["default", "freerun"])
     ap.add_argument("--out", default="bench/results/freerun_holdout")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -85,6 +87,7 @@ def main(argv=None) -> dict:
     cases = {"default": lambda d: NetworkModel(d),
              "freerun": lambda d: FreeRunModel(d, drift=tuple(args.drift), summary_weight=args.summary_weight,
                                                seed=args.seed, progress=True)}
+    cases = {name: cases[name] for name in args.cases}
     train, test = time_split(df, 0.5)
     tables = []
     for name, make in cases.items():
