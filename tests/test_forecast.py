@@ -199,7 +199,7 @@ def small_drift(grid=SMALL_GRID):
 
 
 def test_drift_copies_with_zero_sigma_are_the_network_forecast_bit_for_bit():
-    from mouse_rl.forecast.drift import context_state, drift_p_right
+    from mouse_rl.forecast.drift import drift_p_right
 
     trials = simulate_cohort(3, 6, 40, seed=1, dtype=torch.float64).trials
     model = NetworkModel(trials[trials["session"] <= 2], n_restarts=1, max_iter=10)
@@ -207,7 +207,7 @@ def test_drift_copies_with_zero_sigma_are_the_network_forecast_bit_for_bit():
     sb = make_batch(placeholder_table(trials[trials["session"] > 2]), prepared=False)
     u = np.tile(model.u.numpy(), (4, 1)) + np.random.default_rng(0).normal(0, 0.1, (12, model.u.shape[1]))
     expect = model.forecast_p_right(u, sb, seed=3)
-    params, w = context_state(model, u)
+    params, w = model.context_state(u)
     for sigma in ({}, {"bias": 0.0, "stim": 0.0}):
         assert np.array_equal(drift_p_right(model, params, w, sb, sigma, seed=3), expect)
     drifted = drift_p_right(model, params, w, sb, {"bias": 0.3}, seed=3)  # positive control
@@ -274,12 +274,12 @@ def test_drift_choice_is_the_argmin_of_the_animal_balanced_reference_loss(monkey
     p = np.r_[0.8, 0.2, np.full(8, 0.5)]
     assert D.animal_balanced_loss(rows, p) == pytest.approx((-np.log(0.8) + np.log(2)) / 2)
 
-    def fake(self, model, schedule, sigma):  # perfect at (bias 0.2, stim 0.1), chance elsewhere
-        good = sigma == {"bias": 0.2, "stim": 0.1}
+    def fake(self, model, schedule):  # perfect at (bias 0.2, stim 0.1), chance elsewhere
+        good = self.sigma == {"bias": 0.2, "stim": 0.1}
         q = np.where(rows["choice"] == 1, 0.9, 0.1) if good else np.full(len(rows), 0.5)
         return np.r_[q, 0.5]  # + one gap row
 
-    monkeypatch.setattr(D.DriftForecaster, "_forecast_sigma", fake)
+    monkeypatch.setattr(D.DriftForecaster, "_forecast", fake)
     fc = D.DriftForecaster(None, sigma_grid={"bias": (0.0, 0.2), "stim": (0.1, 0.4)})
     schedule = pd.DataFrame({"phase": ["horizon"] * len(rows) + ["gap"]})
     out = fc._reference_forecast(None, schedule, rows)
@@ -342,10 +342,10 @@ def test_drift_select_scores_the_named_variant(monkeypatch, select, chosen):
     rows = pd.DataFrame({"mouse": np.repeat(["a", "b"], 200), "choice": gen.integers(0, 2, 400),
                          "contrastLeft": 0.0, "contrastRight": 0.0})
 
-    def fake(self, model, schedule, sigma):
-        return np.where(rows["choice"] == 1, 0.2, 0.8) if sigma["stim"] == 0.1 else np.full(len(rows), 0.5)
+    def fake(self, model, schedule):
+        return np.where(rows["choice"] == 1, 0.2, 0.8) if self.sigma["stim"] == 0.1 else np.full(len(rows), 0.5)
 
-    monkeypatch.setattr(D.DriftForecaster, "_forecast_sigma", fake)
+    monkeypatch.setattr(D.DriftForecaster, "_forecast", fake)
     fc = D.DriftForecaster(None, sigma_grid={"stim": (0.1, 0.4)}, select=select)
     fc._observed_context = pd.DataFrame({"mouse": ["a", "b"], "session": 1, "trial": 0, "signed_contrast": 0.5,
                                          "choice": 1})

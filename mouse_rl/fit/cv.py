@@ -146,27 +146,38 @@ class NetworkModel(BatchedLearner):
         kobj = KernelObjective(self.batch, self.transform)  # every trial scored and learned from
         return kobj.trial_logp(np.asarray(u, dtype=float), np.arange(len(u)))
 
+    def context_state(self, u: np.ndarray):
+        """``(params, weights)`` of the columns ``k * M + m`` (mouse ``m`` at ``u[k * M + m]``) after teacher
+        forcing through this model's trials (the lapse zeroed unless the model uses one): where
+        :meth:`forecast_p_right`'s free-running copies start."""
+        from ..rollout import GivenChoices, GivenTrials, rollout
+
+        K = len(u) // self.batch.shape[1]
+        params = self.transform.params(torch.as_tensor(u, dtype=self.batch.contrast.dtype))
+        fixed = self.transform.fixed
+        use_lapse = "lapse" in self.free or bool(np.any(np.asarray(fixed.lapse) != 0))
+        ctx = self.batch.repeat(K)
+        with torch.no_grad():
+            w = rollout(init_weights(params), params, GivenTrials(ctx.contrast, ctx.reward), GivenChoices(ctx.choice),
+                        0, ctx.shape[0], learn=ctx.valid, encoding=fixed.encoding, positive=fixed.positive,
+                        zero_reward=fixed.zero_reward, use_lapse=use_lapse)
+        if not use_lapse:
+            params = params._replace(lapse=torch.zeros_like(params.lapse))
+        return params, w
+
     def forecast_p_right(self, u: np.ndarray, schedule: TrialBatch, seed: int = 0) -> np.ndarray:
         """P(Right) ``(T, n)`` of free-running copies on ``schedule`` (its stimuli and session lengths) after
         teacher forcing through this model's trials; column ``k * M + m`` runs mouse ``m`` at ``u[k * M + m]``
         with choice stream ``copy_seeds`` (see :func:`mouse_rl.fit.checks.copy_seeds`)."""
-        from ..rollout import GivenChoices, GivenTrials, rollout
         from .checks import copy_seeds, free_run
 
-        M = self.batch.shape[1]
-        K = len(u) // M
-        params = self.transform.params(torch.as_tensor(u, dtype=self.batch.contrast.dtype))
+        K = len(u) // self.batch.shape[1]
+        params, w = self.context_state(u)
         fixed = self.transform.fixed
-        opts = dict(encoding=fixed.encoding, positive=fixed.positive, zero_reward=fixed.zero_reward,
-                    use_lapse="lapse" in self.free or bool(np.any(np.asarray(fixed.lapse) != 0)))
-        ctx, sched = self.batch.repeat(K), schedule.repeat(K)
         with torch.no_grad():
-            w = rollout(init_weights(params), params, GivenTrials(ctx.contrast, ctx.reward), GivenChoices(ctx.choice),
-                        0, ctx.shape[0], learn=ctx.valid, **opts)
             seeds = torch.as_tensor(copy_seeds(self.batch.mice, K, seed).reshape(-1))  # column k * M + m
-            if not opts["use_lapse"]:
-                params = params._replace(lapse=torch.zeros_like(params.lapse))
-            _, p = free_run(sched, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward, init=w)
+            _, p = free_run(schedule.repeat(K), params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward,
+                            init=w)
         return p.cpu().numpy()
 
     def natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -86,7 +86,7 @@ def drift_noise(seeds: torch.Tensor, t: int, dtype=torch.float64) -> torch.Tenso
     return torch.stack([rng.normal(seeds, DRIFT_STREAM, 9 * int(t) + j, dtype) for j in range(9)], -1)
 
 
-def _jump(w: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+def log_jump(w: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
     """Log-weight jump of flat weights ``w`` ``(n, 9)`` by ``sd`` ``(n, 9)`` (= sigma * eps); unchanged where sd = 0."""
     return torch.where(sd == 0, w, torch.exp(torch.log(w.clamp(min=W_FLOOR)) + sd))
 
@@ -134,7 +134,7 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
         """The jump of the columns whose session starts at trial ``t`` (the others unchanged, not computed)."""
         idx = torch.nonzero(starts[t]).squeeze(1)
         out = flat.clone()
-        out[idx] = _jump(flat[idx].to(dtype), sd[idx] * drift_noise(seeds[idx], t, dtype)).to(flat.dtype)
+        out[idx] = log_jump(flat[idx].to(dtype), sd[idx] * drift_noise(seeds[idx], t, dtype)).to(flat.dtype)
         return out
 
     cuts = [int(t) for t in np.flatnonzero(starts_np.any(1))]

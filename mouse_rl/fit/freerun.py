@@ -317,18 +317,20 @@ class FreeRunModel:
         self.fit_seconds_by_mouse = None
 
     def fit(self, train_mask) -> "FreeRunModel":
-        self.result = fit_free_running(self.trials, observed=np.asarray(train_mask, dtype=bool), **self.fit_kw)
-        self.fit_seconds_by_mouse = dict(zip(self.result.params["mouse"], self.result.params["fit_seconds"]))
+        from .objective import KernelObjective
+
+        res = fit_free_running(self.trials, observed=np.asarray(train_mask, dtype=bool), **self.fit_kw)
+        self.result = res
+        self.fit_seconds_by_mouse = dict(zip(res.params["mouse"], res.params["fit_seconds"]))
+        self._batch = make_batch(self.trials, res.transform.fixed.zero_reward, "cpu", torch.float64, prepared=True)
+        # the network learns from every trial: one teacher-forced pass serves every mask
+        self._trial_logp = KernelObjective(self._batch, res.transform).trial_logp(res.u, np.arange(len(res.u)))
         return self
 
     def score(self, mask) -> pd.DataFrame:
         from .cv import score_frame
-        from .objective import KernelObjective
 
         if self.result is None:
             raise RuntimeError("call fit() first")
-        res = self.result
-        batch = make_batch(self.trials, res.transform.fixed.zero_reward, "cpu", torch.float64, prepared=True)
-        lp = KernelObjective(batch, res.transform).trial_logp(res.u, np.arange(len(res.u)))
-        m = batch.mask_from_rows(np.asarray(mask, dtype=bool)).cpu().numpy()
-        return score_frame(batch.mice, (lp * m).sum(0), m.sum(0))
+        m = self._batch.mask_from_rows(np.asarray(mask, dtype=bool)).cpu().numpy()
+        return score_frame(self._batch.mice, (self._trial_logp * m).sum(0), m.sum(0))

@@ -595,6 +595,12 @@ def _affine_map(data: Packed, hp, fn=None, zs=None):
     return J, c
 
 
+def _transition_index(data: Packed) -> torch.Tensor:
+    """Row -> index of its transition among the transition rows (``J``, ``c`` of :func:`_affine_map`); rows
+    without a transition (a mouse's last) map to their predecessor's, unused."""
+    return (torch.cumsum(data.trans.long(), 0) - 1).clamp(min=0)
+
+
 def _affine_apply(J, c, z):
     return c + (J @ z[..., None])[..., 0]
 
@@ -708,7 +714,7 @@ def rollout(data: Packed, hp: dict, z: torch.Tensor | None = None, start: np.nda
     affine = _cacheable(data, hp)
     if affine:  # the affine rule as c + J z, per transition row (the rule's own per-step cost is mostly overhead)
         J, c = _affine_map(data, hp)
-        tpos = (torch.cumsum(data.trans.long(), 0) - 1).clamp(min=0)  # row -> its transition (last rows: unused)
+        tpos = _transition_index(data)
     for t in range(int(first.min()), int(n.max())):
         alive = torch.as_tensor(np.nonzero((n > t) & (first <= t))[0], device=z.device)
         if len(alive) == 0:
@@ -895,8 +901,7 @@ def _subset(data: Packed, idx: torch.Tensor):
                  latent=data.latent, sigma_per=data.sigma_per)
     hit = data.cache.get("J")
     if hit is not None:
-        tpos = torch.cumsum(data.trans.long(), 0) - 1  # row -> its transition's index in J
-        t = tpos[rows][sub.trans]
+        t = _transition_index(data)[rows][sub.trans]
         sub.cache["J"] = (hit[0][:, idx], hit[1][t], hit[2][t])
     return sub, rows
 
@@ -1253,11 +1258,11 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
             if best is not None:  # per mouse, the start whose search ends at the higher Laplace evidence
                 take = torch.nan_to_num(E, nan=-math.inf) > torch.nan_to_num(best[1], nan=-math.inf)
                 mode = _merge(fdata, take, best[0], mode)
-                E, done = torch.where(take, E, best[1]), torch.where(take, done, best[3])
-                n_outer = max(n_outer, best[4])
-                won = torch.where(take, won, best[5])
-            best = (mode, E, None, done, n_outer, won)
-        mode, E, _, done, n_outer, won = best
+                E, done = torch.where(take, E, best[1]), torch.where(take, done, best[2])
+                n_outer = max(n_outer, best[3])
+                won = torch.where(take, won, best[4])
+            best = (mode, E, done, n_outer, won)
+        mode, E, done, n_outer, won = best
         hs = hsets[0]
         if len(hsets) > 1:
             hs.u = torch.stack([h.u for h in hsets])[won, torch.arange(data.n_mice)]

@@ -33,13 +33,11 @@ import torch
 from envs import rng
 
 from ..fit.checks import copy_seeds
-from ..fit.drift import GROUPS, W_FLOOR, drift_noise, free_run_drift, sigma_matrix
-from ..fit.predictive import laplace_samples
-from ..network import flat_weights, init_weights, weights_from_flat
+from ..fit.drift import GROUPS, drift_noise, free_run_drift, log_jump, sigma_matrix
+from ..network import flat_weights, weights_from_flat
 from .glm import LogisticGLM, early_bias
-from .learners import (LearnerForecaster, apply_recalibration, copies_mean_by_row, fit_recalibration,
-                       placeholder_table, stack_design)
-from .scoring import log_loss
+from .learners import LearnerForecaster, apply_recalibration, fit_recalibration, stack_design
+from .scoring import per_mouse
 
 #: Default grid of the overnight sds (log-weight units per night), per group; the product is searched.
 #: 0 = no drift; 0.1-0.4 spans the sds the free-running fits chose (README, drift table).
@@ -63,33 +61,12 @@ def check_grid(grid) -> dict:
     return out
 
 
-def context_state(model, u: np.ndarray):
-    """``(params, weights)`` of the columns ``k * M + m`` (mouse ``m`` at ``u[k * M + m]``) after teacher
-    forcing through ``model``'s trials: the start of :meth:`mouse_rl.fit.cv.NetworkModel.forecast_p_right`
-    (the lapse zeroed unless the model uses one)."""
-    from ..rollout import GivenChoices, GivenTrials, rollout
-
-    M = model.batch.shape[1]
-    K = len(u) // M
-    params = model.transform.params(torch.as_tensor(u, dtype=model.batch.contrast.dtype))
-    fixed = model.transform.fixed
-    use_lapse = "lapse" in model.free or bool(np.any(np.asarray(fixed.lapse) != 0))
-    ctx = model.batch.repeat(K)
-    with torch.no_grad():
-        w = rollout(init_weights(params), params, GivenTrials(ctx.contrast, ctx.reward), GivenChoices(ctx.choice),
-                    0, ctx.shape[0], learn=ctx.valid, encoding=fixed.encoding, positive=fixed.positive,
-                    zero_reward=fixed.zero_reward, use_lapse=use_lapse)
-    if not use_lapse:
-        params = params._replace(lapse=torch.zeros_like(params.lapse))
-    return params, w
-
-
 def drift_p_right(model, params, w, schedule, sigma: dict, seed: int = 0) -> np.ndarray:
     """P(Right) ``(T, K * M)`` of drifting free-running copies on ``schedule`` (a
     :class:`~mouse_rl.fit.batch.TrialBatch` of the ``M`` mice of ``model``), from the teacher-forced state
-    ``(params, w)`` of :func:`context_state`; ``sigma``: ``{group: sd}``. Same choice streams as
-    :meth:`~mouse_rl.fit.cv.NetworkModel.forecast_p_right` (``copy_seeds(mice, K, seed)``): with every sd 0
-    its numbers exactly."""
+    ``(params, w)`` of :meth:`~mouse_rl.fit.cv.NetworkModel.context_state`; ``sigma``: ``{group: sd}``. Same
+    choice streams as :meth:`~mouse_rl.fit.cv.NetworkModel.forecast_p_right` (``copy_seeds(mice, K, seed)``):
+    with every sd 0 its numbers exactly."""
     fixed = model.transform.fixed
     M = model.batch.shape[1]
     B = int(params.eta.shape[0])
@@ -99,8 +76,7 @@ def drift_p_right(model, params, w, schedule, sigma: dict, seed: int = 0) -> np.
     dtype = params.eta.dtype
     with torch.no_grad():
         flat = flat_weights(w).to(dtype)
-        jump = torch.as_tensor(sd, dtype=dtype) * drift_noise(rng.as_seed_tensor(seeds), 0, dtype)
-        flat = torch.where(jump == 0, flat, torch.exp(torch.log(flat.clamp(min=W_FLOOR)) + jump))  # first night
+        flat = log_jump(flat, torch.as_tensor(sd, dtype=dtype) * drift_noise(rng.as_seed_tensor(seeds), 0, dtype))
         _, p = free_run_drift(schedule.repeat(K), params, seeds, sd, fixed.encoding, fixed.positive,
                               fixed.zero_reward, init=weights_from_flat(flat))
     return p.cpu().numpy()
@@ -108,8 +84,9 @@ def drift_p_right(model, params, w, schedule, sigma: dict, seed: int = 0) -> np.
 
 def animal_balanced_loss(rows: pd.DataFrame, p: np.ndarray) -> float:
     """Mean over mice of each mouse's mean per-trial log loss (nats) of forecasts ``p`` of ``rows``' choices."""
-    ll = log_loss(p, rows["choice"].to_numpy(float))
-    return float(pd.Series(ll, index=rows["mouse"].to_numpy()).groupby(level=0).mean().mean())
+    table = pd.DataFrame({"model": "", "mouse": rows["mouse"].to_numpy(), "p_right": p,
+                          "choice": rows["choice"].to_numpy(float)})
+    return float(per_mouse(table)["log_loss"].mean())
 
 
 class DriftForecaster(LearnerForecaster):
@@ -155,12 +132,12 @@ class DriftForecaster(LearnerForecaster):
         groups = list(self.grid)
         best, scores = None, []
         for values in itertools.product(*(self.grid[g] for g in groups)):
-            sigma = dict(zip(groups, values))
-            p = self._forecast_sigma(ref_model, schedule, sigma)[horizon]
+            self.sigma = dict(zip(groups, values))
+            p = self._forecast(ref_model, schedule)[horizon]
             loss = animal_balanced_loss(rows, self._selected(rows, p))
-            scores.append({**{f"sigma_{g}": v for g, v in sigma.items()}, "log_loss": loss})
+            scores.append({**{f"sigma_{g}": v for g, v in self.sigma.items()}, "log_loss": loss})
             if best is None or loss < best[0]:
-                best = (loss, sigma, p)
+                best = (loss, self.sigma, p)
         self.grid_scores = pd.DataFrame(scores)
         self.sigma = best[1]
         self._state_for = None  # release the reference cohort's copies
@@ -180,25 +157,15 @@ class DriftForecaster(LearnerForecaster):
         X = stack_design(rows, p, early_bias(self._observed_context))
         return LogisticGLM("early_bias").fit_design(X, truth).predict_design(X)
 
-    def _forecast(self, model, schedule: pd.DataFrame) -> np.ndarray:
+    def _copies_p_right(self, model, draws: np.ndarray, batch) -> np.ndarray:
+        """The drifting copies at :attr:`sigma` (teacher forcing through the context once per fitted model)."""
         if self.sigma is None:
             raise RuntimeError("forecast: network_drift has no drift sds yet (fit it on a fold with reference mice)")
-        return self._forecast_sigma(model, schedule, self.sigma)
-
-    def _forecast_sigma(self, model, schedule: pd.DataFrame, sigma: dict) -> np.ndarray:
-        """Mean P(Right) over the drifting copies of every schedule row, in the schedule's row order."""
-        sched = self.factory(placeholder_table(schedule))
-        if list(sched.batch.mice) != list(model.batch.mice):
-            raise RuntimeError("forecast: mice of the schedule differ from the fitted context")
         cached = getattr(self, "_state_for", None)
         if cached is None or cached[0] is not model or cached[1] is not model.u or cached[2] is not model.cov:
-            K, M = self.n_copies, len(model.batch.mice)  # teacher forcing once per fitted model, not per sd
-            draws = laplace_samples(model.u, model.cov, K, self.seed).reshape(K * M, -1).cpu().numpy()
-            self._state_for = (model, model.u, model.cov, context_state(model, draws))
+            self._state_for = (model, model.u, model.cov, model.context_state(draws))
         params, w = self._state_for[3]
-        p = drift_p_right(model, params, w, sched.batch, sigma, self.seed)
-        return copies_mean_by_row(p, self.n_copies, sched.batch, sched.trials, schedule)
+        return drift_p_right(model, params, w, batch, self.sigma, self.seed)
 
 
-__all__ = ["DEFAULT_GRID", "SELECT", "DriftForecaster", "animal_balanced_loss", "check_grid", "context_state",
-           "drift_p_right"]
+__all__ = ["DEFAULT_GRID", "SELECT", "DriftForecaster", "animal_balanced_loss", "check_grid", "drift_p_right"]

@@ -114,8 +114,12 @@ class LearnerForecaster:
             raise RuntimeError("forecast: mice of the schedule differ from the fitted context")
         K, M = self.n_copies, len(model.batch.mice)
         draws = laplace_samples(model.u, model.cov, K, self.seed).reshape(K * M, -1).cpu().numpy()
-        p = model.forecast_p_right(draws, sched.batch, self.seed)  # (T, K * M), column k * M + m
+        p = self._copies_p_right(model, draws, sched.batch)  # (T, K * M), column k * M + m
         return copies_mean_by_row(p, K, sched.batch, sched.trials, schedule)
+
+    def _copies_p_right(self, model, draws: np.ndarray, batch) -> np.ndarray:
+        """P(Right) ``(T, K * M)`` of the copies at ``draws`` on the schedule ``batch``."""
+        return model.forecast_p_right(draws, batch, self.seed)
 
     def predict(self, schedule: pd.DataFrame):
         """Forecast P(Right) of every schedule row (gap rows too), in the schedule's row order; with
