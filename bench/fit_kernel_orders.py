@@ -1,10 +1,15 @@
 """Cost of one pass of the fused likelihood kernel over all mice, by derivative order.
 
-Usage: python bench/fit_kernel_orders.py [--data DIR] [--repeats 5] [--threads 2]
+Usage: python bench/fit_kernel_orders.py [--data DIR] [--repeats 5] [--threads 2] [--columns 8] [--old-kernel FILE]
 
-One column per mouse at the model defaults (lapse 0.02), all trials scored; each order's best of
+``--columns`` columns per mouse (default 8, the default fit's kept starts; the kernel runs a mouse's columns
+four to a group in vector lanes, so 1 column per mouse pays for 4) at the first points of the default fit's
+restart design (seed 0; the same for every mouse), all trials scored, with k fixed as in the default fit
+(five dual coordinates); each order's best of
 ``--repeats`` passes (numba threads set explicitly), interleaved so that load changes hit all orders alike.
-Order 0 is the value, 1 adds the gradient, 2 the Hessian (what a Newton step needs).
+Order 0 is the value, 1 adds the gradient, 2 the Hessian (what a Newton step needs). ``--old-kernel FILE``
+(an earlier ``mouse_rl/fit/kernel.py``, e.g. ``git show REV:mouse_rl/fit/kernel.py > FILE``) times its passes
+in the same run, interleaved with the current kernel's.
 """
 from __future__ import annotations
 
@@ -23,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from mouse_rl.data import load_trials  # noqa: E402
 from mouse_rl.fit.batch import make_batch  # noqa: E402
-from mouse_rl.fit.kernel import THETA, nll_derivatives  # noqa: E402
+from mouse_rl.fit.fitting import make_transform  # noqa: E402
+from mouse_rl.fit.kernel import nll_derivatives  # noqa: E402
 from mouse_rl.network import encode  # noqa: E402
-from mouse_rl.params import PARAMS  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--columns", type=int, default=8, help="columns (restarts) per mouse")
+    ap.add_argument("--old-kernel", type=Path, default=None, help="an earlier mouse_rl/fit/kernel.py to compare")
     args = ap.parse_args(argv)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     with warnings.catch_warnings():
@@ -42,21 +49,35 @@ def main(argv=None) -> int:
     valid = batch.valid.T.numpy().copy()
     data = (x, batch.choice.T.numpy().copy(), batch.reward.T.double().numpy().copy(), valid, valid,
             batch.n_trials.numpy())
-    theta = np.tile([PARAMS[n].default if n != "lapse" else 0.02 for n in THETA], (len(batch.mice), 1))
-    for order in (0, 1, 2):
-        nll_derivatives(*data, theta, order=order)  # compile / load the cache
-    best = {0: np.inf, 1: np.inf, 2: np.inf}
+    rows = np.tile(np.arange(len(batch.mice)), args.columns)
+    transform = make_transform()
+    theta = np.repeat(transform.natural(transform.starts(args.columns, 0))[0], len(batch.mice), axis=0)
+    kw = dict(rows=rows, k_derivatives=False)
+    kernels = {"current": nll_derivatives}
+    if args.old_kernel is not None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from fit_speed import _load_module
+        kernels["old"] = _load_module(args.old_kernel, "kernel").nll_derivatives
+    for kern in kernels.values():
+        for order in (0, 1, 2):
+            kern(*data, theta, order=order, **kw)  # compile / load the cache
+    best = {(name, order): np.inf for name in kernels for order in (0, 1, 2)}
     for _ in range(args.repeats):
         for order in (2, 1, 0):
-            t = time.perf_counter()
-            nll_derivatives(*data, theta, order=order)
-            best[order] = min(best[order], time.perf_counter() - t)
-    n = int(batch.n_trials.sum())
-    print(f"{len(batch.mice)} mice, {n:,} trials; {os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}; "
-          f"load {os.getloadavg()[0]:.2f}")
-    for order in (0, 1, 2):
-        print(f"order {order}: {best[order] * 1e3:.1f} ms per pass ({best[order] / best[2]:.2f}x order 2, "
-              f"{n / best[order]:.3g} trials/s)")
+            for name, kern in kernels.items():
+                t = time.perf_counter()
+                kern(*data, theta, order=order, **kw)
+                best[name, order] = min(best[name, order], time.perf_counter() - t)
+    n = int(batch.n_trials.sum()) * args.columns
+    print(f"{len(batch.mice)} mice x {args.columns} columns, {n:,} column-trials; {os.cpu_count()} CPUs, numba "
+          f"threads {numba.get_num_threads()}; load {os.getloadavg()[0]:.2f}")
+    for name in kernels:
+        for order in (0, 1, 2):
+            b = best[name, order]
+            print(f"{name} kernel, order {order}: {b * 1e3:.1f} ms per pass ({b / best[name, 2]:.2f}x order 2, "
+                  f"{b / n * 1e9:.0f} ns per column-trial)")
+    if "old" in kernels:
+        print("old / current: " + ", ".join(f"order {o} {best['old', o] / best['current', o]:.2f}x" for o in (0, 1, 2)))
     return 0
 
 

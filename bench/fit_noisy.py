@@ -24,6 +24,10 @@ Usage::
     python bench/fit_noisy.py --recovery --out out/bench_noisy
     python bench/fit_noisy.py --profile --mice DAP027 DAP019 --noise linear --frozen a --encoding magnitude \
         --sigma-per column --out out/bench_noisy          # where one fit's time goes (cProfile)
+    python bench/fit_noisy.py --schemes interleaved --models noisy psytrack --noise linear --frozen a \
+        --encoding magnitude --sigma-per column --predictive probit --start network psytrack --give-up 3 10 \
+        --label noisy_col_2start --out out/bench_noisy  # issue 12's setting against PsyTrack, same process
+        # (add --no-closed-form for the autograd code path: the same results to rounding, about 2x the time)
     python bench/fit_noisy.py --free eta beta sigma_a sigma_U sigma_day_a sigma_day_U --search newton \
         --label noisy_newton_eta --models noisy --mice DAP027 DAP019 DAP035 DAP009   # eta fitted jointly
 """
@@ -78,6 +82,9 @@ def main(argv=None) -> int:
                    help="with several starts: from iteration K a later start stops for a mouse NATS below the best")
     p.add_argument("--no-active-set", action="store_true",
                    help="solve every mouse on every evidence-search iteration (the search before the active set)")
+    p.add_argument("--no-closed-form", action="store_true",
+                   help="affine variant: autograd through the rule and full 9 x 9 solves instead of the closed form "
+                        "(the code path before; same results to rounding, about twice as slow)")
     p.add_argument("--recovery", action="store_true", help="parameter recovery on simulated noisy learners")
     p.add_argument("--profile", action="store_true",
                    help="instead of the CV: profile one noisy fit (interleaved training fold) with cProfile and "
@@ -117,6 +124,7 @@ def main(argv=None) -> int:
                                        free=free, encoding=args.encoding, search=args.search, noise=args.noise,
                                        frozen=tuple(args.frozen), sigma_per=args.sigma_per,
                                        start=tuple(args.start), active_set=not args.no_active_set,
+                                       closed_form=not args.no_closed_form,
                                        give_up=None if args.give_up is None else (int(args.give_up[0]),
                                                                                  args.give_up[1])))
         return built[-1]
@@ -162,7 +170,7 @@ def main(argv=None) -> int:
         print(f"noisy fit: free {free}, search {args.search}, max_outer {args.max_outer}, noise {args.noise}, "
               f"frozen {tuple(args.frozen)}, encoding {args.encoding}, sigma_per {args.sigma_per}, "
               f"predictive {args.predictive}, start {tuple(args.start)}, give_up {args.give_up}, "
-              f"active_set {not args.no_active_set}")
+              f"active_set {not args.no_active_set}, closed_form {not args.no_closed_form}")
     files = sorted(args.out.glob("cv_*_*.csv"))
     table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(table)

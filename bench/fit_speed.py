@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import sys
 import time
@@ -72,9 +73,10 @@ def main(argv=None) -> int:
     new_kernel = objective.nll_derivatives
     if args.old_kernel is not None:
         old = _load_module(args.old_kernel, "kernel").nll_derivatives
+        accepts = set(inspect.signature(old).parameters)
 
-        def old_kernel(*a, gauss_newton=False, k_derivatives=True, **k):
-            return old(*a, **k)
+        def old_kernel(*a, **k):  # the options an older kernel did not have are left out
+            return old(*a, **{name: v for name, v in k.items() if name in accepts})
     else:
         def old_kernel(*a, **k):
             return new_kernel(*a, **{**k, "k_derivatives": True})

@@ -128,3 +128,61 @@ def test_leaving_out_k_derivatives_changes_nothing_else(batch):
     np.testing.assert_allclose(g5[:, rest], g6[:, rest], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(H5[:, rest][:, :, rest], H6[:, rest][:, :, rest], rtol=1e-12, atol=1e-12)
     assert np.abs(g6[:, k]).max() > 0 and not g5[:, k].any() and not H5[:, k].any() and not H5[:, :, k].any()
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_restarts_in_lockstep_lanes_equal_each_column_alone(batch, order):
+    """Columns on one data row run four to a group (vector lanes); a column's numbers are bit-for-bit those
+    it gets alone, whatever its group, lane or the padding of a partly filled group."""
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    args = (x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(), batch.valid.T.numpy(),
+            batch.n_trials.numpy())
+    rows = np.array([1] * 11 + [0, 2, 0])  # 11 restarts of one mouse: groups of 4, 4 and 3 (one unused lane)
+    theta = _random_theta(len(rows), 7)
+    together = nll_derivatives(*args, theta, rows=rows, order=order, trial_logp=True)
+    for j in range(len(rows)):
+        alone = nll_derivatives(*args, theta[j:j + 1], rows=rows[j:j + 1], order=order, trial_logp=True)
+        for a, b in zip(together, alone):
+            assert np.array_equal(a[j], b[0])
+
+
+def test_far_tail_without_lapse_matches_reference(batch):
+    """With the lapse at 0 and a steep policy, P(observed choice) underflows on some trials (below 1e-320;
+    the kernel then works in logs): log-probabilities still match the reference policy."""
+    T, B = batch.shape
+    theta = _random_theta(B, 8)
+    theta[:, THETA.index("beta")] = 1e5
+    theta[:, THETA.index("lapse")] = 0.0
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    *_, lp = nll_derivatives(x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(),
+                             batch.valid.T.numpy(), batch.n_trials.numpy(), theta, order=0, trial_logp=True)
+    tails = 0
+    for m in range(B):
+        th = torch.tensor(theta[m], dtype=torch.float64)
+        with torch.no_grad():
+            ref = choice_logprob(_column(batch, m), NetParams(*[th[i:i + 1] for i in range(8)]), "side", True,
+                                 batch.valid[:, m:m + 1], True)[:, 0].numpy()
+        s = batch.valid[:, m].numpy()
+        np.testing.assert_allclose(lp[m][s], ref[s], rtol=1e-12, atol=1e-13)
+        tails += int((ref[s] < -750).sum())
+    assert tails > 0
+
+
+@pytest.mark.parametrize("encoding,positive", [("side", True), ("magnitude", False)])
+def test_teacher_forced_readouts_from_kernel_weights_match_reference_rollout(batch, encoding, positive):
+    """The per-trial table's read-outs (Q's, teaching signals, pre-update weights) from the kernel's recorded
+    weights equal the reference teacher-forced rollout through `trial_update` (float64, 1e-12)."""
+    from mouse_rl.fit.likelihood import _recorded_by_kernel, unroll
+    T, B = batch.shape
+    th = torch.tensor(_random_theta(B, 9))
+    p = NetParams(*th.T, torch.zeros(B, dtype=th.dtype))
+    learn = batch.valid.clone()
+    learn[::3] = False
+    fast = _recorded_by_kernel(batch, p, encoding, positive, learn)
+    with torch.no_grad():
+        ref = unroll(batch, p, encoding, positive, learn, record=True)
+    v = batch.valid
+    for name in ref._fields:
+        a, b = getattr(fast, name)[v], getattr(ref, name)[v]
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-13, err_msg=name)
+    assert fast.delta_tot[v].abs().max() > 0 and (fast.a[v][1:] != fast.a[v][:-1]).any()

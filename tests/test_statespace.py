@@ -469,3 +469,106 @@ def test_affine_transition_as_c_plus_Jz_matches_the_rule():
     assert "J" in sub.cache
     torch.testing.assert_close(t_sub.D, t_fresh.D, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(t_sub.L, t_fresh.L, rtol=1e-12, atol=1e-12)
+
+
+def test_latent_solve_is_the_full_solve_bit_for_bit():
+    """The solve on the latent coordinates only (a frozen group cut out) equals the full 9 x 9 solve bit for
+    bit on the CPU path: step, log det, covariances, also for a chain that fails (no positive definite
+    factor) and for latent coordinates that are not one block."""
+    g = torch.Generator().manual_seed(0)
+    starts = np.array([0, 10, 30, 37])
+    N = starts[-1]
+    R = torch.randn(N, 9, 9, generator=g, dtype=torch.float64)
+    D0 = R @ R.mT + 4 * torch.eye(9, dtype=torch.float64)
+    O = 0.4 * torch.randn(N, 9, 9, generator=g, dtype=torch.float64)
+    mouse = torch.repeat_interleave(torch.arange(3), torch.as_tensor(np.diff(starts)))
+    for lat in (ss._latent_mask(("a",)), ss._latent_mask(("U",)),
+                torch.tensor([1, 0, 1, 1, 0, 1, 1, 1, 0], dtype=torch.bool)):
+        data = ss.Packed(mice=["a", "b", "c"], starts=starts, mouse=mouse, x=None, choice=None, reward=None,
+                         contrast=None, session=None, trans=None, day=None, latent=lat)
+        D = D0.clone()
+        j = int(torch.nonzero(lat)[0])
+        D[33, j, j] = -50.0  # the third chain is not positive definite
+        Dm, Om = ss._mask_blocks(data, D, O)
+        b = torch.randn(N, 9, generator=g, dtype=torch.float64) * lat
+        ours, full = ss._solve(data, Dm, Om, b, inverse=True), solve_chains(Dm, Om, starts, b, inverse=True)
+        assert ours.ok.tolist() == full.ok.tolist() == [True, True, False]
+        for name in ("x", "cov", "cov_off"):
+            torch.testing.assert_close(getattr(ours, name), getattr(full, name), rtol=0, atol=0)
+        torch.testing.assert_close(ours.logdet, full.logdet, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("lapse", [0.0, 0.08])
+def test_affine_closed_form_terms_and_gradient_match_autograd(lapse):
+    """Affine model: the closed-form joint terms (L, gradient, Gauss-Newton and exact blocks) and evidence
+    gradient equal the autograd path through the rule and the policy (taken when a hyperparameter carries a
+    graph, or with ``closed_form=False``), with and without a lapse, also with the lapse, s0 and sigma_init
+    free; and a changed noise sd is not served from the cached prior blocks."""
+    hyper = dict(eta=0.02, sigma_init=0.3, lapse=lapse, w0=0.7, k=0.9, sigma_U_stimL=0.02, sigma_U_stimR=0.05,
+                 sigma_U_bias=0.1, sigma_day_U_stimL=0.1, sigma_day_U_stimR=0.3, sigma_day_U_bias=0.5)
+    kw = dict(noise="linear", frozen=("a",), encoding="magnitude", sigma_per="column")
+    df, _ = ss.simulate_noisy(3, hyper, n_sessions=3, trials_per_session=30, seed=4, **kw)
+    data = ss.pack(df, **kw)
+    free = ss.default_free(("a",), "column") + (("lapse", "s0", "sigma_init") if lapse else ())
+    hs = ss.HyperSet(3, free, hyper)
+    hp = hs.natural()
+    score = torch.ones(len(df), dtype=torch.bool)
+    score[::5] = False
+    z = ss.rollout(data, hp) + 0.3 * torch.randn(len(df), 9, generator=torch.Generator().manual_seed(0),
+                                                  dtype=torch.float64)
+    fast = ss.joint_terms(data, z, hp, score, order=2)
+    assert fast.lik is not None  # the closed form was taken
+    hp_graph = dict(hp, beta=hp["beta"].clone().requires_grad_(True))
+    slow = ss.joint_terms(data, z, hp_graph, score, order=2)
+    assert slow.lik is None
+    for name in ("L", "g", "D", "O"):
+        torch.testing.assert_close(getattr(fast, name), getattr(slow, name).detach(), rtol=1e-12, atol=1e-11)
+    De, Oe = ss.exact_hessian_blocks(data, z, hp, score, base=fast)
+    Ds, Os = ss.exact_hessian_blocks(data, z, hp_graph, score, base=slow)
+    torch.testing.assert_close(De, Ds, rtol=1e-12, atol=1e-11)
+    torch.testing.assert_close(Oe, Os, rtol=0, atol=0)
+    if lapse:
+        assert float((De - fast.D).abs().max()) > 1e-3  # with a lapse the exact blocks are not Gauss-Newton's
+    mode = ss.find_mode(data, hp, score, tol=1e-14, max_iter=20)
+    for exact in (False, True):
+        g1, E1 = ss.evidence_gradient(data, hs, hs.u, score, mode, exact=exact)
+        g2, E2 = ss.evidence_gradient(data, hs, hs.u, score, mode, exact=exact, closed_form=False)
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(E1, E2, rtol=0, atol=0)
+    louder = dict(hp, sigma_U_bias=hp["sigma_U_bias"] * 2)  # the cached prior blocks follow the noise sds
+    fresh = ss.joint_terms(ss.pack(df, **kw), z, louder, score, order=2)
+    cached = ss.joint_terms(data, z, louder, score, order=2)
+    torch.testing.assert_close(cached.D, fresh.D, rtol=0, atol=0)
+    torch.testing.assert_close(cached.O, fresh.O, rtol=0, atol=0)
+    assert float((cached.D - fast.D).abs().max()) > 1e-3
+
+
+def test_lanes_make_a_trial_value_independent_of_its_batch_position():
+    """Torch's sigmoid / logaddexp / log1p round differently by position in a tensor; through ``_lanes`` a
+    value depends only on its input, so a mouse gets the same closed-form terms in any batch."""
+    x = torch.randn(777, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
+    p = torch.rand(777, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.4
+    for fn, args in ((torch.sigmoid, (x,)), (torch.logaddexp, (x, 0.5 * x)), (torch.log1p, (-p,))):
+        full = ss._lanes(fn, *args)
+        for a, n in ((1, 50), (130, 333), (500, 277), (3, 5)):
+            part = ss._lanes(fn, *(v[a:a + n] for v in args))
+            torch.testing.assert_close(part, full[a:a + n], rtol=0, atol=0)
+
+
+def test_closed_form_fit_equals_the_autograd_fit():
+    """fit_noisy(closed_form=True) (closed-form affine terms, latent-only solves) gives the autograd code
+    path's fit (closed_form=False) to rounding: the same evidence search, hyperparameters, modes and bands;
+    with two starts and a give-up margin (the recommended setting) and one mouse whose search stops early."""
+    df, kw = _search_case()
+    kw = dict(kw, start=("defaults", "psytrack"), give_up=(2, 5.0), max_outer=8)
+    kw["fixed"] = {k: v for k, v in kw["fixed"].items() if k not in ("eta", "lapse")}
+    fast = ss.fit_noisy(df, closed_form=True, **kw)
+    slow = ss.fit_noisy(df, closed_form=False, **kw)
+    assert fast.data.closed_form and not slow.data.closed_form
+    assert list(fast.params["start"]) == list(slow.params["start"])
+    np.testing.assert_allclose(_numeric(fast.params), _numeric(slow.params), rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(fast.z, slow.z, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(fast.cov, slow.cov, rtol=1e-7, atol=1e-11)
+    assert [h["n_done"] for h in fast.history] == [h["n_done"] for h in slow.history]
+    with pytest.raises(ValueError, match="closed_form: must be True or False"):
+        ss.fit_noisy(df, closed_form="yes", **kw)

@@ -109,9 +109,9 @@ POLISH = 2
 SKEW_STARTS = (-2.0, 2.0)
 #: Basin hopping: perturbations per mouse per round and their sizes (in prior sds of each parameter, cycled over
 #: the perturbations: half near the best point, half far from it).
-HOP_STARTS = 16
+HOP_STARTS = 24
 HOP_SCALES = (0.25, 1.0)
-#: Every mouse hops this many rounds (while any mouse gains); later rounds only the mice the last round improved.
+#: Every mouse hops this many rounds; later rounds only the mice the last round improved.
 HOP_ROUNDS_ALL = 2
 #: The loose passes (kept starts, hops) stop a column once its objective fell by at most this many nats over
 #: its last STALL_WINDOW iterations (the rest of a slow tail; the polish refines the starts that matter).
@@ -271,12 +271,13 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             fh = fh.reshape(HOP_STARTS, n)
             j = fh.argmin(0)
             better = np.flatnonzero(fh[j, np.arange(n)] < fr[best, np.arange(n)] - AGREE_NATS)
-            if len(better) == 0:
-                break
-            src = j[better] * n + better  # rows of uh
-            polish(uh[src], cols[src], worst[better] * M + hopping[better], 0)  # replaces the mouse's worst restart
-            if hop + 1 >= HOP_ROUNDS_ALL:
+            if len(better):
+                src = j[better] * n + better  # rows of uh
+                polish(uh[src], cols[src], worst[better] * M + hopping[better], 0)  # replaces the worst restart
+            if hop + 1 >= HOP_ROUNDS_ALL:  # each mouse by its own gains: none depends on its batch partners
                 hopping = hopping[better]
+                if len(hopping) == 0:
+                    break
         bar.close()
     else:
         obj = NetworkObjective(batch.repeat(n_restarts), transform, score.repeat(1, n_restarts),

@@ -18,9 +18,14 @@ log-likelihood, its gradient ``(9,)`` and Hessian ``(9, 9)`` with respect to
 the natural parameters in :data:`THETA` order (stim_skew's entries are zero
 unless asked for: the default fit does not pay for a seventh dual coordinate;
 the weights' Hessians are symmetric and
-kept as upper triangles; lower orders propagate only what they need). Columns (mice x restarts) are
-independent (``prange``): a column's numbers do not depend on which other
-columns share the call.
+kept as upper triangles; lower orders propagate only what they need).
+
+Columns (mice x restarts) that run on the same data row go through the trials
+in lockstep, four to a group (:mod:`mouse_rl.fit.vec4` lanes: the restarts of a
+mouse share its trials, so only their numbers differ); groups run in parallel
+(``prange``, longest rows first). A lane's arithmetic is the scalar
+arithmetic, so a column's numbers do not depend on which other columns share
+the call, its group or its lane.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import numba as nb
 import numpy as np
 
 from ..network import MAX_WEIGHT
+from .vec4 import LANES as _L
+from .vec4 import vload, vneg, vsplat, vstore
 
 #: Order of the natural parameters in ``theta`` and in the returned derivatives.
 THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "stim_skew")
@@ -38,298 +45,365 @@ _K = 5  # k's index among them
 _DPOS = np.array([list(_DMAP).index(i) if i in _DMAP else _D for i in range(_NT)])  # THETA index -> dual index
 _SKEW = 6  # stim_skew's index among them
 _NW = 9  # weights: a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb
+# Dual-number slots of a group's flat state arrays (values (S, L), gradients (S, D, L), Hessians (S, D, D, L),
+# lanes last): the 9 weights, h = a * x (3), Q^stim and Q^const of each action (2 + 2), two scratch duals.
+_SH, _SQS, _SQC, _ST, _SS, _NS = 9, 12, 14, 16, 17, 18
 
 
 @nb.njit(cache=True, inline="always")
-def _product(v1, g1, H1, v2, g2, H2, c, vo, go, Ho, order, nd):
-    """(vo, go, Ho) = c * (v1 * v2) as a dual number up to ``order`` (Hessians: upper triangle only), in the
-    first ``nd`` dual coordinates."""
-    vo[0] = c * v1 * v2
+def _gi(s, p):
+    """Flat index of lane 0 of d(slot s)/d(dual p)."""
+    return _L * (s * _D + p)
+
+
+@nb.njit(cache=True, inline="always")
+def _hi(s, p, q):
+    """Flat index of lane 0 of d2(slot s)/d(dual p)d(dual q)."""
+    return _L * ((s * _D + p) * _D + q)
+
+
+@nb.njit(cache=True, inline="always")
+def _product(V, G, H, a, b, c, o, order, nd, acc):
+    """Slot ``o`` = c * slot ``a`` * slot ``b`` as dual numbers up to ``order`` (Hessians: upper triangle only),
+    in the first ``nd`` dual coordinates; ``c`` a vector of constants. ``acc``: slot ``o`` += the product
+    instead (the same arithmetic as adding a scratch copy)."""
+    va = vload(V, _L * a)
+    vb = vload(V, _L * b)
+    if acc:
+        vstore(V, _L * o, vload(V, _L * o) + c * va * vb)
+    else:
+        vstore(V, _L * o, c * va * vb)
     if order >= 1:
         for i in range(nd):
-            go[i] = c * (v1 * g2[i] + v2 * g1[i])
+            d = c * (va * vload(G, _gi(b, i)) + vb * vload(G, _gi(a, i)))
+            vstore(G, _gi(o, i), vload(G, _gi(o, i)) + d if acc else d)
     if order >= 2:
         for i in range(nd):
+            gai = vload(G, _gi(a, i))
+            gbi = vload(G, _gi(b, i))
             for j in range(i, nd):
-                Ho[i, j] = c * (v1 * H2[i, j] + v2 * H1[i, j] + g1[i] * g2[j] + g2[i] * g1[j])
+                d = c * (va * vload(H, _hi(b, i, j)) + vb * vload(H, _hi(a, i, j)) + gai * vload(G, _gi(b, j))
+                         + gbi * vload(G, _gi(a, j)))
+                vstore(H, _hi(o, i, j), vload(H, _hi(o, i, j)) + d if acc else d)
 
 
 @nb.njit(cache=True, inline="always")
-def _column(x, choice, reward, learn, score, n, theta, positive, use_lapse, order, nd, grad_out, hess_out, write_lp,
-            lp_out, gauss_newton):
-    eta, beta, w0, k, s0, bL, bR, lapse, skew = theta
-    v = np.zeros(_NW)
-    g = np.zeros((_NW, _D))
-    H = np.zeros((_NW, _D, _D))
-    # stimulus channel j (0 = L, 1 = R), as init_weights: a_j = w0 e_j, U[., j] = s0 e_j, e_j = exp(-+ skew / 2)
-    for j in range(2):
-        sgn = -0.5 if j == 0 else 0.5
-        e = np.exp(sgn * skew)
-        for i in (j, 3 + j, 6 + j):  # a_j (from w0, dual 1), U[L, j] and U[R, j] (from s0, dual 2)
-            col = 1 if i < 3 else 2
-            v[i] = (w0 if i < 3 else s0) * e
-            g[i, col] = e
-            if nd > _SKEW:  # d/d skew; Hessians as upper triangles (col < _SKEW)
-                g[i, _SKEW] = sgn * v[i]
-                H[i, col, _SKEW] = sgn * e
-                H[i, _SKEW, _SKEW] = sgn * sgn * v[i]
-    v[2] = k
-    g[2, _K] = 1.0  # read only when nd > _K
-    v[5], v[8] = bL, bR
-    g[5, 3] = 1.0
-    g[8, 4] = 1.0
-    for i in range(_NW):  # abs() of the initial weights (as init_weights)
-        if v[i] < 0:
-            v[i] = -v[i]
-            g[i] = -g[i]
-            H[i] = -H[i]
-    # scratch duals
-    hv = np.zeros(3)
-    hg = np.zeros((3, _D))
-    hH = np.zeros((3, _D, _D))
-    qs_v = np.zeros(2)
-    qs_g = np.zeros((2, _D))
-    qs_H = np.zeros((2, _D, _D))
-    qc_v = np.zeros(2)
-    qc_g = np.zeros((2, _D))
-    qc_H = np.zeros((2, _D, _D))
-    tv = np.zeros(1)
-    tg = np.zeros(_D)
-    tH = np.zeros((_D, _D))
-    sv = np.zeros(1)
-    sg = np.zeros(_D)
-    sH = np.zeros((_D, _D))
-    dz = np.zeros(_NT)
-    act = np.empty(_NT, np.int64)  # parameters whose derivatives are in play: beta, lapse and the first nd duals
+def _delta(V, G, H, r, qa, qb, o, order, nd):
+    """Slot ``o`` = the teaching signal r - (Q_qa + Q_qb), or r - Q_qa when ``qb`` < 0 (r a scalar)."""
+    if qb >= 0:
+        vstore(V, _L * o, vsplat(r) - (vload(V, _L * qa) + vload(V, _L * qb)))
+    else:
+        vstore(V, _L * o, vsplat(r) - vload(V, _L * qa))
+    if order >= 1:
+        for p in range(nd):
+            if qb >= 0:
+                vstore(G, _gi(o, p), vneg(vload(G, _gi(qa, p)) + vload(G, _gi(qb, p))))
+            else:
+                vstore(G, _gi(o, p), vneg(vload(G, _gi(qa, p))))
+    if order >= 2:
+        for p in range(nd):
+            for q in range(p, nd):
+                if qb >= 0:
+                    vstore(H, _hi(o, p, q), vneg(vload(H, _hi(qa, p, q)) + vload(H, _hi(qb, p, q))))
+                else:
+                    vstore(H, _hi(o, p, q), vneg(vload(H, _hi(qa, p, q))))
+
+
+@nb.njit(cache=True, inline="always")
+def _eta_times(V, G, H, eta, d, o, order, nd):
+    """Slot ``o`` = eta * slot ``d``, where eta (a vector) is dual coordinate 0."""
+    dv = vload(V, _L * d)
+    vstore(V, _L * o, eta * dv)
+    if order >= 1:
+        for p in range(nd):
+            vstore(G, _gi(o, p), eta * vload(G, _gi(d, p)))
+        vstore(G, _gi(o, 0), vload(G, _gi(o, 0)) + dv)
+    if order >= 2:
+        for p in range(nd):
+            for q in range(p, nd):
+                vstore(H, _hi(o, p, q), eta * vload(H, _hi(d, p, q)))
+        for p in range(nd):
+            vstore(H, _hi(o, 0, p), vload(H, _hi(o, 0, p)) + vload(G, _gi(d, p)))
+        vstore(H, _hi(o, 0, 0), vload(H, _hi(o, 0, 0)) + vload(G, _gi(d, 0)))
+
+
+@nb.njit(cache=True, inline="always")
+def _scale_lane(V, G, H, w, l, c, order, nd):
+    """Weight w of lane l: value and derivatives times c (c = -1 flips, 0 zeroes the derivatives only)."""
+    if c < 0:
+        V[_L * w + l] = -V[_L * w + l]
+    if order >= 1:
+        for p in range(nd):
+            G[_gi(w, p) + l] = -G[_gi(w, p) + l] if c < 0 else 0.0
+    if order >= 2:
+        for p in range(nd):
+            for q in range(p, nd):
+                H[_hi(w, p, q) + l] = -H[_hi(w, p, q) + l] if c < 0 else 0.0
+
+
+@nb.njit(cache=True, inline="always")
+def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse, order, nd, nll_out, grad_out,
+           hess_out, write_lp, lp_out, gauss_newton, write_w, w_out):
+    """One data row's trials for the (up to four) columns ``cols`` of ``theta`` in lockstep (-1 = an unused
+    lane, which repeats lane 0 and writes nothing); results go to rows ``cols`` of the outputs."""
+    V = np.zeros(_NS * _L)
+    G = np.zeros(_NS * _D * _L)
+    H = np.zeros(_NS * _D * _D * _L)
+    P = np.zeros(8 * _L)  # per-lane policy numbers: eta, beta, ly, lyy, ll, lll, lyl, dq
+    lapse = np.empty(_L)
+    lo = np.empty(_L)
+    l1 = np.empty(_L)
+    for l in range(_L):
+        c = cols[l] if cols[l] >= 0 else cols[0]
+        eta, beta, w0, k, s0, bL, bR, lapse[l], skew = theta[c]
+        P[l], P[_L + l] = eta, beta
+        lo[l] = np.log(lapse[l] / 2.0)
+        l1[l] = np.log1p(-lapse[l])
+        for j in range(2):
+            sgn = -0.5 if j == 0 else 0.5
+            e = np.exp(sgn * skew)
+            for i in (j, 3 + j, 6 + j):
+                col = 1 if i < 3 else 2
+                V[_L * i + l] = (w0 if i < 3 else s0) * e
+                G[_gi(i, col) + l] = e
+                if nd > _SKEW:
+                    G[_gi(i, _SKEW) + l] = sgn * V[_L * i + l]
+                    H[_hi(i, col, _SKEW) + l] = sgn * e
+                    H[_hi(i, _SKEW, _SKEW) + l] = sgn * sgn * V[_L * i + l]
+        V[_L * 2 + l] = k
+        G[_gi(2, _K) + l] = 1.0
+        V[_L * 5 + l], V[_L * 8 + l] = bL, bR
+        G[_gi(5, 3) + l] = 1.0
+        G[_gi(8, 4) + l] = 1.0
+        for i in range(_NW):
+            if V[_L * i + l] < 0:
+                _scale_lane(V, G, H, i, l, -1.0, 2, _D)
+    veta = vload(P, 0)
+    vbeta = vload(P, _L)
+    one = vsplat(1.0)
+    dz = np.zeros(_NT * _L)
+    gacc = np.zeros(_NT * _L)
+    hacc = np.zeros(_NT * _NT * _L)
+    nll = np.zeros(_L)
+    act = np.empty(_NT, np.int64)
     na = 0
     for i in range(_NT):
         if i == 1 or i == 7 or _DPOS[i] < nd:
             act[na] = i
             na += 1
-    nll = 0.0
     for t in range(n):
-        # forward pass: h = a * x, Q^stim, Q^const
-        for i in range(3):
-            hv[i] = v[i] * x[t, i]
+        if write_w:  # the weights before this trial's update
+            for l in range(_L):
+                if cols[l] >= 0:
+                    for i in range(_NW):
+                        w_out[cols[l], t, i] = V[_L * i + l]
+        for i in range(3):  # h = a * x (a stimulus unit's h is read only when its input is on)
+            if i < 2 and x[t, i] == 0.0:
+                continue
+            xi = vsplat(x[t, i])
+            vstore(V, _L * (_SH + i), vload(V, _L * i) * xi)
             if order >= 1:
                 for p in range(nd):
-                    hg[i, p] = g[i, p] * x[t, i]
+                    vstore(G, _gi(_SH + i, p), vload(G, _gi(i, p)) * xi)
             if order >= 2:
                 for p in range(nd):
                     for q in range(p, nd):
-                        hH[i, p, q] = H[i, p, q] * x[t, i]
-        for r in range(2):
-            qs_v[r] = 0.0
-            if order >= 1:
-                qs_g[r, :] = 0.0
-            if order >= 2:
-                qs_H[r, :, :] = 0.0
+                        vstore(H, _hi(_SH + i, p, q), vload(H, _hi(i, p, q)) * xi)
+        for r in range(2):  # Q^stim[r] = sum_i U[r, i] h_i over the stimulus units that are on; Q^const[r]
+            qs = _SQS + r
+            on = 0
             for i in range(2):
                 if x[t, i] != 0.0:
-                    _product(v[3 + 3 * r + i], g[3 + 3 * r + i], H[3 + 3 * r + i], hv[i], hg[i], hH[i], 1.0,
-                             tv, tg, tH, order, nd)
-                    _add(qs_v, qs_g, qs_H, r, tv, tg, tH, order, nd)
-            _product(v[5 + 3 * r], g[5 + 3 * r], H[5 + 3 * r], hv[2], hg[2], hH[2], 1.0, qc_v[r:r + 1], qc_g[r],
-                     qc_H[r], order, nd)
+                    _product(V, G, H, 3 + 3 * r + i, _SH + i, one, qs, order, nd, on > 0)
+                    on += 1
+            if on == 0:
+                vstore(V, _L * qs, vsplat(0.0))
+                if order >= 1:
+                    for p in range(nd):
+                        vstore(G, _gi(qs, p), vsplat(0.0))
+                if order >= 2:
+                    for p in range(nd):
+                        for q in range(p, nd):
+                            vstore(H, _hi(qs, p, q), vsplat(0.0))
+            _product(V, G, H, 5 + 3 * r, _SH + 2, one, _SQC + r, order, nd, False)
         ch = choice[t]
         if score[t]:
-            # logit z = beta * (Q_R - Q_L); y = +z for a Right choice, -z for Left
             s = 1.0 if ch == 1 else -1.0
-            dq = (qs_v[1] + qc_v[1]) - (qs_v[0] + qc_v[0])
-            y = s * beta * dq
-            if y >= 0:
-                ey = np.exp(-y)
-                sig = 1.0 / (1.0 + ey)
-                logsig = -np.log1p(ey)
-            else:
-                ey = np.exp(y)
-                sig = ey / (1.0 + ey)
-                logsig = y - np.log1p(ey)
-            s1 = sig * (1.0 - sig)
-            if use_lapse:
-                lo = np.log(lapse / 2.0)
-                hi = np.log1p(-lapse) + logsig
-                m = max(lo, hi)
-                logp = m + np.log(np.exp(lo - m) + np.exp(hi - m))
-                p = np.exp(logp)
-                ly = (1.0 - lapse) * s1 / p
-                lyy = (1.0 - lapse) * s1 * (1.0 - 2.0 * sig) / p - ly * ly
-                ll = (0.5 - sig) / p
-                lll = -ll * ll
-                lyl = -s1 * (p + (0.5 - sig) * (1.0 - lapse)) / (p * p)
-            else:
-                logp = logsig
-                ly = 1.0 - sig
-                lyy = -s1
-                ll = lll = lyl = 0.0
-            nll -= logp
-            if write_lp:
-                lp_out[t] = logp
+            for l in range(_L):
+                dq = (V[_L * (_SQS + 1) + l] + V[_L * (_SQC + 1) + l]) - (V[_L * _SQS + l] + V[_L * _SQC + l])
+                P[7 * _L + l] = dq
+                y = s * P[_L + l] * dq
+                ey = np.exp(-abs(y))
+                if y >= 0:
+                    sig = 1.0 / (1.0 + ey)
+                else:
+                    sig = ey / (1.0 + ey)
+                s1 = sig * (1.0 - sig)
+                if use_lapse:
+                    p = 0.5 * lapse[l] + (1.0 - lapse[l]) * sig  # P(observed choice), lapse included
+                    if p > 1e-300:
+                        logp = np.log(p)
+                    else:  # the far tail with the lapse ~ 0 (p would underflow): in logs
+                        logsig = (-np.log1p(ey)) if y >= 0 else (y - np.log1p(ey))
+                        hi = l1[l] + logsig
+                        m = max(lo[l], hi)
+                        logp = m + np.log(np.exp(lo[l] - m) + np.exp(hi - m))
+                    ly = (1.0 - lapse[l]) * s1 / p
+                    P[2 * _L + l] = ly
+                    P[3 * _L + l] = (1.0 - lapse[l]) * s1 * (1.0 - 2.0 * sig) / p - ly * ly
+                    ll = (0.5 - sig) / p
+                    P[4 * _L + l] = ll
+                    P[5 * _L + l] = -ll * ll
+                    P[6 * _L + l] = -s1 * (p + (0.5 - sig) * (1.0 - lapse[l])) / (p * p)
+                else:
+                    logp = (-np.log1p(ey)) if y >= 0 else (y - np.log1p(ey))
+                    P[2 * _L + l] = 1.0 - sig
+                    P[3 * _L + l] = -s1
+                nll[l] -= logp
+                if write_lp and cols[l] >= 0:
+                    lp_out[cols[l], t] = logp
             if order >= 1:
-                # dy/dtheta and d2y/dtheta2 through z = beta * dq
-                dz[:] = 0.0
-                dz[1] = s * dq
+                vs = vsplat(s)
+                ly, lyy, ll = vload(P, 2 * _L), vload(P, 3 * _L), vload(P, 4 * _L)
+                vstore(dz, _L, vs * vload(P, 7 * _L))
+                sb = vs * vbeta
                 for a_ in range(nd):
-                    dz[_DMAP[a_]] = s * beta * ((qs_g[1, a_] + qc_g[1, a_]) - (qs_g[0, a_] + qc_g[0, a_]))
-                for i in range(_NT):
-                    grad_out[i] -= ly * dz[i]
-                grad_out[7] -= ll
-                if order >= 2 or gauss_newton:  # upper triangle over the parameters in play, mirrored at the end
+                    dqa = ((vload(G, _gi(_SQS + 1, a_)) + vload(G, _gi(_SQC + 1, a_)))
+                           - (vload(G, _gi(_SQS, a_)) + vload(G, _gi(_SQC, a_))))
+                    vstore(dz, _L * _DMAP[a_], sb * dqa)
+                for ii in range(na):
+                    i = act[ii]
+                    vstore(gacc, _L * i, vload(gacc, _L * i) - ly * vload(dz, _L * i))
+                vstore(gacc, _L * 7, vload(gacc, _L * 7) - ll)
+                if order >= 2 or gauss_newton:
+                    lyl, lll = vload(P, 6 * _L), vload(P, 5 * _L)
                     for ii in range(na):
                         i = act[ii]
+                        lyz = lyy * vload(dz, _L * i)
                         for jj in range(ii, na):
                             j = act[jj]
-                            hess_out[i, j] -= lyy * dz[i] * dz[j]
+                            o = _L * (i * _NT + j)
+                            vstore(hacc, o, vload(hacc, o) - lyz * vload(dz, _L * j))
+                    lys = ly * vs
+                    lysb = lys * vbeta
                     for a_ in range(nd):
                         pa = _DMAP[a_]
-                        dqa = (qs_g[1, a_] + qc_g[1, a_]) - (qs_g[0, a_] + qc_g[0, a_])
-                        hess_out[min(1, pa), max(1, pa)] -= ly * s * dqa
-                        if order < 2:  # Gauss-Newton: without the second derivatives of the Q's
+                        dqa = ((vload(G, _gi(_SQS + 1, a_)) + vload(G, _gi(_SQC + 1, a_)))
+                               - (vload(G, _gi(_SQS, a_)) + vload(G, _gi(_SQC, a_))))
+                        o = _L * (min(1, pa) * _NT + max(1, pa))
+                        vstore(hacc, o, vload(hacc, o) - lys * dqa)
+                        if order < 2:
                             continue
-                        for b_ in range(a_, nd):  # the duals hold upper triangles
+                        for b_ in range(a_, nd):
                             pb = _DMAP[b_]
-                            dqab = (qs_H[1, a_, b_] + qc_H[1, a_, b_]) - (qs_H[0, a_, b_] + qc_H[0, a_, b_])
-                            hess_out[min(pa, pb), max(pa, pb)] -= ly * s * beta * dqab
+                            dqab = ((vload(H, _hi(_SQS + 1, a_, b_)) + vload(H, _hi(_SQC + 1, a_, b_)))
+                                    - (vload(H, _hi(_SQS, a_, b_)) + vload(H, _hi(_SQC, a_, b_))))
+                            o = _L * (min(pa, pb) * _NT + max(pa, pb))
+                            vstore(hacc, o, vload(hacc, o) - lysb * dqab)
                     for ii in range(na):
                         i = act[ii]
-                        hess_out[min(i, 7), max(i, 7)] -= lyl * dz[i]
-                    hess_out[7, 7] -= lll
+                        o = _L * (min(i, 7) * _NT + max(i, 7))
+                        vstore(hacc, o, vload(hacc, o) - lyl * vload(dz, _L * i))
+                    o = _L * (7 * _NT + 7)
+                    vstore(hacc, o, vload(hacc, o) - lll)
         if not learn[t]:
             continue
-        # learning: the three teaching signals of the chosen action (pre-update weights). In place: the a
-        # updates read U before the U updates, and those read only h and the Q's of the forward pass.
         r_ = reward[t]
-        # eta * delta_tot, with delta_tot = r - Q^tot[ch]
-        tv[0] = r_ - (qs_v[ch] + qc_v[ch])
-        if order >= 1:
-            for p in range(nd):
-                tg[p] = -(qs_g[ch, p] + qc_g[ch, p])
-        if order >= 2:
-            for p in range(nd):
-                for q in range(p, nd):
-                    tH[p, q] = -(qs_H[ch, p, q] + qc_H[ch, p, q])
-        _eta_times(eta, tv, tg, tH, sv, sg, sH, order, nd)
+        _delta(V, G, H, r_, _SQS + ch, _SQC + ch, _ST, order, nd)  # delta_tot
+        _eta_times(V, G, H, veta, _ST, _SS, order, nd)
         for i in range(3):  # a_i += eta * delta_tot * U[ch, i] * x_i
             if x[t, i] != 0.0:
-                ui = 3 * ch + 3 + i
-                _product(sv[0], sg, sH, v[ui], g[ui], H[ui], x[t, i], tv, tg, tH, order, nd)
-                _add(v, g, H, i, tv, tg, tH, order, nd)
-        for i in range(3):  # U[ch, i] += eta * delta * h_i (delta_stim for stimulus units, delta_const for bias)
+                _product(V, G, H, _SS, 3 * ch + 3 + i, vsplat(x[t, i]), i, order, nd, True)
+        for i in range(3):  # U[ch, i] += eta * delta * h_i
             if x[t, i] == 0.0:
                 continue
-            ui = 3 * ch + 3 + i
-            qv = qs_v if i < 2 else qc_v
-            qg = qs_g if i < 2 else qc_g
-            qH = qs_H if i < 2 else qc_H
-            tv[0] = r_ - qv[ch]
-            if order >= 1:
-                for p in range(nd):
-                    tg[p] = -qg[ch, p]
-            if order >= 2:
-                for p in range(nd):
-                    for q in range(p, nd):
-                        tH[p, q] = -qH[ch, p, q]
-            _eta_times(eta, tv, tg, tH, sv, sg, sH, order, nd)
-            _product(sv[0], sg, sH, hv[i], hg[i], hH[i], 1.0, tv, tg, tH, order, nd)
-            _add(v, g, H, ui, tv, tg, tH, order, nd)
+            _delta(V, G, H, r_, (_SQS if i < 2 else _SQC) + ch, -1, _ST, order, nd)
+            _eta_times(V, G, H, veta, _ST, _SS, order, nd)
+            _product(V, G, H, _SS, _SH + i, one, 3 * ch + 3 + i, order, nd, True)
         for i in range(_NW):
-            if positive:
-                if v[i] < 0:
-                    v[i] = -v[i]
-                    if order >= 1:
-                        for p in range(nd):
-                            g[i, p] = -g[i, p]
-                    if order >= 2:
-                        for p in range(nd):
-                            for q in range(p, nd):
-                                H[i, p, q] = -H[i, p, q]
-                elif v[i] == 0.0:  # torch's abs has zero derivative at 0
-                    if order >= 1:
-                        g[i] = 0.0
-                    if order >= 2:
-                        H[i] = 0.0
-            if v[i] > MAX_WEIGHT or v[i] < -MAX_WEIGHT:
-                v[i] = MAX_WEIGHT if v[i] > 0 else -MAX_WEIGHT
-                if order >= 1:
-                    g[i] = 0.0
-                if order >= 2:
-                    H[i] = 0.0
-    if order >= 2 or gauss_newton:
-        for ii in range(na):
-            for jj in range(ii + 1, na):
-                hess_out[act[jj], act[ii]] = hess_out[act[ii], act[jj]]
-    return nll
+            for l in range(_L):
+                vi = V[_L * i + l]
+                if positive:
+                    if vi < 0:
+                        _scale_lane(V, G, H, i, l, -1.0, order, nd)
+                    elif vi == 0.0:
+                        _scale_lane(V, G, H, i, l, 0.0, order, nd)
+                if vi > MAX_WEIGHT or vi < -MAX_WEIGHT:
+                    V[_L * i + l] = MAX_WEIGHT if vi > 0 else -MAX_WEIGHT
+                    _scale_lane(V, G, H, i, l, 0.0, order, nd)
+    for l in range(_L):
+        b = cols[l]
+        if b < 0:
+            continue
+        nll_out[b] = nll[l]
+        for i in range(_NT):
+            grad_out[b, i] = gacc[_L * i + l]
+        if order >= 2 or gauss_newton:
+            for ii in range(na):
+                for jj in range(ii, na):
+                    h = hacc[_L * (act[ii] * _NT + act[jj]) + l]
+                    hess_out[b, act[ii], act[jj]] = h
+                    hess_out[b, act[jj], act[ii]] = h
 
 
-@nb.njit(cache=True, inline="always")
-def _add(v, g, H, w, tv, tg, tH, order, nd):
-    """Weight ``w`` += (tv, tg, tH) (dual numbers up to ``order``; Hessians: upper triangle)."""
-    v[w] += tv[0]
-    if order >= 1:
-        for p in range(nd):
-            g[w, p] += tg[p]
-    if order >= 2:
-        for p in range(nd):
-            for q in range(p, nd):
-                H[w, p, q] += tH[p, q]
-
-
-@nb.njit(cache=True, inline="always")
-def _eta_times(eta, dv, dg, dH, ov, og, oH, order, nd):
-    """(ov, og, oH) = eta * delta, where eta is parameter 0 of the dual space (Hessians: upper triangle)."""
-    ov[0] = eta * dv[0]
-    if order >= 1:
-        for p in range(nd):
-            og[p] = eta * dg[p]
-        og[0] += dv[0]
-    if order >= 2:
-        for p in range(nd):
-            for q in range(p, nd):
-                oH[p, q] = eta * dH[p, q]
-        for p in range(nd):
-            oH[0, p] += dg[p]
-        oH[0, 0] += dg[0]
-
-
-# One parallel entry point per dual size, each a compile-time constant written into its call of _column: with a
+# One parallel entry point per dual size, each a compile-time constant written into its call of _lanes: with a
 # runtime size (or one passed down through a shared inlined helper) the compiler no longer unrolls the small
 # derivative loops and an order-2 pass runs ~2x slower. 5: without k's and stim_skew's derivatives (the
 # default fit), 6: with k's, 7: with both.
 @nb.njit(cache=True, parallel=True)
-def _batched_5(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-               write_lp, lp, gauss_newton):
-    for b in nb.prange(theta.shape[0]):
-        m = rows[b]
-        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, _D - 2, grad[b], hess[b], write_lp, lp[b], gauss_newton)
+def _batched_5(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
+               hess, write_lp, lp, gauss_newton, write_w, w):
+    for q in nb.prange(grow.shape[0]):
+        m = grow[q]
+        _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
+               order, _D - 2, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
 
 
 @nb.njit(cache=True, parallel=True)
-def _batched_6(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-               write_lp, lp, gauss_newton):
-    for b in nb.prange(theta.shape[0]):
-        m = rows[b]
-        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, _D - 1, grad[b], hess[b], write_lp, lp[b], gauss_newton)
+def _batched_6(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
+               hess, write_lp, lp, gauss_newton, write_w, w):
+    for q in nb.prange(grow.shape[0]):
+        m = grow[q]
+        _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
+               order, _D - 1, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
 
 
 @nb.njit(cache=True, parallel=True)
-def _batched_7(x, choice, reward, learn, score, n_trials, rows, theta, positive, use_lapse, order, nll, grad, hess,
-               write_lp, lp, gauss_newton):
-    for b in nb.prange(theta.shape[0]):
-        m = rows[b]
-        nll[b] = _column(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta[b], positive,
-                         use_lapse, order, _D, grad[b], hess[b], write_lp, lp[b], gauss_newton)
+def _batched_7(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
+               hess, write_lp, lp, gauss_newton, write_w, w):
+    for q in nb.prange(grow.shape[0]):
+        m = grow[q]
+        _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
+               order, _D, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
 
 
 _BATCHED = {5: _batched_5, 6: _batched_6, 7: _batched_7}
+
+
+def _lane_groups(rows: np.ndarray, n_trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns grouped by data row, four to a group: the group's row ``(G,)`` and its columns ``(G, 4)``
+    (-1 = unused lane); groups of the longest rows first, columns in their given order within a row."""
+    B = len(rows)
+    order_ = np.lexsort((np.arange(B), -n_trials[rows]))  # by trials descending, stable
+    r = rows[order_]
+    new = np.r_[True, r[1:] != r[:-1]]
+    first = np.flatnonzero(new)
+    cnt = np.diff(np.r_[first, B])
+    rank = np.arange(B) - np.repeat(first, cnt)
+    ng = -(-cnt // _L)
+    goff = np.r_[0, np.cumsum(ng)[:-1]]
+    gid = np.repeat(goff, cnt) + rank // _L
+    gcols = np.full((int(ng.sum()), _L), -1, dtype=np.int64)
+    gcols[gid, rank % _L] = order_
+    grow = np.repeat(r[first], ng).astype(np.int64)
+    return grow, gcols
 
 
 def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn: np.ndarray, score: np.ndarray,
                     n_trials: np.ndarray, theta: np.ndarray, positive: bool = True, use_lapse: bool = True,
                     order: int = 2, rows: np.ndarray | None = None, trial_logp: bool = False,
                     skew_derivatives: bool = False, gauss_newton: bool = False,
-                    k_derivatives: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    k_derivatives: bool = True, trial_weights: bool = False) -> tuple[np.ndarray, ...]:
     """Negative log-likelihood (nats) of every column, with its gradient and Hessian in :data:`THETA` order.
 
     Parameters
@@ -344,24 +418,28 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     positive : absolute value of the weights after each update.
     use_lapse : apply the lapse to the policy.
     order : 0 = value only, 1 = + gradient, 2 = + Hessian (each order propagates only the derivatives it
-        needs: order 0 costs about a quarter of order 2, order 1 about a half; ``bench/fit_kernel_orders.py``).
+        needs: order 0 costs about 0.4 of order 2, order 1 about 0.55; ``bench/fit_kernel_orders.py``).
     rows : ``(B',)`` which data row each row of ``theta`` runs on (default ``arange(B)``), so that
         restarts and subsets share the data arrays without copies.
     trial_logp : also return ``(B', T)`` log P(observed choice) of every scored trial (nats; 0 elsewhere).
     skew_derivatives : also propagate the derivatives with respect to stim_skew (a seventh dual coordinate:
-        about 1.3x the cost of order 2); without, its entries of ``grad`` and ``hess`` are 0 (its value is
-        used either way).
+        the Hessian work grows with the square of the dual count); without, its entries of ``grad`` and
+        ``hess`` are 0 (its value is used either way).
     k_derivatives : propagate the derivatives with respect to k (default); False leaves them out (its
         entries of ``grad`` and ``hess`` are then 0; a fit with k fixed needs none: five dual coordinates
-        instead of six, about 0.75x the cost of order 2).
+        instead of six).
     gauss_newton : with ``order=1``, also return the Gauss-Newton Hessian: the exact Hessian without the
         second derivatives of the Q values (the terms that need second-order duals), i.e. the outer products
         of the logit's gradient weighted by the per-trial curvature, plus the beta and lapse cross terms
         (a cheap curvature for steps far from an optimum; first-order duals only).
 
+    trial_weights : also return ``(B', T, 9)`` the 9 weights (a_L, a_R, a_b, U_LL, ..., U_Rb, the order of
+        :func:`mouse_rl.network.flat_weights`) before each trial's update (0 beyond a column's trials).
+
     Returns
     -------
-    nll ``(B',)``, grad ``(B, K)``, hess ``(B, K, K)`` with K = ``theta.shape[1]`` (zeros beyond ``order``).
+    nll ``(B',)``, grad ``(B, K)``, hess ``(B, K, K)`` with K = ``theta.shape[1]`` (zeros beyond ``order``),
+    then ``lp`` if ``trial_logp`` and the weights if ``trial_weights``.
     """
     theta = np.asarray(theta, dtype=np.float64)
     if theta.ndim != 2 or theta.shape[1] not in (_NT - 1, _NT):
@@ -377,12 +455,16 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     grad = np.zeros((B, _NT))
     hess = np.zeros((B, _NT, _NT))
     lp = np.zeros((B, x.shape[1] if trial_logp else 1))
+    w = np.zeros((B, x.shape[1] if trial_weights else 1, _NW))
     nd = 7 if skew_derivatives else (6 if k_derivatives else 5)
-    _BATCHED[nd](
+    n_trials = np.ascontiguousarray(n_trials, dtype=np.int64)
+    grow, gcols = _lane_groups(rows, n_trials)
+    with nb.parallel_chunksize(1):  # groups differ in length: hand them out one at a time
+        _BATCHED[nd](
              np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(choice, dtype=np.int64),
              np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
-             np.ascontiguousarray(score, dtype=np.bool_), np.ascontiguousarray(n_trials, dtype=np.int64), rows,
+             np.ascontiguousarray(score, dtype=np.bool_), n_trials, grow, gcols,
              np.ascontiguousarray(theta, dtype=np.float64), bool(positive), bool(use_lapse), int(order),
-             nll, grad, hess, bool(trial_logp), lp, bool(gauss_newton) and int(order) == 1)
-    grad, hess = grad[:, :K], hess[:, :K, :K]
-    return (nll, grad, hess, lp) if trial_logp else (nll, grad, hess)
+             nll, grad, hess, bool(trial_logp), lp, bool(gauss_newton) and int(order) == 1, bool(trial_weights), w)
+    out = (nll, grad[:, :K], hess[:, :K, :K]) + ((lp,) if trial_logp else ()) + ((w,) if trial_weights else ())
+    return out

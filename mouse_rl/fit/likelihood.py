@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..network import Weights, init_weights, log_policy, p_right
+from ..network import Weights, encode, forward, init_weights, log_policy, p_right, prediction_errors
+from ..network import weights_from_flat
 from ..params import ModelParams, NetParams
 from ..rollout import GivenChoices, GivenTrials, Trial, rollout
 from ..schema import WEIGHT_COLUMNS
@@ -166,6 +167,26 @@ def log_likelihood(trials, params, *, score: torch.Tensor | None = None, learn: 
     return lp.sum(0) if score is None else masked_sum(lp, score & batch.valid)
 
 
+def _recorded_by_kernel(batch: TrialBatch, params: NetParams, encoding: str, positive: bool,
+                       learn: torch.Tensor | None) -> Unroll:
+    """:func:`unroll` with ``record=True`` on the CPU in float64, by the fused kernel
+    (:func:`mouse_rl.fit.kernel.nll_derivatives`, tested against the reference rollout): one pass gives every
+    trial's pre-update weights, then the action values and teaching signals of all trials at once
+    (:func:`mouse_rl.network.forward`, :func:`mouse_rl.network.prediction_errors`)."""
+    from .kernel import nll_derivatives
+
+    learn = batch.valid if learn is None else learn & batch.valid
+    x = encode(batch.contrast, encoding)
+    T = lambda t: np.ascontiguousarray(t.transpose(0, 1).numpy())  # noqa: E731  (T, B, ...) -> (B, T, ...)
+    theta = torch.stack(tuple(params), -1).detach().numpy()
+    *_, w = nll_derivatives(T(x), T(batch.choice), T(batch.reward), T(learn), T(batch.valid), batch.n_trials.numpy(),
+                            theta, positive, True, order=0, trial_weights=True)
+    weights = weights_from_flat(torch.from_numpy(w).transpose(0, 1))
+    fwd = forward(weights, x)
+    delta = prediction_errors(fwd, batch.choice, batch.reward)
+    return Unroll(fwd.q_tot, fwd.q_stim, fwd.q_const, delta[..., 0], delta[..., 1], delta[..., 2], weights.a, weights.U)
+
+
 def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", positive: bool = True,
                    zero_reward: str = "expected", learn_rows=None, device=None,
                    dtype: torch.dtype = torch.float64, threads: int | None = 1) -> pd.DataFrame:
@@ -198,7 +219,10 @@ def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", posi
     from .optim import torch_threads
 
     with torch.no_grad(), torch_threads(threads):
-        run = unroll(batch, p, encoding, positive, learn, record=True)
+        if batch.contrast.device.type == "cpu" and batch.contrast.dtype == torch.float64:
+            run = _recorded_by_kernel(batch, p, encoding, positive, learn)
+        else:
+            run = unroll(batch, p, encoding, positive, learn, record=True)
         pr = p_right(run.q_tot, p.beta, p.lapse)
         logp = log_policy(run.q_tot, p.beta, p.lapse).gather(-1, batch.choice[..., None])[..., 0]
     out = df.copy()
