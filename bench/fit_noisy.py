@@ -15,7 +15,9 @@ Thread counts are set explicitly (``--threads``, torch and numba; PsyTrack's num
 after every fit. Writes ``OUT/cv_<scheme>_<model>.csv`` (and for the noisy learner
 ``OUT/params_<scheme>_<label>.csv``: its fitted hyperparameters and Laplace evidence per mouse),
 ``OUT/timing.csv`` (appended to by later runs into the same folder) and ``OUT/summary.csv``;
-``--recovery`` instead runs the parameter-recovery check on simulated noisy learners (``OUT/recovery.csv``).
+``--recovery`` instead runs the parameter-recovery check on simulated noisy learners (``OUT/recovery.csv``; with
+``--noise`` / ``--frozen`` the mice are simulated and fitted with that variant, and the bands are scored on the
+latent weights).
 
 Usage::
 
@@ -214,27 +216,33 @@ def recovery(args, machine) -> int:
     import pandas as pd
 
     from mouse_rl.fit.statespace import fit_noisy, simulate_noisy
+    from mouse_rl.schema import WEIGHT_COLUMNS
 
     rng = np.random.default_rng(args.seed)
     n = args.n_sim
     eta = np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))
     sigma = np.exp(rng.uniform(np.log(0.005), np.log(0.04), n))
     hyper = dict(eta=eta, sigma_a=sigma, sigma_U=sigma, sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1)
-    df, z_true = simulate_noisy(n, hyper, n_sessions=10, trials_per_session=200, seed=args.seed)
+    frozen = tuple(args.frozen)
+    latent = [g for g in ("a", "U") if g not in frozen]  # the groups whose noise is simulated and fitted
+    df, z_true = simulate_noisy(n, hyper, n_sessions=10, trials_per_session=200, seed=args.seed, noise=args.noise,
+                                frozen=frozen)
     t0 = time.perf_counter()
-    fit = fit_noisy(df, free=("eta", "beta", "sigma_a", "sigma_U"),
+    fit = fit_noisy(df, free=("eta", "beta", *(f"sigma_{g}" for g in latent)),
                     fixed=dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1), max_outer=args.max_outer,
-                    start="defaults")
+                    start="defaults", noise=args.noise, frozen=frozen)
     seconds = time.perf_counter() - t0
     p = fit.params
-    sd = fit.weights[[c for c in fit.weights if c.endswith("_logsd")]].to_numpy()
-    inside = np.abs(fit.z.numpy() - z_true.numpy()) <= 1.96 * sd
+    cols = [j for j, c in enumerate(WEIGHT_COLUMNS) if c[0] in latent]  # frozen weights are known exactly
+    sd = fit.weights[[f"{WEIGHT_COLUMNS[j]}_{'logsd' if args.noise == 'log' else 'sd'}" for j in cols]].to_numpy()
+    inside = np.abs(fit.z.numpy()[:, cols] - z_true.numpy()[:, cols]) <= 1.96 * sd
+    sigma_fit = np.exp(np.mean([np.log(p[f"sigma_{g}"]) for g in latent], axis=0))
     out = pd.DataFrame({"mouse": p["mouse"], "eta_true": eta, "eta_fit": p["eta"], "sigma_true": sigma,
-                        "sigma_a_fit": p["sigma_a"], "sigma_U_fit": p["sigma_U"],
+                        **{f"sigma_{g}_fit": p[f"sigma_{g}"] for g in latent},
                         "band_coverage": pd.Series(inside.mean(1)).groupby(fit.data.mouse.numpy()).mean().to_numpy()})
     out.to_csv(args.out / "recovery.csv", index=False)
     r_eta = np.corrcoef(np.log(eta), np.log(p["eta"]))[0, 1]
-    r_sig = np.corrcoef(np.log(sigma), np.log(np.sqrt(p["sigma_a"] * p["sigma_U"])))[0, 1]
+    r_sig = np.corrcoef(np.log(sigma), np.log(sigma_fit))[0, 1]
     print(out.round(4).to_string(index=False))
     print(f"recovery: r(log eta) = {r_eta:.3f}, r(log sigma) = {r_sig:.3f}, band coverage {inside.mean():.3f}, "
           f"fit {seconds:.0f} s ({machine}; load {load()})")

@@ -72,7 +72,10 @@ def main(argv=None) -> int:
     from mouse_rl.fit import fitting
     from mouse_rl.fit.batch import make_batch, prepare_trials
 
-    variants = [{}] + [_variant(v) for v in args.variant]
+    try:
+        variants = [{}] + [_variant(v) for v in args.variant]
+    except (ValueError, SyntaxError):
+        ap.error(f"--variant: need NAME=VALUE[,NAME=VALUE...] with Python literals, got {args.variant}")
     for v in variants:
         for name in v:
             if name.isupper() and not hasattr(fitting, name):
