@@ -92,6 +92,10 @@ def main(argv=None) -> int:
                    help="instead of the CV: profile one noisy fit (interleaved training fold) with cProfile and "
                         "write OUT/profile_<label>.txt (where the time goes; evaluation counts)")
     p.add_argument("--n-sim", type=int, default=12)
+    p.add_argument("--sim-sessions", type=int, default=10, help="--recovery: sessions per simulated mouse")
+    p.add_argument("--sim-trials", type=int, default=200, help="--recovery: trials per simulated session")
+    p.add_argument("--known-beta", action="store_true", help="--recovery: beta fixed at its simulated value (the "
+                   "log-odds noise is beta x sigma: with beta free the two trade off)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -225,10 +229,11 @@ def recovery(args, machine) -> int:
     hyper = dict(eta=eta, sigma_a=sigma, sigma_U=sigma, sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1)
     frozen = tuple(args.frozen)
     latent = [g for g in ("a", "U") if g not in frozen]  # the groups whose noise is simulated and fitted
-    df, z_true = simulate_noisy(n, hyper, n_sessions=10, trials_per_session=200, seed=args.seed, noise=args.noise,
+    df, z_true = simulate_noisy(n, hyper, n_sessions=args.sim_sessions, trials_per_session=args.sim_trials,
+                                seed=args.seed, noise=args.noise,
                                 frozen=frozen)
     t0 = time.perf_counter()
-    fit = fit_noisy(df, free=("eta", "beta", *(f"sigma_{g}" for g in latent)),
+    fit = fit_noisy(df, free=("eta", *(() if args.known_beta else ("beta",)), *(f"sigma_{g}" for g in latent)),
                     fixed=dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1), max_outer=args.max_outer,
                     start="defaults", noise=args.noise, frozen=frozen)
     seconds = time.perf_counter() - t0
@@ -237,7 +242,7 @@ def recovery(args, machine) -> int:
     sd = fit.weights[[f"{WEIGHT_COLUMNS[j]}_{'logsd' if args.noise == 'log' else 'sd'}" for j in cols]].to_numpy()
     inside = np.abs(fit.z.numpy()[:, cols] - z_true.numpy()[:, cols]) <= 1.96 * sd
     sigma_fit = np.exp(np.mean([np.log(p[f"sigma_{g}"]) for g in latent], axis=0))
-    out = pd.DataFrame({"mouse": p["mouse"], "eta_true": eta, "eta_fit": p["eta"], "sigma_true": sigma,
+    out = pd.DataFrame({"mouse": p["mouse"], "eta_true": eta, "eta_fit": p["eta"], "beta_fit": p["beta"], "sigma_true": sigma,
                         **{f"sigma_{g}_fit": p[f"sigma_{g}"] for g in latent},
                         "band_coverage": pd.Series(inside.mean(1)).groupby(fit.data.mouse.numpy()).mean().to_numpy()})
     out.to_csv(args.out / "recovery.csv", index=False)
