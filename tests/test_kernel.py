@@ -186,3 +186,17 @@ def test_teacher_forced_readouts_from_kernel_weights_match_reference_rollout(bat
         a, b = getattr(fast, name)[v], getattr(ref, name)[v]
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-13, err_msg=name)
     assert fast.delta_tot[v].abs().max() > 0 and (fast.a[v][1:] != fast.a[v][:-1]).any()
+
+
+def test_lane_groups_fill_lanes_with_one_row_each_when_rows_have_equal_lengths():
+    """Columns of one data row share a group even when other rows have as many trials (restarts are laid out
+    restart by restart, so a row's columns are not adjacent): 2 rows x 8 restarts fill 4 groups, no lane
+    unused; longer rows come first."""
+    from mouse_rl.fit.kernel import _lane_groups
+    rows = np.tile([0, 1], 8)
+    grow, gcols = _lane_groups(rows, np.array([500, 500]))
+    assert len(grow) == 4 and (gcols >= 0).all()
+    assert all((rows[g] == r).all() for r, g in zip(grow, gcols))
+    assert sorted(gcols.ravel()) == list(range(16))
+    grow, gcols = _lane_groups(np.array([0, 1, 0, 2, 1]), np.array([100, 300, 200]))
+    assert list(grow) == [1, 2, 0] and [sorted(g[g >= 0]) for g in gcols] == [[1, 4], [3], [0, 2]]

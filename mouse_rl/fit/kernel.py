@@ -128,17 +128,18 @@ def _eta_times(V, G, H, eta, d, o, order, nd):
 
 
 @nb.njit(cache=True, inline="always")
-def _scale_lane(V, G, H, w, l, c, order, nd):
-    """Weight w of lane l: value and derivatives times c (c = -1 flips, 0 zeroes the derivatives only)."""
-    if c < 0:
+def _fix_lane(V, G, H, w, l, flip, order, nd):
+    """Weight ``w`` of lane ``l``: ``flip`` negates its value and derivatives (``|w|`` of a negative weight);
+    otherwise its derivatives are zeroed (``|w|`` at 0, the saturation bound)."""
+    if flip:
         V[_L * w + l] = -V[_L * w + l]
     if order >= 1:
         for p in range(nd):
-            G[_gi(w, p) + l] = -G[_gi(w, p) + l] if c < 0 else 0.0
+            G[_gi(w, p) + l] = -G[_gi(w, p) + l] if flip else 0.0
     if order >= 2:
         for p in range(nd):
             for q in range(p, nd):
-                H[_hi(w, p, q) + l] = -H[_hi(w, p, q) + l] if c < 0 else 0.0
+                H[_hi(w, p, q) + l] = -H[_hi(w, p, q) + l] if flip else 0.0
 
 
 @nb.njit(cache=True, inline="always")
@@ -175,13 +176,14 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
         V[_L * 5 + l], V[_L * 8 + l] = bL, bR
         G[_gi(5, 3) + l] = 1.0
         G[_gi(8, 4) + l] = 1.0
-        for i in range(_NW):
+        for i in range(_NW):  # abs() of the initial weights (as init_weights)
             if V[_L * i + l] < 0:
-                _scale_lane(V, G, H, i, l, -1.0, 2, _D)
+                _fix_lane(V, G, H, i, l, True, 2, _D)
     veta = vload(P, 0)
     vbeta = vload(P, _L)
     one = vsplat(1.0)
     dz = np.zeros(_NT * _L)
+    dqg = np.zeros(_D * _L)
     gacc = np.zeros(_NT * _L)
     hacc = np.zeros(_NT * _NT * _L)
     nll = np.zeros(_L)
@@ -209,7 +211,9 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                 for p in range(nd):
                     for q in range(p, nd):
                         vstore(H, _hi(_SH + i, p, q), vload(H, _hi(i, p, q)) * xi)
-        for r in range(2):  # Q^stim[r] = sum_i U[r, i] h_i over the stimulus units that are on; Q^const[r]
+        # forward pass: h = a * x (above), Q^stim[r] = sum_i U[r, i] h_i over the stimulus units that are on,
+        # Q^const[r] = U[r, bias] h_bias
+        for r in range(2):
             qs = _SQS + r
             on = 0
             for i in range(2):
@@ -228,6 +232,7 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
             _product(V, G, H, 5 + 3 * r, _SH + 2, one, _SQC + r, order, nd, False)
         ch = choice[t]
         if score[t]:
+            # logit z = beta * (Q_R - Q_L); y = +z for a Right choice, -z for Left (per lane: scalar math)
             s = 1.0 if ch == 1 else -1.0
             for l in range(_L):
                 dq = (V[_L * (_SQS + 1) + l] + V[_L * (_SQC + 1) + l]) - (V[_L * _SQS + l] + V[_L * _SQC + l])
@@ -263,6 +268,7 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                 if write_lp and cols[l] >= 0:
                     lp_out[cols[l], t] = logp
             if order >= 1:
+                # dy/dtheta and d2y/dtheta2 through z = beta * dq; dQ_R - dQ_L of each dual kept in dqg
                 vs = vsplat(s)
                 ly, lyy, ll = vload(P, 2 * _L), vload(P, 3 * _L), vload(P, 4 * _L)
                 vstore(dz, _L, vs * vload(P, 7 * _L))
@@ -270,12 +276,13 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                 for a_ in range(nd):
                     dqa = ((vload(G, _gi(_SQS + 1, a_)) + vload(G, _gi(_SQC + 1, a_)))
                            - (vload(G, _gi(_SQS, a_)) + vload(G, _gi(_SQC, a_))))
+                    vstore(dqg, _L * a_, dqa)
                     vstore(dz, _L * _DMAP[a_], sb * dqa)
                 for ii in range(na):
                     i = act[ii]
                     vstore(gacc, _L * i, vload(gacc, _L * i) - ly * vload(dz, _L * i))
                 vstore(gacc, _L * 7, vload(gacc, _L * 7) - ll)
-                if order >= 2 or gauss_newton:
+                if order >= 2 or gauss_newton:  # upper triangle over the parameters in play, mirrored at the end
                     lyl, lll = vload(P, 6 * _L), vload(P, 5 * _L)
                     for ii in range(na):
                         i = act[ii]
@@ -288,13 +295,11 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                     lysb = lys * vbeta
                     for a_ in range(nd):
                         pa = _DMAP[a_]
-                        dqa = ((vload(G, _gi(_SQS + 1, a_)) + vload(G, _gi(_SQC + 1, a_)))
-                               - (vload(G, _gi(_SQS, a_)) + vload(G, _gi(_SQC, a_))))
                         o = _L * (min(1, pa) * _NT + max(1, pa))
-                        vstore(hacc, o, vload(hacc, o) - lys * dqa)
-                        if order < 2:
+                        vstore(hacc, o, vload(hacc, o) - lys * vload(dqg, _L * a_))
+                        if order < 2:  # Gauss-Newton: without the second derivatives of the Q's
                             continue
-                        for b_ in range(a_, nd):
+                        for b_ in range(a_, nd):  # the duals hold upper triangles
                             pb = _DMAP[b_]
                             dqab = ((vload(H, _hi(_SQS + 1, a_, b_)) + vload(H, _hi(_SQC + 1, a_, b_)))
                                     - (vload(H, _hi(_SQS, a_, b_)) + vload(H, _hi(_SQC, a_, b_))))
@@ -308,13 +313,15 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                     vstore(hacc, o, vload(hacc, o) - lll)
         if not learn[t]:
             continue
+        # learning: the three teaching signals of the chosen action (pre-update weights). In place: the a
+        # updates read U before the U updates, and those read only h and the Q's of the forward pass.
         r_ = reward[t]
         _delta(V, G, H, r_, _SQS + ch, _SQC + ch, _ST, order, nd)  # delta_tot
         _eta_times(V, G, H, veta, _ST, _SS, order, nd)
         for i in range(3):  # a_i += eta * delta_tot * U[ch, i] * x_i
             if x[t, i] != 0.0:
                 _product(V, G, H, _SS, 3 * ch + 3 + i, vsplat(x[t, i]), i, order, nd, True)
-        for i in range(3):  # U[ch, i] += eta * delta * h_i
+        for i in range(3):  # U[ch, i] += eta * delta * h_i (delta_stim for stimulus units, delta_const for bias)
             if x[t, i] == 0.0:
                 continue
             _delta(V, G, H, r_, (_SQS if i < 2 else _SQC) + ch, -1, _ST, order, nd)
@@ -325,12 +332,12 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                 vi = V[_L * i + l]
                 if positive:
                     if vi < 0:
-                        _scale_lane(V, G, H, i, l, -1.0, order, nd)
-                    elif vi == 0.0:
-                        _scale_lane(V, G, H, i, l, 0.0, order, nd)
+                        _fix_lane(V, G, H, i, l, True, order, nd)
+                    elif vi == 0.0:  # torch's abs has zero derivative at 0
+                        _fix_lane(V, G, H, i, l, False, order, nd)
                 if vi > MAX_WEIGHT or vi < -MAX_WEIGHT:
                     V[_L * i + l] = MAX_WEIGHT if vi > 0 else -MAX_WEIGHT
-                    _scale_lane(V, G, H, i, l, 0.0, order, nd)
+                    _fix_lane(V, G, H, i, l, False, order, nd)
     for l in range(_L):
         b = cols[l]
         if b < 0:
@@ -384,7 +391,7 @@ def _lane_groups(rows: np.ndarray, n_trials: np.ndarray) -> tuple[np.ndarray, np
     """The columns grouped by data row, four to a group: the group's row ``(G,)`` and its columns ``(G, 4)``
     (-1 = unused lane); groups of the longest rows first, columns in their given order within a row."""
     B = len(rows)
-    order_ = np.lexsort((np.arange(B), -n_trials[rows]))  # by trials descending, stable
+    order_ = np.lexsort((np.arange(B), rows, -n_trials[rows]))  # by trials descending, then row, stable
     r = rows[order_]
     new = np.r_[True, r[1:] != r[:-1]]
     first = np.flatnonzero(new)

@@ -216,11 +216,10 @@ def minimize_newton(fun: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
         over = active & (phase != 0) & (n_iter >= max_iter)
         reason[over], active[over] = "max_iter", False
         test = np.flatnonzero(active & (phase == 0))
-        # projected gradient of every column at once; only the small ones need the Hessian check
-        small = set(test[np.where(_free_mask(u[test], g[test], lower, upper), np.abs(g[test]), 0).max(1, initial=0)
-                          <= gtol])
-        for b in test:  # stopping tests
-            if b in small and is_local_minimum(u[b], g[b], H[b], lower, upper, gtol):
+        # projected gradients of all these columns at once; only the small ones need the Hessian check
+        small = np.where(_free_mask(u[test], g[test], lower, upper), np.abs(g[test]), 0).max(1, initial=0) <= gtol
+        for b, b_small in zip(test, small):  # stopping tests
+            if b_small and is_local_minimum(u[b], g[b], H[b], lower, upper, gtol):
                 reason[b], active[b] = "gradient", False
             elif n_iter[b] >= max_iter:
                 reason[b], active[b] = "max_iter", False

@@ -909,11 +909,11 @@ def _solve(data: Packed, D, O, rhs=None, inverse: bool = False):
     li = np.flatnonzero(lat)
     if np.all(np.diff(li) == 1):  # one block of coordinates (a frozen group): slices, no gathers
         li = slice(int(li[0]), int(li[-1]) + 1)
-        sub = lambda A: A[:, li, li]  # noqa: E731
+        block = (slice(None), li, li)
     else:
         li = torch.as_tensor(li, device=D.device)
-        sub = lambda A: A[:, li[:, None], li[None, :]]  # noqa: E731
-    sol = solve_chains(sub(D), sub(O), data.starts, None if rhs is None else rhs[:, li], inverse=inverse)
+        block = (slice(None), li[:, None], li[None, :])
+    sol = solve_chains(D[block], O[block], data.starts, None if rhs is None else rhs[:, li], inverse=inverse)
     x = None
     if sol.x is not None:
         x = rhs.new_zeros(rhs.shape)
@@ -921,17 +921,11 @@ def _solve(data: Packed, D, O, rhs=None, inverse: bool = False):
     cov = cov_off = None
     if inverse:
         cov = D.new_zeros(D.shape)
-        if isinstance(li, slice):
-            cov[:, li, li] = sol.cov
-        else:
-            cov[:, li[:, None], li[None, :]] = sol.cov
+        cov[block] = sol.cov
         fr = torch.as_tensor(np.flatnonzero(~lat), device=D.device)
         cov[:, fr, fr] = sol.ok[data.mouse, None].to(D.dtype)  # a failed chain's covariance stays 0
         cov_off = D.new_zeros(D.shape)
-        if isinstance(li, slice):
-            cov_off[:, li, li] = sol.cov_off
-        else:
-            cov_off[:, li[:, None], li[None, :]] = sol.cov_off
+        cov_off[block] = sol.cov_off
     return sol._replace(x=x, cov=cov, cov_off=cov_off)
 
 
