@@ -41,6 +41,12 @@ def main(argv=None) -> int:
     ap.add_argument("--columns", type=int, default=8, help="columns (restarts) per mouse")
     ap.add_argument("--old-kernel", type=Path, default=None, help="an earlier mouse_rl/fit/kernel.py to compare")
     args = ap.parse_args(argv)
+    if not args.data.is_dir():
+        ap.error(f"--data: no such folder: {args.data}")
+    if args.old_kernel is not None and not args.old_kernel.is_file():
+        ap.error(f"--old-kernel: no such file: {args.old_kernel}")
+    if args.columns < 1 or args.repeats < 1 or args.threads < 1:
+        ap.error("--columns, --repeats, --threads: must be >= 1")
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

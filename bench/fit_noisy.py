@@ -109,6 +109,8 @@ def main(argv=None) -> int:
     numba.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch/numba threads {args.threads}"
+    if args.recovery and min(args.n_sim, args.sim_sessions, args.sim_trials) < 1:
+        p.error("--n-sim, --sim-sessions, --sim-trials: must be >= 1")
     if args.recovery:
         return recovery(args, machine)
 

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="per-fit table (CSV)")
     args = ap.parse_args(argv)
+    if not args.data.is_dir():
+        ap.error(f"--data: no such folder: {args.data}")
     import numba
     import pandas as pd
     import torch
