@@ -501,7 +501,7 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     w = init_weights(params) if init is None else Weights(*init)
     T, B = signed_contrast.shape
     bounds = [0, *(cuts if between is not None else ()), T]
-    unsupported = fused_unsupported(device, dtype, any(v.requires_grad for v in (*params, *w)))
+    unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
     if unsupported is None and between is not None and device.type != "cpu":
         unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"
     which, why = choose_engine(engine, unsupported)

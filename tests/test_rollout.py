@@ -7,6 +7,7 @@ from mouse_rl import ModelParams, simulate_cohort
 from mouse_rl.fit import free_run, teacher_forced
 from mouse_rl.fit.batch import make_batch
 from mouse_rl.network import init_weights
+from mouse_rl.params import NetParams
 from mouse_rl.rollout import GivenChoices, GivenStimuli, GivenTrials, SampledChoices, rollout
 from mouse_rl.simulate import simulate_on_stimuli
 
@@ -78,3 +79,17 @@ def test_free_run_starts_from_given_weights():
     torch.testing.assert_close(fused[0], ref[0], rtol=0, atol=0)
     torch.testing.assert_close(fused[1], ref[1], rtol=0, atol=1e-12)
     assert not torch.equal(fused[1], default[1])
+
+
+def test_netparams_from_the_eight_model_fields_simulate():
+    """NetParams built from MODEL.md's eight fields (stim_skew left at its float default) simulate as the same
+    parameters with an explicit zero skew tensor (it raised AttributeError: float has no requires_grad)."""
+    sim = simulate_cohort(2, 1, 40, seed=3, dtype=torch.float64)
+    batch = make_batch(sim.trials)
+    p = ModelParams(eta=0.05).tensors(2, dtype=torch.float64)
+    eight = NetParams(*p[:8])
+    assert isinstance(eight.stim_skew, float)
+    seeds = np.array([1, 2])
+    got = simulate_on_stimuli(batch.contrast, batch.valid, eight, seeds)
+    ref = simulate_on_stimuli(batch.contrast, batch.valid, p, seeds)
+    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=0)
