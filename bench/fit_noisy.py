@@ -24,6 +24,8 @@ Usage::
     python bench/fit_noisy.py --out out/bench_noisy
     python bench/fit_noisy.py --schemes interleaved --models noisy psytrack --mice DAP007 DAP009
     python bench/fit_noisy.py --recovery --out out/bench_noisy
+    python bench/fit_noisy.py --recovery --n-sim 10 --noise linear --frozen a --sim-sessions 20 --sim-trials 250 \
+        --known-beta --population eta --seed 0 --out out/recovery   # issue 12's recovery test (README table)
     python bench/fit_noisy.py --profile --mice DAP027 DAP019 --noise linear --frozen a --encoding magnitude \
         --sigma-per column --out out/bench_noisy          # where one fit's time goes (cProfile)
     python bench/fit_noisy.py --schemes interleaved --models noisy psytrack --noise linear --frozen a \
@@ -94,6 +96,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-sim", type=int, default=12)
     p.add_argument("--sim-sessions", type=int, default=10, help="--recovery: sessions per simulated mouse")
     p.add_argument("--sim-trials", type=int, default=200, help="--recovery: trials per simulated session")
+    p.add_argument("--population", nargs="+", default=[], metavar="NAME",
+                   help="--recovery: hyperparameters given a population prior estimated across the simulated mice "
+                   "(fit_noisy(population=...), e.g. eta beta)")
     p.add_argument("--known-beta", action="store_true", help="--recovery: beta fixed at its simulated value (the "
                    "log-odds noise is beta x sigma: with beta free the two trade off)")
     p.add_argument("--seed", type=int, default=0)
@@ -111,7 +116,14 @@ def main(argv=None) -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch/numba threads {args.threads}"
     if args.recovery and min(args.n_sim, args.sim_sessions, args.sim_trials) < 1:
         p.error("--n-sim, --sim-sessions, --sim-trials: must be >= 1")
+    if args.population and not args.recovery:
+        p.error("--population: applies to --recovery only")
     if args.recovery:
+        fitted = ["eta", *([] if args.known_beta else ["beta"]), *(f"sigma_{g}" for g in ("a", "U")
+                                                                  if g not in args.frozen)]
+        bad = [n for n in args.population if n not in fitted]
+        if bad:
+            p.error(f"--population: {' '.join(bad)} not fitted in this recovery run (fitted: {' '.join(fitted)})")
         return recovery(args, machine)
 
     from mouse_rl.baselines import PsyTrackModel, default_models
@@ -237,7 +249,8 @@ def recovery(args, machine) -> int:
     t0 = time.perf_counter()
     fit = fit_noisy(df, free=("eta", *(() if args.known_beta else ("beta",)), *(f"sigma_{g}" for g in latent)),
                     fixed=dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1), max_outer=args.max_outer,
-                    start="defaults", noise=args.noise, frozen=frozen)
+                    start="defaults", noise=args.noise, frozen=frozen, population=tuple(args.population),
+                    search=args.search)
     seconds = time.perf_counter() - t0
     p = fit.params
     cols = [j for j, c in enumerate(WEIGHT_COLUMNS) if c[0] in latent]  # frozen weights are known exactly
@@ -251,6 +264,10 @@ def recovery(args, machine) -> int:
     r_eta = np.corrcoef(np.log(eta), np.log(p["eta"]))[0, 1]
     r_sig = np.corrcoef(np.log(sigma), np.log(sigma_fit))[0, 1]
     print(out.round(4).to_string(index=False))
+    for name, pop in fit.population.items():
+        print(f"population prior of {name}: mean {pop['mean']:.4g}, sd {pop['sd']:.3f} ({pop['transform']} units), "
+              f"{pop['iterations']} refits, converged {pop['converged']}; estimates after each fit: "
+              + ", ".join(f"{m:.4g} (sd {sd:.3f})" for m, sd in zip(pop["trace_mean"], pop["trace_sd"])))
     print(f"recovery: r(log eta) = {r_eta:.3f}, r(log sigma) = {r_sig:.3f}, band coverage {inside.mean():.3f}, "
           f"fit {seconds:.0f} s ({machine}; load {load()})")
     return 0

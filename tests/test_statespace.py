@@ -1,6 +1,5 @@
 """The noisy learner (mouse_rl.fit.statespace): block-tridiagonal algebra, sigma -> 0 limit, Newton, evidence
-gradient, and recovery on simulated noisy learners. Small problems only (the suite budget is ~60 s)."""
-import os
+gradient, and recovery on simulated noisy learners. Small problems, except the recovery test (marked slow)."""
 
 import numpy as np
 import pandas as pd
@@ -133,26 +132,72 @@ def evidence_slopes(data, hs, score, v, tol, max_iter, h=1e-5):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("MOUSE_RL_RECOVERY"), reason="~3 min on a loaded 2-core CPU: set "
-                    "MOUSE_RL_RECOVERY=1 (the full check is `python bench/fit_noisy.py --recovery`)")
-@pytest.mark.xfail(strict=False, reason="not met yet: measured r(log eta) = 0.59, r(log sigma) = 0.10, band "
-                   "coverage 0.74 with 6 mice x 600 trials and 6 evidence iterations (issue 12 report)")
 def test_recovery_of_eta_and_sigma_and_band_coverage():
-    """Small but real: 6 simulated noisy learners with spread eta and sigma, beta and session jumps known."""
+    """Issue 12's recovery test: 10 simulated noisy learners of the recommended variant (linear noise, gains
+    frozen) with spread eta and sigma, 20 sessions x 250 trials each (about a real mouse), beta and the
+    session jumps known; eta by evidence under a population prior across the mice. r(log eta) and r(log
+    sigma) >= 0.8, the true weights inside the 95 % bands on >= 90 % of trials. This is seed 0 of
+    `python bench/fit_noisy.py --recovery --noise linear --frozen a --sim-sessions 20 --sim-trials 250
+    --known-beta --population eta` (seeds 1 and 2 pass as well, README; without the population prior seed 1
+    fails: r(log eta) = 0.72)."""
     rng = np.random.default_rng(0)
-    n = 6
+    n = 10
     eta = np.exp(rng.uniform(np.log(0.003), np.log(0.03), n))
     sigma = np.exp(rng.uniform(np.log(0.005), np.log(0.04), n))
     fixed = dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1)
-    df, z_true = ss.simulate_noisy(n, dict(eta=eta, sigma_a=sigma, sigma_U=sigma, **fixed), n_sessions=3,
-                                   trials_per_session=200, seed=2)
-    fit = ss.fit_noisy(df, free=("eta", "sigma_a", "sigma_U"), fixed=fixed, max_outer=6, start="defaults")
+    df, z_true = ss.simulate_noisy(n, dict(eta=eta, sigma_a=sigma, sigma_U=sigma, **fixed), n_sessions=20,
+                                   trials_per_session=250, seed=0, noise="linear", frozen=("a",))
+    fit = ss.fit_noisy(df, free=("eta", "sigma_U"), fixed=fixed, start="defaults", noise="linear", frozen=("a",),
+                       population=("eta",))
     p = fit.params
     assert np.corrcoef(np.log(eta), np.log(p["eta"]))[0, 1] >= 0.8
-    assert np.corrcoef(np.log(sigma), np.log(np.sqrt(p["sigma_a"] * p["sigma_U"])))[0, 1] >= 0.8
-    sd = fit.weights[[c + "_logsd" for c in ss.WEIGHT_COLUMNS]].to_numpy()
-    inside = np.abs(fit.z.numpy() - z_true.numpy()) <= 1.96 * sd
+    assert np.corrcoef(np.log(sigma), np.log(p["sigma_U"]))[0, 1] >= 0.8
+    cols = [j for j, c in enumerate(ss.WEIGHT_COLUMNS) if c.startswith("U")]  # the gains are frozen (known)
+    sd = fit.weights[[ss.WEIGHT_COLUMNS[j] + "_sd" for j in cols]].to_numpy()
+    inside = np.abs(fit.z.numpy()[:, cols] - z_true.numpy()[:, cols]) <= 1.96 * sd
     assert inside.mean() >= 0.9
+    assert fit.population["eta"]["converged"]
+
+
+def test_population_mle_is_the_marginal_likelihood_maximum():
+    """Independent truth: with Gaussian likelihoods the population mean and sd maximise the exact marginal
+    likelihood, computed here directly as a density of each mouse's likelihood mean (2-D, with a non-pooled
+    coordinate correlated to the pooled one and integrated out under its own prior; one mouse uninformative
+    about the pooled coordinate)."""
+    from scipy.optimize import minimize
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(3)
+    B, mu, tau, c_N, s_N = 14, -4.5, 0.6, 0.3, 1.5
+    u_true = np.column_stack([rng.normal(mu, tau, B), rng.normal(c_N, s_N, B)])
+    covs = []
+    for i in range(B):
+        sd = rng.uniform(0.2, 1.0, 2)
+        r = rng.uniform(-0.7, 0.7)
+        covs.append(np.array([[sd[0] ** 2, r * sd[0] * sd[1]], [r * sd[0] * sd[1], sd[1] ** 2]]))
+    covs[0][0, 0], covs[0][0, 1], covs[0][1, 0] = 1e8, 0.0, 0.0  # says nothing about the pooled coordinate
+    ell = np.array([rng.multivariate_normal(u_true[i], covs[i]) for i in range(B)])
+    A = np.linalg.inv(np.array(covs))  # the evidence exp(-(u - ell)'A(u - ell)/2): Hessian -A, gradient A(ell - u)
+    u_now = rng.normal(size=(B, 2)) * 0.3 + ell * 0.5  # wherever a search stopped: the answer must not care
+    g = (A @ (ell - u_now)[..., None])[..., 0]
+    got_mu, got_tau = ss._population_mle(torch.tensor(u_now), torch.tensor(A), torch.tensor(g), [0],
+                                         torch.tensor([0.0, c_N]), torch.tensor([2.0, s_N]), step=1e9)
+
+    def nll(x):
+        pop = np.diag([np.exp(2 * x[1]), s_N ** 2])
+        return -sum(multivariate_normal.logpdf(ell[i], mean=[x[0], c_N], cov=covs[i] + pop) for i in range(B))
+
+    ref = minimize(nll, [0.0, 0.0], method="Nelder-Mead", options=dict(xatol=1e-8, fatol=1e-10, maxiter=4000)).x
+    assert abs(got_mu[0] - ref[0]) < 1e-3 and abs(np.log(got_tau[0]) - ref[1]) < 2e-3
+    assert abs(ref[0] - mu) < 0.6  # and the estimate is near the truth
+
+
+def test_population_prior_options_are_validated():
+    df, _ = _short(n_mice=2, tps=20)
+    with pytest.raises(ValueError, match="population: 'eta' is not a free hyperparameter"):
+        ss.fit_noisy(df, free=("sigma_U",), population=("eta",), start="defaults")
+    with pytest.raises(ValueError, match="population: a population prior needs at least 3 mice, got 2"):
+        ss.fit_noisy(df, free=("sigma_U",), population=("sigma_U",), start="defaults")
 
 
 def test_default_fit_moves_the_noise_off_its_start():
@@ -227,8 +272,24 @@ def test_cli_fit_noisy_network(tmp_path):
     assert set(two_params["start"]) <= {"network", "psytrack"}
     assert (two_params["log_evidence"].to_numpy() >= lin_params["log_evidence"].to_numpy() - 1e-6).all()
     for bad in (["--give-up", "2.5", "1", "--noisy-start", "network", "psytrack"], ["--give-up", "3", "10"],
-                ["--noisy-start", "network", "network"]):
+                ["--noisy-start", "network", "network"], ["--noisy-population", "eta"]):
         assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", *bad]) == 2
+
+
+def test_cli_fit_noisy_population_prior(tmp_path, capsys):
+    """--noisy-population runs end to end and reports the population prior (its effect on recovery is
+    tested on the library: test_recovery_of_eta_and_sigma_and_band_coverage)."""
+    from mouse_rl.cli import main
+
+    df, _ = _short(n_mice=3, n_sessions=2, tps=40, seed=5)
+    data = tmp_path / "cohort.parquet"
+    df.to_parquet(data)
+    assert main(["fit", str(data), "--model", "noisy-network", "--restarts", "1", "--quiet", "--no-plots",
+                 "--noise", "linear", "--frozen", "a", "--out", str(tmp_path / "pop"),
+                 "--noisy-population", "beta"]) == 0
+    assert "population prior of beta: mean" in capsys.readouterr().out
+    pop = pd.read_csv(tmp_path / "pop" / "noisy_params.csv")
+    assert len(pop) == 3 and np.isfinite(pop["log_evidence"]).all()
 
 
 def test_non_finite_evidence_is_never_converged(monkeypatch):

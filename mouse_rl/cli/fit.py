@@ -60,6 +60,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--give-up", nargs=2, type=float, default=None, metavar=("K", "NATS"),
                    help="--model noisy-network with several --noisy-start: from iteration K on, stop a later start's "
                         "search for a mouse whose evidence trails the best by more than NATS")
+    p.add_argument("--noisy-population", nargs="+", default=[], metavar="NAME",
+                   help="--model noisy-network: fitted hyperparameters (e.g. beta sigma_U) given a population prior "
+                        "estimated across the mice of the run (empirical Bayes) instead of each mouse's weak prior: "
+                        "a mouse whose data leave one unidentified is pulled to the cohort's value; the fit of a "
+                        "mouse then depends on the other mice fitted with it")
     p.add_argument("--criterion", choices=["teacher-forced", "free-running"], default="teacher-forced",
                    help="teacher-forced: MAP on the mouse's own choices (default); free-running: choose each mouse's "
                         "parameters (the default set and stim_skew) so that free-running copies reproduce its "
@@ -220,7 +225,8 @@ FREERUN_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "seed",
 
 #: Options that ``--model noisy-network`` uses; any other option set away from its default is refused.
 NOISY_OPTIONS = {"data", "out", "mice", "reward_rule", "single_block", "restarts", "seed", "quiet", "plots",
-                 "encoding", "zero_reward", "model", "noise", "frozen", "sigma_per", "noisy_start", "give_up"}
+                 "encoding", "zero_reward", "model", "noise", "frozen", "sigma_per", "noisy_start", "give_up",
+                 "noisy_population"}
 
 
 def run(args) -> int:
@@ -353,7 +359,7 @@ def check_fit_options(args) -> None:
     fixed values of fitted parameters): the user probably meant something else.
     """
     if args.model != "noisy-network":
-        _refuse_set(args, ("noise", "frozen", "sigma_per", "noisy_start", "give_up"),
+        _refuse_set(args, ("noise", "frozen", "sigma_per", "noisy_start", "give_up", "noisy_population"),
                     "--model noisy-network only (the deterministic network has no weight noise)")
     if args.criterion != "free-running":
         _refuse_set(args, ("drift", "summary_weight"), "--criterion free-running only")
@@ -477,7 +483,8 @@ def run_noisy(args, trials) -> int:
     fit = fit_noisy(trials, encoding=args.encoding, zero_reward=args.zero_reward,
                     network_kw=dict(n_restarts=args.restarts, seed=args.seed), noise=args.noise,
                     frozen=tuple(args.frozen or ()), sigma_per=args.sigma_per,
-                    start=_noisy_start(args), give_up=None if args.give_up is None else _give_up(args.give_up))
+                    start=_noisy_start(args), give_up=None if args.give_up is None else _give_up(args.give_up),
+                    population=tuple(args.noisy_population))
     with OutputSet(args.out, meta={"command": "fit"}) as outputs:
         fit.params.to_csv(outputs.path("noisy_params.csv"), index=False)
         fit.weights.to_parquet(outputs.path("noisy_weights.parquet"), index=False)
@@ -487,6 +494,9 @@ def run_noisy(args, trials) -> int:
                 plot_noisy_weights(fit, mouse).savefig(outputs.path(f"plots/{stems[str(mouse)]}_noisy.png"),
                                                        dpi=100, format="png")
     print(fit.params.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for name, pop in fit.population.items():
+        print(f"population prior of {name}: mean {pop['mean']:.4g}, sd {pop['sd']:.3g} ({pop['transform']} units)"
+              + ("" if pop["converged"] else f" (not converged after {pop['iterations']} refits)"))
     print(f"wrote {args.out / 'noisy_params.csv'} (Laplace log evidence {fit.evidence:.1f} nats)")
     bad = fit.params.loc[~fit.params["converged"].astype(bool), "mouse"].tolist()
     if bad:

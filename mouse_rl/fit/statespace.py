@@ -98,6 +98,15 @@ evidence is kept (``give_up`` stops a later start's search early for a mouse alr
 In the affine variant the rule's transition is evaluated as ``c + J z`` from the cached Jacobian (equal to the
 rule to rounding; tested).
 
+Population prior (``population=("eta", "beta")``, an option). Each mouse's evidence can be flat along a
+hyperparameter (eta of a mouse whose weights the noise can move as well as the rule; beta against the noise
+sds, since the log-odds' noise is beta x sigma), and then the weak prior of :data:`HYPERS` lets it drift.
+Empirical Bayes across the mice of the call: a Gaussian population prior on the named transformed
+hyperparameters, its mean and sd maximising the Laplace-approximated marginal likelihood (each mouse's
+evidence as a Gaussian from its gradient and finite-difference Hessian, :func:`_population_mle`), then every
+mouse refitted under it, until the estimates stop moving (:func:`_population_prior`). On simulated noisy
+learners this is what makes eta, sigma and the bands recoverable (README).
+
 Closed form of the affine variant (``closed_form=True``, the default; :func:`_affine_terms`,
 :func:`_affine_surrogate`). There the log-odds are ``l = beta G . z`` with ``G`` fixed by the inputs and the
 frozen gains (:func:`_odds_direction`, one reverse pass through :func:`mouse_rl.network.forward`, cached), so
@@ -403,6 +412,7 @@ class HyperSet:
                        .clone() for n in HYPERS}
         self.u = torch.stack([_to_u(n, self.values[n]) for n in self.free], -1).to(device) if self.free else \
             torch.zeros(n_mice, 0, dtype=dtype, device=device)
+        self.population: dict = {}  # name -> (mean, sd) of a population prior in the transformed coordinate
 
     def subset(self, idx: torch.Tensor) -> "HyperSet":
         """The hyperparameters of the mice ``idx`` (values and ``u`` copied by row; same free names)."""
@@ -410,6 +420,7 @@ class HyperSet:
         out.free, out.n_mice, out.dtype, out.device = self.free, len(idx), self.dtype, self.device
         out.values = {n: v[idx] for n, v in self.values.items()}
         out.u = self.u[idx]
+        out.population = dict(self.population)
         return out
 
     def natural(self, u: torch.Tensor | None = None) -> dict:
@@ -420,11 +431,14 @@ class HyperSet:
         return out
 
     def log_prior(self, u: torch.Tensor) -> torch.Tensor:
-        """Weak Gaussian hyperprior on the free transformed coordinates, ``(B,)``."""
+        """Gaussian hyperprior on the free transformed coordinates, ``(B,)``: the weak prior of :data:`HYPERS`,
+        or for a name in ``population`` the population prior N(mean, sd^2) estimated across mice
+        (:func:`_population_prior`)."""
         lp = torch.zeros(u.shape[0], dtype=u.dtype, device=u.device)
         for j, n in enumerate(self.free):
             h = HYPERS[n]
-            lp = lp - 0.5 * ((u[:, j] - _to_u(n, h.prior_centre).to(u)) / h.prior_sd) ** 2
+            centre, sd = self.population.get(n, (_to_u(n, h.prior_centre), h.prior_sd))
+            lp = lp - 0.5 * ((u[:, j] - torch.as_tensor(centre).to(u)) / sd) ** 2
         return lp
 
     def table(self, mice) -> pd.DataFrame:
@@ -1096,6 +1110,11 @@ class NoisyFit:
         and ``scored`` (choice used in the fit).
     evidence : total Laplace log evidence over mice (nats).
     z, cov : packed MAP log-weights ``(N, 9)`` and marginal covariances ``(N, 9, 9)`` (tensors).
+    population : with ``fit_noisy(population=...)``, per name the population prior's ``mean`` (natural units),
+        ``sd`` (in the transformed coordinate, e.g. natural-log units for ``eta``), ``transform``, the number
+        of refits (``iterations``), ``converged`` (the last refit moved no mean or log sd by more than 0.05)
+        and the estimates after each fit (``trace_mean``, ``trace_sd``; the last one was not refitted);
+        empty otherwise.
     """
 
     params: pd.DataFrame
@@ -1106,6 +1125,7 @@ class NoisyFit:
     hyper: HyperSet = field(repr=False)
     data: Packed = field(repr=False)
     history: list = field(default_factory=list, repr=False)
+    population: dict = field(default_factory=dict)
 
 
 def _merge(data: Packed, take: torch.Tensor, a: ModeResult, b: ModeResult) -> ModeResult:
@@ -1289,6 +1309,22 @@ def _bfgs_step(data, hs, score, u, F, gF, Hinv, mode, done, prior_grad, first, t
     return u, F, gF, Hinv, mode, E, done
 
 
+def _objective_hessian(data, hs: HyperSet, score, u, mode, gF, prior_grad, exact_grad, newton_iter, newton_tol,
+                       fd_step=1e-4):
+    """Hessian ``(B, p, p)`` of (evidence + hyperprior) in the transformed coordinates at ``u`` (gradient
+    ``gF``, mode ``mode``) by forward differences of the exact evidence gradient: one perturbed mode and
+    gradient per free hyperparameter, all mice at once; symmetrised, non-finite entries set to 0."""
+    B, p = u.shape
+    Hs = torch.zeros(B, p, p, dtype=u.dtype, device=u.device)
+    for i in range(p):
+        u_i = u.clone()
+        u_i[:, i] += fd_step
+        m_i = find_mode(data, hs.natural(u_i), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
+        g_i, _ = evidence_gradient(data, hs, u_i, score, m_i, exact=exact_grad)
+        Hs[:, :, i] = (g_i + prior_grad(u_i) - gF) / fd_step
+    return torch.nan_to_num(0.5 * (Hs + Hs.mT), nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_iter, history, z0=None,
                newton_tol=1e-6, fd_step=1e-4, radius0=1.0):
     """Batched trust-region Newton ascent of (evidence + hyperprior) over each mouse's free hyperparameters.
@@ -1311,14 +1347,8 @@ def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_ite
     radius = torch.full((B,), float(radius0), dtype=dt, device=dev)
     n_outer = 0
     for n_outer in range(1, max_outer + 1):
-        Hs = torch.zeros(B, p, p, dtype=dt, device=dev)
-        for i in range(p):
-            u_i = u.clone()
-            u_i[:, i] += fd_step
-            m_i = find_mode(data, hs.natural(u_i), score, z0=mode.z, max_iter=newton_iter, tol=newton_tol)
-            g_i, _ = evidence_gradient(data, hs, u_i, score, m_i, exact=exact_grad)
-            Hs[:, :, i] = (g_i + prior_grad(u_i) - gF) / fd_step
-        Hs = torch.nan_to_num(0.5 * (Hs + Hs.mT), nan=0.0, posinf=0.0, neginf=0.0)
+        Hs = _objective_hessian(data, hs, score, u, mode, gF, prior_grad, exact_grad, newton_iter, newton_tol,
+                                fd_step)
         lam, V = torch.linalg.eigh(-Hs)
         lam = lam.abs()
         lam = torch.maximum(lam, torch.clamp(1e-9 * lam.amax(-1, keepdim=True), min=1e-6))
@@ -1358,6 +1388,118 @@ def _newton_tr(data, hs: HyperSet, score, max_outer, tol, exact_grad, newton_ite
     return mode, E, F, done, n_outer
 
 
+def _prior_moments(hs: HyperSet):
+    """Centres and sds ``(p,)`` of the current Gaussian priors of the free transformed hyperparameters (the
+    population prior where one is set, else the weak prior of :data:`HYPERS`)."""
+    c, s = [], []
+    for n in hs.free:
+        centre, sd = hs.population.get(n, (_to_u(n, HYPERS[n].prior_centre), HYPERS[n].prior_sd))
+        c.append(float(centre))
+        s.append(float(sd))
+    return (torch.tensor(c, dtype=hs.u.dtype, device=hs.u.device),
+            torch.tensor(s, dtype=hs.u.dtype, device=hs.u.device))
+
+
+def _population_mle(u, A, g, pooled, centre, sd, min_sd=0.05, max_sd=5.0, step=1.0):
+    """Population means and sds of the pooled transformed hyperparameters that maximise the
+    Laplace-approximated marginal likelihood across mice.
+
+    ``u`` ``(B, p)``: each mouse's current hyperparameters; ``A`` ``(B, p, p)``: minus the Hessian of its log
+    evidence there (eigenvalues floored at 0); ``g`` ``(B, p)``: the evidence's gradient there. Each mouse's
+    evidence is the Gaussian ``exp(h'u - u'Au/2)``, ``h = A u + g`` (a Newton step of the evidence alone, so
+    the answer does not depend on how exactly the search stopped; along each eigen-direction of ``A`` the step
+    is cut to at most ``step`` transformed units, so a direction with next to no curvature carries no tilt
+    instead of an unbounded linear one: the quadratic model is not trusted far from where it was taken); the
+    coordinates not in ``pooled`` (indices) keep their own priors N(``centre``, ``sd``^2) (``(p,)``; entries of
+    pooled ones unused) and are integrated out, leaving per mouse an information-form likelihood ``(L, l)`` of
+    the pooled block. With
+    the population N(mu, T), T = diag(tau^2), the marginal log likelihood of a mouse is (constants dropped)
+    ``b'(L + T^-1)^-1 b / 2 - mu'T^-1 mu / 2 - log det(I + T L) / 2``, ``b = l + T^-1 mu``: defined also where
+    a mouse's data say nothing about a coordinate (L singular). Maximised over mu and log tau (tau in
+    [``min_sd``, ``max_sd``]) by L-BFGS-B. Returns ``(mu, tau)``, arrays ``(k,)``."""
+    from scipy.optimize import minimize
+
+    p = u.shape[1]
+    P = torch.as_tensor(pooled, device=u.device)
+    N = torch.as_tensor([j for j in range(p) if j not in set(pooled)], dtype=torch.long, device=u.device)
+    lam, V = torch.linalg.eigh(0.5 * (A + A.mT))
+    lam = lam.clamp(min=0.0)
+    A = V @ torch.diag_embed(lam) @ V.mT
+    gv = (V.mT @ g[..., None])[..., 0]
+    gv = torch.maximum(torch.minimum(gv, step * lam), -step * lam)  # Newton step at most `step` per direction
+    h = (A @ u[..., None])[..., 0] + (V @ gv[..., None])[..., 0]
+    L, l = A[:, P][:, :, P], h[:, P]
+    if len(N):  # integrate out the other coordinates under their own priors
+        prec = 1.0 / sd[N] ** 2
+        ANN = A[:, N][:, :, N] + torch.diag_embed(prec.expand(u.shape[0], -1))
+        hN = h[:, N] + prec * centre[N]
+        APN = A[:, P][:, :, N]
+        L = L - APN @ torch.linalg.solve(ANN, APN.mT)
+        l = l - (APN @ torch.linalg.solve(ANN, hN[..., None]))[..., 0]
+    L, l = L.detach().double().cpu(), l.detach().double().cpu()
+    k = len(pooled)
+    eye = torch.eye(k, dtype=torch.float64)
+
+    def neg(x):
+        x = torch.as_tensor(x, dtype=torch.float64).requires_grad_(True)
+        mu, tau2 = x[:k], torch.exp(2 * x[k:])
+        Tinv = torch.diag(1.0 / tau2)
+        bvec = l + mu / tau2
+        quad = (bvec[:, None, :] @ torch.linalg.solve(L + Tinv, bvec[..., None]))[:, 0, 0]
+        f = -(0.5 * quad - 0.5 * (mu * mu / tau2).sum() - 0.5 * torch.logdet(eye + torch.diag(tau2) @ L)).sum()
+        f.backward()
+        return float(f.detach()), x.grad.numpy().copy()
+
+    ls = (math.log(min_sd), math.log(max_sd))
+    x0 = np.concatenate([u[:, P].mean(0).detach().double().cpu().numpy(), np.zeros(k)])  # tau 1 to start
+    r = minimize(neg, x0, jac=True, method="L-BFGS-B", bounds=[(None, None)] * k + [ls] * k)
+    return r.x[:k], np.exp(r.x[k:])
+
+
+def _population_prior(data, hs: HyperSet, score, mode, names, search_fn, exact_grad, newton_iter, max_iter=6,
+                      tol=0.05, min_sd=0.05):
+    """Empirical-Bayes population prior of the free hyperparameters ``names`` across the mice of ``data``.
+
+    Each step: per mouse, a Gaussian approximation of its log evidence over its transformed hyperparameters
+    ``u`` at the current search result (the evidence's gradient and, by :func:`_objective_hessian` with the
+    Gaussian priors' curvature taken out, its Hessian); the population means and sds of the pooled names that
+    maximise the approximate marginal likelihood (:func:`_population_mle`) then replace those names' priors
+    (the weak prior of :data:`HYPERS` at the first step), and every mouse's search reruns from where it
+    stopped. Stops when neither the mean nor the log sd of any name moves by more than ``tol``, or after
+    ``max_iter`` refits. A mouse whose evidence is flat along a name ends near the population mean instead of
+    wherever the weak prior let it drift. Returns ``(mode, E, F, done, n_outer, trace)``; ``hs.u`` and
+    ``hs.population`` are updated in place; ``trace`` lists each step's means and sds.
+    """
+    idx = [hs.free.index(n) for n in names]
+    prior_grad = lambda uu: torch.autograd.functional.jacobian(lambda v: hs.log_prior(v).sum(), uu)  # noqa: E731
+    trace, res, last = [], None, None
+    for it in range(max_iter + 1):
+        u = hs.u
+        grad, _ = evidence_gradient(data, hs, u, score, mode, exact=exact_grad)
+        gF = grad + prior_grad(u)
+        H = _objective_hessian(data, hs, score, u, mode, gF, prior_grad, exact_grad, newton_iter, 1e-6)
+        centre, sd = _prior_moments(hs)
+        A = -H - torch.diag(1.0 / sd ** 2)  # minus the evidence's Hessian (the Gaussian priors' taken out)
+        mu, tau = _population_mle(u.detach(), A.detach(), grad.detach(), idx, centre, sd, min_sd)
+        est = {n: (float(mu[i]), float(tau[i])) for i, n in enumerate(names)}
+        trace.append(dict(iteration=it, **{f"{n}_mean_u": est[n][0] for n in names},
+                          **{f"{n}_sd_u": est[n][1] for n in names}))
+        if last is not None and all(abs(est[n][0] - last[n][0]) < tol and
+                                    abs(math.log(est[n][1] / last[n][1])) < tol for n in names):
+            trace[-1]["converged"] = True
+            break
+        if it == max_iter:
+            break
+        last = est
+        hs.population = {n: (torch.tensor(est[n][0], dtype=u.dtype), est[n][1]) for n in names}
+        res = search_fn(hs, mode.z)
+        mode = res[0]
+    if res is None:  # no refit taken
+        E, _ = log_evidence(data, hs.natural(), score, mode)
+        res = (mode, E, E + hs.log_prior(hs.u), mode.converged, 0)
+    return (*res, trace)
+
+
 SEARCHES = ("bfgs", "newton")
 STARTS = ("network", "defaults", "psytrack")
 #: Fixed values of the ``start="psytrack"`` start: no learning, no lapse, unit gains, equal rows of U.
@@ -1370,7 +1512,7 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
               dtype=torch.float64, threads: int | None = None, init: str = "rollout", crop: bool = True,
               start: str = "network", network_kw: dict | None = None, noise: str = "log",
               frozen=(), search: str = "bfgs", sigma_per: str = "group", active_set: bool = True,
-              give_up=None, closed_form: bool = True) -> NoisyFit:
+              give_up=None, closed_form: bool = True, population=()) -> NoisyFit:
     """Fit the noisy learner to every mouse of a trial table (batched over mice).
 
     Parameters
@@ -1410,6 +1552,12 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
         and solve on the latent coordinates only (:func:`_solve`) - the same numbers to rounding (1e-12
         relative; the solves bit for bit), about twice as fast (default); False: autograd through the rule
         and the policy and full 9 x 9 solves, the code path before (for comparisons).
+    population : free hyperparameters (e.g. ``("eta", "beta")``) given a population prior instead of the weak
+        one of :data:`HYPERS`: a Gaussian over the mice of this call in the transformed coordinate, its mean and
+        sd estimated from the mice themselves (empirical Bayes, :func:`_population_prior`), so a mouse whose data
+        leave a hyperparameter unidentified is pulled to the cohort's value. The fit of one mouse then depends
+        on the other mice of the call (by design); ``()`` (default): each mouse on its own.
+        ``NoisyFit.population`` reports the estimated means (natural units) and sds.
     network_kw : options of that network fit (e.g. ``n_restarts``).
     search : evidence search: ``"bfgs"`` (default; isotropic start) or ``"newton"`` (trust-region Newton on
         a finite-difference Hessian of the exact gradient, scaled per coordinate: for fitting eta jointly,
@@ -1454,6 +1602,12 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
         raise ValueError(f"start: must be one of {STARTS} or a sequence of distinct ones, got {start!r}")
     if give_up is not None and (len(give_up) != 2 or give_up[0] < 0 or not give_up[1] >= 0):
         raise ValueError(f"give_up: must be (iterations >= 0, margin >= 0 nats) or None, got {give_up!r}")
+    population = (population,) if isinstance(population, str) else tuple(population or ())
+    for name in population:
+        if name not in free:
+            raise ValueError(f"population: {name!r} is not a free hyperparameter; free: {list(free)}")
+    if population and data.n_mice < 3:
+        raise ValueError(f"population: a population prior needs at least 3 mice, got {data.n_mice}")
     hsets = []
     for name in starts:
         fx = dict(fixed or {})
@@ -1515,6 +1669,19 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
             hs.u = torch.stack([h.u for h in hsets])[won, torch.arange(data.n_mice)]
             hs.values = {n: torch.stack([h.values[n] for h in hsets])[won, torch.arange(data.n_mice)]
                          for n in hs.values}
+        trace = []
+        if population:
+            def search_fn(h, z0):
+                hist: list = []
+                out = _bfgs(fdata, h, fscore, max_outer, tol, exact_grad, newton_iter, hist, z0=z0,
+                            active_set=active_set) if search == "bfgs" else \
+                    _newton_tr(fdata, h, fscore, max_outer, tol, exact_grad, newton_iter, hist, z0=z0)
+                history.extend(dict(x, start="population") for x in hist)
+                return out
+
+            mode, E, _, done, n_pop, trace = _population_prior(fdata, hs, fscore, mode, population, search_fn,
+                                                            exact_grad, newton_iter)
+            n_outer = max(n_outer, n_pop)
         if cropped:  # the MAP of the unscored tail is the rule's forecast from the last fitted weights
             z = torch.zeros(len(df), D_STATE, dtype=dtype, device=device)
             z[torch.as_tensor(keep, device=device)] = mode.z
@@ -1523,6 +1690,12 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
         seconds = time.perf_counter() - t_start
         fit = _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history)
         fit.params["start"] = [starts[int(i)] for i in won.cpu()]
+        natural = lambda n, c: float(_from_u(n, torch.as_tensor(c, dtype=torch.float64).cpu()))  # noqa: E731
+        fit.population = {n: dict(mean=natural(n, c), sd=sd, transform=HYPERS[n].transform,
+                                  iterations=len(trace) - 1, converged=bool(trace[-1].get("converged", False)),
+                                  trace_mean=[natural(n, t[f"{n}_mean_u"]) for t in trace],
+                                  trace_sd=[t[f"{n}_sd_u"] for t in trace])
+                          for n, (c, sd) in hs.population.items()}
         return fit
     finally:
         torch.set_num_threads(old)
