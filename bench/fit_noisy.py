@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--sim-sessions", type=int, default=10, help="--recovery: sessions per simulated mouse")
     p.add_argument("--sim-trials", type=int, default=200, help="--recovery: trials per simulated session")
     p.add_argument("--population", nargs="+", default=[], metavar="NAME",
-                   help="--recovery: hyperparameters given a population prior estimated across the simulated mice "
-                   "(fit_noisy(population=...), e.g. eta beta)")
+                   help="fitted hyperparameters given a population prior estimated across the mice fitted together "
+                   "(fit_noisy(population=...), e.g. eta beta; with --recovery, across the simulated mice)")
     p.add_argument("--known-beta", action="store_true", help="--recovery: beta fixed at its simulated value (the "
                    "log-odds noise is beta x sigma: with beta free the two trade off)")
     p.add_argument("--seed", type=int, default=0)
@@ -116,8 +116,6 @@ def main(argv=None) -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch/numba threads {args.threads}"
     if args.recovery and min(args.n_sim, args.sim_sessions, args.sim_trials) < 1:
         p.error("--n-sim, --sim-sessions, --sim-trials: must be >= 1")
-    if args.population and not args.recovery:
-        p.error("--population: applies to --recovery only")
     if args.recovery:
         fitted = ["eta", *([] if args.known_beta else ["beta"]), *(f"sigma_{g}" for g in ("a", "U")
                                                                   if g not in args.frozen)]
@@ -136,6 +134,9 @@ def main(argv=None) -> int:
         trials = load_liebana2025(args.data, mice=args.mice)
     print(f"{trials['mouse'].nunique()} mice, {len(trials)} trials; {machine}", flush=True)
     free = tuple(args.free) if args.free else default_free(tuple(args.frozen), args.sigma_per)
+    if any(n not in free for n in args.population):
+        p.error(f"--population: {' '.join(n for n in args.population if n not in free)} not fitted "
+                f"(fitted: {' '.join(free)})")
     noisy_name = args.label or ("noisy" if args.encoding == "side" else f"noisy_{args.encoding}")
     built = []
 
@@ -146,7 +147,8 @@ def main(argv=None) -> int:
                                        start=tuple(args.start), active_set=not args.no_active_set,
                                        closed_form=not args.no_closed_form,
                                        give_up=None if args.give_up is None else (int(args.give_up[0]),
-                                                                                 args.give_up[1])))
+                                                                                 args.give_up[1]),
+                                       population=tuple(args.population)))
         return built[-1]
 
     if args.profile:
