@@ -272,7 +272,8 @@ def test_cli_fit_noisy_network(tmp_path):
     assert set(two_params["start"]) <= {"network", "psytrack"}
     assert (two_params["log_evidence"].to_numpy() >= lin_params["log_evidence"].to_numpy() - 1e-6).all()
     for bad in (["--give-up", "2.5", "1", "--noisy-start", "network", "psytrack"], ["--give-up", "3", "10"],
-                ["--noisy-start", "network", "network"], ["--noisy-population", "eta"]):
+                ["--noisy-start", "network", "network"], ["--noisy-population", "eta"],
+                ["--noisy-population", "sigma_U", "--sigma-per", "column"]):
         assert main(["fit", str(data), "--out", str(tmp_path / "bad"), "--model", "noisy-network", *bad]) == 2
 
 

@@ -248,7 +248,8 @@ def run(args) -> int:
     if args.model == "noisy-network":
         refuse_unused(args, NOISY_OPTIONS, "--model noisy-network", "the noisy learner (it takes the data options, "
                       "--restarts and --seed of its network start, --encoding, --zero-reward, --noise, --frozen, --sigma-per, "
-                      "--noisy-start, --give-up, --no-plots and --quiet)")
+                      "--noisy-start, --give-up, --noisy-population, --no-plots and --quiet)")
+        _check_noisy_population(args)
     if args.criterion == "free-running":
         refuse_unused(args, FREERUN_OPTIONS, "--criterion free-running", "the free-running fit (it takes the data "
                       "options, --seed, --encoding, --zero-reward, --k, --drift, --summary-weight and --quiet)")
@@ -464,6 +465,16 @@ def _noisy_start(args):
     if args.give_up is not None and len(starts) < 2:
         raise ValueError("--give-up: applies to several --noisy-start (e.g. network psytrack), so it would be ignored")
     return starts[0] if len(starts) == 1 else tuple(starts)
+
+
+def _check_noisy_population(args) -> None:
+    """--noisy-population names hyperparameters this variant fits (before any data are read)."""
+    from ..fit.statespace import default_free
+
+    free = default_free(tuple(args.frozen or ()), args.sigma_per)
+    bad = [n for n in args.noisy_population if n not in free]
+    if bad:
+        raise ValueError(f"--noisy-population: {' '.join(bad)} is not fitted by this variant; fitted: {' '.join(free)}")
 
 
 def _give_up(values) -> tuple[int, float]:
