@@ -116,12 +116,13 @@ def main(argv=None) -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch/numba threads {args.threads}"
     if args.recovery and min(args.n_sim, args.sim_sessions, args.sim_trials) < 1:
         p.error("--n-sim, --sim-sessions, --sim-trials: must be >= 1")
+    from mouse_rl.fit.statespace import check_population
+
     if args.recovery:
-        fitted = ["eta", *([] if args.known_beta else ["beta"]), *(f"sigma_{g}" for g in ("a", "U")
-                                                                  if g not in args.frozen)]
-        bad = [n for n in args.population if n not in fitted]
-        if bad:
-            p.error(f"--population: {' '.join(bad)} not fitted in this recovery run (fitted: {' '.join(fitted)})")
+        try:
+            check_population(args.population, recovery_free(args), "--population")
+        except ValueError as e:
+            p.error(str(e))
         return recovery(args, machine)
 
     from mouse_rl.baselines import PsyTrackModel, default_models
@@ -134,9 +135,10 @@ def main(argv=None) -> int:
         trials = load_liebana2025(args.data, mice=args.mice)
     print(f"{trials['mouse'].nunique()} mice, {len(trials)} trials; {machine}", flush=True)
     free = tuple(args.free) if args.free else default_free(tuple(args.frozen), args.sigma_per)
-    if any(n not in free for n in args.population):
-        p.error(f"--population: {' '.join(n for n in args.population if n not in free)} not fitted "
-                f"(fitted: {' '.join(free)})")
+    try:
+        check_population(args.population, free, "--population")
+    except ValueError as e:
+        p.error(str(e))
     noisy_name = args.label or ("noisy" if args.encoding == "side" else f"noisy_{args.encoding}")
     built = []
 
@@ -230,6 +232,12 @@ def profile(args, trials, noisy_factory, label, machine) -> int:
     return 0
 
 
+def recovery_free(args) -> tuple:
+    """The hyperparameters a recovery run fits: eta, beta unless ``--known-beta``, the latent groups' sigmas."""
+    return ("eta", *(() if args.known_beta else ("beta",)),
+            *(f"sigma_{g}" for g in ("a", "U") if g not in tuple(args.frozen)))
+
+
 def recovery(args, machine) -> int:
     """Simulate noisy learners with spread eta and sigma, refit, report correlations and band coverage."""
     import numpy as np
@@ -249,7 +257,7 @@ def recovery(args, machine) -> int:
                                 seed=args.seed, noise=args.noise,
                                 frozen=frozen)
     t0 = time.perf_counter()
-    fit = fit_noisy(df, free=("eta", *(() if args.known_beta else ("beta",)), *(f"sigma_{g}" for g in latent)),
+    fit = fit_noisy(df, free=recovery_free(args),
                     fixed=dict(sigma_day_a=0.05, sigma_day_U=0.05, sigma_init=0.1), max_outer=args.max_outer,
                     start="defaults", noise=args.noise, frozen=frozen, population=tuple(args.population),
                     search=args.search)

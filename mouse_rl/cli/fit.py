@@ -469,12 +469,10 @@ def _noisy_start(args):
 
 def _check_noisy_population(args) -> None:
     """--noisy-population names hyperparameters this variant fits (before any data are read)."""
-    from ..fit.statespace import default_free
+    from ..fit.statespace import check_population, default_free
 
-    free = default_free(tuple(args.frozen or ()), args.sigma_per)
-    bad = [n for n in args.noisy_population if n not in free]
-    if bad:
-        raise ValueError(f"--noisy-population: {' '.join(bad)} is not fitted by this variant; fitted: {' '.join(free)}")
+    check_population(args.noisy_population, default_free(tuple(args.frozen or ()), args.sigma_per),
+                     "--noisy-population")
 
 
 def _give_up(values) -> tuple[int, float]:

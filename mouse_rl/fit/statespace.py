@@ -1500,6 +1500,13 @@ def _population_prior(data, hs: HyperSet, score, mode, names, search_fn, exact_g
     return (*res, trace)
 
 
+def check_population(names, free, what: str = "population") -> None:
+    """ValueError naming ``what`` (the argument or option) unless every name in ``names`` is in ``free``."""
+    for name in names:
+        if name not in free:
+            raise ValueError(f"{what}: {name!r} is not a free hyperparameter; free: {list(free)}")
+
+
 SEARCHES = ("bfgs", "newton")
 STARTS = ("network", "defaults", "psytrack")
 #: Fixed values of the ``start="psytrack"`` start: no learning, no lapse, unit gains, equal rows of U.
@@ -1603,9 +1610,7 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
     if give_up is not None and (len(give_up) != 2 or give_up[0] < 0 or not give_up[1] >= 0):
         raise ValueError(f"give_up: must be (iterations >= 0, margin >= 0 nats) or None, got {give_up!r}")
     population = (population,) if isinstance(population, str) else tuple(population or ())
-    for name in population:
-        if name not in free:
-            raise ValueError(f"population: {name!r} is not a free hyperparameter; free: {list(free)}")
+    check_population(population, free)
     if population and data.n_mice < 3:
         raise ValueError(f"population: a population prior needs at least 3 mice, got {data.n_mice}")
     hsets = []
