@@ -13,6 +13,15 @@ Usage::
 
 ``--skew SD`` draws each simulated mouse's ``stim_skew`` (per-side initial stimulus channels, an option
 of :data:`mouse_rl.params.PARAMS`) from N(0, SD^2) and fits with it free.
+
+``--freerun`` checks the free-running option instead (:mod:`mouse_rl.fit.freerun`, as the README runs it on
+the real mice: overnight drift of both weight groups, ``--summary-weight``, default 1): the mice are simulated
+*with* overnight drift (:func:`mouse_rl.fit.drift.simulate_drifting`; each mouse's sd per group log-uniform
+in ``--drift-sd LO HI``) and the per-side skew, fitted by :func:`fit_free_running`, and checked with the
+fitted drift, both with the parameter draws of :func:`mouse_rl.fit.freerun.choice_precision` and at the
+point estimate; the true parameters with the true drift give the reference. ``--out FILE`` writes the JSON.
+
+    python bench/check_calibration.py --freerun --skew 2 --out bench/results/check_calibration/freerun.json
 """
 from __future__ import annotations
 
@@ -37,7 +46,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--skew", type=float, default=0.0,
                    help="sd of the true per-mouse stim_skew (default 0 = MODEL.md); > 0 also fits it")
+    p.add_argument("--freerun", action="store_true", help="calibrate the free-running fit with drift (see above)")
+    p.add_argument("--drift-sd", type=float, nargs=2, default=(0.05, 0.4), metavar=("LO", "HI"))
+    p.add_argument("--summary-weight", type=float, default=1.0)
+    p.add_argument("--fit-copies", type=int, default=16)
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
+    if args.freerun:
+        return freerun(args)
 
     from mouse_rl.fit import DEFAULT_FREE, fit_mice, make_transform
     from mouse_rl.fit.checks import check_fit, posterior_predictive_check
@@ -58,8 +74,72 @@ def main(argv=None) -> int:
     fit = fit_mice(sim.trials, free=tr.free)
     fitted = check_fit(fit, sim.trials, n_copies=args.copies, seed=1)
     out = {"true_parameters": exact.summary, "fitted": fitted.summary, "fit_seconds": time.perf_counter() - t0}
-    print(json.dumps(out, indent=1))
+    return report(out, args.out)
+
+
+def report(out: dict, path) -> int:
+    import os
+    import platform
+
+    import numba
+
+    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}"
+    out["load_after"] = os.getloadavg()
+    text = json.dumps(out, indent=1)
+    print(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return 0
+
+
+def freerun(args) -> int:
+    from scipy.stats import spearmanr
+
+    from mouse_rl.fit.checks import posterior_predictive_check
+    from mouse_rl.fit.drift import GROUPS, sigma_matrix, simulate_drifting
+    from mouse_rl.fit.freerun import FREERUN_FREE, check_free_running, fit_free_running
+    from mouse_rl.fit.transforms import ParamTransform
+    from mouse_rl.params import ModelParams
+    from mouse_rl.simulate import simulate_cohort
+
+    r = np.random.default_rng(0)
+    n = args.mice
+    lo, hi = np.log(args.drift_sd)
+    sig = {g: np.exp(r.uniform(lo, hi, n)) for g in GROUPS}
+    truth = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=r.uniform(0.01, 0.3, n),
+                        b_R=r.uniform(0.01, 0.3, n), lapse=0.03, stim_skew=r.normal(0.0, args.skew, n))
+    base = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64).trials
+    sim = simulate_drifting(base, truth, sigma_matrix(sig, n), seed=args.seed)
+    tr = ParamTransform(free=FREERUN_FREE)
+    u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
+    exact = posterior_predictive_check(sim, u, np.tile(np.eye(tr.n_free), (n, 1, 1)), tr, args.copies, 1,
+                                       parameter_uncertainty=False, sigma_day=sigma_matrix(sig, n))
+    t0 = time.perf_counter()
+    fit = fit_free_running(sim, drift=tuple(GROUPS), summary_weight=args.summary_weight, n_copies=args.fit_copies,
+                           seed=2)
+    seconds = time.perf_counter() - t0
+    drawn = check_free_running(fit, sim, args.copies, seed=1)
+    point = check_free_running(fit, sim, args.copies, seed=1, parameter_uncertainty=False)
+    skew = fit.params.sort_values("mouse")["stim_skew"].to_numpy()
+    out = {"simulated": {"mice": n, "sessions": args.sessions, "trials": args.trials, "skew_sd": args.skew,
+                         "drift_sd": list(args.drift_sd), "summary_weight": args.summary_weight,
+                         "fit_copies": args.fit_copies},
+           "true_parameters_true_drift": exact.summary, "fitted_with_parameter_draws": drawn.summary,
+           "fitted_point_estimate": point.summary, "fit_seconds": seconds,
+           "recovery": {"stim_skew_sign_agreement": float(np.mean(np.sign(skew) == np.sign(truth.stim_skew))),
+                        "stim_skew_spearman": float(spearmanr(skew, truth.stim_skew)[0]),
+                        **{f"sigma_day_{g}_spearman": float(spearmanr(fit.sigma_day[g], sig[g])[0]) for g in GROUPS}}}
+    if args.out is not None:  # per mouse: true and fitted parameters, and the checks' per-mouse rows
+        per = fit.params.sort_values("mouse").reset_index(drop=True)
+        for k in tr.free:
+            per[f"true_{k}"] = np.broadcast_to(np.asarray(getattr(truth, k), float), (n,))
+        for g in GROUPS:
+            per[f"true_sigma_day_{g}"] = sig[g]
+        per = per.merge(drawn.per_mouse, on="mouse", suffixes=("", "_check"))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        per.to_csv(args.out.with_suffix(".csv"), index=False)
+    return report(out, args.out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ Option ``--default-drift bias [stim]``: the same drift fitted on top of the defa
 parameters held, only ``sigma_day`` searched: ``fit_free_running(theta=...)``, 32 Sobol starts, 6
 generations), checked with that drift (case ``default_drift``). ``--no-freerun`` skips the free-running fit. ``--summary-weight W``: the free-running fit also scores the
 per-mouse early bias and late slope difference (``fit_free_running(summary_weight=W)``).
+``--check-from DIR``: no fit; the free-running fit saved in ``DIR/freerun_fit.csv`` (with its drift sds) is
+checked again with the current code (cases ``freerun`` at the point estimate and ``freerun_uncertainty`` with
+θ drawn from :func:`mouse_rl.fit.freerun.choice_precision`), e.g. fits made before the check drew parameters.
+``--check-seed`` (default 1) sets the check's seed.
 ``--refit-drift-from DIR --drift ...``: θ from a saved free-running fit (``DIR/freerun_fit.csv``, e.g. one with
 ``--summary-weight 3``) held, only the drift sds fitted on the session rates (case ``refit_drift``; combine
 with ``--no-freerun --no-default``).
@@ -53,7 +57,8 @@ import pandas as pd  # noqa: E402
 from mouse_rl.data import load_trials  # noqa: E402
 from mouse_rl.fit import fit_mice, log_likelihood  # noqa: E402
 from mouse_rl.fit.checks import posterior_predictive_check  # noqa: E402
-from mouse_rl.fit.freerun import check_free_running, fit_free_running  # noqa: E402
+from mouse_rl.fit.freerun import (FREERUN_FREE, FreeRunFit, check_free_running, choice_precision,  # noqa: E402
+                                  fit_free_running)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +66,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def bits_per_trial(trials, params) -> float:
     ll = log_likelihood(trials, params).numpy()
     return float(ll.sum() / trials.groupby("mouse").size().sum() / math.log(2))
+
+
+def saved_fit(path: Path, trials) -> FreeRunFit:
+    """A :class:`FreeRunFit` rebuilt from its ``freerun_fit.csv`` (natural values, drift sds), with the
+    precision :func:`choice_precision` computes at it."""
+    from mouse_rl.fit.fitting import make_transform
+
+    saved = pd.read_csv(path)
+    saved = saved[saved["mouse"].isin(trials["mouse"].astype(str).unique())].sort_values("mouse")
+    tr = make_transform(FREERUN_FREE, None)
+    u = tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+    sigma = {c.removeprefix("sigma_day_"): saved[c].to_numpy(float) for c in saved if c.startswith("sigma_day_")}
+    return FreeRunFit(saved.reset_index(drop=True), u, tr, pd.DataFrame(), {}, sigma,
+                      choice_precision(trials, u, tr))
 
 
 def main(argv=None) -> dict:
@@ -82,6 +101,9 @@ def main(argv=None) -> dict:
                     help="take θ of the free-running fit saved in DIR/freerun_fit.csv (no refit) and fit only the "
                          "--drift sds on the session rates (summary weight 0), θ held")
     ap.add_argument("--no-freerun", action="store_true", help="skip the free-running fit")
+    ap.add_argument("--check-from", default=None, metavar="DIR",
+                    help="check the free-running fit saved in DIR/freerun_fit.csv instead of fitting")
+    ap.add_argument("--check-seed", type=int, default=1, help="seed of the checks' copies (default 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: unchanged)")
     ap.add_argument("--out", default="bench/results/freerun")
     args = ap.parse_args(argv)
@@ -101,12 +123,16 @@ def main(argv=None) -> dict:
         trials = trials[trials["mouse"].isin(args.mice)]
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}",
                "load_before": os.getloadavg(), "n_mice": int(trials["mouse"].nunique()),
-               "check_copies": args.copies, "check_seed": 1, "fit_seed": args.seed,
+               "check_copies": args.copies, "check_seed": args.check_seed, "fit_seed": args.seed,
                "fit_copies": args.fit_copies, "generations": args.generations, "drift": list(args.drift),
                "default_drift_groups": list(args.default_drift),
                "summary_weight": args.summary_weight}
     cases, fits = {}, {}
-    if not args.no_freerun:
+    cs = args.check_seed
+    if args.check_from:
+        ff = saved_fit(Path(args.check_from) / "freerun_fit.csv", trials)
+        summary["checked_from"] = str(args.check_from)
+    elif not args.no_freerun:
         t0 = time.perf_counter()
         ff = fit_free_running(trials, seed=args.seed, n_copies=args.fit_copies, n_gen=args.generations,
                               progress=True, drift=tuple(args.drift),
@@ -114,13 +140,15 @@ def main(argv=None) -> dict:
         summary["freerun_seconds"] = time.perf_counter() - t0
         ff.params.to_csv(out / "freerun_fit.csv", index=False)
         ff.history.to_csv(out / "freerun_history.csv", index=False)
+    if args.check_from or not args.no_freerun:
         fixed = ff.transform.fixed
         mp = fixed.replace(**{f: ff.params.sort_values("mouse")[f].to_numpy(float) for f in ff.transform.free})
-        cases["freerun"] = (check_free_running(ff, trials, args.copies, seed=1), bits_per_trial(trials, mp))
-        fits["freerun"] = ff
+        bits = bits_per_trial(trials, mp)
+        cases["freerun"] = (check_free_running(ff, trials, args.copies, seed=cs, parameter_uncertainty=False), bits)
+        cases["freerun_uncertainty"] = (check_free_running(ff, trials, args.copies, seed=cs), bits)
+        fits["freerun"] = fits["freerun_uncertainty"] = ff
     if args.refit_drift_from:
         from mouse_rl.fit.fitting import make_transform
-        from mouse_rl.fit.freerun import FREERUN_FREE
 
         saved = pd.read_csv(Path(args.refit_drift_from) / "freerun_fit.csv")
         saved = saved[saved["mouse"].isin(trials["mouse"].astype(str).unique())].sort_values("mouse")
@@ -133,7 +161,8 @@ def main(argv=None) -> dict:
         summary["refit_drift_from"] = str(args.refit_drift_from)
         rd.params.to_csv(out / "refit_drift_fit.csv", index=False)
         mp = tr.fixed.replace(**{f: saved[f].to_numpy(float) for f in tr.free})
-        cases["refit_drift"] = (check_free_running(rd, trials, args.copies, seed=1), bits_per_trial(trials, mp))
+        chk = check_free_running(rd, trials, args.copies, seed=cs, parameter_uncertainty=False)
+        cases["refit_drift"] = (chk, bits_per_trial(trials, mp))
         fits["refit_drift"] = rd
     if not args.no_default:
         t0 = time.perf_counter()
@@ -141,7 +170,7 @@ def main(argv=None) -> dict:
         summary["default_seconds"] = time.perf_counter() - t0
         order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
         chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
-                                         seed=1, parameter_uncertainty=False)
+                                         seed=cs, parameter_uncertainty=False)
         cases["default"] = (chk, bits_per_trial(trials, fit.model_params()))
         if args.default_drift:
             t0 = time.perf_counter()
@@ -150,7 +179,8 @@ def main(argv=None) -> dict:
                                   theta=fit.u[order], progress=True)
             summary["default_drift_seconds"] = time.perf_counter() - t0
             dd.params.to_csv(out / "default_drift_fit.csv", index=False)
-            cases["default_drift"] = (check_free_running(dd, trials, args.copies, seed=1), cases["default"][1])
+            chk = check_free_running(dd, trials, args.copies, seed=cs, parameter_uncertainty=False)
+            cases["default_drift"] = (chk, cases["default"][1])
             fits["default_drift"] = dd
     for name, (chk, bits) in cases.items():
         chk.per_mouse.to_csv(out / f"check_per_mouse_{name}.csv", index=False)

@@ -8,10 +8,9 @@ from scipy.stats import ks_2samp
 from mouse_rl import ModelParams, simulate_cohort
 from mouse_rl.fit.batch import make_batch
 from mouse_rl.fit.checks import copy_seeds, free_run, posterior_predictive_check
-from mouse_rl.fit.drift import GROUPS, free_run_drift, session_starts, sigma_matrix
+from mouse_rl.fit.drift import GROUPS, free_run_drift, session_starts, sigma_matrix, simulate_drifting
 from mouse_rl.fit.freerun import check_free_running, fit_free_running
 from mouse_rl.fit.transforms import ParamTransform
-from mouse_rl.network import stimulus_reward
 
 
 def _batch_and_params(p: ModelParams, n_mice=3, n_sessions=6, n_trials=100, copies=4, seed=2):
@@ -96,22 +95,23 @@ def test_bad_inputs_are_named():
 def _drifting_mice(sigmas, p: ModelParams, n_sessions=16, n_trials=150, seed=11):
     """Trial tables of mice simulated free-running with the given overnight bias drift (one per mouse)."""
     base = simulate_cohort(len(sigmas), n_sessions, n_trials, p, seed=seed, dtype=torch.float64).trials
-    batch = make_batch(base, "expected", "cpu", torch.float64)
-    tr = ParamTransform()
-    params = tr.params(tr.to_u({n: getattr(p, n) for n in tr.free}, len(sigmas)).double())
-    seeds = copy_seeds(batch.mice, 1, 1000 + seed)[0]
-    choice, _ = free_run_drift(batch, params, seeds, sigma_matrix({"bias": np.asarray(sigmas, float)}, len(sigmas)))
-    df = base.sort_values(["mouse", "session", "trial"]).reset_index(drop=True)
-    rows = batch.row.numpy()
-    ch = np.zeros(len(df), int)
-    ch[rows[batch.valid.numpy()]] = choice.numpy()[batch.valid.numpy()]
-    df["choice"] = ch
-    df["reward"] = stimulus_reward(df["signed_contrast"].to_numpy(), ch)
-    zero = df["signed_contrast"].to_numpy() == 0
-    df.loc[zero, "reward"] = (np.random.default_rng(seed).random(zero.sum()) < 0.5).astype(float)
-    df["reward"] = df["reward"].astype(float)
-    df["feedbackType"] = 2 * df["reward"] - 1
-    return df
+    return simulate_drifting(base, p, sigma_matrix({"bias": np.asarray(sigmas, float)}, len(sigmas)), 1000 + seed)
+
+
+def test_simulated_drifting_mice_without_drift_are_the_networks_copies():
+    p = ModelParams(eta=0.02, beta=10.0, w0=0.3, s0=0.3, lapse=0.05, stim_skew=np.array([1.0, -1.0]))
+    base = simulate_cohort(2, 3, 40, p, seed=4, dtype=torch.float64).trials
+    sim = simulate_drifting(base, p, np.zeros((2, 9)), seed=9)
+    batch = make_batch(sim, "expected", "cpu", torch.float64)
+    tr = ParamTransform(free=(), fixed=p)
+    choice, p_right = free_run(batch, tr.params(torch.zeros(2, 0, dtype=torch.float64)),
+                               copy_seeds(batch.mice, 1, 9)[0])
+    v = batch.valid.numpy()
+    np.testing.assert_array_equal(batch.choice.numpy()[v], choice.numpy()[v])
+    np.testing.assert_allclose(sim["p_right"].to_numpy(), batch.to_rows(p_right), rtol=0, atol=1e-12)
+    right = sim["signed_contrast"] > 0
+    assert (sim.loc[right, "reward"] == (sim.loc[right, "choice"] == 1)).all()
+    assert set(sim["feedbackType"]) <= {-1.0, 1.0} and "q_tot_L" not in sim
 
 
 P_TRUE = ModelParams(eta=0.02, beta=10.0, w0=0.3, s0=0.3, lapse=0.05)

@@ -143,9 +143,16 @@ def test_cli_fit_free_running_then_check(skewed, tmp_path, capsys):
     assert list(params["mouse"]) == ["sim0000", "sim0003"] and np.isfinite(params["energy_score"]).all()
     assert json.loads((tmp_path / "fits" / "fit_options.json").read_text())["criterion"] == "free-running"
     assert main(["check", str(tmp_path / "fits"), "--copies", "10", "--no-plots"]) == 0
-    assert "point estimate" in capsys.readouterr().err
+    assert "point estimate" not in capsys.readouterr().err  # draws from the saved precision
     summary = json.loads((tmp_path / "fits" / "check" / "check_summary.json").read_text())
     assert summary["n_mice"] == 2 and summary["n_copies"] == 10
+    with np.load(tmp_path / "fits" / "fit_laplace.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert np.all(np.linalg.eigvalsh(arrays["hessian"]) > 0)
+    with open(tmp_path / "fits" / "fit_laplace.npz", "wb") as fh:  # as written before fits saved a precision
+        np.savez(fh, **{**arrays, "hessian": np.zeros_like(arrays["hessian"])})
+    assert main(["check", str(tmp_path / "fits"), "--copies", "10", "--no-plots"]) == 0
+    assert "saved no precision; its copies use the fitted point estimate" in capsys.readouterr().err
     # options the free-running fit would ignore are refused, naming them
     assert main(["fit", str(data), "--out", str(tmp_path / "f2"), "--criterion", "free-running",
                  "--restarts", "3"]) == 2
@@ -244,3 +251,74 @@ def test_freerun_cv_model_scores_by_the_reference_likelihood(skewed):
     ref = log_likelihood(two, p, score=batch.mask_from_rows(test)).numpy()
     np.testing.assert_allclose(held.loc[["sim0000", "sim0003"], "loglik"], ref, rtol=1e-10)
     assert list(held["n_trials"]) == [int(test[two.mouse == m].sum()) for m in ("sim0000", "sim0003")]
+
+
+def test_choice_information_is_the_fisher_information_by_autograd(skewed):
+    """Independent truth: sum_t dp_t dp_t^T / (p_t (1 - p_t)) with dp_t by autograd through the reference
+    network.trial_update (mouse_rl.fit.likelihood.choice_logprob), stim_skew and lapse free."""
+    from mouse_rl.fit.batch import TrialBatch
+    from mouse_rl.fit.fitting import make_transform
+    from mouse_rl.fit.likelihood import choice_logprob
+    from mouse_rl.fit.objective import KernelObjective
+
+    trials, res = skewed
+    batch = make_batch(trials, "expected", "cpu", torch.float64).crop(300)
+    tr = make_transform(FREERUN_FREE, None)
+    u = res.u.copy()
+    info = KernelObjective(batch, tr).choice_information(u, np.arange(len(u)))
+    for m in range(len(u)):
+        s = slice(m, m + 1)
+        col = TrialBatch(batch.mice[s], batch.contrast[:, s], batch.choice[:, s], batch.reward[:, s],
+                         batch.valid[:, s], batch.session[:, s], batch.row[:, s], batch.n_trials[s])
+
+        def p_right(um):
+            lp = choice_logprob(col, tr.params(um[None]), tr.fixed.encoding, tr.fixed.positive)[:, 0]
+            return torch.where(col.choice[:, 0] == 1, lp.exp(), 1 - lp.exp())
+
+        um = torch.tensor(u[m], dtype=torch.float64)
+        J = torch.autograd.functional.jacobian(p_right, um).numpy()             # (T, P)
+        p = p_right(um).detach().numpy()
+        w = col.valid[:, 0].numpy() / (p * (1 - p))
+        ref = np.einsum("ti,t,tj->ij", J, w, J)
+        np.testing.assert_allclose(info[m], ref, rtol=1e-5, atol=1e-8 * np.abs(ref).max())
+        assert np.all(np.linalg.eigvalsh(info[m]) > -1e-8 * np.abs(ref).max())
+    # the fit's precision is this information (on all trials) plus the registry prior
+    full = KernelObjective(make_batch(trials, "expected", "cpu", torch.float64), tr).choice_information(
+        u, np.arange(len(u)))
+    np.testing.assert_allclose(res.precision, full + tr.registry_prior().precision[None], rtol=1e-10)
+
+
+def test_parameter_uncertainty_widens_the_checks_bands(skewed):
+    trials, res = skewed
+    point = check_free_running(res, trials, n_copies=30, seed=5, parameter_uncertainty=False)
+    drawn = check_free_running(res, trials, n_copies=30, seed=5)
+    width = lambda c: (c.per_session["accuracy_hi"] - c.per_session["accuracy_lo"]).mean()  # noqa: E731
+    assert width(drawn) > width(point)
+
+
+def test_final_rescoring_keeps_the_best_candidate_on_fresh_copies(skewed):
+    """n_final: the kept θ scores at least as well on the fresh streams as the search's own best (which is
+    among the re-scored candidates), and a mouse's result still does not depend on its batch."""
+    import torch
+
+    from envs import rng
+    from mouse_rl.fit.batch import prepare_trials
+    from mouse_rl.fit.checks import copy_seeds
+    from mouse_rl.fit.freerun import FINAL_STREAM, _scores, score_vector
+
+    trials, res = skewed
+    two = trials[trials.mouse.isin(["sim0001", "sim0002"])]
+    final = fit_free_running(two, n_final=5, final_copies=12, **SMALL)
+    plain = res.u[[1, 2]]
+    assert final.options["n_final"] == 5
+    for m, mouse in enumerate(["sim0001", "sim0002"]):
+        batch = make_batch(prepare_trials(two[two.mouse == mouse]), "expected", "cpu", torch.float64, prepared=True)
+        y = score_vector(batch, batch.choice.numpy().astype(float))[:, 0]
+        fresh = rng.stream_key(torch.as_tensor(copy_seeds([mouse], 12, 0)[:, 0]), FINAL_STREAM).numpy()
+        f = _scores(batch, y, final.transform, np.stack([final.u[m], plain[m]]), fresh, "side", True, "expected")
+        assert f[0] <= f[1] + 1e-12
+        assert final.params["energy_score"].iloc[m] == pytest.approx(f[0], rel=1e-12)
+    alone = fit_free_running(two[two.mouse == "sim0002"], n_final=5, final_copies=12, **SMALL)
+    np.testing.assert_array_equal(alone.u[0], final.u[1])
+    with pytest.raises(ValueError, match="n_final"):
+        fit_free_running(two, n_final=-1)

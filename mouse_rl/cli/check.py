@@ -97,9 +97,10 @@ def run(args) -> int:
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
     check_copies_size(len(trials), args.copies)
     uncertainty = args.uncertainty
-    if criterion == "free-running":
-        uncertainty = False
-        print("note: a free-running fit has no Hessian; its copies use the fitted point estimate", file=sys.stderr)
+    if criterion == "free-running" and uncertainty and not hessian.any():
+        uncertainty = False  # written before free-running fits saved their precision
+        print("note: this free-running fit saved no precision; its copies use the fitted point estimate",
+              file=sys.stderr)
     if sigma_day is not None:
         print("note: the copies drift overnight as fitted (sigma_day in fit_laplace.npz)", file=sys.stderr)
     check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, uncertainty,

@@ -69,7 +69,8 @@ def add_parser(subparsers) -> None:
                    help="teacher-forced: MAP on the mouse's own choices (default); free-running: choose each mouse's "
                         "parameters (the default set and stim_skew) so that free-running copies reproduce its "
                         "per-session choice rates (energy score; mouse_rl.fit.freerun; an option, slower; writes "
-                        "freerun_params.csv; `mouse-rl check` then uses the point estimate)")
+                        "freerun_params.csv; `mouse-rl check` draws parameters from the choices' expected information "
+                        "at the fitted point plus the weak prior)")
     p.add_argument("--drift", nargs="+", choices=["bias", "stim"], default=None,
                    help="--criterion free-running: weight groups whose copies drift overnight (log-normal jump of "
                         "fitted sd sigma_day_<group> at every session start; mouse_rl.fit.drift; `mouse-rl check` "
@@ -436,8 +437,6 @@ def warn_not_converged(table) -> None:
 
 def run_freerun(args, trials) -> int:
     """``--criterion free-running``: :func:`mouse_rl.fit.freerun.fit_free_running`."""
-    import numpy as np
-
     from ..fit.batch import prepare_trials
     from ..fit.freerun import fit_free_running
     from ..outputs import OutputSet
@@ -449,8 +448,7 @@ def run_freerun(args, trials) -> int:
         res.params.to_csv(outputs.path("freerun_params.csv"), index=False)
         res.history.to_csv(outputs.path("freerun_history.csv"), index=False)
         prepare_trials(trials).to_parquet(outputs.path("fit_trials.parquet"), index=False)
-        P = res.transform.n_free  # no Hessian: zeros, marked by the criterion
-        save_laplace(outputs, res, hessian=np.zeros((len(res.u), P, P)), sigma_day=res.sigma_day_matrix(),
+        save_laplace(outputs, res, hessian=res.precision, sigma_day=res.sigma_day_matrix(),
                      criterion="free-running", **{k: v for k, v in res.options.items() if k != "free"})
     cols = ["mouse", *res.transform.free, *(f"sigma_day_{g}" for g in res.sigma_day), "energy_score", "fit_seconds"]
     print(res.params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -6,7 +6,8 @@ teacher-forced on each mouse's own stimuli, choices and rewards, batched over
 mice x restarts. Fitting (:mod:`.fitting`): :func:`fit_mice` -> :class:`FitResult`, per-mouse trust-region Newton
 (:mod:`.newton`) on the exact derivatives of the fused kernel (:mod:`.kernel`, :mod:`.objective`).
 Posterior-predictive checks (:mod:`.checks`): :func:`check_fit`. Free-running fit (:mod:`.freerun`, an
-option): :func:`fit_free_running` chooses θ by how free-running copies reproduce the mouse's sessions.
+option): :func:`fit_free_running` chooses θ by how free-running copies reproduce the mouse's sessions;
+:func:`check_free_running` checks it.
 Hierarchical fit (:mod:`.population`): :func:`fit_population` (empirical Bayes,
 Gaussian population prior :class:`GaussianPrior`; ``fit_mice(..., population=True)``).
 Cross-validation (:mod:`.cv`): :func:`cross_validate`, :func:`time_split`,
@@ -17,7 +18,7 @@ fit or by the Laplace posterior predictive (:mod:`.predictive`). Parameter recov
 from .batch import TrialBatch, learning_reward, make_batch, prepare_trials
 from .checks import CheckResult, check_fit, free_run, posterior_predictive_check
 from .cv import CVModel, NetworkModel, cross_validate, interleaved_split, time_split
-from .freerun import FreeRunFit, fit_free_running
+from .freerun import FreeRunFit, check_free_running, choice_precision, fit_free_running
 from .fitting import BatchFit, FitResult, fit_batch, fit_mice, identifiability, make_transform, standard_errors
 from .labels import strategy_labels
 from .likelihood import choice_logprob, log_likelihood, teacher_forced, unroll
@@ -36,6 +37,8 @@ __all__ = [
     "FitResult",
     "FreeRunFit",
     "fit_free_running",
+    "check_free_running",
+    "choice_precision",
     "GaussianPrior",
     "PopulationFit",
     "NetworkModel",

@@ -140,3 +140,50 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     cuts = [int(t) for t in np.flatnonzero(starts_np.any(1))]
     return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
                                engine=engine, cuts=cuts, between=overnight)
+
+
+def simulate_drifting(trials, params, sigma_day, seed: int = 0):
+    """Mice learning free-running with overnight drift, on the stimuli and session lengths of ``trials``.
+
+    Parameters
+    ----------
+    trials : trial table of M mice (only ``mouse``, ``session``, ``trial`` and ``signed_contrast`` are used).
+    params : :class:`~mouse_rl.params.ModelParams` (scalars or length-M arrays, mice sorted by name; its
+        ``encoding``, ``positive`` and ``zero_reward`` options apply).
+    sigma_day : ``(M, 9)`` overnight log-weight sds (:func:`sigma_matrix`); zeros: the network of MODEL.md.
+    seed : seed of the mice's choices and drift (:func:`mouse_rl.fit.checks.copy_seeds`, one copy).
+
+    Returns
+    -------
+    The prepared trial table (sorted by mouse, session, trial) with ``choice`` replaced by the simulated
+    mice's, ``reward`` / ``feedbackType`` by the task's (:func:`mouse_rl.network.stimulus_reward`; on
+    zero-contrast trials a fair coin from ``seed``) and ``p_right`` (the model's P(Right)); other model
+    read-outs of ``trials`` (:data:`mouse_rl.schema.MODEL_COLUMNS`, weights) are dropped.
+    """
+    from ..network import stimulus_reward
+    from ..schema import MODEL_COLUMNS, WEIGHT_COLUMNS
+    from .batch import make_batch, prepare_trials
+    from .checks import copy_seeds
+    from .transforms import ParamTransform
+
+    df = prepare_trials(trials).sort_values(["mouse", "session", "trial"]).reset_index(drop=True)
+    batch = make_batch(df, params.zero_reward, "cpu", torch.float64, prepared=True)
+    M = batch.shape[1]
+    net = ParamTransform(free=(), fixed=params).params(torch.zeros(M, 0, dtype=torch.float64))
+    seeds = copy_seeds(batch.mice, 1, seed)[0]
+    with torch.no_grad():
+        choice, p_right = free_run_drift(batch, net, seeds, sigma_day, params.encoding, params.positive,
+                                         params.zero_reward)
+    rows, valid = batch.row.numpy(), batch.valid.numpy()
+    stale = [c for c in (*MODEL_COLUMNS, *WEIGHT_COLUMNS) if c in df.columns]  # read-outs of another model
+    out = df.drop(columns=stale)
+    out["choice"] = 0
+    out.loc[rows[valid], "choice"] = choice.numpy()[valid].astype(int)
+    out["p_right"] = np.nan
+    out.loc[rows[valid], "p_right"] = p_right.numpy()[valid]
+    reward = stimulus_reward(out["signed_contrast"].to_numpy(), out["choice"].to_numpy()).astype(float)
+    zero = out["signed_contrast"].to_numpy() == 0
+    reward[zero] = (np.random.default_rng(seed).random(int(zero.sum())) < 0.5).astype(float)
+    out["reward"] = reward
+    out["feedbackType"] = 2 * reward - 1
+    return out

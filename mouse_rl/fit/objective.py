@@ -95,6 +95,26 @@ class KernelObjective:
         fp, gp, Hp = self.prior.penalty(u)
         return f + fp, g + gp, H + Hp
 
+    def choice_information(self, u: np.ndarray, cols: np.ndarray, step: float = 1e-5) -> np.ndarray:
+        """Expected (Fisher) information ``(n, P, P)`` in ``u`` of the scored choices, columns ``cols``.
+
+        ``I(u) = sum_t dp_t dp_t^T / (p_t (1 - p_t))`` with ``p_t`` = P(Right) on trial t (the network learning
+        from the mouse's own choices and rewards, lapse included) and ``dp_t`` its gradient in ``u`` by
+        central differences of :meth:`trial_logp` (``step`` in unconstrained units). Unlike the observed
+        Hessian it is positive semi-definite at any ``u``, an optimum of this likelihood or not. No prior.
+        """
+        u = np.asarray(u, float)
+        n, P = u.shape
+        cols = np.asarray(cols) % self.n_mice
+        shifts = np.concatenate([np.zeros((1, P)), step * np.eye(P), -step * np.eye(P)])  # (2P + 1, P)
+        pts = (u[None] + shifts[:, None]).reshape(-1, P)
+        lp = self.trial_logp(pts, np.tile(cols, 2 * P + 1)).T.reshape(2 * P + 1, n, -1)   # (2P+1, n, T)
+        right = self.choice[cols][None, :, : lp.shape[2]] == 1
+        p = np.where(right, np.exp(lp), 1.0 - np.exp(lp))
+        dp = (p[1:P + 1] - p[P + 1:]) / (2 * step)                                            # (P, n, T)
+        w = self.score[cols][:, : lp.shape[2]] / np.clip(p[0] * (1 - p[0]), 1e-12, None)      # (n, T)
+        return np.einsum("int,nt,jnt->nij", dp, w, dp)
+
     def trial_logp(self, u: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """log P(observed choice) of every scored trial, ``(T, n)`` in nats (0 elsewhere), columns ``cols``."""
         theta, _, _ = self.transform.natural(u)
