@@ -167,3 +167,28 @@ def test_basin_hopping_rounds_do_not_depend_on_batch_partners(liebana_dir):
     assert a["log_posterior"] == pytest.approx(p["log_posterior"], rel=1e-10, abs=1e-9)
     for name in ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse"):
         assert a[name] == pytest.approx(p[name], rel=1e-8, abs=1e-12), name
+
+
+def test_labels_from_weights_read_back_from_parquet_raise_no_warning(tmp_path):
+    import warnings
+
+    from mouse_rl.schema import WEIGHT_COLUMNS
+
+    w = pd.DataFrame(np.abs(np.random.default_rng(0).normal(size=(4, 9))), columns=WEIGHT_COLUMNS)
+    w["mouse"] = "m"
+    w.to_parquet(tmp_path / "w.parquet")
+    back = pd.read_parquet(tmp_path / "w.parquet")  # arrays may come back read-only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = strategy_from_policy(back, beta=5.0, lapse=0.0)
+    pd.testing.assert_frame_equal(got, strategy_from_policy(w, beta=5.0, lapse=0.0))
+
+
+def test_a_mouse_without_a_finite_hessian_keeps_its_point_estimate_in_the_draws():
+    from mouse_rl.fit.checks import posterior_samples
+
+    u = np.array([[0.1, 0.2], [0.3, 0.4]])
+    H = np.stack([np.eye(2) * 4.0, np.full((2, 2), np.nan)])
+    d = posterior_samples(u, H, 1e3, 500, seed=3, mice=["a", "b"])
+    assert np.all(d[:, 1] == u[1])
+    np.testing.assert_allclose(d[:, 0].std(0), 0.5, rtol=0.1)  # sd = 1 / sqrt(4)

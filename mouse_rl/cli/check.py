@@ -80,6 +80,8 @@ def load_fit(folder: Path):
 def run(args) -> int:
     import json
 
+    import numpy as np
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,6 +103,17 @@ def run(args) -> int:
         uncertainty = False  # written before free-running fits saved their precision
         print("note: this free-running fit saved no precision; its copies use the fitted point estimate",
               file=sys.stderr)
+    if uncertainty:
+        mice = sorted(trials["mouse"].astype(str).unique())
+        finite = np.isfinite(hessian).all(axis=(1, 2))
+        if not finite.all():
+            print(f"note: no finite Hessian for {[m for m, f in zip(mice, finite) if not f]}; their copies use "
+                  "the fitted point estimate", file=sys.stderr)
+        if criterion == "free-running":  # its saved precision is information + prior: positive definite
+            bad = [m for m, f, h in zip(mice, finite, hessian) if f and np.linalg.eigvalsh(h).min() <= 0]
+            if bad:
+                raise ValueError(f"fits: fit_laplace.npz precision of the free-running fit is not positive "
+                                 f"definite for {bad} (rerun `mouse-rl fit`, or check with --no-uncertainty)")
     if sigma_day is not None:
         print("note: the copies drift overnight as fitted (sigma_day in fit_laplace.npz)", file=sys.stderr)
     check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, uncertainty,

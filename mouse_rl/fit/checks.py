@@ -151,15 +151,18 @@ def posterior_samples(u: np.ndarray, hessian: np.ndarray, prior_sd, n_copies: in
     """``(n_copies, M, P)`` parameter draws ``N(u, (H)^-1)`` (PSD-clipped, see :func:`laplace_covariance`).
 
     Each mouse's draws come from its own generator (seeded by ``seed`` and the hash of its name in
-    ``mice``, default its index), so they do not depend on the other mice.
+    ``mice``, default its index), so they do not depend on the other mice. A mouse whose ``hessian`` has
+    non-finite entries (no usable curvature) keeps its point estimate in every draw.
     """
     u = np.asarray(u, float)
     if not parameter_uncertainty:
         return np.broadcast_to(u, (n_copies, *u.shape)).copy()
+    hessian = np.asarray(hessian, float)
+    finite = np.isfinite(hessian).all(axis=(1, 2))
     # `hessian` is the fit's posterior precision (prior included): a huge prior sd here only guards a
     # precision that is not positive definite (e.g. a hand-made one).
-    cov = laplace_covariance(torch.as_tensor(hessian), prior_sd).numpy()
-    L = np.linalg.cholesky(cov)
+    cov = laplace_covariance(torch.as_tensor(np.where(finite[:, None, None], hessian, 0.0)), prior_sd).numpy()
+    L = np.linalg.cholesky(cov) * finite[:, None, None]
     names = range(len(u)) if mice is None else mice
     z = np.stack([np.random.default_rng([int(seed), zlib.crc32(str(m).encode())]).standard_normal(
         (n_copies, u.shape[1])) for m in names], axis=1)

@@ -36,7 +36,7 @@ def strategy_from_policy(weights: pd.DataFrame, beta, lapse=0.0, encoding: str =
     from ..strategy import strategy_from_behaviour
 
     n = len(weights)
-    w = torch.as_tensor(weights[WEIGHT_COLUMNS].to_numpy(dtype=float))
+    w = torch.as_tensor(weights[WEIGHT_COLUMNS].to_numpy(dtype=float, copy=True))  # parquet arrays may be read-only
     x = encode(torch.tensor([-contrast, 0.0, contrast], dtype=torch.float64), encoding)  # (3 stimuli, 3 inputs)
     fwd = forward(weights_from_flat(w[:, None]), x[None])
     per_row = lambda v: torch.as_tensor(np.broadcast_to(np.asarray(v, float), (n,)).copy())[:, None]  # noqa: E731
