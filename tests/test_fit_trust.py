@@ -73,6 +73,8 @@ def test_checks_are_calibrated_on_mice_simulated_from_the_model():
     assert s["late_slope_inside"] >= 13 and s["early_bias_inside"] >= 13, s
     assert abs(s["mean_side_share"] - s["expected_side_share"]) < 0.15, s
     assert set(check.per_session.columns) >= {"accuracy", "accuracy_lo", "accuracy_hi", "accuracy_inside"}
+    # the cohort's relations of the simulated mice lie inside the band of the copies' cohorts
+    assert s["r_early_bias_late_slope_diff_inside"] and s["r_early_bias_late_bias_inside"], s
 
 
 def test_check_copies_do_not_depend_on_the_batch(cohort, fitted):
@@ -192,3 +194,22 @@ def test_a_mouse_without_a_finite_hessian_keeps_its_point_estimate_in_the_draws(
     d = posterior_samples(u, H, 1e3, 500, seed=3, mice=["a", "b"])
     assert np.all(d[:, 1] == u[1])
     np.testing.assert_allclose(d[:, 0].std(0), 0.5, rtol=0.1)  # sd = 1 / sqrt(4)
+
+
+def test_cohort_relations_pair_copy_k_of_every_mouse():
+    """Copy k of mouse m = the mouse's own metrics plus small noise: every simulated cohort then has about the
+    real r (a band around it); pairing copies across mice wrongly would scramble it towards 0."""
+    from mouse_rl.fit.checks import cohort_relations
+
+    r = np.random.default_rng(4)
+    M, K = 12, 40
+    eb = r.normal(0, 0.2, M)
+    real = {"early_bias": eb, "late_slope_diff": 2 * eb + r.normal(0, 0.1, M), "late_bias": -eb + r.normal(0, 0.2, M)}
+    sim = {k: (np.tile(v, K) + r.normal(0, 0.01, K * M)) for k, v in real.items()}  # column k * M + m
+    out = cohort_relations(real, sim, K)
+    want = np.corrcoef(real["early_bias"], real["late_slope_diff"])[0, 1]
+    assert out["r_early_bias_late_slope_diff"] == pytest.approx(want, abs=1e-12)
+    assert out["r_early_bias_late_slope_diff_inside"] and out["r_early_bias_late_bias_inside"]
+    assert out["r_early_bias_late_slope_diff_hi"] - out["r_early_bias_late_slope_diff_lo"] < 0.05
+    few = {k: v[:2] for k, v in real.items()}
+    assert cohort_relations(few, {k: np.tile(v, K) for k, v in few.items()}, K) == {}

@@ -396,9 +396,12 @@ def early_late_metrics(session_table: pd.DataFrame, early=(4, 8), late_n: int = 
     return out
 
 
-def cohort_correlations(early_late: pd.DataFrame,
-                        pairs=(("early_bias", "late_slope_diff"),
-                               ("early_bias", "late_bias"))) -> pd.DataFrame:
+#: The paper's cohort relations (MODEL.md section 6: r = 0.69 and r = -0.53 over its 30 mice), as
+#: (x, y) columns of :func:`early_late_metrics`.
+COHORT_PAIRS = (("early_bias", "late_slope_diff"), ("early_bias", "late_bias"))
+
+
+def cohort_correlations(early_late: pd.DataFrame, pairs=COHORT_PAIRS) -> pd.DataFrame:
     """Pearson correlations across mice (paper: r = 0.69 and r = -0.53).
 
     Parameters

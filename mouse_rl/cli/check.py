@@ -85,7 +85,7 @@ def run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..fit.checks import posterior_predictive_check
+    from ..fit.checks import COHORT_RELATIONS, posterior_predictive_check
     from ..fit.plots import plot_check
     from ..outputs import OutputSet
     from ..safe_names import unique_filenames
@@ -135,5 +135,9 @@ def run(args) -> int:
     print(f"sessions inside the copies' 5-95% band: {s['session_coverage']:.1%}; late slope difference inside: "
           f"{s['late_slope_inside']}/{s['n_mice']}; early bias inside: {s['early_bias_inside']}/{s['n_mice']}; "
           f"modal learner side = real: {s['side_match']}/{s['n_mice']}  ({s['n_copies']} copies per mouse)")
+    for name, (x, y) in COHORT_RELATIONS.items():
+        if name in s:  # cohorts of 3 or more mice
+            print(f"cohort r({x}, {y}): mice {s[name]:.2f}, simulated cohorts {s[name + '_median']:.2f} "
+                  f"[{s[name + '_lo']:.2f}, {s[name + '_hi']:.2f}]" + ("" if s[name + "_inside"] else "  (outside)"))
     print(f"wrote {out}")
     return 0

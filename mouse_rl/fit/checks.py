@@ -30,7 +30,7 @@ import torch
 
 from envs import rng
 
-from ..analysis.metrics import label_learner_side
+from ..analysis.metrics import COHORT_PAIRS, label_learner_side
 from ..params import NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .predictive import laplace_covariance
@@ -59,8 +59,12 @@ class CheckResult:
         ``early_bias_inside`` and ``side_match`` (mice counts), ``mean_side_share`` and its calibrated
         expectation ``expected_side_share``, ``n_mice``, ``n_copies``. Where the side is decided by chance
         during learning (the copies split), even the true model's modal side misses often; compare
-        ``mean_side_share`` with ``expected_side_share`` for calibration.
-    copies : one row per (mouse, copy): the copy's ``early_bias``, ``late_slope_diff``, ``side``.
+        ``mean_side_share`` with ``expected_side_share`` for calibration. With 3 or more mice, the cohort's
+        relations (:func:`cohort_relations`): ``r_early_bias_late_slope_diff`` and ``r_early_bias_late_bias``
+        (Pearson r across the real mice) with the band of the same r over the simulated cohorts (copy k of
+        every mouse), ``_lo`` / ``_median`` / ``_hi`` / ``_inside``.
+    copies : one row per (mouse, copy): the copy's ``early_bias``, ``late_slope_diff``, ``late_bias``,
+        ``side``.
     """
 
     per_mouse: pd.DataFrame
@@ -131,7 +135,7 @@ def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarra
 
 
 def _mouse_metrics(st: dict) -> dict[str, np.ndarray]:
-    """Early bias, late slope difference and learner side per column from :func:`_session_table`."""
+    """Early bias, late slope difference, late bias and learner side per column from :func:`_session_table`."""
     S, B = st["accuracy"].shape
     bias = st["p_right_zero"] - 0.5
     diff = (st["p_right_right"] - st["p_right_zero"]) - (st["p_right_zero"] - st["p_right_left"])
@@ -142,8 +146,39 @@ def _mouse_metrics(st: dict) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore", RuntimeWarning)
         early_bias = np.nanmean(np.where(early, bias, np.nan), axis=0)
         late_diff = np.nanmean(np.where(late, diff, np.nan), axis=0)
+        late_bias = np.nanmean(np.where(late, bias, np.nan), axis=0)
     side = np.where(np.isnan(late_diff), "", label_learner_side(late_diff)).astype(str)
-    return {"early_bias": early_bias, "late_slope_diff": late_diff, "side": side}
+    return {"early_bias": early_bias, "late_slope_diff": late_diff, "late_bias": late_bias, "side": side}
+
+
+#: Cohort-level relations the check compares: Pearson r across mice of the paper's pairs
+#: (:data:`mouse_rl.analysis.metrics.COHORT_PAIRS`), named ``r_<x>_<y>``.
+COHORT_RELATIONS = {f"r_{x}_{y}": (x, y) for x, y in COHORT_PAIRS}
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r over the finite pairs; NaN with fewer than 3 pairs or no spread."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+def cohort_relations(real_m: dict, sim_m: dict, K: int) -> dict:
+    """The cohort's :data:`COHORT_RELATIONS` for the real mice and for each of the ``K`` simulated cohorts
+    (cohort k = copy k of every mouse): ``{name: real r}`` plus ``name_lo`` / ``_median`` / ``_hi`` (the
+    copies' 5-95% band) and ``name_inside``. Left out (absent) with fewer than 3 mice."""
+    out = {}
+    for name, (a, b) in COHORT_RELATIONS.items():
+        real = _pearson(real_m[a], real_m[b])
+        sims = np.array([_pearson(x, y) for x, y in zip(sim_m[a].reshape(K, -1), sim_m[b].reshape(K, -1))])
+        sims = sims[np.isfinite(sims)]
+        if not np.isfinite(real) or len(sims) < 2:
+            continue
+        lo, med, hi = np.percentile(sims, [BAND[0], 50.0, BAND[1]])
+        out.update({name: real, f"{name}_lo": float(lo), f"{name}_median": float(med), f"{name}_hi": float(hi),
+                    f"{name}_inside": bool(lo <= real <= hi)})
+    return out
 
 
 def posterior_samples(u: np.ndarray, hessian: np.ndarray, prior_sd, n_copies: int, seed: int = 0,
@@ -272,14 +307,15 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
     per_mouse["side_match"] = per_mouse["side_modal_sim"] == per_mouse["side"]
     copies = pd.DataFrame({"mouse": np.tile(np.asarray(mice), K), "copy": np.repeat(np.arange(K), M),
                            "early_bias": sim_m["early_bias"], "late_slope_diff": sim_m["late_slope_diff"],
-                           "side": sim_m["side"]})
+                           "late_bias": sim_m["late_bias"], "side": sim_m["side"]})
     summary = {"n_mice": M, "n_copies": K,
                "session_coverage": float(per_session["accuracy_inside"].mean()),
                "late_slope_inside": int(per_mouse["late_slope_diff_inside"].sum()),
                "early_bias_inside": int(per_mouse["early_bias_inside"].sum()),
                "side_match": int(per_mouse["side_match"].sum()),
                "mean_side_share": float(per_mouse["side_share"].mean()),
-               "expected_side_share": float(per_mouse["side_self_agreement"].mean())}
+               "expected_side_share": float(per_mouse["side_self_agreement"].mean()),
+               **cohort_relations(real_m, sim_m, K)}
     return CheckResult(per_mouse, per_session, summary, copies)
 
 
