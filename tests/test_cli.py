@@ -24,8 +24,10 @@ def test_bad_arguments_are_reported(tmp_path, capsys):
         assert "CUDA" in capsys.readouterr().err
 
 
-def test_demo_writes_report(tmp_path):
+def test_demo_writes_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--mice", "6", "--sessions", "8", "--no-fit"]) == 0
+    printed = capsys.readouterr().out
+    assert "r(early_bias, late_slope_diff) = " in printed and "(paper -0.53)" in printed
     for name in ("report.html", "learning_curves.png", "psychometrics.png", "theory_vs_cohort.png", "cohort.parquet"):
         assert (tmp_path / name).exists(), name
 

@@ -213,3 +213,16 @@ def test_cohort_relations_pair_copy_k_of_every_mouse():
     assert out["r_early_bias_late_slope_diff_hi"] - out["r_early_bias_late_slope_diff_lo"] < 0.05
     few = {k: v[:2] for k, v in real.items()}
     assert cohort_relations(few, {k: np.tile(v, K) for k, v in few.items()}, K) == {}
+
+
+def test_to_u_accepts_read_only_arrays_without_warning():
+    import warnings
+
+    from mouse_rl.fit.transforms import ParamTransform
+
+    v = np.array([0.01, 0.02])
+    v.flags.writeable = False  # as pandas hands out columns read from parquet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u = ParamTransform(free=("eta",)).to_u({"eta": v}, 2)
+    np.testing.assert_allclose(u[:, 0].numpy(), np.log(v))

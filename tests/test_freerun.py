@@ -153,8 +153,9 @@ def test_cli_fit_free_running_then_check(skewed, tmp_path, capsys):
         np.savez(fh, **{**arrays, "hessian": np.zeros_like(arrays["hessian"])})
     assert main(["check", str(tmp_path / "fits"), "--copies", "10", "--no-plots"]) == 0
     assert "saved no precision; its copies use the fitted point estimate" in capsys.readouterr().err
+    nan = np.full_like(arrays["hessian"], np.nan)
     for damaged, rc, msg in ((-arrays["hessian"], 2, "not positive definite for ['sim0000', 'sim0003']"),
-                             (np.full_like(arrays["hessian"], np.nan), 0, "no finite Hessian for ['sim0000', 'sim0003']")):
+                             (nan, 0, "no finite Hessian for ['sim0000', 'sim0003']")):
         with open(tmp_path / "fits" / "fit_laplace.npz", "wb") as fh:
             np.savez(fh, **{**arrays, "hessian": damaged})
         assert main(["check", str(tmp_path / "fits"), "--copies", "10", "--no-plots"]) == rc

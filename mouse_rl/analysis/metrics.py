@@ -396,9 +396,10 @@ def early_late_metrics(session_table: pd.DataFrame, early=(4, 8), late_n: int = 
     return out
 
 
-#: The paper's cohort relations (MODEL.md section 6: r = 0.69 and r = -0.53 over its 30 mice), as
-#: (x, y) columns of :func:`early_late_metrics`.
-COHORT_PAIRS = (("early_bias", "late_slope_diff"), ("early_bias", "late_bias"))
+#: The paper's cohort relations: Pearson r across its 30 mice (MODEL.md section 6) for (x, y) columns of
+#: :func:`early_late_metrics`.
+PAPER_COHORT_R = {("early_bias", "late_slope_diff"): 0.69, ("early_bias", "late_bias"): -0.53}
+COHORT_PAIRS = tuple(PAPER_COHORT_R)
 
 
 def cohort_correlations(early_late: pd.DataFrame, pairs=COHORT_PAIRS) -> pd.DataFrame:

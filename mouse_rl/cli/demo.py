@@ -102,6 +102,12 @@ def run(args) -> int:
         figures["early_bias_vs_late_slope.png"] = analysis.plot_early_late(early_late)
         sides = early_late.learner_side.value_counts().reindex(list(LEARNER_SIDES), fill_value=0)
         print(f"\nLearner sides (late right-minus-left slope): {sides.to_dict()}")
+        if len(early_late) >= 3:
+            from ..analysis.metrics import PAPER_COHORT_R
+
+            corr = analysis.cohort_correlations(early_late)
+            print("Cohort relations: " + "; ".join(
+                f"r({r.x}, {r.y}) = {r.r:+.2f} (paper {PAPER_COHORT_R[r.x, r.y]:+.2f})" for r in corr.itertuples()))
     fit_table = None
     if args.fit:
         fit_table, figures["example_mouse_fit.png"] = fit_example(outputs)

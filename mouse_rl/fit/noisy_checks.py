@@ -167,7 +167,7 @@ def copy_inputs(params: pd.DataFrame, weights: pd.DataFrame, mice, noise: str, f
     missing = [m for m in mice if m not in first.index]
     if missing:
         raise ValueError(f"weights: no rows for mice {missing}")
-    w0 = torch.as_tensor(first.loc[list(mice), list(WEIGHT_COLUMNS)].to_numpy(float), dtype=torch.float64)
+    w0 = torch.as_tensor(first.loc[list(mice), list(WEIGHT_COLUMNS)].to_numpy(float, copy=True), dtype=torch.float64)
     if not bool(torch.isfinite(w0).all()):
         raise ValueError("weights: the first trial's weights must be finite")
     if noise == "log" and bool((w0 <= 0).any()):

@@ -79,7 +79,7 @@ class ParamTransform:
         cols = []
         for name in self.free:
             lo, hi = BOUNDS[name]
-            v = torch.as_tensor(np.asarray(values[name], dtype=float), dtype=dtype, device=device)
+            v = torch.as_tensor(np.array(values[name], dtype=float), dtype=dtype, device=device)
             cols.append(_to_u(name, v.clamp(lo, hi)).expand(n))
         return torch.stack(cols, dim=-1).clone()
 
