@@ -112,6 +112,8 @@ def test_simulated_drifting_mice_without_drift_are_the_networks_copies():
     right = sim["signed_contrast"] > 0
     assert (sim.loc[right, "reward"] == (sim.loc[right, "choice"] == 1)).all()
     assert set(sim["feedbackType"]) <= {-1.0, 1.0} and "q_tot_L" not in sim
+    with pytest.raises(ValueError, match="params.zero_reward"):
+        simulate_drifting(base, p.replace(zero_reward="random"), np.zeros((2, 9)))
 
 
 P_TRUE = ModelParams(eta=0.02, beta=10.0, w0=0.3, s0=0.3, lapse=0.05)

@@ -149,7 +149,7 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0):
     ----------
     trials : trial table of M mice (only ``mouse``, ``session``, ``trial`` and ``signed_contrast`` are used).
     params : :class:`~mouse_rl.params.ModelParams` (scalars or length-M arrays, mice sorted by name; its
-        ``encoding``, ``positive`` and ``zero_reward`` options apply).
+        ``encoding`` and ``positive`` options apply; ``zero_reward`` must be ``"expected"``).
     sigma_day : ``(M, 9)`` overnight log-weight sds (:func:`sigma_matrix`); zeros: the network of MODEL.md.
     seed : seed of the mice's choices and drift (:func:`mouse_rl.fit.checks.copy_seeds`, one copy).
 
@@ -166,6 +166,9 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0):
     from .checks import copy_seeds
     from .transforms import ParamTransform
 
+    if params.zero_reward != "expected":  # the table's zero-contrast coin is not the one the mouse learned from
+        raise ValueError(f"params.zero_reward: simulate_drifting supports 'expected' (the default), got "
+                         f"{params.zero_reward!r}")
     df = prepare_trials(trials).sort_values(["mouse", "session", "trial"]).reset_index(drop=True)
     batch = make_batch(df, params.zero_reward, "cpu", torch.float64, prepared=True)
     M = batch.shape[1]
