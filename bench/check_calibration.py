@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     p.add_argument("--fit-copies", type=int, default=16)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
+    if args.mice < 3 or args.sessions < 1 or args.trials < 1 or args.copies < 2:
+        p.error(f"need --mice >= 3 (correlations across mice), --sessions/--trials >= 1, --copies >= 2; got "
+                f"{args.mice}, {args.sessions}, {args.trials}, {args.copies}")
     if args.freerun:
         return freerun(args)
 

@@ -53,6 +53,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cohort_relations")
     args = ap.parse_args(argv)
+    if not args.data.exists():
+        ap.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
+    if args.copies < 2 or args.threads < 1:
+        ap.error(f"--copies must be >= 2 and --threads >= 1, got {args.copies}, {args.threads}")
     import numba
     import torch
 

@@ -107,6 +107,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: unchanged)")
     ap.add_argument("--out", default="bench/results/freerun")
     args = ap.parse_args(argv)
+    if args.check_from and not (Path(args.check_from) / "freerun_fit.csv").is_file():
+        ap.error(f"--check-from: {args.check_from!r} holds no freerun_fit.csv (a folder this script wrote)")
     if args.refit_drift_from and not args.drift:
         ap.error("--refit-drift-from needs --drift")
     if args.no_default and args.default_drift:
