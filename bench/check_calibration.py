@@ -14,6 +14,13 @@ Usage::
 ``--skew SD`` draws each simulated mouse's ``stim_skew`` (per-side initial stimulus channels, an option
 of :data:`mouse_rl.params.PARAMS`) from N(0, SD^2) and fits with it free.
 
+``--paper-regime`` simulates every mouse with MODEL.md's parameters instead (η 0.0026, β 9, w0 0.05, s0 0.2, no
+start bias, no lapse): the regime in which the model gives the paper's cohort relations (bias emerging while
+the first stimulus is learned, then reversing); the default (η 0.03, start biases drawn per mouse) is the
+other regime (a start bias that persists).
+
+    python bench/check_calibration.py --paper-regime --sessions 25 --trials 220 --out bench/results/check_calibration/paper_regime.json
+
 ``--freerun`` checks the free-running option instead (:mod:`mouse_rl.fit.freerun`, as the README runs it on
 the real mice: overnight drift of both weight groups, ``--summary-weight``, default 1): the mice are simulated
 *with* overnight drift (:func:`mouse_rl.fit.drift.simulate_drifting`; each mouse's sd per group log-uniform
@@ -46,6 +53,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--skew", type=float, default=0.0,
                    help="sd of the true per-mouse stim_skew (default 0 = MODEL.md); > 0 also fits it")
+    p.add_argument("--paper-regime", action="store_true",
+                   help="simulate every mouse with MODEL.md's parameters (eta 0.0026, beta 9, w0 0.05, s0 0.2, no "
+                        "start bias: the regime of the paper's cohort relations; use --sessions 25 --trials 220) "
+                        "instead of eta 0.03 with start biases drawn per mouse")
     p.add_argument("--freerun", action="store_true", help="calibrate the free-running fit with drift (see above)")
     p.add_argument("--drift-sd", type=float, nargs=2, default=(0.05, 0.4), metavar=("LO", "HI"))
     p.add_argument("--summary-weight", type=float, default=1.0)
@@ -68,6 +79,8 @@ def main(argv=None) -> int:
     truth = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=r.uniform(0.01, 0.3, n),
                         b_R=r.uniform(0.01, 0.3, n), lapse=0.03,
                         stim_skew=r.normal(0.0, args.skew, n) if args.skew > 0 else 0.0)
+    if args.paper_regime:  # MODEL.md's parameters for every mouse: sides and biases emerge while learning
+        truth = ModelParams(stim_skew=r.normal(0.0, args.skew, n) if args.skew > 0 else 0.0)
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
     tr = make_transform((*DEFAULT_FREE, "stim_skew") if args.skew > 0 else DEFAULT_FREE)
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
