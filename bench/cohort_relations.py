@@ -10,7 +10,8 @@ cohort k = copy k of every mouse), the band of the same r over the simulated coh
 * ``common``: one parameter set for every mouse, MODEL.md's (η 0.0026, β 9, symmetric start, no lapse), and
   η 0.0043 (the median of the fit below);
 * ``fit_default``: the default fit (``fit_mice``: η, β, w0, s0, b_L, b_R, lapse per mouse), and the same with
-  β fixed at 9 for every mouse (``fit_default_beta_fixed_9``), and a fit whose start bias weights are
+  β fixed at 9 for every mouse (``fit_default_beta_fixed_9``), the same learning from the drawn reward on
+  zero-contrast trials (``fit_default_zero_reward_random``), and a fit whose start bias weights are
   the same for every mouse (b_L = b_R = 0.05) with ``stim_skew`` free, so that a mouse's bias has to come
   from its learning (``fit_symmetric_bias_with_skew``);
 * ``fit_rule``: a fit of η, β and lapse only (MODEL.md's start), then copies with the fitted values of one
@@ -101,6 +102,9 @@ def main(argv=None) -> int:
     fixed_beta = fit_mice(trials, free=tuple(f for f in DEFAULT_FREE if f != "beta"), fixed=ModelParams(beta=9.0))
     out["fit_default_beta_fixed_9"] = relations(check_fit(fixed_beta, trials, n_copies=args.copies, seed=0,
                                                           parameter_uncertainty=False).summary)
+    random_zero = fit_mice(trials, fixed=ModelParams(zero_reward="random"))
+    out["fit_default_zero_reward_random"] = relations(check_fit(random_zero, trials, n_copies=args.copies, seed=0,
+                                                                parameter_uncertainty=False).summary)
     symmetric = fit_mice(trials, free=("eta", "beta", "w0", "s0", "lapse", "stim_skew"),
                          fixed=ModelParams(b_L=0.05, b_R=0.05))
     out["fit_symmetric_bias_with_skew"] = relations(check_fit(symmetric, trials, n_copies=args.copies, seed=0,
