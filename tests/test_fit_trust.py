@@ -226,3 +226,14 @@ def test_to_u_accepts_read_only_arrays_without_warning():
         warnings.simplefilter("error")
         u = ParamTransform(free=("eta",)).to_u({"eta": v}, 2)
     np.testing.assert_allclose(u[:, 0].numpy(), np.log(v))
+
+
+def test_in_the_papers_regime_the_fitted_copies_keep_the_cohort_relations():
+    """Mice simulated with MODEL.md's parameters (biases emerge and reverse, as in the paper): the default
+    per-mouse fit's copies reproduce the signs of both cohort relations and cover the sessions."""
+    sim = simulate_cohort(12, 25, 220, ModelParams(), seed=5, dtype=torch.float64)
+    fit = fit_mice(sim.trials, n_restarts=2, per_trial=False)
+    s = check_fit(fit, sim.trials, n_copies=40, seed=1).summary
+    assert s["r_early_bias_late_slope_diff"] > 0.5 and s["r_early_bias_late_bias"] < 0, s  # the paper's signs
+    assert s["r_early_bias_late_slope_diff_median"] > 0.5 and s["r_early_bias_late_bias_median"] < 0, s
+    assert s["session_coverage"] >= 0.85, s
