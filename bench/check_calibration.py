@@ -76,9 +76,7 @@ def main(argv=None) -> int:
 
     r = np.random.default_rng(0)
     n = args.mice
-    truth = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=r.uniform(0.01, 0.3, n),
-                        b_R=r.uniform(0.01, 0.3, n), lapse=0.03,
-                        stim_skew=r.normal(0.0, args.skew, n) if args.skew > 0 else 0.0)
+    truth = default_truth(r, n, args.skew)
     if args.paper_regime:  # MODEL.md's parameters for every mouse: sides and biases emerge while learning
         truth = ModelParams(stim_skew=r.normal(0.0, args.skew, n) if args.skew > 0 else 0.0)
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
@@ -91,6 +89,16 @@ def main(argv=None) -> int:
     fitted = check_fit(fit, sim.trials, n_copies=args.copies, seed=1)
     out = {"true_parameters": exact.summary, "fitted": fitted.summary, "fit_seconds": time.perf_counter() - t0}
     return report(out, args.out)
+
+
+def default_truth(r, n: int, skew: float):
+    """The simulated mice's parameters (η 0.03, start biases drawn per mouse from ``r``; ``stim_skew`` from
+    N(0, skew²) when ``skew`` > 0)."""
+    from mouse_rl.params import ModelParams
+
+    return ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=r.uniform(0.01, 0.3, n),
+                       b_R=r.uniform(0.01, 0.3, n), lapse=0.03,
+                       stim_skew=r.normal(0.0, skew, n) if skew > 0 else 0.0)
 
 
 def report(out: dict, path) -> int:
@@ -116,15 +124,14 @@ def freerun(args) -> int:
     from mouse_rl.fit.drift import GROUPS, sigma_matrix, simulate_drifting
     from mouse_rl.fit.freerun import FREERUN_FREE, check_free_running, fit_free_running
     from mouse_rl.fit.transforms import ParamTransform
-    from mouse_rl.params import ModelParams
     from mouse_rl.simulate import simulate_cohort
 
     r = np.random.default_rng(0)
     n = args.mice
     lo, hi = np.log(args.drift_sd)
     sig = {g: np.exp(r.uniform(lo, hi, n)) for g in GROUPS}
-    truth = ModelParams(eta=0.03, beta=8.0, w0=0.1, s0=0.25, b_L=r.uniform(0.01, 0.3, n),
-                        b_R=r.uniform(0.01, 0.3, n), lapse=0.03, stim_skew=r.normal(0.0, args.skew, n))
+    truth = default_truth(r, n, args.skew)
+    true_skew = np.broadcast_to(np.asarray(truth.stim_skew, float), (n,))
     base = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64).trials
     sim = simulate_drifting(base, truth, sigma_matrix(sig, n), seed=args.seed)
     tr = ParamTransform(free=FREERUN_FREE)
@@ -143,8 +150,8 @@ def freerun(args) -> int:
                          "fit_copies": args.fit_copies},
            "true_parameters_true_drift": exact.summary, "fitted_with_parameter_draws": drawn.summary,
            "fitted_point_estimate": point.summary, "fit_seconds": seconds,
-           "recovery": {"stim_skew_sign_agreement": float(np.mean(np.sign(skew) == np.sign(truth.stim_skew))),
-                        "stim_skew_spearman": float(spearmanr(skew, truth.stim_skew)[0]),
+           "recovery": {"stim_skew_sign_agreement": float(np.mean(np.sign(skew) == np.sign(true_skew))),
+                        "stim_skew_spearman": float(spearmanr(skew, true_skew)[0]),
                         **{f"sigma_day_{g}_spearman": float(spearmanr(fit.sigma_day[g], sig[g])[0]) for g in GROUPS}}}
     if args.out is not None:  # per mouse: true and fitted parameters, and the checks' per-mouse rows
         per = fit.params.sort_values("mouse").reset_index(drop=True)

@@ -93,22 +93,19 @@ def main(argv=None) -> int:
     rule = ParamTransform(free=("eta", "beta", "lapse"))
     for eta in (0.0026, 0.0043):
         copies(rule, {"eta": eta, "beta": 9.0, "lapse": 1e-6}, f"common_eta{eta}")
-    fit = fit_mice(trials)
-    out["fit_default"] = relations(check_fit(fit, trials, n_copies=args.copies, seed=0,
-                                             parameter_uncertainty=False).summary)
     from mouse_rl.fit import DEFAULT_FREE
     from mouse_rl.params import ModelParams
 
-    fixed_beta = fit_mice(trials, free=tuple(f for f in DEFAULT_FREE if f != "beta"), fixed=ModelParams(beta=9.0))
-    out["fit_default_beta_fixed_9"] = relations(check_fit(fixed_beta, trials, n_copies=args.copies, seed=0,
-                                                          parameter_uncertainty=False).summary)
-    random_zero = fit_mice(trials, fixed=ModelParams(zero_reward="random"))
-    out["fit_default_zero_reward_random"] = relations(check_fit(random_zero, trials, n_copies=args.copies, seed=0,
-                                                                parameter_uncertainty=False).summary)
-    symmetric = fit_mice(trials, free=("eta", "beta", "w0", "s0", "lapse", "stim_skew"),
-                         fixed=ModelParams(b_L=0.05, b_R=0.05))
-    out["fit_symmetric_bias_with_skew"] = relations(check_fit(symmetric, trials, n_copies=args.copies, seed=0,
-                                                              parameter_uncertainty=False).summary)
+    fits = {"fit_default": {},
+            "fit_default_beta_fixed_9": dict(free=tuple(f for f in DEFAULT_FREE if f != "beta"),
+                                             fixed=ModelParams(beta=9.0)),
+            "fit_default_zero_reward_random": dict(fixed=ModelParams(zero_reward="random")),
+            "fit_symmetric_bias_with_skew": dict(free=("eta", "beta", "w0", "s0", "lapse", "stim_skew"),
+                                                 fixed=ModelParams(b_L=0.05, b_R=0.05))}
+    for label, kw in fits.items():
+        fit = fit_mice(trials, **kw)
+        out[label] = relations(check_fit(fit, trials, n_copies=args.copies, seed=0,
+                                         parameter_uncertainty=False).summary)
     fr = fit_mice(trials, free=rule.free).params.sort_values("mouse")
     common = {"eta": 0.0043, "beta": 9.0, "lapse": 1e-6}
     out["fit_rule_medians"] = {k: float(fr[k].median()) for k in rule.free}

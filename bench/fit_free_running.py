@@ -68,15 +68,21 @@ def bits_per_trial(trials, params) -> float:
     return float(ll.sum() / trials.groupby("mouse").size().sum() / math.log(2))
 
 
-def saved_fit(path: Path, trials) -> FreeRunFit:
-    """A :class:`FreeRunFit` rebuilt from its ``freerun_fit.csv`` (natural values, drift sds), with the
-    precision :func:`choice_precision` computes at it."""
+def saved_theta(path: Path, trials):
+    """``(rows, transform, u)`` of a saved ``freerun_fit.csv``: its rows of the mice in ``trials`` (sorted by
+    mouse), the free-running transform and their unconstrained parameters."""
     from mouse_rl.fit.fitting import make_transform
 
     saved = pd.read_csv(path)
     saved = saved[saved["mouse"].isin(trials["mouse"].astype(str).unique())].sort_values("mouse")
     tr = make_transform(FREERUN_FREE, None)
-    u = tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+    return saved, tr, tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+
+
+def saved_fit(path: Path, trials) -> FreeRunFit:
+    """A :class:`FreeRunFit` rebuilt from its ``freerun_fit.csv`` (natural values, drift sds), with the
+    precision :func:`choice_precision` computes at it."""
+    saved, tr, u = saved_theta(path, trials)
     sigma = {c.removeprefix("sigma_day_"): saved[c].to_numpy(float) for c in saved if c.startswith("sigma_day_")}
     return FreeRunFit(saved.reset_index(drop=True), u, tr, pd.DataFrame(), {}, sigma,
                       choice_precision(trials, u, tr))
@@ -150,12 +156,7 @@ def main(argv=None) -> dict:
         cases["freerun_uncertainty"] = (check_free_running(ff, trials, args.copies, seed=cs), bits)
         fits["freerun"] = fits["freerun_uncertainty"] = ff
     if args.refit_drift_from:
-        from mouse_rl.fit.fitting import make_transform
-
-        saved = pd.read_csv(Path(args.refit_drift_from) / "freerun_fit.csv")
-        saved = saved[saved["mouse"].isin(trials["mouse"].astype(str).unique())].sort_values("mouse")
-        tr = make_transform(FREERUN_FREE, None)
-        theta = tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+        saved, tr, theta = saved_theta(Path(args.refit_drift_from) / "freerun_fit.csv", trials)
         t0 = time.perf_counter()
         rd = fit_free_running(trials, seed=args.seed, n_copies=args.fit_copies, n_starts=32, n_gen=6,
                               drift=tuple(args.drift), theta=theta, progress=True)

@@ -169,7 +169,7 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0):
     if params.zero_reward != "expected":  # the table's zero-contrast coin is not the one the mouse learned from
         raise ValueError(f"params.zero_reward: simulate_drifting supports 'expected' (the default), got "
                          f"{params.zero_reward!r}")
-    df = prepare_trials(trials).sort_values(["mouse", "session", "trial"]).reset_index(drop=True)
+    df = prepare_trials(trials)
     batch = make_batch(df, params.zero_reward, "cpu", torch.float64, prepared=True)
     M = batch.shape[1]
     net = ParamTransform(free=(), fixed=params).params(torch.zeros(M, 0, dtype=torch.float64))
@@ -177,13 +177,10 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0):
     with torch.no_grad():
         choice, p_right = free_run_drift(batch, net, seeds, sigma_day, params.encoding, params.positive,
                                          params.zero_reward)
-    rows, valid = batch.row.numpy(), batch.valid.numpy()
     stale = [c for c in (*MODEL_COLUMNS, *WEIGHT_COLUMNS) if c in df.columns]  # read-outs of another model
     out = df.drop(columns=stale)
-    out["choice"] = 0
-    out.loc[rows[valid], "choice"] = choice.numpy()[valid].astype(int)
-    out["p_right"] = np.nan
-    out.loc[rows[valid], "p_right"] = p_right.numpy()[valid]
+    out["choice"] = batch.to_rows(choice).astype(int)
+    out["p_right"] = batch.to_rows(p_right)
     reward = stimulus_reward(out["signed_contrast"].to_numpy(), out["choice"].to_numpy()).astype(float)
     zero = out["signed_contrast"].to_numpy() == 0
     reward[zero] = (np.random.default_rng(seed).random(int(zero.sum())) < 0.5).astype(float)

@@ -109,10 +109,9 @@ class KernelObjective:
         shifts = np.concatenate([np.zeros((1, P)), step * np.eye(P), -step * np.eye(P)])  # (2P + 1, P)
         pts = (u[None] + shifts[:, None]).reshape(-1, P)
         lp = self.trial_logp(pts, np.tile(cols, 2 * P + 1)).T.reshape(2 * P + 1, n, -1)   # (2P+1, n, T)
-        right = self.choice[cols][None, :, : lp.shape[2]] == 1
-        p = np.where(right, np.exp(lp), 1.0 - np.exp(lp))
+        p = np.where(self.choice[cols][None] == 1, np.exp(lp), 1.0 - np.exp(lp))
         dp = (p[1:P + 1] - p[P + 1:]) / (2 * step)                                            # (P, n, T)
-        w = self.score[cols][:, : lp.shape[2]] / np.clip(p[0] * (1 - p[0]), 1e-12, None)      # (n, T)
+        w = self.score[cols] / np.clip(p[0] * (1 - p[0]), 1e-12, None)                         # (n, T)
         return np.einsum("int,nt,jnt->nij", dp, w, dp)
 
     def trial_logp(self, u: np.ndarray, cols: np.ndarray) -> np.ndarray:
