@@ -28,8 +28,9 @@ import torch
 
 from envs import rng
 
-from . import fused_step
+from . import fused_step, network
 from .network import MAX_WEIGHT
+from .numba_cache import source_fingerprint
 
 #: Log layouts (``log_mode``): nothing; (choice, P(R)) only; the simulation's trial fields; those plus weights.
 LOG_NONE, LOG_CHOICES, LOG_TRIALS, LOG_TRIALS_WEIGHTS = 0, 1, 2, 3
@@ -45,97 +46,118 @@ _stream_key, _counter_hash, _uniform, _trial_step, _next_stimulus = (
     _F.stream_key, _F.counter_hash, _F.uniform, _F.trial_step, _F.next_stimulus)
 
 
+#: The other sources the kernels compile in (their cache is keyed on them, :mod:`mouse_rl.numba_cache`).
+_SOURCES = source_fingerprint(fused_step, network, rng)
+
 #: Mice a thread advances together, trial by trial: independent dependency chains overlap in the CPU.
 BLOCK = 16
 
 
-@nb.njit(cache=True)
-def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds,
-           zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts,
-           log_mode, log, summary):
-    """Run mice ``m0..m1-1`` over global trials ``[start, stop)``; ``w`` (N, 9) and ``c_idx`` (N,) updated in place.
+def _make_block(sources: str):
+    """The per-block loop, its numba cache keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
 
-    Random draws compare the 32-bit hash with integer thresholds where the reference compares
-    ``(h + 0.5) / 2**32`` in float64 with a probability: the same decision, exactly.
-    """
-    zero, half, one, wmax, zmax = consts[0], consts[1], consts[2], consts[3], consts[4]
-    K = m1 - m0
-    W = np.empty((9, K), consts.dtype)  # weights a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb (mouse-minor)
-    C = np.empty(K, np.int64)
-    keys = np.empty((3, K), np.int64)
-    for j in range(K):
-        W[:, j] = w[m0 + j]
-        C[j] = c_idx[m0 + j]
-        keys[0, j] = _stream_key(seeds[m0 + j], rng.STIMULUS)
-        keys[1, j] = _stream_key(seeds[m0 + j], rng.ZERO_REWARD_SIDE)
-        keys[2, j] = _stream_key(seeds[m0 + j], rng.CHOICE)
-    given = given_c.shape[1] > 0
-    fresh = np.ones(K, np.bool_)
-    for t in range(start, stop):
-        s = t // T
+    @nb.njit(cache=True)
+    def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds,
+               zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts,
+               log_mode, log, summary):
+        """Run mice ``m0..m1-1`` over global trials ``[start, stop)``; ``w`` (N, 9) and ``c_idx`` (N,) updated in place.
+
+        Random draws compare the 32-bit hash with integer thresholds where the reference compares
+        ``(h + 0.5) / 2**32`` in float64 with a probability: the same decision, exactly.
+        """
+        sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
+        zero, half, one, wmax, zmax = consts[0], consts[1], consts[2], consts[3], consts[4]
+        K = m1 - m0
+        W = np.empty((9, K), consts.dtype)  # weights a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb (mouse-minor)
+        C = np.empty(K, np.int64)
+        keys = np.empty((3, K), np.int64)
         for j in range(K):
-            m = m0 + j
-            learns = True
-            if given:
-                c, xL, xR = given_c[m, t], given_x[m, t, 0], given_x[m, t, 1]
-                learns = valid[m, t]
-            else:
-                c, xL, xR = contrasts[C[j]], x_table[C[j], 0], x_table[C[j], 1]
-            if log_mode == LOG_TRIALS_WEIGHTS:  # the weights this trial's choice is made with
-                for i in range(9):
-                    log[13 + i, m, t] = W[i, j]
-            u = _uniform(_counter_hash(keys[2, j], t), single)
-            zero_side = 1 if _counter_hash(keys[1, j], t) < zero_threshold else 0
-            (aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, p, ch, rewarded,
-             reward, qtL, qtR, qsL, qsR, qcL, qcR, d_tot, d_stim, d_const) = _trial_step(
-                W[0, j], W[1, j], W[2, j], W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j], c, xL, xR,
-                eta[m], beta[m], lapse[m], use_lapse, u, zero_side, learns, fresh[j], positive, zero_expected, zero,
-                half, one, wmax, zmax)
-            if learns:
-                W[0, j], W[1, j], W[2, j], W[3, j], W[4, j] = aL, aR, ab, ULL, ULR
-                W[5, j], W[6, j], W[7, j], W[8, j] = ULb, URL, URR, URb
-                if fresh[j]:
-                    fresh[j] = False
-            if log_mode == LOG_CHOICES:
-                log[0, m, t] = ch if learns else 0
-                log[1, m, t] = p
-            elif log_mode >= LOG_TRIALS:
-                log[0, m, t] = c
-                log[1, m, t] = ch
-                log[2, m, t] = reward
-                log[3, m, t] = p
-                log[4, m, t] = qtL
-                log[5, m, t] = qtR
-                log[6, m, t] = qsL
-                log[7, m, t] = qsR
-                log[8, m, t] = qcL
-                log[9, m, t] = qcR
-                log[10, m, t] = d_tot
-                log[11, m, t] = d_stim
-                log[12, m, t] = d_const
-            if summary.shape[1] > 0:
-                cls = 1 if c < zero else (3 if c > zero else 2)
-                summary[m, s, 0] += 1
-                summary[m, s, cls] += 1
-                summary[m, s, cls + 3] += ch
-                summary[m, s, 7] += 1 if ch == rewarded else 0
-            if not given:
-                C[j] = _next_stimulus(keys[0, j], t + 1, stim_thresholds, stim_thresholds.shape[0], C[j], repeat, T, reward,
-                                      c, zero)
-    for j in range(K):
-        w[m0 + j] = W[:, j]
-        c_idx[m0 + j] = C[j]
+            W[:, j] = w[m0 + j]
+            C[j] = c_idx[m0 + j]
+            keys[0, j] = _stream_key(seeds[m0 + j], rng.STIMULUS)
+            keys[1, j] = _stream_key(seeds[m0 + j], rng.ZERO_REWARD_SIDE)
+            keys[2, j] = _stream_key(seeds[m0 + j], rng.CHOICE)
+        given = given_c.shape[1] > 0
+        fresh = np.ones(K, np.bool_)
+        for t in range(start, stop):
+            s = t // T
+            for j in range(K):
+                m = m0 + j
+                learns = True
+                if given:
+                    c, xL, xR = given_c[m, t], given_x[m, t, 0], given_x[m, t, 1]
+                    learns = valid[m, t]
+                else:
+                    c, xL, xR = contrasts[C[j]], x_table[C[j], 0], x_table[C[j], 1]
+                if log_mode == LOG_TRIALS_WEIGHTS:  # the weights this trial's choice is made with
+                    for i in range(9):
+                        log[13 + i, m, t] = W[i, j]
+                u = _uniform(_counter_hash(keys[2, j], t), single)
+                zero_side = 1 if _counter_hash(keys[1, j], t) < zero_threshold else 0
+                (aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, p, ch, rewarded,
+                 reward, qtL, qtR, qsL, qsR, qcL, qcR, d_tot, d_stim, d_const) = _trial_step(
+                    W[0, j], W[1, j], W[2, j], W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j], c, xL, xR,
+                    eta[m], beta[m], lapse[m], use_lapse, u, zero_side, learns, fresh[j], positive, zero_expected, zero,
+                    half, one, wmax, zmax)
+                if learns:
+                    W[0, j], W[1, j], W[2, j], W[3, j], W[4, j] = aL, aR, ab, ULL, ULR
+                    W[5, j], W[6, j], W[7, j], W[8, j] = ULb, URL, URR, URb
+                    if fresh[j]:
+                        fresh[j] = False
+                if log_mode == LOG_CHOICES:
+                    log[0, m, t] = ch if learns else 0
+                    log[1, m, t] = p
+                elif log_mode >= LOG_TRIALS:
+                    log[0, m, t] = c
+                    log[1, m, t] = ch
+                    log[2, m, t] = reward
+                    log[3, m, t] = p
+                    log[4, m, t] = qtL
+                    log[5, m, t] = qtR
+                    log[6, m, t] = qsL
+                    log[7, m, t] = qsR
+                    log[8, m, t] = qcL
+                    log[9, m, t] = qcR
+                    log[10, m, t] = d_tot
+                    log[11, m, t] = d_stim
+                    log[12, m, t] = d_const
+                if summary.shape[1] > 0:
+                    cls = 1 if c < zero else (3 if c > zero else 2)
+                    summary[m, s, 0] += 1
+                    summary[m, s, cls] += 1
+                    summary[m, s, cls + 3] += ch
+                    summary[m, s, 7] += 1 if ch == rewarded else 0
+                if not given:
+                    C[j] = _next_stimulus(keys[0, j], t + 1, stim_thresholds, stim_thresholds.shape[0], C[j], repeat,
+                                          T, reward, c, zero)
+        for j in range(K):
+            w[m0 + j] = W[:, j]
+            c_idx[m0 + j] = C[j]
+
+    return _block
 
 
-@nb.njit(cache=True, parallel=True)
-def _cohort(w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds, zero_threshold,
-            repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts, log_mode, log,
-            summary):
-    n = w.shape[0]
-    for b in nb.prange((n + BLOCK - 1) // BLOCK):
-        _block(b * BLOCK, min(n, (b + 1) * BLOCK), w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
-               x_table, stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected,
-               use_lapse, single, consts, log_mode, log, summary)
+_block = _make_block(_SOURCES)
+
+
+def _make_cohort(sources: str):
+    """Blocks of mice in parallel, its numba cache keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
+
+    @nb.njit(cache=True, parallel=True)
+    def _cohort(w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds, zero_threshold,
+                repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts, log_mode, log,
+                summary):
+        sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
+        n = w.shape[0]
+        for b in nb.prange((n + BLOCK - 1) // BLOCK):
+            _block(b * BLOCK, min(n, (b + 1) * BLOCK), w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
+                   x_table, stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected,
+                   use_lapse, single, consts, log_mode, log, summary)
+
+    return _cohort
+
+
+_cohort = _make_cohort(_SOURCES)
 
 
 def _threshold(probability: float) -> int:

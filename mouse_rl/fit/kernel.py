@@ -32,7 +32,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .. import network
 from ..network import MAX_WEIGHT
+from ..numba_cache import source_fingerprint
+from . import vec4
 from .vec4 import LANES as _L
 from .vec4 import vload, vneg, vsplat, vstore
 
@@ -353,38 +356,29 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                     hess_out[b, act[jj], act[ii]] = h
 
 
-# One parallel entry point per dual size, each a compile-time constant written into its call of _lanes: with a
+# One parallel entry point per dual size, the size a constant the compiler sees in its call of _lanes: with a
 # runtime size (or one passed down through a shared inlined helper) the compiler no longer unrolls the small
 # derivative loops and an order-2 pass runs ~2x slower. 5: without k's and stim_skew's derivatives (the
 # default fit), 6: with k's, 7: with both.
-@nb.njit(cache=True, parallel=True)
-def _batched_5(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
-               hess, write_lp, lp, gauss_newton, write_w, w):
-    for q in nb.prange(grow.shape[0]):
-        m = grow[q]
-        _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
-               order, _D - 2, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
+def _make_batched(nd: int, sources: str):
+    """The entry point for ``nd`` dual coordinates (a closure constant), its numba cache keyed on ``sources``
+    (:mod:`mouse_rl.numba_cache`)."""
+
+    @nb.njit(cache=True, parallel=True)
+    def batched(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
+                hess, write_lp, lp, gauss_newton, write_w, w):
+        sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
+        for q in nb.prange(grow.shape[0]):
+            m = grow[q]
+            _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
+                   order, nd, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
+
+    return batched
 
 
-@nb.njit(cache=True, parallel=True)
-def _batched_6(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
-               hess, write_lp, lp, gauss_newton, write_w, w):
-    for q in nb.prange(grow.shape[0]):
-        m = grow[q]
-        _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
-               order, _D - 1, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
-
-
-@nb.njit(cache=True, parallel=True)
-def _batched_7(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
-               hess, write_lp, lp, gauss_newton, write_w, w):
-    for q in nb.prange(grow.shape[0]):
-        m = grow[q]
-        _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
-               order, _D, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
-
-
-_BATCHED = {5: _batched_5, 6: _batched_6, 7: _batched_7}
+#: The other sources the kernel compiles in (:mod:`mouse_rl.numba_cache`).
+_SOURCES = source_fingerprint(vec4, network)
+_BATCHED = {nd: _make_batched(nd, _SOURCES) for nd in (_D - 2, _D - 1, _D)}
 
 
 def _lane_groups(rows: np.ndarray, n_trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
