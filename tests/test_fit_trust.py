@@ -72,6 +72,11 @@ def test_checks_are_calibrated_on_mice_simulated_from_the_model():
     assert s["session_coverage"] >= 0.85, check.per_mouse
     assert s["late_slope_inside"] >= 13 and s["early_bias_inside"] >= 13, s
     assert abs(s["mean_side_share"] - s["expected_side_share"]) < 0.15, s
+    # the modal-side matches are as many as a calibrated model expects (sum of the copies' modal shares)
+    pm = check.per_mouse
+    assert np.isclose(s["expected_side_match"], pm["side_modal_share"].sum())
+    assert (pm["side_modal_share"] >= 1 / 3).all() and (pm["side_modal_share"] <= 1).all()
+    assert abs(s["side_match"] - s["expected_side_match"]) <= 4, s
     assert set(check.per_session.columns) >= {"accuracy", "accuracy_lo", "accuracy_hi", "accuracy_inside"}
     # the cohort's relations of the simulated mice lie inside the band of the copies' cohorts
     assert s["r_early_bias_late_slope_diff_inside"] and s["r_early_bias_late_bias_inside"], s
@@ -130,7 +135,7 @@ def test_cli_fit_then_check(cohort, tmp_path, capsys):
     capsys.readouterr()
     assert main(["check", str(out), "--copies", "10"]) == 0
     printed = capsys.readouterr().out
-    assert "sessions inside the copies' 5-95% band" in printed
+    assert "sessions inside the copies' 5-95% band" in printed and "a calibrated model expects" in printed
     per_mouse = pd.read_csv(out / "check" / "check_per_mouse.csv")
     assert list(per_mouse["mouse"]) == ["sim0000", "sim0001"]
     assert (out / "check" / "plots" / "sim0000.png").exists() and (out / "check" / "mouse_rl_run.json").exists()

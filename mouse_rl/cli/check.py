@@ -134,7 +134,8 @@ def run(args) -> int:
     s = check.summary
     print(f"sessions inside the copies' 5-95% band: {s['session_coverage']:.1%}; late slope difference inside: "
           f"{s['late_slope_inside']}/{s['n_mice']}; early bias inside: {s['early_bias_inside']}/{s['n_mice']}; "
-          f"modal learner side = real: {s['side_match']}/{s['n_mice']}  ({s['n_copies']} copies per mouse)")
+          f"modal learner side = real: {s['side_match']}/{s['n_mice']} (a calibrated model expects "
+          f"{s['expected_side_match']:.1f})  ({s['n_copies']} copies per mouse)")
     for name, (x, y) in COHORT_RELATIONS.items():
         if name in s:  # cohorts of 3 or more mice
             print(f"cohort r({x}, {y}): mice {s[name]:.2f}, simulated cohorts {s[name + '_median']:.2f} "

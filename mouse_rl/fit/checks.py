@@ -50,16 +50,20 @@ class CheckResult:
     per_mouse : one row per mouse: ``session_coverage`` (fraction of its sessions whose real accuracy
         is inside the copies' band), ``early_bias`` / ``late_slope_diff`` real values with the copies'
         ``_lo``, ``_median``, ``_hi`` and ``_inside``; ``side`` (real learner side), ``side_modal_sim``,
-        ``side_match`` (modal = real), ``side_share`` (fraction of copies with the real side) and
+        ``side_match`` (modal = real), ``side_modal_share`` (fraction of copies on the modal side: the
+        chance of ``side_match`` if the mouse were one more copy), ``side_share`` (fraction of copies with
+        the real side) and
         ``side_self_agreement`` (sum over sides of the copies' share squared: the chance that two copies
         agree, i.e. the ``side_share`` a calibrated model gives on average).
     per_session : one row per (mouse, session): real ``accuracy``, ``p_right_left``, ``p_right_right``
         and the copies' ``_lo``, ``_median``, ``_hi``; ``accuracy_inside``.
     summary : overall numbers: ``session_coverage`` (over all sessions), ``late_slope_inside``,
-        ``early_bias_inside`` and ``side_match`` (mice counts), ``mean_side_share`` and its calibrated
-        expectation ``expected_side_share``, ``n_mice``, ``n_copies``. Where the side is decided by chance
-        during learning (the copies split), even the true model's modal side misses often; compare
-        ``mean_side_share`` with ``expected_side_share`` for calibration. With 3 or more mice, the cohort's
+        ``early_bias_inside`` and ``side_match`` (mice counts), ``expected_side_match`` (the ``side_match``
+        count a calibrated model expects: the sum of ``side_modal_share``), ``mean_side_share`` and its
+        calibrated expectation ``expected_side_share``, ``n_mice``, ``n_copies``. Where the side is decided
+        by chance during learning (the copies split), even the true model's modal side misses often; compare
+        ``side_match`` with ``expected_side_match`` and ``mean_side_share`` with ``expected_side_share`` for
+        calibration. With 3 or more mice, the cohort's
         relations (:func:`cohort_relations`): ``r_early_bias_late_slope_diff`` and ``r_early_bias_late_bias``
         (Pearson r across the real mice) with the band of the same r over the simulated cohorts (copy k of
         every mouse), ``_lo`` / ``_median`` / ``_hi`` / ``_inside``.
@@ -295,13 +299,15 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
         per_mouse[f"{key}_inside"] = (real_m[key] >= lo) & (real_m[key] <= hi)
     sides = sim_m["side"].reshape(K, M)
     per_mouse["side"] = real_m["side"]
-    modal, share, agree = [], [], []
+    modal, modal_share, share, agree = [], [], [], []
     for m in range(M):
         vals, counts = np.unique(sides[:, m], return_counts=True)
         modal.append(vals[np.argmax(counts)])
+        modal_share.append(float(counts.max() / K))
         share.append(float(np.mean(sides[:, m] == real_m["side"][m])))
         agree.append(float(((counts / K) ** 2).sum()))
     per_mouse["side_modal_sim"] = modal
+    per_mouse["side_modal_share"] = modal_share
     per_mouse["side_share"] = share
     per_mouse["side_self_agreement"] = agree
     per_mouse["side_match"] = per_mouse["side_modal_sim"] == per_mouse["side"]
@@ -313,6 +319,7 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
                "late_slope_inside": int(per_mouse["late_slope_diff_inside"].sum()),
                "early_bias_inside": int(per_mouse["early_bias_inside"].sum()),
                "side_match": int(per_mouse["side_match"].sum()),
+               "expected_side_match": float(per_mouse["side_modal_share"].sum()),
                "mean_side_share": float(per_mouse["side_share"].mean()),
                "expected_side_share": float(per_mouse["side_self_agreement"].mean()),
                **cohort_relations(real_m, sim_m, K)}
