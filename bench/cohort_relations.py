@@ -14,6 +14,9 @@ cohort k = copy k of every mouse), the band of the same r over the simulated coh
   zero-contrast trials (``fit_default_zero_reward_random``), and a fit whose start bias weights are
   the same for every mouse (b_L = b_R = 0.05) with ``stim_skew`` free, so that a mouse's bias has to come
   from its learning (``fit_symmetric_bias_with_skew``);
+* each fit's model learning from the mouse's own choices (teacher-forced P(Right) on its trials): the same
+  relations, ``teacher_forced_r_...``: whether the fitted model can represent them at all; and the mice
+  whose constant channel is frozen at the end (its time constant 1 / (η a_b²) longer than all their trials);
 * ``fit_rule``: a fit of η, β and lapse only (MODEL.md's start), then copies with the fitted values of one
   parameter per mouse and the others common (η 0.0043, β 9, lapse 0), to see which per-mouse spread
   changes the relations.
@@ -39,12 +42,14 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def relations(summary: dict) -> dict:
     keep = [k for k in summary if k.startswith("r_") and not k.endswith("_inside")]
     return {**{k: summary[k] for k in keep}, "session_coverage": summary["session_coverage"],
-            "side_match": summary["side_match"], "n_mice": summary["n_mice"]}
+            "side_match": summary["side_match"], "expected_side_match": summary["expected_side_match"],
+            "n_mice": summary["n_mice"]}
 
 
 def main(argv=None) -> int:
@@ -68,6 +73,8 @@ def main(argv=None) -> int:
     from mouse_rl.fit import fit_mice
     from mouse_rl.fit.checks import check_fit, posterior_predictive_check
     from mouse_rl.fit.transforms import ParamTransform
+
+    from fit_real_mice import teacher_forced_relations
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -104,8 +111,9 @@ def main(argv=None) -> int:
                                                  fixed=ModelParams(b_L=0.05, b_R=0.05))}
     for label, kw in fits.items():
         fit = fit_mice(trials, **kw)
-        out[label] = relations(check_fit(fit, trials, n_copies=args.copies, seed=0,
-                                         parameter_uncertainty=False).summary)
+        out[label] = {**relations(check_fit(fit, trials, n_copies=args.copies, seed=0,
+                                            parameter_uncertainty=False).summary),
+                      **teacher_forced_relations(fit)}
     fr = fit_mice(trials, free=rule.free).params.sort_values("mouse")
     common = {"eta": 0.0043, "beta": 9.0, "lapse": 1e-6}
     out["fit_rule_medians"] = {k: float(fr[k].median()) for k in rule.free}
@@ -126,7 +134,14 @@ def main(argv=None) -> int:
                                f"[{v['r_early_bias_late_slope_diff_lo']:.2f}, {v['r_early_bias_late_slope_diff_hi']:.2f}]",
         "r(eb, late bias) copies": f"{v['r_early_bias_late_bias_median']:.2f} "
                                    f"[{v['r_early_bias_late_bias_lo']:.2f}, {v['r_early_bias_late_bias_hi']:.2f}]",
-        "sessions in band": f"{v['session_coverage']:.1%}", "sides": f"{v['side_match']}/{v['n_mice']}"}
+        "teacher-forced r (slope / late bias)": (
+            f"{v['teacher_forced_r_early_bias_late_slope_diff']:.2f} / "
+            f"{v['teacher_forced_r_early_bias_late_bias']:.2f}" if "teacher_forced_r_early_bias_late_bias" in v
+            else ""),
+        "frozen const. channel": (f"{v['constant_channel_frozen']}/{v['n_mice']}"
+                                  if "constant_channel_frozen" in v else ""),
+        "sessions in band": f"{v['session_coverage']:.1%}",
+        "sides (calibrated expects)": f"{v['side_match']}/{v['n_mice']} ({v['expected_side_match']:.1f})"}
         for name, v in rows.items()}).T
     print(table.to_string())
     return 0

@@ -25,7 +25,9 @@ one batched fit; PsyTrack: sum over mice).
 time), a rerun with another restart seed (how many mice reach the same
 optimum within 0.5 log-posterior units), convergence and identifiability per
 mouse, model-vs-data learner sides, and the posterior-predictive check (50
-free-running copies per mouse): ``OUT/trust_fit_seed{0,1}.csv``,
+free-running copies per mouse), and the cohort relations of the fitted model learning from each
+mouse's own choices (``teacher_forced_r_...``, with the mice whose constant channel ends frozen):
+``OUT/trust_fit_seed{0,1}.csv``,
 ``OUT/trust_check_per_mouse.csv`` and ``OUT/trust_summary.json``.
 
 Usage::
@@ -167,6 +169,24 @@ def load_data(paths, mice=None) -> pd.DataFrame:
     return trials
 
 
+def teacher_forced_relations(fit) -> dict:
+    """The cohort relations of the fitted model's P(Right) on each mouse's own trials (learning from the
+    mouse's choices): can the fit represent the relation at all, before its copies run free? And how many
+    mice end with a frozen constant channel: U[., bias] learns at rate eta * a_b^2 (MODEL.md section 3), so
+    its time constant 1 / (eta a_b^2) at the last trial, against the mouse's number of trials."""
+    from mouse_rl import analysis
+
+    el = analysis.early_late_metrics(analysis.session_metrics(fit.trials, use_model=True))
+    r = analysis.cohort_correlations(el)
+    last = fit.trials.sort_values(["mouse", "session", "trial"]).groupby("mouse").agg(
+        a_b=("a_b", "last"), n_trials=("trial", "size"))
+    eta = fit.params.set_index("mouse")["eta"].reindex(last.index)
+    tau = 1.0 / (eta * last["a_b"] ** 2)
+    return {**{f"teacher_forced_r_{x}_{y}": float(v) for x, y, v in zip(r["x"], r["y"], r["r"])},
+            "constant_channel_frozen": int((tau > last["n_trials"]).sum()),
+            "constant_channel_tau_median_trials": float(tau.median())}
+
+
 def trust(args) -> int:
     """Default fit (two restart seeds), convergence, restart agreement, learner sides, posterior-predictive check."""
     import json
@@ -220,6 +240,7 @@ def trust(args) -> int:
         "finite_se": int(np.isfinite(p[[c for c in p if c.startswith("se_") and c != "se_status"]]).all(axis=1).sum()),
         "lapse_max": float(p["lapse"].max()), "beta_max": float(p["beta"].max()),
         "learner_side_agreement": float((sides["learner_side_data"] == sides["learner_side_model"]).mean()),
+        **teacher_forced_relations(fits[0]),
         "check_seconds": check_seconds, **{f"check_{k}": v for k, v in check.summary.items()},
     }
     (args.out / "trust_summary.json").write_text(json.dumps(summary, indent=1))

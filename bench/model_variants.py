@@ -1,0 +1,112 @@
+"""Experiments on the model itself: the default fit and its checks under variants of the learning rule.
+
+Issue 10's diagnosis (README, "Why: the mice's bias emerges and reverses"): the fitted copies keep their
+bias where the mice reverse theirs. Fitted to the real mice, the constant channel's gain ``a_b`` (trained by
+delta_tot like every cortical gain, MODEL.md section 3) collapses early for most mice; the bias weights
+``U[., bias]`` then learn at rate ``eta * a_b^2``, too slowly to follow the reward rates whose balance
+reverses the bias in the model's one-sided stage. Each variant here is a patch of the learning rule in all
+three places that define or accelerate it (:func:`mouse_rl.network.trial_update`, the fit kernel and the
+fused simulation step); the patches are experiments, not options of the library (MODEL.md's rule stays the
+only one it ships):
+
+* ``bias_by_delta_tot``: ``U[ch, bias]`` learns from delta_tot instead of delta_const (the constant channel
+  learns what the stimulus channels leave unexplained);
+* ``frozen_bias_gain``: ``a_b`` is not learned (stays at ``k`` = 1), so the bias weights keep learning at
+  rate ``eta``.
+
+For the unpatched tree (``baseline``) and each patch (``bench/model_variants/NAME.patch``) the script copies
+the source tree to a temporary folder, applies the patch (``git apply``), and runs there, as subprocesses,
+``bench/fit_real_mice.py --trust --seeds 0`` (default fit, its posterior-predictive check and the
+teacher-forced cohort relations) and ``bench/fit_real_mice.py --models network`` (held-out bits/trial, both
+schemes), with their outputs in ``OUT/NAME``. Each tree compiles its own numba kernels (a few minutes).
+Prints one table; writes ``OUT/model_variants.json`` (rows of variants not rerun are kept).
+
+    python bench/model_variants.py --out bench/results/model_variants
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+PATCHES = ROOT / "bench" / "model_variants"
+
+
+def copy_tree(dest: Path) -> None:
+    """The package, the environments and the benches (without results or caches) into ``dest``."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    for part in ("mouse_rl", "envs", "bench"):
+        shutil.copytree(ROOT / part, dest / part, ignore=ignore)
+
+
+def run(cmd: list[str], src: Path, log: Path, threads: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads),
+           "NUMBA_NUM_THREADS": str(threads)}
+    with log.open("w") as f:
+        done = subprocess.run(cmd, cwd=src, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed in {src} (exit {done.returncode}); see {log}")
+
+
+def main(argv=None) -> int:
+    names = sorted(p.stem for p in PATCHES.glob("*.patch"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="+", default=["baseline", *names], choices=["baseline", *names])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
+    ap.add_argument("--threads", type=int, default=2, help="numba threads of every run (default 2)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model_variants")
+    args = ap.parse_args(argv)
+    if not args.data.exists():
+        ap.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    data = str(args.data.resolve())
+    table = args.out / "model_variants.json"
+    rows = json.loads(table.read_text()) if table.exists() else {}  # variants run before keep their rows
+    for name in args.variants:
+        work = (args.out / name).resolve()
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        # outside any git repository: inside one, `git apply` silently skips paths outside the current folder
+        src = Path(tempfile.mkdtemp(prefix=f"mouse_rl_{name}_")) / "src"
+        copy_tree(src)
+        if name != "baseline":
+            patch = str(PATCHES / f"{name}.patch")
+            done = subprocess.run(["git", "apply", patch], cwd=src, capture_output=True, text=True)
+            check = subprocess.run(["git", "apply", "--check", "--reverse", patch], cwd=src, capture_output=True)
+            if done.returncode != 0 or check.returncode != 0:
+                raise SystemExit(f"{name}.patch does not apply to this tree: {done.stderr.strip()}")
+        bench = ["bench/fit_real_mice.py", "--data", data, "--threads", str(args.threads)]
+        run([sys.executable, *bench, "--trust", "--seeds", "0", "--out", str(work / "trust")], src,
+            work / "trust.log", args.threads)
+        run([sys.executable, *bench, "--models", "network", "--out", str(work / "cv")], src, work / "cv.log",
+            args.threads)
+        trust = json.loads((work / "trust" / "trust_summary.json").read_text())
+        cv = pd.read_csv(work / "cv" / "summary.csv").set_index("scheme")
+        rows[name] = {**{k: trust[k] for k in (
+            "log_posterior_total", "learner_side_agreement", "teacher_forced_r_early_bias_late_slope_diff",
+            "teacher_forced_r_early_bias_late_bias", "constant_channel_frozen", "check_session_coverage",
+            "check_late_slope_inside", "check_side_match", "check_expected_side_match",
+            "check_r_early_bias_late_slope_diff", "check_r_early_bias_late_slope_diff_median",
+            "check_r_early_bias_late_bias", "check_r_early_bias_late_bias_median",
+            "check_r_early_bias_late_bias_lo", "check_r_early_bias_late_bias_hi")},
+            "heldout_bits_time": float(cv.loc["time", "bits_per_trial_total"]),
+            "heldout_bits_interleaved": float(cv.loc["interleaved", "bits_per_trial_total"])}
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.write_text(json.dumps(rows, indent=1))  # after each variant
+        shutil.rmtree(src.parent)
+    print(pd.DataFrame(rows).to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
