@@ -18,7 +18,9 @@ For the unpatched tree (``baseline``) and each patch (``bench/model_variants/NAM
 the source tree to a temporary folder, applies the patch (``git apply``), and runs there, as subprocesses,
 ``bench/fit_real_mice.py --trust --seeds 0`` (default fit, its posterior-predictive check and the
 teacher-forced cohort relations) and ``bench/fit_real_mice.py --models network`` (held-out bits/trial, both
-schemes), with their outputs in ``OUT/NAME``. Each tree compiles its own numba kernels (a few minutes).
+schemes), with their outputs in ``OUT/NAME``. ``--verify`` first runs the kernel tests on the patched tree
+(fit-kernel derivatives against autograd through the patched ``trial_update``, the fused simulation against
+the reference rollout): a patch that changed one definition and not the others fails there. Each tree compiles its own numba kernels (a few minutes).
 Prints one table; writes ``OUT/model_variants.json`` (rows of variants not rerun are kept).
 
     python bench/model_variants.py --out bench/results/model_variants
@@ -40,11 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "bench" / "model_variants"
 
 
-def copy_tree(dest: Path) -> None:
-    """The package, the environments and the benches (without results or caches) into ``dest``."""
+def copy_tree(dest: Path, tests: bool = False) -> None:
+    """The package, the environments and the benches (without results or caches) into ``dest``; the tests and
+    the project file too with ``tests``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
-    for part in ("mouse_rl", "envs", "bench"):
+    for part in ("mouse_rl", "envs", "bench", *(("tests",) if tests else ())):
         shutil.copytree(ROOT / part, dest / part, ignore=ignore)
+    if tests:
+        shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
 
 
 def run(cmd: list[str], src: Path, log: Path, threads: int) -> None:
@@ -56,6 +61,38 @@ def run(cmd: list[str], src: Path, log: Path, threads: int) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed in {src} (exit {done.returncode}); see {log}")
 
 
+def run_variant(name: str, src: Path, work: Path, data: str, threads: int, verify: bool) -> dict:
+    """Copy, patch (unless ``baseline``), optionally verify, run both benches; the row of the table."""
+    copy_tree(src, tests=verify)
+    if name != "baseline":
+        patch = str(PATCHES / f"{name}.patch")
+        done = subprocess.run(["git", "apply", patch], cwd=src, capture_output=True, text=True)
+        applied = subprocess.run(["git", "apply", "--check", "--reverse", patch], cwd=src, capture_output=True)
+        if done.returncode != 0 or applied.returncode != 0:
+            raise SystemExit(f"{name}.patch does not apply to this tree: {done.stderr.strip()}")
+    if verify:  # the patched rule is one rule: kernels against autograd and the reference rollout
+        # (the saturation test is left out: that eta = 1 drives the weights to their bound is a property of
+        # MODEL.md's rule, not a check that the definitions agree)
+        run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kernel.py",
+             "tests/test_sim_kernel.py", "-k", "not saturates"], src, work / "verify.log", threads)
+    bench = ["bench/fit_real_mice.py", "--data", data, "--threads", str(threads)]
+    run([sys.executable, *bench, "--trust", "--seeds", "0", "--out", str(work / "trust")], src, work / "trust.log",
+        threads)
+    run([sys.executable, *bench, "--models", "network", "--out", str(work / "cv")], src, work / "cv.log", threads)
+    trust = json.loads((work / "trust" / "trust_summary.json").read_text())
+    cv = pd.read_csv(work / "cv" / "summary.csv").set_index("scheme")
+    return {**{k: trust[k] for k in (
+        "log_posterior_total", "learner_side_agreement", "teacher_forced_r_early_bias_late_slope_diff",
+        "teacher_forced_r_early_bias_late_bias", "constant_channel_frozen", "check_session_coverage",
+        "check_late_slope_inside", "check_side_match", "check_expected_side_match",
+        "check_r_early_bias_late_slope_diff", "check_r_early_bias_late_slope_diff_median",
+        "check_r_early_bias_late_bias", "check_r_early_bias_late_bias_median",
+        "check_r_early_bias_late_bias_lo", "check_r_early_bias_late_bias_hi")},
+        "heldout_bits_time": float(cv.loc["time", "bits_per_trial_total"]),
+        "heldout_bits_interleaved": float(cv.loc["interleaved", "bits_per_trial_total"]),
+        "verified": verify}
+
+
 def main(argv=None) -> int:
     names = sorted(p.stem for p in PATCHES.glob("*.patch"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
     ap.add_argument("--threads", type=int, default=2, help="numba threads of every run (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model_variants")
+    ap.add_argument("--verify", action="store_true",
+                    help="first run tests/test_kernel.py and tests/test_sim_kernel.py on the patched tree")
     args = ap.parse_args(argv)
     if not args.data.exists():
         ap.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
@@ -77,33 +116,12 @@ def main(argv=None) -> int:
             shutil.rmtree(work)
         work.mkdir(parents=True)
         # outside any git repository: inside one, `git apply` silently skips paths outside the current folder
-        src = Path(tempfile.mkdtemp(prefix=f"mouse_rl_{name}_")) / "src"
-        copy_tree(src)
-        if name != "baseline":
-            patch = str(PATCHES / f"{name}.patch")
-            done = subprocess.run(["git", "apply", patch], cwd=src, capture_output=True, text=True)
-            check = subprocess.run(["git", "apply", "--check", "--reverse", patch], cwd=src, capture_output=True)
-            if done.returncode != 0 or check.returncode != 0:
-                raise SystemExit(f"{name}.patch does not apply to this tree: {done.stderr.strip()}")
-        bench = ["bench/fit_real_mice.py", "--data", data, "--threads", str(args.threads)]
-        run([sys.executable, *bench, "--trust", "--seeds", "0", "--out", str(work / "trust")], src,
-            work / "trust.log", args.threads)
-        run([sys.executable, *bench, "--models", "network", "--out", str(work / "cv")], src, work / "cv.log",
-            args.threads)
-        trust = json.loads((work / "trust" / "trust_summary.json").read_text())
-        cv = pd.read_csv(work / "cv" / "summary.csv").set_index("scheme")
-        rows[name] = {**{k: trust[k] for k in (
-            "log_posterior_total", "learner_side_agreement", "teacher_forced_r_early_bias_late_slope_diff",
-            "teacher_forced_r_early_bias_late_bias", "constant_channel_frozen", "check_session_coverage",
-            "check_late_slope_inside", "check_side_match", "check_expected_side_match",
-            "check_r_early_bias_late_slope_diff", "check_r_early_bias_late_slope_diff_median",
-            "check_r_early_bias_late_bias", "check_r_early_bias_late_bias_median",
-            "check_r_early_bias_late_bias_lo", "check_r_early_bias_late_bias_hi")},
-            "heldout_bits_time": float(cv.loc["time", "bits_per_trial_total"]),
-            "heldout_bits_interleaved": float(cv.loc["interleaved", "bits_per_trial_total"])}
-        args.out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"mouse_rl_{name}_"))
+        try:
+            rows[name] = run_variant(name, tmp / "src", work, data, args.threads, args.verify)
+        finally:
+            shutil.rmtree(tmp)
         table.write_text(json.dumps(rows, indent=1))  # after each variant
-        shutil.rmtree(src.parent)
     print(pd.DataFrame(rows).to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
 
