@@ -107,9 +107,14 @@ def main(argv=None) -> int:
         ap.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out: {str(args.out)!r} is a file, not a folder")
     data = str(args.data.resolve())
     table = args.out / "model_variants.json"
-    rows = json.loads(table.read_text()) if table.exists() else {}  # variants run before keep their rows
+    try:  # variants run before keep their rows
+        rows = json.loads(table.read_text()) if table.exists() else {}
+    except (OSError, ValueError) as e:
+        ap.error(f"--out: cannot read the earlier results {str(table)!r} ({e}); move it or choose another --out")
     for name in args.variants:
         work = (args.out / name).resolve()
         if work.exists():
