@@ -283,7 +283,7 @@ def test_choice_information_is_the_fisher_information_by_autograd(skewed):
             return torch.where(col.choice[:, 0] == 1, lp.exp(), 1 - lp.exp())
 
         um = torch.tensor(u[m], dtype=torch.float64)
-        J = torch.autograd.functional.jacobian(p_right, um).numpy()             # (T, P)
+        J = torch.autograd.functional.jacobian(p_right, um, vectorize=True, strategy="forward-mode").numpy()  # (T, P)
         p = p_right(um).detach().numpy()
         w = col.valid[:, 0].numpy() / (p * (1 - p))
         ref = np.einsum("ti,t,tj->ij", J, w, J)
