@@ -35,6 +35,8 @@ Usage::
     python bench/fit_real_mice.py --trust --out out/bench_trust
     python bench/fit_real_mice.py --trust --seeds 0 --fit-skew --out out/bench_trust_skew
     python bench/fit_real_mice.py --models network --fit-skew --out out/bench_fit_skew
+    python bench/fit_real_mice.py --trust --fit-k --out bench/results/trust_fit_k
+    python bench/fit_real_mice.py --models network --fit-k --out bench/results/cv_network_fit_k
     python bench/fit_real_mice.py --data ../shared/data/liebana2025 --out out/bench_fit
     python bench/fit_real_mice.py --models network --encoding graded --out out/bench_graded
     python bench/fit_real_mice.py --data path/to/ibl_subject_folder --models network --out out/bench_ibl
@@ -83,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--fit-skew", action="store_true",
                    help="also fit stim_skew (per-side initial stimulus channels, mouse_rl.params.PARAMS; an option "
                         "beyond MODEL.md): --trust fits with it; the comparison reports network_skew / shallow_skew")
+    p.add_argument("--fit-k", action="store_true",
+                   help="also fit k, the constant channel's initial cortical gain (MODEL.md fixes it at 1): --trust "
+                        "fits with it; the comparison reports network_k / shallow_k")
     p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD",
                    help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
     p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
@@ -103,7 +108,6 @@ def main(argv=None) -> int:
 
     from mouse_rl.baselines import default_models
     from mouse_rl.fit.cv import cross_validate, summarise
-    from mouse_rl.fit.transforms import DEFAULT_FREE
     from mouse_rl.params import ModelParams
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -116,9 +120,9 @@ def main(argv=None) -> int:
                                    map_prior=args.map_prior, predictive=args.predictive,
                                    n_samples=args.samples, draw_seed=args.draw_seed,
                                    fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward),
-                                   **({"free": (*DEFAULT_FREE, "stim_skew")} if args.fit_skew else {}))
-        names = {name: f"{name}_skew" if args.fit_skew and name in ("network", "shallow") else name
-                 for name in args.models}
+                                   **({"free": free_set(args)} if args.fit_skew or args.fit_k else {}))
+        tag = "_skew" * args.fit_skew + "_k" * args.fit_k
+        names = {name: f"{name}{tag}" if name in ("network", "shallow") else name for name in args.models}
         if (args.encoding, args.zero_reward) != ("side", "expected"):
             suffix = "".join(f"_{v}" for v, d in ((args.encoding, "side"), (args.zero_reward, "expected")) if v != d)
             names = {name: f"{names[name]}{suffix}" if name in ("network", "shallow") else name for name in args.models}
@@ -146,6 +150,13 @@ def main(argv=None) -> int:
     wide.to_csv(args.out / "bits_per_mouse.csv")
     print(wide.round(3).to_string())
     return 0
+
+
+def free_set(args) -> tuple:
+    """The network's free parameters: the default set, plus stim_skew (``--fit-skew``) and k (``--fit-k``)."""
+    from mouse_rl.fit.transforms import DEFAULT_FREE
+
+    return (*DEFAULT_FREE, *(["stim_skew"] if args.fit_skew else []), *(["k"] if args.fit_k else []))
 
 
 def load_data(paths, mice=None) -> pd.DataFrame:
@@ -194,7 +205,7 @@ def trust(args) -> int:
 
     import numpy as np
 
-    from mouse_rl.fit import DEFAULT_FREE, fit_mice
+    from mouse_rl.fit import fit_mice
     from mouse_rl.fit.checks import check_fit
     from mouse_rl.fit.labels import strategy_labels
 
@@ -211,7 +222,7 @@ def trust(args) -> int:
     for seed in args.seeds:
         t0 = time.perf_counter()
         res = fit_mice(trials, seed=seed, map_prior=args.map_prior, n_restarts=args.restarts, max_iter=args.max_iter,
-                       fit_lapse=args.fit_lapse, free=(*DEFAULT_FREE, "stim_skew") if args.fit_skew else DEFAULT_FREE,
+                       fit_lapse=args.fit_lapse, free=free_set(args),
                        fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward))
         seconds.append(time.perf_counter() - t0)
         loads.append(round(__import__('os').getloadavg()[0], 2))
@@ -232,7 +243,7 @@ def trust(args) -> int:
     summary = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
         "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
-        "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "prior_sd": args.prior_sd,
+        "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "fit_k": args.fit_k, "prior_sd": args.prior_sd,
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
         "converged": int(p["converged"].sum()), "stop_reasons": p["stop_reason"].value_counts().to_dict(),
@@ -248,8 +259,10 @@ def trust(args) -> int:
     cols = ["mouse", "session_coverage", "early_bias", "early_bias_median", "early_bias_inside", "late_slope_diff",
             "late_slope_diff_median", "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
     table = check.per_mouse[cols]
+    extra = [n for n in ("stim_skew", "k") if n in free_set(args)]
+    if extra:
+        table = table.merge(p[["mouse", *extra]], on="mouse", how="left")
     if args.fit_skew:
-        table = table.merge(p[["mouse", "stim_skew"]], on="mouse", how="left")
         summary_skew = p["stim_skew"].describe()[["min", "50%", "max"]].round(2).to_dict()
         print(f"fitted stim_skew: {summary_skew}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -12,7 +12,9 @@ only one it ships):
 * ``bias_by_delta_tot``: ``U[ch, bias]`` learns from delta_tot instead of delta_const (the constant channel
   learns what the stimulus channels leave unexplained);
 * ``frozen_bias_gain``: ``a_b`` is not learned (stays at ``k`` = 1), so the bias weights keep learning at
-  rate ``eta``.
+  rate ``eta``;
+* ``frozen_bias_gain_fit_k``: as ``frozen_bias_gain``, with ``k`` fitted per mouse (added to the default free
+  set): the bias weights learn at their own fitted rate ``eta k^2``.
 
 For the unpatched tree (``baseline``) and each patch (``bench/model_variants/NAME.patch``) the script copies
 the source tree to a temporary folder, applies the patch (``git apply``), and runs there, as subprocesses,

@@ -40,6 +40,10 @@ def add_parser(subparsers) -> None:
                    help="also fit stim_skew, a per-side skew of the initial stimulus channels (an option beyond "
                         "MODEL.md, where both start equal): lets a fit say one stimulus is learned much later, as "
                         "in one-sided learners; --stim-skew sets its value when it is not fitted")
+    p.add_argument("--fit-k", action="store_true",
+                   help="also fit k, the constant (bias) channel's initial cortical gain, which MODEL.md fixes at 1: "
+                        "with it the bias weights' start (b_L k, b_R k) and their learning rate (eta k^2 while the "
+                        "gain lasts) are set apart; --k sets its value when it is not fitted")
     p.add_argument("--model", choices=["network", "noisy-network"], default="network",
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
@@ -236,7 +240,7 @@ def run(args) -> int:
     matplotlib.use("Agg")
     import torch
 
-    from ..fit import fit_mice
+    from ..fit import DEFAULT_FREE, fit_mice
     from ..fit.cv import NetworkModel, cross_validate, summarise
     from ..fit.labels import strategy_labels
     from ..fit.plots import plot_mouse_fit
@@ -265,9 +269,8 @@ def run(args) -> int:
         return run_noisy(args, trials)
     if args.criterion == "free-running":
         return run_freerun(args, trials)
-    free = ("eta", "beta", "s0", "b_L", "b_R", "lapse") if args.shallow else \
-        ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
-    free = (*free, "stim_skew") if args.fit_skew else free
+    free = (*(n for n in DEFAULT_FREE if not (args.shallow and n == "w0")), *(["stim_skew"] if args.fit_skew else []),
+            *(["k"] if args.fit_k else []))
     check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
     if args.shallow and args.w0 != PARAMS["w0"].default:
         raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")
@@ -318,7 +321,7 @@ def run(args) -> int:
                 fig = plot_mouse_fit(res.trials, mouse)
                 fig.savefig(outputs.path(f"plots/{stems[str(mouse)]}.png"), dpi=110, format="png")
     cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse",
-                        *(["stim_skew"] if args.fit_skew else []), "bits_per_trial",
+                        *(["stim_skew"] if args.fit_skew else []), *(["k"] if args.fit_k else []), "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")

@@ -17,7 +17,9 @@ import torch
 from ..params import PARAMS, ModelParams, NetParams, check_names
 from .prior import GaussianPrior
 
-#: Default free set (any registry parameter may be freed): k is fixed at 1 (only a_b * U[., b] is identifiable with it).
+#: Default free set, MODEL.md section 6's (any registry parameter may be freed): k is fixed at 1. Freeing it
+#: (``mouse-rl fit --fit-k``) sets apart the bias values' start (b k) and their learning rate (eta a_b^2, a_b
+#: starting at k); on simulated mice it is recovered in order (tests/test_fit_k.py).
 DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 #: Natural-space box used to clamp (lower, upper).
 BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}
