@@ -104,9 +104,10 @@ METHODS = ("newton", "lbfgs", "adam")
 AGREE_NATS = 0.5
 #: How many best starts per mouse are polished with the crease search after the first pass.
 POLISH = 2
-#: Warm starts of a fit with ``stim_skew`` free (the option of :data:`mouse_rl.params.PARAMS`): each mouse's
-#: optimum without it, with the skew at its fixed value (default 0) and at these values.
-SKEW_STARTS = (-2.0, 2.0)
+#: Parameters beyond MODEL.md's fitted set that a fit frees as an option, and the warm starts (natural units) of
+#: such a nested fit: each mouse's optimum without them, with each at its fixed value (stim_skew 0, k 1) and, one
+#: at a time, at these values.
+NESTED_STARTS = {"stim_skew": (-2.0, 2.0), "k": (0.3, 3.0)}
 #: Basin hopping: perturbations per mouse per round and their sizes (in prior sds of each parameter, cycled over
 #: the perturbations: half near the best point, half far from it).
 HOP_STARTS = 24
@@ -165,7 +166,7 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
               progress: bool = False, lr: float | None = None, gtol: float = 1e-4, ftol: float = 1e-4,
               n_screen: int | None = None, screen_iter: int = 8, n_hops: int = 4,
               prior: GaussianPrior | None = None, init: np.ndarray | None = None,
-              stall_tol: float = STALL_TOL) -> BatchFit:
+              stall_tol: float = STALL_TOL, nest_options: bool = True) -> BatchFit:
     """Fit every mouse (column) of ``batch`` from ``n_restarts`` starts.
 
     ``method="newton"`` (default): per-mouse trust-region Newton steps on the
@@ -201,18 +202,22 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     crease search, instead of the shared design, screening and hopping
     (Newton only; ``n_restarts`` is then ``R``).
 
-    With the option ``stim_skew`` free (Newton, no ``init`` / ``prior``) the fit is nested: first the
-    fit above without it (the skew at its fixed value), then Newton with it from each mouse's optimum,
-    the skew set to its fixed value and to :data:`SKEW_STARTS` (``n_restarts_at_best`` then counts
-    those starts). The skew-free optimum is a start, so the skewed fit never ends below it.
+    With an option of :data:`NESTED_STARTS` free (``stim_skew``, ``k``; Newton, no ``init`` / ``prior``) the
+    fit is nested: the fit above with them free and, separately, without them (each at its fixed value);
+    then Newton from each mouse's two optima, the second with the options set to their fixed values and, one
+    at a time, to their :data:`NESTED_STARTS` (``n_restarts_at_best`` then counts those starts). Both
+    optima are starts, so the fit never ends below either: the full search alone can miss the optimum next
+    to the fit without the options, and the warm starts alone one far from it. ``nest_options=False`` runs
+    the full search alone.
     """
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     if (prior is not None or init is not None) and method != "newton":
         raise ValueError(f"method: prior and init need method='newton', got {method!r}")
-    if "stim_skew" in transform.free and method == "newton" and init is None and prior is None:
-        return _fit_skew_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress,
-                                gtol, ftol, n_screen, screen_iter, n_hops)
+    if (set(NESTED_STARTS) & set(transform.free) and method == "newton" and init is None and prior is None
+            and nest_options):
+        return _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress,
+                           gtol, ftol, n_screen, screen_iter, n_hops)
     M = batch.shape[1]
     score = batch.valid if score is None else score & batch.valid
     learn = batch.valid if learn is None else learn & batch.valid
@@ -296,26 +301,37 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
                     {"n_evals": info["n_evals"], "seconds": time.perf_counter() - t0})
 
 
-def _fit_skew_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress, gtol, ftol,
-                     n_screen, screen_iter, n_hops) -> BatchFit:
-    """``stim_skew`` free: the fit without it, then Newton from each mouse's optimum with the skew at its
-    fixed value and at :data:`SKEW_STARTS` (see :func:`fit_batch`)."""
-    j = transform.free.index("stim_skew")
-    inner = ParamTransform(free=tuple(n for n in transform.free if n != "stim_skew"), fixed=transform.fixed)
+def _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress, gtol, ftol,
+                n_screen, screen_iter, n_hops) -> BatchFit:
+    """Options of :data:`NESTED_STARTS` free: the full search and the fit without them, then Newton from each
+    mouse's full optimum and from its optimum without them, the options at their fixed values and, one at a
+    time, at their starts (see :func:`fit_batch`)."""
+    options = tuple(n for n in transform.free if n in NESTED_STARTS)
+    inner = ParamTransform(free=tuple(n for n in transform.free if n not in options), fixed=transform.fixed)
     M = batch.shape[1]
+    full = fit_batch(batch, transform, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
+                     progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
+                     n_hops=n_hops, nest_options=False)
     if inner.free:
         base = fit_batch(batch, inner, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
                          progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
                          n_hops=n_hops)
         ub, base_info = base.u.detach().cpu().numpy(), base.info
-    else:  # the skew alone is free: nothing to fit first
+    else:  # only options are free: nothing to fit first
         ub, base_info = np.zeros((M, 0)), {}
-    fixed = np.broadcast_to(np.asarray(transform.fixed.stim_skew, dtype=float).reshape(-1), (M,))
-    skews = [fixed] + [np.full(M, s) for s in SKEW_STARTS]
-    init = np.stack([np.insert(ub, j, s, axis=1) for s in skews])
+    fixed = {n: np.broadcast_to(np.asarray(getattr(transform.fixed, n), dtype=float).reshape(-1), (M,))
+             for n in options}
+    combos = [fixed] + [{**fixed, n: np.full(M, v)} for n in options for v in NESTED_STARTS[n]]
+    opt_u = ParamTransform(free=options, fixed=transform.fixed)
+    init = [full.u.detach().cpu().numpy()]
+    for values in combos:
+        uo = opt_u.to_u(values, M).numpy()
+        init.append(np.column_stack([uo[:, options.index(n)] if n in options else ub[:, inner.free.index(n)]
+                                     for n in transform.free]))
     res = fit_batch(batch, transform, score, learn, max_iter=max_iter, method="newton", map_prior=map_prior,
-                    gtol=gtol, ftol=ftol, init=init)
-    res.info = {k: base_info.get(k, 0) + res.info.get(k, 0) for k in ("n_evals", "seconds", "work")}
+                    gtol=gtol, ftol=ftol, init=np.stack(init))
+    res.info = {k: base_info.get(k, 0) + full.info.get(k, 0) + res.info.get(k, 0)
+                for k in ("n_evals", "seconds", "work")}
     return res
 
 
@@ -491,9 +507,9 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
     map_prior : weakly informative Gaussian priors of :data:`mouse_rl.params.PARAMS` (default True:
         they keep directions the data cannot separate, e.g. the lapse, off their bounds);
         False = maximum likelihood.
-    free : parameters to fit (default eta, beta, w0, s0, b_L, b_R, lapse; k = 1 fixed). Adding the option
-        ``"stim_skew"`` (per-side initial stimulus channels, :data:`mouse_rl.params.PARAMS`) fits it too,
-        nested on the fit without it (see :func:`fit_batch`).
+    free : parameters to fit (default eta, beta, w0, s0, b_L, b_R, lapse; k = 1 fixed). Adding the options
+        ``"stim_skew"`` (per-side initial stimulus channels, :data:`mouse_rl.params.PARAMS`) or ``"k"`` (the
+        constant channel's initial gain) fits them too, nested on the fit without them (see :func:`fit_batch`).
     fixed : :class:`ModelParams` for the non-free parameters and model options
         (encoding, positive, zero_reward). ``w0=1`` with ``"w0"`` not free = shallow network.
     fit_lapse : fit the lapse (else it stays at ``fixed.lapse``, default 0).
