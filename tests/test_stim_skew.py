@@ -128,32 +128,6 @@ def test_skew_is_recovered_on_one_sided_mice(skewed_cohort):
     assert default.params["stim_skew"].iloc[0] == 0.0 and default.u.shape[1] == len(DEFAULT_FREE)
 
 
-def test_cli_fit_skew_then_check(skewed_cohort, tmp_path, capsys):
-    """``mouse-rl fit --fit-skew`` frees stim_skew; ``mouse-rl check`` runs the copies with it."""
-    import json
-
-    import pandas as pd
-
-    from mouse_rl.cli import main
-
-    path = tmp_path / "trials.parquet"
-    skewed_cohort.trials[skewed_cohort.trials.mouse.isin(["sim0000", "sim0001"])][
-        ["mouse", "session", "trial", "signed_contrast", "choice", "reward"]].to_parquet(path)
-    out = tmp_path / "fit"
-    assert main(["fit", str(path), "--out", str(out), "--restarts", "1", "--max-iter", "20", "--fit-skew",
-                 "--quiet", "--no-plots"]) == 0
-    opts = json.loads((out / "fit_options.json").read_text())
-    assert opts["free"][-1] == "stim_skew" and opts["fixed"]["stim_skew"] == 0.0
-    table = pd.read_parquet(out / "fit_results.parquet")
-    assert "stim_skew" in table and "se_stim_skew" in table
-    capsys.readouterr()
-    assert main(["check", str(out), "--copies", "4", "--no-plots"]) == 0
-    assert "sessions inside the copies' 5-95% band" in capsys.readouterr().out
-    # a fixed value for a fitted parameter is refused
-    assert main(["fit", str(path), "--out", str(tmp_path / "x"), "--fit-skew", "--stim-skew", "1", "--quiet"]) == 2
-    assert "--stim-skew" in capsys.readouterr().err
-
-
 def test_skew_alone_free_fits():
     """Only the skew free (e.g. `mouse-rl recover --free stim_skew`): no inner fit, the skew starts fitted."""
     res = simulate_cohort(2, 2, 60, params=ModelParams(stim_skew=np.array([2.0, -2.0]), eta=0.02), seed=1)

@@ -166,7 +166,7 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
               progress: bool = False, lr: float | None = None, gtol: float = 1e-4, ftol: float = 1e-4,
               n_screen: int | None = None, screen_iter: int = 8, n_hops: int = 4,
               prior: GaussianPrior | None = None, init: np.ndarray | None = None,
-              stall_tol: float = STALL_TOL, nest_options: bool = True) -> BatchFit:
+              stall_tol: float = STALL_TOL, nest_options: bool = True, warm: np.ndarray | None = None) -> BatchFit:
     """Fit every mouse (column) of ``batch`` from ``n_restarts`` starts.
 
     ``method="newton"`` (default): per-mouse trust-region Newton steps on the
@@ -202,13 +202,15 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     crease search, instead of the shared design, screening and hopping
     (Newton only; ``n_restarts`` is then ``R``).
 
+    ``warm`` ``(R_w, M, P)`` (Newton): per-mouse starts added to each mouse's ``n_restarts`` kept design
+    starts, before the loose pass, the polish and the hopping (``n_restarts_at_best`` counts them too).
+
     With an option of :data:`NESTED_STARTS` free (``stim_skew``, ``k``; Newton, no ``init`` / ``prior``) the
-    fit is nested: the fit above with them free and, separately, without them (each at its fixed value);
-    then Newton from each mouse's two optima, the second with the options set to their fixed values and, one
-    at a time, to their :data:`NESTED_STARTS` (``n_restarts_at_best`` then counts those starts). Both
-    optima are starts, so the fit never ends below either: the full search alone can miss the optimum next
-    to the fit without the options, and the warm starts alone one far from it. ``nest_options=False`` runs
-    the full search alone.
+    fit is nested: first the fit without them (each at its fixed value); then the fit above with them free,
+    whose warm starts are each mouse's optimum without them, the options at their fixed values and, one at a
+    time, at their :data:`NESTED_STARTS`. The optimum without them is a start (and Newton only descends), so
+    the fit never ends below it; the design and the hopping still search far from it.
+    ``nest_options=False`` runs the search with them free alone.
     """
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
@@ -242,6 +244,13 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             fs = _by_restart(fs, n_screen)
             keep = np.argsort(fs, axis=0, kind="stable")[:n_restarts]  # each mouse its own best starts
             u0 = us.reshape(n_screen, M, -1)[keep, np.arange(M)[None]].reshape(n_restarts * M, -1)
+        if warm is not None:  # after the kept starts, as restarts n_restarts, n_restarts + 1, ...
+            warm = np.asarray(warm, dtype=float)
+            if warm.ndim != 3 or warm.shape[1:] != (M, len(lower)):
+                raise ValueError(f"warm: must have shape (R_w, {M}, {len(lower)}), got {warm.shape}")
+            u0 = np.concatenate([u0, np.clip(warm.reshape(-1, len(lower)), lower, upper)])
+            n_restarts += len(warm)
+        n_polish = min(POLISH + (0 if warm is None else len(warm)), n_restarts)  # warm starts take no design slot
         # every kept start to a loose tolerance, then each mouse's best POLISH starts to the tight one
         u, f, info = minimize_newton(kobj, u0, lower, upper, max_iter, gtol, crease_search=False,
                                      callback=lambda n_active: bar.update(1), stall_tol=stall_tol,
@@ -255,7 +264,7 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             u[dst], f[dst], n_iter[dst] = up, fp, iters_before + ip["n_iter"]
             reason[dst], converged[dst] = ip["reason"], ip["converged"]
 
-        top = np.argsort(_by_restart(f, n_restarts), axis=0, kind="stable")[:min(POLISH, n_restarts)]
+        top = np.argsort(_by_restart(f, n_restarts), axis=0, kind="stable")[:n_polish]
         cols = (top * M + np.arange(M)[None]).reshape(-1)
         cols = cols[np.isin(reason[cols], ("gradient", "stalled", "max_iter"))]
         if len(cols):
@@ -303,35 +312,34 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
 
 def _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress, gtol, ftol,
                 n_screen, screen_iter, n_hops) -> BatchFit:
-    """Options of :data:`NESTED_STARTS` free: the full search and the fit without them, then Newton from each
-    mouse's full optimum and from its optimum without them, the options at their fixed values and, one at a
-    time, at their starts (see :func:`fit_batch`)."""
+    """Options of :data:`NESTED_STARTS` free: the fit without them, then the search with them, warm-started
+    from its optimum with the options at their fixed values and at their starts (see :func:`fit_batch`)."""
     options = tuple(n for n in transform.free if n in NESTED_STARTS)
     inner = ParamTransform(free=tuple(n for n in transform.free if n not in options), fixed=transform.fixed)
     M = batch.shape[1]
-    full = fit_batch(batch, transform, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
-                     progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
-                     n_hops=n_hops, nest_options=False)
-    if inner.free:
-        base = fit_batch(batch, inner, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
-                         progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
-                         n_hops=n_hops)
-        ub, base_info = base.u.detach().cpu().numpy(), base.info
-    else:  # only options are free: nothing to fit first
-        ub, base_info = np.zeros((M, 0)), {}
     fixed = {n: np.broadcast_to(np.asarray(getattr(transform.fixed, n), dtype=float).reshape(-1), (M,))
              for n in options}
     combos = [fixed] + [{**fixed, n: np.full(M, v)} for n in options for v in NESTED_STARTS[n]]
+    if not inner.free:  # only options are free: nothing to fit first, the starts alone
+        opt_u = ParamTransform(free=options, fixed=transform.fixed)
+        init = np.stack([opt_u.to_u(values, M).numpy() for values in combos])
+        return fit_batch(batch, transform, score, learn, max_iter=max_iter, method="newton", map_prior=map_prior,
+                         gtol=gtol, ftol=ftol, init=init)
+    base = fit_batch(batch, inner, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
+                     progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
+                     n_hops=n_hops)
+    ub = base.u.detach().cpu().numpy()
     opt_u = ParamTransform(free=options, fixed=transform.fixed)
-    init = [full.u.detach().cpu().numpy()]
+    warm = []
     for values in combos:
         uo = opt_u.to_u(values, M).numpy()
-        init.append(np.column_stack([uo[:, options.index(n)] if n in options else ub[:, inner.free.index(n)]
+        warm.append(np.column_stack([uo[:, options.index(n)] if n in options else ub[:, inner.free.index(n)]
                                      for n in transform.free]))
-    res = fit_batch(batch, transform, score, learn, max_iter=max_iter, method="newton", map_prior=map_prior,
-                    gtol=gtol, ftol=ftol, init=np.stack(init))
-    res.info = {k: base_info.get(k, 0) + full.info.get(k, 0) + res.info.get(k, 0)
-                for k in ("n_evals", "seconds", "work")}
+    warm = np.stack(warm)
+    res = fit_batch(batch, transform, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
+                    progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
+                    n_hops=n_hops, nest_options=False, warm=warm)
+    res.info = {k: base.info.get(k, 0) + res.info.get(k, 0) for k in ("n_evals", "seconds", "work")}
     return res
 
 
