@@ -71,3 +71,20 @@ def test_cli_fit_option_then_check(k_cohort, tmp_path, capsys, flag, name):
     assert fixed_flag in capsys.readouterr().err
     assert main(["fit", str(path), "--out", str(tmp_path / "y"), flag, "--model", "noisy-network"]) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_warm_starts_join_the_design_and_are_validated(k_cohort):
+    """``fit_batch(warm=...)``: per-mouse starts beside the design; a start at a mouse's optimum stays its
+    best (Newton only descends); a wrongly shaped array is refused, naming ``warm``."""
+    from mouse_rl.fit.batch import make_batch
+    from mouse_rl.fit.fitting import fit_batch, make_transform
+
+    batch = make_batch(k_cohort.trials[k_cohort.trials.mouse.isin(["sim0000", "sim0001"])], dtype=torch.float64)
+    tr = make_transform()
+    first = fit_batch(batch, tr, n_restarts=2, max_iter=300, seed=0)
+    opt = first.u.detach().numpy()
+    again = fit_batch(batch, tr, n_restarts=1, max_iter=300, seed=5, n_hops=0, warm=opt[None])
+    assert again.nll_all.shape[0] == 2  # one design start and the warm one
+    np.testing.assert_array_less(np.asarray(again.nll), np.asarray(first.nll) + 1e-6)
+    with pytest.raises(ValueError, match="warm"):
+        fit_batch(batch, tr, n_restarts=2, seed=0, warm=opt)
