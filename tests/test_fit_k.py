@@ -88,3 +88,5 @@ def test_warm_starts_join_the_design_and_are_validated(k_cohort):
     np.testing.assert_array_less(np.asarray(again.nll), np.asarray(first.nll) + 1e-6)
     with pytest.raises(ValueError, match="warm"):
         fit_batch(batch, tr, n_restarts=2, seed=0, warm=opt)
+    with pytest.raises(ValueError, match="warm"):
+        fit_batch(batch, tr, n_restarts=2, method="lbfgs", warm=opt[None])

@@ -216,6 +216,8 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     if (prior is not None or init is not None) and method != "newton":
         raise ValueError(f"method: prior and init need method='newton', got {method!r}")
+    if warm is not None and (method != "newton" or init is not None):
+        raise ValueError("warm: needs method='newton' and no init (init already gives every start)")
     if (set(NESTED_STARTS) & set(transform.free) and method == "newton" and init is None and prior is None
             and nest_options):
         return _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress,
