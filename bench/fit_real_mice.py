@@ -232,8 +232,10 @@ def trust(args) -> int:
     a, b = (f.params.set_index("mouse") for f in (fits * 2)[:2])
     key = "log_posterior" if "log_posterior" in a else "loglik"
     gap = (a[key] - b[key]).abs()  # zero with one seed
-    per_mouse, _ = strategy_labels(fits[0].trials, fits[0].params)
-    sides = per_mouse.dropna(subset=["learner_side_data"])
+    agreement = []  # model-vs-data learner sides of each seed's fit
+    for fit in fits:
+        sides = strategy_labels(fit.trials, fit.params)[0].dropna(subset=["learner_side_data"])
+        agreement.append(float((sides["learner_side_data"] == sides["learner_side_model"]).mean()))
     t0 = time.perf_counter()
     check = check_fit(fits[0], trials, n_copies=50, seed=0)
     check_seconds = time.perf_counter() - t0
@@ -250,7 +252,7 @@ def trust(args) -> int:
         "median_restarts_at_best": float(p["n_restarts_at_best"].median()),
         "finite_se": int(np.isfinite(p[[c for c in p if c.startswith("se_") and c != "se_status"]]).all(axis=1).sum()),
         "lapse_max": float(p["lapse"].max()), "beta_max": float(p["beta"].max()),
-        "learner_side_agreement": float((sides["learner_side_data"] == sides["learner_side_model"]).mean()),
+        "learner_side_agreement": agreement[0], "learner_side_agreement_by_seed": agreement,
         **teacher_forced_relations(fits[0]),
         "check_seconds": check_seconds, **{f"check_{k}": v for k, v in check.summary.items()},
     }
