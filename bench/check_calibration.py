@@ -14,6 +14,11 @@ Usage::
 ``--skew SD`` draws each simulated mouse's ``stim_skew`` (per-side initial stimulus channels, an option
 of :data:`mouse_rl.params.PARAMS`) from N(0, SD^2) and fits with it free.
 
+``--k-sd SD`` draws each simulated mouse's k (the constant channel's initial gain, 1 in MODEL.md) log-normally,
+log k ~ N(0, SD^2), and fits with it free (the option ``mouse-rl fit --fit-k``).
+
+    python bench/check_calibration.py --k-sd 1 --out bench/results/check_calibration/fit_k.json
+
 ``--paper-regime`` simulates every mouse with MODEL.md's parameters instead (η 0.0026, β 9, w0 0.05, s0 0.2, no
 start bias, no lapse): the regime in which the model gives the paper's cohort relations (bias emerging while
 the first stimulus is learned, then reversing); the default (η 0.03, start biases drawn per mouse) is the
@@ -53,6 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--skew", type=float, default=0.0,
                    help="sd of the true per-mouse stim_skew (default 0 = MODEL.md); > 0 also fits it")
+    p.add_argument("--k-sd", type=float, default=0.0,
+                   help="draw each mouse's k from log k ~ N(0, SD^2) and fit it (default 0: k = 1, not fitted)")
     p.add_argument("--paper-regime", action="store_true",
                    help="simulate every mouse with MODEL.md's parameters (eta 0.0026, beta 9, w0 0.05, s0 0.2, no "
                         "start bias: the regime of the paper's cohort relations; use --sessions 25 --trials 220) "
@@ -63,6 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--fit-copies", type=int, default=16)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
+    if not args.k_sd >= 0 or not args.skew >= 0:
+        p.error(f"--k-sd and --skew must be >= 0, got {args.k_sd} and {args.skew}")
     if args.mice < 3 or args.sessions < 1 or args.trials < 1 or args.copies < 2:
         p.error(f"need --mice >= 3 (correlations across mice), --sessions/--trials >= 1, --copies >= 2; got "
                 f"{args.mice}, {args.sessions}, {args.trials}, {args.copies}")
@@ -79,8 +88,10 @@ def main(argv=None) -> int:
     truth = default_truth(r, n, args.skew)
     if args.paper_regime:  # MODEL.md's parameters for every mouse: sides and biases emerge while learning
         truth = ModelParams(stim_skew=r.normal(0.0, args.skew, n) if args.skew > 0 else 0.0)
+    if args.k_sd > 0:  # drawn after the others, so that they stay the draws of a run without it
+        truth = truth.replace(k=np.exp(r.normal(0.0, args.k_sd, n)))
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
-    tr = make_transform((*DEFAULT_FREE, "stim_skew") if args.skew > 0 else DEFAULT_FREE)
+    tr = make_transform((*DEFAULT_FREE, *(["stim_skew"] if args.skew > 0 else []), *(["k"] if args.k_sd > 0 else [])))
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
     exact = posterior_predictive_check(sim.trials, u, np.tile(np.eye(tr.n_free) * 1e6, (n, 1, 1)), tr, args.copies,
                                        1, parameter_uncertainty=False)
@@ -88,6 +99,12 @@ def main(argv=None) -> int:
     fit = fit_mice(sim.trials, free=tr.free)
     fitted = check_fit(fit, sim.trials, n_copies=args.copies, seed=1)
     out = {"true_parameters": exact.summary, "fitted": fitted.summary, "fit_seconds": time.perf_counter() - t0}
+    if args.k_sd > 0:
+        from scipy.stats import spearmanr
+
+        k_fit = fit.params.sort_values("mouse")["k"].to_numpy()
+        out["k_recovery"] = {"spearman": float(spearmanr(k_fit, truth.k)[0]),
+                             "median_abs_log_error": float(np.median(np.abs(np.log(k_fit / truth.k))))}
     return report(out, args.out)
 
 
