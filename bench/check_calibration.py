@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     if args.freerun:
         return freerun(args)
 
-    from mouse_rl.fit import DEFAULT_FREE, fit_mice, make_transform
+    from mouse_rl.fit import fit_mice, make_transform
+    from mouse_rl.fit.transforms import with_options
     from mouse_rl.fit.checks import check_fit, posterior_predictive_check
     from mouse_rl.params import ModelParams
     from mouse_rl.simulate import simulate_cohort
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     if args.k_sd > 0:  # drawn after the others, so that they stay the draws of a run without it
         truth = truth.replace(k=np.exp(r.normal(0.0, args.k_sd, n)))
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
-    tr = make_transform((*DEFAULT_FREE, *(["stim_skew"] if args.skew > 0 else []), *(["k"] if args.k_sd > 0 else [])))
+    tr = make_transform(with_options(args.skew > 0, args.k_sd > 0))
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
     exact = posterior_predictive_check(sim.trials, u, np.tile(np.eye(tr.n_free) * 1e6, (n, 1, 1)), tr, args.copies,
                                        1, parameter_uncertainty=False)

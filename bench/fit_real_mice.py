@@ -154,9 +154,9 @@ def main(argv=None) -> int:
 
 def free_set(args) -> tuple:
     """The network's free parameters: the default set, plus stim_skew (``--fit-skew``) and k (``--fit-k``)."""
-    from mouse_rl.fit.transforms import DEFAULT_FREE
+    from mouse_rl.fit.transforms import with_options
 
-    return (*DEFAULT_FREE, *(["stim_skew"] if args.fit_skew else []), *(["k"] if args.fit_k else []))
+    return with_options(args.fit_skew, args.fit_k)
 
 
 def load_data(paths, mice=None) -> pd.DataFrame:

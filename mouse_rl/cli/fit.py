@@ -241,6 +241,7 @@ def run(args) -> int:
     import torch
 
     from ..fit import DEFAULT_FREE, fit_mice
+    from ..fit.transforms import with_options
     from ..fit.cv import NetworkModel, cross_validate, summarise
     from ..fit.labels import strategy_labels
     from ..fit.plots import plot_mouse_fit
@@ -269,8 +270,7 @@ def run(args) -> int:
         return run_noisy(args, trials)
     if args.criterion == "free-running":
         return run_freerun(args, trials)
-    free = (*(n for n in DEFAULT_FREE if not (args.shallow and n == "w0")), *(["stim_skew"] if args.fit_skew else []),
-            *(["k"] if args.fit_k else []))
+    free = with_options(args.fit_skew, args.fit_k, base=tuple(n for n in DEFAULT_FREE if not (args.shallow and n == "w0")))
     check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
     if args.shallow and args.w0 != PARAMS["w0"].default:
         raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")
@@ -321,7 +321,7 @@ def run(args) -> int:
                 fig = plot_mouse_fit(res.trials, mouse)
                 fig.savefig(outputs.path(f"plots/{stems[str(mouse)]}.png"), dpi=110, format="png")
     cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse",
-                        *(["stim_skew"] if args.fit_skew else []), *(["k"] if args.fit_k else []), "bits_per_trial",
+                        *(n for n in free if n not in DEFAULT_FREE), "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")

@@ -216,8 +216,12 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     if (prior is not None or init is not None) and method != "newton":
         raise ValueError(f"method: prior and init need method='newton', got {method!r}")
-    if warm is not None and (method != "newton" or init is not None):
-        raise ValueError("warm: needs method='newton' and no init (init already gives every start)")
+    if warm is not None:
+        if method != "newton" or init is not None:
+            raise ValueError("warm: needs method='newton' and no init (init already gives every start)")
+        warm = np.asarray(warm, dtype=float)
+        if warm.ndim != 3 or warm.shape[1:] != (batch.shape[1], transform.n_free):
+            raise ValueError(f"warm: must have shape (R_w, {batch.shape[1]}, {transform.n_free}), got {warm.shape}")
     if (set(NESTED_STARTS) & set(transform.free) and method == "newton" and init is None and prior is None
             and nest_options):
         return _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress,
@@ -247,9 +251,6 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
             keep = np.argsort(fs, axis=0, kind="stable")[:n_restarts]  # each mouse its own best starts
             u0 = us.reshape(n_screen, M, -1)[keep, np.arange(M)[None]].reshape(n_restarts * M, -1)
         if warm is not None:  # after the kept starts, as restarts n_restarts, n_restarts + 1, ...
-            warm = np.asarray(warm, dtype=float)
-            if warm.ndim != 3 or warm.shape[1:] != (M, len(lower)):
-                raise ValueError(f"warm: must have shape (R_w, {M}, {len(lower)}), got {warm.shape}")
             u0 = np.concatenate([u0, np.clip(warm.reshape(-1, len(lower)), lower, upper)])
             n_restarts += len(warm)
         n_polish = min(POLISH + (0 if warm is None else len(warm)), n_restarts)  # warm starts take no design slot
@@ -322,8 +323,8 @@ def _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior,
     fixed = {n: np.broadcast_to(np.asarray(getattr(transform.fixed, n), dtype=float).reshape(-1), (M,))
              for n in options}
     combos = [fixed] + [{**fixed, n: np.full(M, v)} for n in options for v in NESTED_STARTS[n]]
+    opt_u = ParamTransform(free=options, fixed=transform.fixed)
     if not inner.free:  # only options are free: nothing to fit first, the starts alone
-        opt_u = ParamTransform(free=options, fixed=transform.fixed)
         init = np.stack([opt_u.to_u(values, M).numpy() for values in combos])
         return fit_batch(batch, transform, score, learn, max_iter=max_iter, method="newton", map_prior=map_prior,
                          gtol=gtol, ftol=ftol, init=init)
@@ -331,7 +332,6 @@ def _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior,
                      progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
                      n_hops=n_hops)
     ub = base.u.detach().cpu().numpy()
-    opt_u = ParamTransform(free=options, fixed=transform.fixed)
     warm = []
     for values in combos:
         uo = opt_u.to_u(values, M).numpy()

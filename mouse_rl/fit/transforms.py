@@ -21,6 +21,13 @@ from .prior import GaussianPrior
 #: (``mouse-rl fit --fit-k``) sets apart the bias values' start (b k) and their learning rate (eta a_b^2, a_b
 #: starting at k); on simulated mice it is recovered in order (tests/test_fit_k.py).
 DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
+
+
+def with_options(skew: bool = False, k: bool = False, base: tuple = DEFAULT_FREE) -> tuple:
+    """``base`` plus the options beyond MODEL.md's fitted set that are asked for: ``stim_skew`` (``skew``), then
+    ``k`` (``k``); the order the CLI, the benches and the saved fits use."""
+    return (*base, *(["stim_skew"] if skew else []), *(["k"] if k else []))
+
 #: Natural-space box used to clamp (lower, upper).
 BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}
 #: Log-uniform (lapse: logit-uniform) ranges of the restarts (natural units); restart 0 uses the defaults.
