@@ -59,6 +59,24 @@ sys.path.insert(0, str(ROOT))
 MODELS = ("network", "shallow", "qlearning", "qlearning_tabular", "psytrack")
 
 
+def prior_sd_item(text: str) -> tuple[str, float]:
+    """``NAME=SD`` of ``--prior-sd``: a parameter of mouse_rl.params.PARAMS and a positive finite sd."""
+    import math
+
+    from mouse_rl.params import PARAMS
+
+    name, sep, value = text.partition("=")
+    if not sep or name not in PARAMS:
+        raise argparse.ArgumentTypeError(f"expected NAME=SD with NAME one of {sorted(PARAMS)}, got {text!r}")
+    try:
+        sd = float(value)
+    except ValueError:
+        sd = math.nan
+    if not (math.isfinite(sd) and sd > 0):
+        raise argparse.ArgumentTypeError(f"{name}: the sd must be a positive number, got {value!r}")
+    return name, sd
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, nargs="+", default=[ROOT.parent / "shared" / "data" / "liebana2025"],
@@ -88,7 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--fit-k", action="store_true",
                    help="also fit k, the constant channel's initial cortical gain (MODEL.md fixes it at 1): --trust "
                         "fits with it; the comparison reports network_k / shallow_k")
-    p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD",
+    p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD", type=prior_sd_item,
                    help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
     p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
     p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace",
@@ -213,9 +231,8 @@ def trust(args) -> int:
 
     from mouse_rl.params import PARAMS, ModelParams
 
-    for item in args.prior_sd:
-        name, sd = item.split("=")
-        PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=float(sd))
+    for name, sd in args.prior_sd:
+        PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=sd)
     args.out.mkdir(parents=True, exist_ok=True)
     trials = load_data(args.data, args.mice)
     fits, seconds, loads = [], [], []
@@ -245,7 +262,8 @@ def trust(args) -> int:
     summary = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
         "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
-        "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "fit_k": args.fit_k, "prior_sd": args.prior_sd,
+        "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "fit_k": args.fit_k,
+        "prior_sd": [f"{n}={v:g}" for n, v in args.prior_sd],
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
         "converged": int(p["converged"].sum()), "stop_reasons": p["stop_reason"].value_counts().to_dict(),

@@ -199,7 +199,7 @@ class ModelParams:
 
     def n_mice_hint(self) -> int | None:
         """Number of mice implied by per-mouse fields (None if all scalar)."""
-        sizes = {np.size(getattr(self, f)) for f in NetParams._fields if np.ndim(getattr(self, f)) == 1}
+        sizes = {int(np.shape(getattr(self, f))[0]) for f in NetParams._fields if np.ndim(getattr(self, f)) == 1}
         if len(sizes) > 1:
             raise ValueError(f"per-mouse parameters have inconsistent lengths {sorted(sizes)}")
         return sizes.pop() if sizes else None

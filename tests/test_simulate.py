@@ -58,6 +58,12 @@ def test_per_mouse_parameters():
     assert last.iloc[1] > last.iloc[0] + 0.2
     with pytest.raises(ValueError, match="n_mice"):
         simulate_cohort(3, 1, 10, params=params, progress=False)
+    # per-mouse values as torch tensors (MODEL.md: per-mouse hyperparameters are tensors too), as lists
+    as_tensor = ModelParams(eta=torch.tensor([0.0001, 0.05]), w0=1.0)
+    same = simulate_cohort(2, 3, 220, params=as_tensor, seed=0, progress=False).trials
+    pd.testing.assert_frame_equal(same, simulate_cohort(2, 3, 220, params=params, seed=0, progress=False).trials)
+    with pytest.raises(ValueError, match=r"inconsistent lengths \[2, 3\]"):
+        ModelParams(eta=torch.tensor([0.01, 0.02]), beta=torch.tensor([5.0, 9.0, 12.0])).n_mice_hint()
 
 
 @pytest.mark.slow

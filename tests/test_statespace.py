@@ -304,6 +304,7 @@ def test_non_finite_evidence_is_never_converged(monkeypatch):
     monkeypatch.setattr(ss, "log_evidence", broken)
     fit = ss.fit_noisy(df, free=(), start="defaults")
     assert list(fit.params["converged"]) == [False, True]
+    assert fit.params["status"][0].startswith("evidence not finite") and fit.params["status"][1] == "converged"
 
 
 def test_linear_noise_frozen_group_gradient_and_pinning():
@@ -455,7 +456,7 @@ def _search_case():
 
 
 def _numeric(params):
-    return params.drop(columns=["mouse", "start", "fit_seconds"]).to_numpy(float)
+    return params.drop(columns=["mouse", "start", "status", "fit_seconds"]).to_numpy(float)
 
 
 def test_active_set_search_equals_the_full_search_and_one_mouse_alone():
@@ -634,3 +635,18 @@ def test_closed_form_fit_equals_the_autograd_fit():
     assert [h["n_done"] for h in fast.history] == [h["n_done"] for h in slow.history]
     with pytest.raises(ValueError, match="closed_form: must be True or False"):
         ss.fit_noisy(df, closed_form="yes", **kw)
+
+
+def test_damped_step_of_a_mouse_does_not_depend_on_its_batch_partner():
+    df, _ = _short(n_mice=2, tps=15)
+    both = ss.pack(df)
+    first = df["mouse"] == sorted(df["mouse"].unique())[0]
+    alone = ss.pack(df[first].reset_index(drop=True))
+    n0 = len(alone.mouse)
+    D, O, g, _ = _random_chain([len(both.mouse)], ss.D_STATE, seed=3)
+    D[:n0] -= 12 * torch.eye(ss.D_STATE, dtype=torch.float64)  # mouse 0: indefinite, needs the damping
+    D[n0:] *= 1e6  # its partner: positive definite, on another scale
+    step_both = ss._damped_step(both, D, O, g)
+    step_alone = ss._damped_step(alone, D[:n0], O[:n0], g[:n0])
+    assert torch.isfinite(step_alone).all() and step_alone.abs().sum() > 0
+    torch.testing.assert_close(step_both[:n0], step_alone, rtol=1e-12, atol=0)

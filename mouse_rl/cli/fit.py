@@ -503,13 +503,12 @@ def run_noisy(args, trials) -> int:
             for mouse in fit.params["mouse"]:
                 plot_noisy_weights(fit, mouse).savefig(outputs.path(f"plots/{stems[str(mouse)]}_noisy.png"),
                                                        dpi=100, format="png")
-    print(fit.params.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(fit.params.drop(columns="status").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for name, pop in fit.population.items():
         print(f"population prior of {name}: mean {pop['mean']:.4g}, sd {pop['sd']:.3g} ({pop['transform']} units)"
               + ("" if pop["converged"] else f" (not converged after {pop['iterations']} refits)"))
     print(f"wrote {args.out / 'noisy_params.csv'} (Laplace log evidence {fit.evidence:.1f} nats)")
-    bad = fit.params.loc[~fit.params["converged"].astype(bool), "mouse"].tolist()
-    if bad:
-        print(f"warning: not converged (evidence search unfinished or evidence not finite): {', '.join(map(str, bad))}",
-              file=sys.stderr)
+    bad = fit.params.loc[~fit.params["converged"].astype(bool)]
+    for mouse, status in zip(bad["mouse"], bad["status"]):
+        print(f"warning: {mouse} not converged: {status}", file=sys.stderr)
     return 0

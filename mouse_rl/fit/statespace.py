@@ -947,17 +947,20 @@ def _damped_step(data: Packed, D, O, g):
     """Gauss-Newton step; a mouse whose factorisation fails numerically gets Levenberg damping (x100 per try)."""
     sol = _solve(data, D, O, g)
     step, ok = sol.x, sol.ok
-    lam = 1e-8 * torch.diagonal(D, dim1=-2, dim2=-1).abs().mean()
+    m = data.mouse
+    size = torch.diagonal(D, dim1=-2, dim2=-1).abs().mean(-1)  # each mouse's own scale: no batch partners
+    count = torch.zeros(data.n_mice, dtype=D.dtype, device=D.device).index_add(0, m, torch.ones_like(size))
+    lam = 1e-8 * torch.zeros_like(count).index_add(0, m, size) / count
     eye = torch.eye(D_STATE, dtype=D.dtype, device=D.device)
     for _ in range(8):
         if bool(ok.all()):
             break
-        bad = ~ok[data.mouse]
-        sol = _solve(data, D + torch.where(bad[:, None, None], lam * eye, 0.0), O, g)
+        bad = ~ok[m]
+        sol = _solve(data, D + torch.where(bad[:, None, None], lam[m, None, None] * eye, 0.0), O, g)
         step = torch.where(bad[:, None], sol.x, step)
         ok = ok | sol.ok
         lam = lam * 100
-    return torch.where(ok[data.mouse, None], step, 0.0)
+    return torch.where(ok[m, None], step, 0.0)
 
 
 def find_mode(data: Packed, hp: dict, score: torch.Tensor, z0: torch.Tensor | None = None, max_iter: int = 50,
@@ -1101,7 +1104,8 @@ class NoisyFit:
     params : one row per mouse: every hyperparameter (natural units; noise sds in log-weight units per
         trial / per session boundary), ``log_evidence`` (Laplace, nats), ``log_hyperprior``, ``loglik``
         (plug-in log-likelihood of the fitted choices at the MAP weights, nats), ``n_trials``, ``converged``
-        (False where the evidence search did not finish or the evidence is not finite),
+        (False where the evidence search did not finish or the evidence is not finite), ``status`` (why not;
+        where the evidence is not finite the weight bands are NaN: no Laplace posterior),
         ``n_outer`` and ``fit_seconds`` (whole batch).
     weights : one row per trial (prepared-table order): ``mouse``, ``session``, ``trial``, for each weight
         of :data:`mouse_rl.schema.WEIGHT_COLUMNS` its MAP value, ``<w>_lo``/``<w>_hi`` (95 % band,
@@ -1724,6 +1728,25 @@ def _network_start(df, score_np, encoding, zero_reward, network_kw) -> dict:
     return out
 
 
+def _status(data: Packed, zn: np.ndarray, done: np.ndarray, finite: np.ndarray, n_outer: int) -> list[str]:
+    """Per mouse: ``"converged"``, or why not (the search's iteration limit; the Laplace Hessian failing at the
+    MAP weights, with the lowest log-weight: a weight driven to ~0 by the rule's reflection makes it singular)."""
+    out = []
+    m = data.mouse.cpu().numpy()
+    for i in range(data.n_mice):
+        if not finite[i]:
+            rows = zn[m == i]
+            j = int(np.argmin(rows.min(0)))
+            low = f"; lowest log-weight {rows[:, j].min():.1f} ({WEIGHT_COLUMNS[j]})" if data.noise == "log" else ""
+            out.append("evidence not finite: the Laplace Hessian at the MAP weights is not positive definite"
+                       + low)
+        elif not done[i]:
+            out.append(f"search unfinished after {n_outer} iterations (max_outer)")
+        else:
+            out.append("converged")
+    return out
+
+
 def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history) -> NoisyFit:
     hp = hs.natural()
     _, sol = log_evidence(data, hp, score, mode, inverse=True)
@@ -1740,11 +1763,14 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     params["loglik"] = ll.numpy()
     params["n_trials"] = np.bincount(data.mouse.cpu().numpy()[score.cpu().numpy()], minlength=data.n_mice)
     # a mouse whose evidence is not finite (the Laplace Hessian at its mode failed) is never reported converged
-    params["converged"] = done.cpu().numpy() & np.isfinite(params["log_evidence"].to_numpy())
+    finite = np.isfinite(params["log_evidence"].to_numpy())
+    params["converged"] = done.cpu().numpy() & finite
+    zn = z.cpu().numpy()
+    params["status"] = _status(data, zn, done.cpu().numpy(), finite, n_outer)
     params["n_outer"] = n_outer
     params["fit_seconds"] = seconds
     sd = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt().cpu().numpy()
-    zn = z.cpu().numpy()
+    sd[~finite[data.mouse.cpu().numpy()]] = np.nan  # no Laplace posterior where its Hessian failed: no bands
     q = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + band / 2)))
     w = pd.DataFrame({"mouse": df["mouse"].to_numpy(), "session": df["session"].to_numpy(),
                       "trial": df["trial"].to_numpy()})
