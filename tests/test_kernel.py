@@ -95,6 +95,11 @@ def test_lower_orders_give_the_same_numbers(batch):
     assert not g0.any() and not H0.any() and not H1.any()
     np.testing.assert_allclose(H2, np.swapaxes(H2, 1, 2), rtol=1e-13, atol=0)
     assert np.abs(H2).max() > 0
+    # order 0 runs the smallest dual size whatever is asked: values equal those of the largest (k, stim_skew)
+    skewed = np.column_stack([args[-1], np.array([-1.5, 0.0, 2.0])])
+    full = nll_derivatives(*args[:-1], skewed, order=2, skew_derivatives=True, trial_logp=True)
+    value = nll_derivatives(*args[:-1], skewed, order=0, skew_derivatives=True, trial_logp=True)
+    assert np.array_equal(value[0], full[0]) and np.array_equal(value[3], full[3])
 
 
 def test_gauss_newton_hessian_is_the_exact_one_without_second_order_duals(batch):

@@ -457,7 +457,9 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     hess = np.zeros((B, _NT, _NT))
     lp = np.zeros((B, x.shape[1] if trial_logp else 1))
     w = np.zeros((B, x.shape[1] if trial_weights else 1, _NW))
-    nd = 7 if skew_derivatives else (6 if k_derivatives else 5)
+    # values do not depend on the dual size: order 0 runs the smallest, so the default fit and its per-trial
+    # tables need one compiled specialisation, not two
+    nd = _D - 2 if int(order) == 0 else (_D if skew_derivatives else (_D - 1 if k_derivatives else _D - 2))
     n_trials = np.ascontiguousarray(n_trials, dtype=np.int64)
     grow, gcols = _lane_groups(rows, n_trials)
     with nb.parallel_chunksize(1):  # groups differ in length: hand them out one at a time
