@@ -16,7 +16,6 @@ from mouse_rl.theory import (
     MeanFieldMap,
     compare_with_simulation,
     escape_time,
-    find_fixed_points,
     learning_time_gap,
     mean_field_step,
     mean_field_trajectory,
