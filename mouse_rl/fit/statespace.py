@@ -944,19 +944,20 @@ def _solve(data: Packed, D, O, rhs=None, inverse: bool = False):
 
 
 def _damped_step(data: Packed, D, O, g):
-    """Gauss-Newton step; a mouse whose factorisation fails numerically gets Levenberg-Marquardt damping
-    (``lam * diag``, x100 per try): scale-free, so a log-weight driven near 0, whose rows of the blocks are
-    ~1e12 times the others', does not freeze the other coordinates, and per mouse by construction."""
+    """Gauss-Newton step; a mouse whose factorisation fails numerically gets Levenberg damping (x100 per try),
+    starting at 1e-8 times the mean of its own blocks' diagonal (not the batch's: no batch partners)."""
     sol = _solve(data, D, O, g)
     step, ok = sol.x, sol.ok
     m = data.mouse
-    dg = torch.diag_embed(torch.diagonal(D, dim1=-2, dim2=-1).abs())  # Marquardt: each coordinate on its own scale
-    lam = 1e-8
+    size = torch.diagonal(D, dim1=-2, dim2=-1).abs().mean(-1)
+    count = torch.zeros(data.n_mice, dtype=D.dtype, device=D.device).index_add(0, m, torch.ones_like(size))
+    lam = 1e-8 * torch.zeros_like(count).index_add(0, m, size) / count
+    eye = torch.eye(D_STATE, dtype=D.dtype, device=D.device)
     for _ in range(8):
         if bool(ok.all()):
             break
         bad = ~ok[m]
-        sol = _solve(data, D + torch.where(bad[:, None, None], lam * dg, 0.0), O, g)
+        sol = _solve(data, D + torch.where(bad[:, None, None], lam[m, None, None] * eye, 0.0), O, g)
         step = torch.where(bad[:, None], sol.x, step)
         ok = ok | sol.ok
         lam = lam * 100
