@@ -53,7 +53,8 @@ def test_batched_cohort_equals_single_mouse_runs():
 
 def test_per_mouse_parameters():
     params = ModelParams(eta=[0.0001, 0.05], w0=1.0)
-    sm = session_metrics(simulate_cohort(2, 3, 220, params=params, seed=0, progress=False).trials)
+    trials = simulate_cohort(2, 3, 220, params=params, seed=0, progress=False).trials
+    sm = session_metrics(trials)
     last = sm[sm.session == 3].set_index("mouse").accuracy
     assert last.iloc[1] > last.iloc[0] + 0.2
     with pytest.raises(ValueError, match="n_mice"):
@@ -61,7 +62,7 @@ def test_per_mouse_parameters():
     # per-mouse values as torch tensors (MODEL.md: per-mouse hyperparameters are tensors too), as lists
     as_tensor = ModelParams(eta=torch.tensor([0.0001, 0.05]), w0=1.0)
     same = simulate_cohort(2, 3, 220, params=as_tensor, seed=0, progress=False).trials
-    pd.testing.assert_frame_equal(same, simulate_cohort(2, 3, 220, params=params, seed=0, progress=False).trials)
+    pd.testing.assert_frame_equal(same, trials)
     with pytest.raises(ValueError, match=r"inconsistent lengths \[2, 3\]"):
         ModelParams(eta=torch.tensor([0.01, 0.02]), beta=torch.tensor([5.0, 9.0, 12.0])).n_mice_hint()
 

@@ -950,7 +950,7 @@ def _damped_step(data: Packed, D, O, g):
     step, ok = sol.x, sol.ok
     m = data.mouse
     size = torch.diagonal(D, dim1=-2, dim2=-1).abs().mean(-1)
-    count = torch.zeros(data.n_mice, dtype=D.dtype, device=D.device).index_add(0, m, torch.ones_like(size))
+    count = torch.as_tensor(np.diff(data.starts), dtype=D.dtype, device=D.device)  # rows of each mouse
     lam = 1e-8 * torch.zeros_like(count).index_add(0, m, size) / count
     eye = torch.eye(D_STATE, dtype=D.dtype, device=D.device)
     for _ in range(8):
@@ -1733,10 +1733,9 @@ def _status(data: Packed, zn: np.ndarray, done: np.ndarray, finite: np.ndarray, 
     """Per mouse: ``"converged"``, or why not (the search's iteration limit; the Laplace Hessian failing at the
     MAP weights, with the lowest log-weight: a weight driven to ~0 by the rule's reflection makes it singular)."""
     out = []
-    m = data.mouse.cpu().numpy()
     for i in range(data.n_mice):
         if not finite[i]:
-            rows = zn[m == i]
+            rows = zn[data.starts[i]:data.starts[i + 1]]
             j = int(np.argmin(rows.min(0)))
             low = f"; lowest log-weight {rows[:, j].min():.1f} ({WEIGHT_COLUMNS[j]})" if data.noise == "log" else ""
             out.append("evidence not finite: the Laplace Hessian at the MAP weights is not positive definite"
@@ -1762,7 +1761,8 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     params["log_evidence"] = E.detach().cpu().numpy()
     params["log_hyperprior"] = hs.log_prior(hs.u).detach().cpu().numpy()
     params["loglik"] = ll.numpy()
-    params["n_trials"] = np.bincount(data.mouse.cpu().numpy()[score.cpu().numpy()], minlength=data.n_mice)
+    mouse = data.mouse.cpu().numpy()
+    params["n_trials"] = np.bincount(mouse[score.cpu().numpy()], minlength=data.n_mice)
     # a mouse whose evidence is not finite (the Laplace Hessian at its mode failed) is never reported converged
     finite = np.isfinite(params["log_evidence"].to_numpy())
     params["converged"] = done.cpu().numpy() & finite
@@ -1771,7 +1771,7 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     params["n_outer"] = n_outer
     params["fit_seconds"] = seconds
     sd = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt().cpu().numpy()
-    sd[~finite[data.mouse.cpu().numpy()]] = np.nan  # no Laplace posterior where its Hessian failed: no bands
+    sd[~finite[mouse]] = np.nan  # no Laplace posterior where its Hessian failed: no bands
     q = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + band / 2)))
     w = pd.DataFrame({"mouse": df["mouse"].to_numpy(), "session": df["session"].to_numpy(),
                       "trial": df["trial"].to_numpy()})
