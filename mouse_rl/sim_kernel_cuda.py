@@ -47,7 +47,10 @@ def unavailable_reason() -> str | None:
             importlib.import_module("numba.cuda.cudaimpl")
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means: not usable here, and why
-        return f"numba.cuda does not work here ({type(exc).__name__}: {exc})"
+        hint = ("; numba-cuda registers numpy's row_stack, removed in numpy 2.5, and is not updated for it "
+                "(NVIDIA/numba-cuda#907): `pip install 'numpy<2.5'` for the fused CUDA engine"
+                if "row_stack" in str(exc) else "")
+        return f"numba.cuda does not work here ({type(exc).__name__}: {exc}){hint}"
 
 
 def available() -> bool:

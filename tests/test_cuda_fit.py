@@ -62,9 +62,13 @@ def test_posterior_predictive_check_cuda_equals_cpu(trials):
 
 
 def test_noisy_learner_mode_and_evidence_cuda_equal_cpu(trials):
-    """At given hyperparameters (the search over them amplifies rounding differences on a few hundred trials)."""
+    """At given hyperparameters (the search over them amplifies rounding differences on a few hundred trials),
+    in the linear-noise variant: the log-noise default drives some log-weights of these short mice to -10 ... -19,
+    where its MAP search does not converge and two CPUs already disagree on the evidence (status says so)."""
     from mouse_rl.fit.statespace import fit_noisy
 
-    cpu, gpu = fit_noisy(trials, free=(), device="cpu"), fit_noisy(trials, free=(), device="cuda")
+    kw = dict(free=(), noise="linear", frozen=("a",))
+    cpu, gpu = fit_noisy(trials, device="cpu", **kw), fit_noisy(trials, device="cuda", **kw)
+    assert (cpu.params["status"] == "converged").all() and (gpu.params["status"] == "converged").all()
     np.testing.assert_allclose(cpu.params["log_evidence"], gpu.params["log_evidence"], rtol=1e-9)
     torch.testing.assert_close(cpu.z, gpu.z.cpu(), rtol=1e-8, atol=1e-9)

@@ -164,5 +164,6 @@ def test_a_broken_numba_cuda_is_a_visible_fallback(monkeypatch):
     monkeypatch.setattr(config, "ENABLE_CUDASIM", 0)
     monkeypatch.setattr(importlib, "import_module", broken)
     assert "row_stack" in sim_kernel_cuda.unavailable_reason() and not sim_kernel_cuda.available()
+    assert "pip install 'numpy<2.5'" in sim_kernel_cuda.unavailable_reason()
     why = fused_unsupported(torch.device("cuda"), torch.float32)
     assert why.startswith("device 'cuda': numba.cuda does not work here (AttributeError")

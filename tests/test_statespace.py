@@ -307,6 +307,18 @@ def test_non_finite_evidence_is_never_converged(monkeypatch):
     assert fit.params["status"][0].startswith("evidence not finite") and fit.params["status"][1] == "converged"
 
 
+def test_unconverged_map_weights_are_named_without_a_search(monkeypatch):
+    """At given hyperparameters (no evidence search) a mouse is unconverged when the Newton search for its MAP
+    weights is: the status names that search, not the evidence search's iteration limit."""
+    df, _ = _short(n_mice=2, tps=20)
+    real = ss.find_mode
+    monkeypatch.setattr(ss, "find_mode", lambda *a, **kw: real(*a, **dict(kw, max_iter=1)))
+    fit = ss.fit_noisy(df, free=(), start="defaults")
+    assert not fit.params["converged"].any()
+    assert (fit.params["status"] == "MAP weights unconverged after 1 Newton iterations (decrement above "
+            "tolerance)").all()
+
+
 def test_linear_noise_frozen_group_gradient_and_pinning():
     """noise="linear", frozen=("a",): the frozen gains sit at w_init (also when w0 / k change), carry no
     prior terms, and the exact evidence gradient (incl. through w0, which moves the pinned gains) matches

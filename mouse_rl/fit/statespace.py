@@ -1729,9 +1729,11 @@ def _network_start(df, score_np, encoding, zero_reward, network_kw) -> dict:
     return out
 
 
-def _status(data: Packed, zn: np.ndarray, done: np.ndarray, finite: np.ndarray, n_outer: int) -> list[str]:
-    """Per mouse: ``"converged"``, or why not (the search's iteration limit; the Laplace Hessian failing at the
-    MAP weights, with the lowest log-weight: a weight driven to ~0 by the rule's reflection makes it singular)."""
+def _status(data: Packed, zn: np.ndarray, done: np.ndarray, finite: np.ndarray, n_outer: int,
+            mode_iter: int) -> list[str]:
+    """Per mouse: ``"converged"``, or why not (the search's iteration limit; with no hyperparameter search
+    (``n_outer`` 0), the Newton search for the MAP weights; the Laplace Hessian failing at the MAP weights, with
+    the lowest log-weight: a weight driven to ~0 by the rule's reflection makes it singular)."""
     out = []
     for i in range(data.n_mice):
         if not finite[i]:
@@ -1740,8 +1742,10 @@ def _status(data: Packed, zn: np.ndarray, done: np.ndarray, finite: np.ndarray, 
             low = f"; lowest log-weight {rows[:, j].min():.1f} ({WEIGHT_COLUMNS[j]})" if data.noise == "log" else ""
             out.append("evidence not finite: the Laplace Hessian at the MAP weights is not positive definite"
                        + low)
-        elif not done[i]:
+        elif not done[i] and n_outer:
             out.append(f"search unfinished after {n_outer} iterations (max_outer)")
+        elif not done[i]:
+            out.append(f"MAP weights unconverged after {mode_iter} Newton iterations (decrement above tolerance)")
         else:
             out.append("converged")
     return out
@@ -1767,7 +1771,7 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     finite = np.isfinite(params["log_evidence"].to_numpy())
     params["converged"] = done.cpu().numpy() & finite
     zn = z.cpu().numpy()
-    params["status"] = _status(data, zn, done.cpu().numpy(), finite, n_outer)
+    params["status"] = _status(data, zn, done.cpu().numpy(), finite, n_outer, mode.n_iter)
     params["n_outer"] = n_outer
     params["fit_seconds"] = seconds
     sd = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt().cpu().numpy()
