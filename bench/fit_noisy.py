@@ -66,7 +66,9 @@ def main(argv=None) -> int:
                    choices=["noisy", "psytrack", "network", "shallow", "qlearning", "qlearning_tabular"])
     p.add_argument("--schemes", nargs="+", default=["interleaved", "time"], choices=["time", "interleaved"])
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
-    p.add_argument("--max-outer", type=int, default=20, help="evidence (BFGS) iterations of the noisy fit")
+    p.add_argument("--max-outer", type=int, default=20,
+                   help="evidence (BFGS) iterations of the noisy fit (default 20: the README tables of this bench; "
+                        "not fit_noisy's default)")
     p.add_argument("--free", nargs="+", default=None, help="free hyperparameters of the noisy fit")
     p.add_argument("--search", choices=["bfgs", "newton"], default="bfgs",
                    help="evidence search of the noisy fit (newton: trust-region Newton, for eta free)")

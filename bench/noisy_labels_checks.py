@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     p.add_argument("--copies", type=int, default=50, help="free-running copies per mouse (>= 2; default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the copies' random streams (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
-    p.add_argument("--max-outer", type=int, default=20, help="evidence-search iterations of the noisy fit")
+    p.add_argument("--max-outer", type=int, default=None,
+                   help="evidence-search iterations of the noisy fit (default: fit_noisy's)")
     p.add_argument("--fit-from", type=Path, default=None, metavar="DIR",
                    help="read the fit (noisy_params.csv, noisy_weights.parquet) from DIR, a previous run of the same "
                         "--variant, instead of refitting")
@@ -126,7 +127,8 @@ def main(argv=None) -> int:
             params.to_csv(params_path, index=False)
     else:
         t0 = time.perf_counter()
-        fit = fit_noisy(trials, max_outer=args.max_outer, threads=args.threads, **v)
+        limit = {} if args.max_outer is None else {"max_outer": args.max_outer}
+        fit = fit_noisy(trials, threads=args.threads, **limit, **v)
         summary["fit_seconds"] = round(time.perf_counter() - t0, 1)
         summary["load_1min"]["after_fit"] = load_avg()
         summary["fit_load_1min"] = {k: summary["load_1min"][k] for k in ("start", "after_fit")}
