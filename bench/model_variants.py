@@ -20,12 +20,15 @@ For the unpatched tree (``baseline``) and each patch (``bench/model_variants/NAM
 the source tree to a temporary folder, applies the patch (``git apply``), and runs there, as subprocesses,
 ``bench/fit_real_mice.py --trust --seeds 0`` (default fit, its posterior-predictive check and the
 teacher-forced cohort relations) and ``bench/fit_real_mice.py --models network`` (held-out bits/trial, both
-schemes), with their outputs in ``OUT/NAME``. ``--verify`` first runs the kernel tests on the patched tree
+schemes) and ``bench/late_psychometric.py`` (where the teacher-forced fit misses the mice's late behaviour:
+P(Right) by stimulus, labels of drawn choices), with their outputs in ``OUT/NAME``; ``--benches`` runs a
+subset, keeping the other benches' earlier outputs and numbers. ``--verify`` first runs the kernel tests on the patched tree
 (fit-kernel derivatives against autograd through the patched ``trial_update``, the fused simulation against
 the reference rollout): a patch that changed one definition and not the others fails there. Each tree compiles its own numba kernels (a few minutes).
 Prints one table; writes ``OUT/model_variants.json`` (rows of variants not rerun are kept).
 
     python bench/model_variants.py --out bench/results/model_variants
+    python bench/model_variants.py --variants bias_by_delta_tot --benches late --out bench/results/model_variants
 """
 from __future__ import annotations
 
@@ -63,8 +66,12 @@ def run(cmd: list[str], src: Path, log: Path, threads: int) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed in {src} (exit {done.returncode}); see {log}")
 
 
-def run_variant(name: str, src: Path, work: Path, data: str, threads: int, verify: bool) -> dict:
-    """Copy, patch (unless ``baseline``), optionally verify, run both benches; the row of the table."""
+BENCHES = ("trust", "cv", "late")
+
+
+def run_variant(name: str, src: Path, work: Path, data: str, threads: int, verify: bool,
+                benches=BENCHES) -> dict:
+    """Copy, patch (unless ``baseline``), optionally verify, run ``benches``; their entries of the table's row."""
     copy_tree(src, tests=verify)
     if name != "baseline":
         patch = str(PATCHES / f"{name}.patch")
@@ -78,21 +85,40 @@ def run_variant(name: str, src: Path, work: Path, data: str, threads: int, verif
         run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kernel.py",
              "tests/test_sim_kernel.py", "-k", "not saturates"], src, work / "verify.log", threads)
     bench = ["bench/fit_real_mice.py", "--data", data, "--threads", str(threads)]
-    run([sys.executable, *bench, "--trust", "--seeds", "0", "--out", str(work / "trust")], src, work / "trust.log",
-        threads)
-    run([sys.executable, *bench, "--models", "network", "--out", str(work / "cv")], src, work / "cv.log", threads)
-    trust = json.loads((work / "trust" / "trust_summary.json").read_text())
-    cv = pd.read_csv(work / "cv" / "summary.csv").set_index("scheme")
-    return {**{k: trust[k] for k in (
-        "log_posterior_total", "learner_side_agreement", "teacher_forced_r_early_bias_late_slope_diff",
-        "teacher_forced_r_early_bias_late_bias", "constant_channel_frozen", "check_session_coverage",
-        "check_late_slope_inside", "check_side_match", "check_expected_side_match",
-        "check_r_early_bias_late_slope_diff", "check_r_early_bias_late_slope_diff_median",
-        "check_r_early_bias_late_bias", "check_r_early_bias_late_bias_median",
-        "check_r_early_bias_late_bias_lo", "check_r_early_bias_late_bias_hi")},
-        "heldout_bits_time": float(cv.loc["time", "bits_per_trial_total"]),
-        "heldout_bits_interleaved": float(cv.loc["interleaved", "bits_per_trial_total"]),
-        "verified": verify}
+    row = {"verified": verify} if verify or "trust" in benches else {}  # a late-only rerun keeps the earlier flag
+    for b in benches:
+        _clear(work, b)
+    if "trust" in benches:
+        run([sys.executable, *bench, "--trust", "--seeds", "0", "--out", str(work / "trust")], src,
+            work / "trust.log", threads)
+        trust = json.loads((work / "trust" / "trust_summary.json").read_text())
+        row.update({k: trust[k] for k in (
+            "log_posterior_total", "learner_side_agreement", "teacher_forced_r_early_bias_late_slope_diff",
+            "teacher_forced_r_early_bias_late_bias", "constant_channel_frozen", "check_session_coverage",
+            "check_late_slope_inside", "check_side_match", "check_expected_side_match",
+            "check_r_early_bias_late_slope_diff", "check_r_early_bias_late_slope_diff_median",
+            "check_r_early_bias_late_bias", "check_r_early_bias_late_bias_median",
+            "check_r_early_bias_late_bias_lo", "check_r_early_bias_late_bias_hi")})
+    if "cv" in benches:
+        run([sys.executable, *bench, "--models", "network", "--out", str(work / "cv")], src, work / "cv.log", threads)
+        cv = pd.read_csv(work / "cv" / "summary.csv").set_index("scheme")
+        row["heldout_bits_time"] = float(cv.loc["time", "bits_per_trial_total"])
+        row["heldout_bits_interleaved"] = float(cv.loc["interleaved", "bits_per_trial_total"])
+    if "late" in benches:
+        run([sys.executable, "bench/late_psychometric.py", "--data", data, "--threads", str(threads), "--out",
+             str(work / "late")], src, work / "late.log", threads)
+        late = json.loads((work / "late" / "summary.json").read_text())
+        row.update({f"late_error_{k}": v for k, v in late["mean_abs_error"].items()})
+        row["late_zero_contrast_away_from_side"] = late["zero_contrast_opposite_to_side"]["model"]
+        row["late_abs_slope_diff"] = late["mean_abs_late_slope_diff"]["model"]
+        row["late_slope_diff_inside_drawn_band"] = late["late_slope_diff_inside_drawn_band"]
+    return row
+
+
+def _clear(work: Path, bench: str) -> None:
+    """Remove a bench's earlier outputs in ``work`` (its folder and log)."""
+    shutil.rmtree(work / bench, ignore_errors=True)
+    (work / f"{bench}.log").unlink(missing_ok=True)
 
 
 def main(argv=None) -> int:
@@ -102,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
     ap.add_argument("--threads", type=int, default=2, help="numba threads of every run (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model_variants")
+    ap.add_argument("--benches", nargs="+", default=list(BENCHES), choices=BENCHES,
+                    help="benches to run on each tree (default all); the others' earlier outputs and numbers are kept")
     ap.add_argument("--verify", action="store_true",
                     help="first run tests/test_kernel.py and tests/test_sim_kernel.py on the patched tree")
     args = ap.parse_args(argv)
@@ -119,13 +147,12 @@ def main(argv=None) -> int:
         ap.error(f"--out: cannot read the earlier results {str(table)!r} ({e}); move it or choose another --out")
     for name in args.variants:
         work = (args.out / name).resolve()
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
+        work.mkdir(parents=True, exist_ok=True)
         # outside any git repository: inside one, `git apply` silently skips paths outside the current folder
         tmp = Path(tempfile.mkdtemp(prefix=f"mouse_rl_{name}_"))
         try:
-            rows[name] = run_variant(name, tmp / "src", work, data, args.threads, args.verify)
+            rows[name] = {**rows.get(name, {}), **run_variant(name, tmp / "src", work, data, args.threads,
+                                                              args.verify, tuple(args.benches))}
         finally:
             shutil.rmtree(tmp)
         table.write_text(json.dumps(rows, indent=1))  # after each variant
