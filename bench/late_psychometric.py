@@ -62,6 +62,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.draws < 1:
         p.error(f"--draws: need at least 1, got {args.draws}")
+    if args.threads < 1:
+        p.error(f"--threads: need at least 1, got {args.threads}")
+    if not args.data.exists():
+        p.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
 
     import numba
     import torch

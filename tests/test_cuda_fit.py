@@ -64,7 +64,7 @@ def test_posterior_predictive_check_cuda_equals_cpu(trials):
 def test_noisy_learner_mode_and_evidence_cuda_equal_cpu(trials):
     """At given hyperparameters (the search over them amplifies rounding differences on a few hundred trials),
     in the linear-noise variant: the log-noise default drives some log-weights of these short mice to -10 ... -19,
-    where its MAP search does not converge and two CPUs already disagree on the evidence (status says so)."""
+    where its MAP search does not always converge and two CPUs already disagree on the evidence."""
     from mouse_rl.fit.statespace import fit_noisy
 
     kw = dict(free=(), noise="linear", frozen=("a",))
