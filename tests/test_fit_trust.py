@@ -70,10 +70,17 @@ def test_checks_are_calibrated_on_mice_simulated_from_the_model():
     s = check.summary
     assert s["n_mice"] == 16 and s["n_copies"] == 60 and len(check.copies) == 16 * 60
     assert s["session_coverage"] >= 0.85, check.per_mouse
-    assert s["late_slope_inside"] >= 13 and s["early_bias_inside"] >= 13, s
+    assert s["late_slope_inside"] >= 13 and s["early_bias_inside"] >= 13 and s["late_bias_inside"] >= 13, s
+    pm = check.per_mouse
+    assert ((pm["late_bias"] >= pm["late_bias_lo"]) & (pm["late_bias"] <= pm["late_bias_hi"])
+            == pm["late_bias_inside"]).all()
+    # the real late bias is the mean of P(R | 0) - 0.5 over each mouse's last 5 sessions
+    t = sim.trials[sim.trials["signed_contrast"] == 0]
+    by_session = t.groupby(["mouse", "session"])["choice"].mean() - 0.5
+    late = by_session.groupby("mouse").apply(lambda v: v.iloc[-5:].mean())
+    np.testing.assert_allclose(pm.set_index("mouse")["late_bias"], late.loc[pm["mouse"]].to_numpy(), atol=1e-12)
     assert abs(s["mean_side_share"] - s["expected_side_share"]) < 0.15, s
     # the modal-side matches are as many as a calibrated model expects (sum of the copies' modal shares)
-    pm = check.per_mouse
     assert np.isclose(s["expected_side_match"], pm["side_modal_share"].sum())
     assert (pm["side_modal_share"] >= 1 / 3).all() and (pm["side_modal_share"] <= 1).all()
     assert abs(s["side_match"] - s["expected_side_match"]) <= 4, s

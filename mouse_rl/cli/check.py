@@ -129,11 +129,12 @@ def run(args) -> int:
                 plot_check(check, mouse).savefig(outputs.path(f"plots/{names[str(mouse)]}.png"), dpi=100,
                                                  format="png")
     cols = ["mouse", "session_coverage", "early_bias", "early_bias_inside", "late_slope_diff",
-            "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
+            "late_slope_diff_inside", "late_bias", "late_bias_inside", "side", "side_modal_sim", "side_share"]
     print(check.per_mouse[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     s = check.summary
     print(f"sessions inside the copies' 5-95% band: {s['session_coverage']:.1%}; late slope difference inside: "
           f"{s['late_slope_inside']}/{s['n_mice']}; early bias inside: {s['early_bias_inside']}/{s['n_mice']}; "
+          f"late bias inside: {s['late_bias_inside']}/{s['n_mice']}; "
           f"modal learner side = real: {s['side_match']}/{s['n_mice']} (a calibrated model expects "
           f"{s['expected_side_match']:.1f})  ({s['n_copies']} copies per mouse)")
     for name, (x, y) in COHORT_RELATIONS.items():

@@ -48,8 +48,9 @@ class CheckResult:
     """Output of :func:`posterior_predictive_check`.
 
     per_mouse : one row per mouse: ``session_coverage`` (fraction of its sessions whose real accuracy
-        is inside the copies' band), ``early_bias`` / ``late_slope_diff`` real values with the copies'
-        ``_lo``, ``_median``, ``_hi`` and ``_inside``; ``side`` (real learner side), ``side_modal_sim``,
+        is inside the copies' band), ``early_bias`` / ``late_slope_diff`` / ``late_bias`` (P(Right | zero
+        contrast) - 0.5 over the last sessions: where the fitted network misses most, README) real values with
+        the copies' ``_lo``, ``_median``, ``_hi`` and ``_inside``; ``side`` (real learner side), ``side_modal_sim``,
         ``side_match`` (modal = real), ``side_modal_share`` (fraction of copies on the modal side: the
         chance of ``side_match`` if the mouse were one more copy), ``side_share`` (fraction of copies with
         the real side) and
@@ -58,7 +59,7 @@ class CheckResult:
     per_session : one row per (mouse, session): real ``accuracy``, ``p_right_left``, ``p_right_right``
         and the copies' ``_lo``, ``_median``, ``_hi``; ``accuracy_inside``.
     summary : overall numbers: ``session_coverage`` (over all sessions), ``late_slope_inside``,
-        ``early_bias_inside`` and ``side_match`` (mice counts), ``expected_side_match`` (the ``side_match``
+        ``early_bias_inside``, ``late_bias_inside`` and ``side_match`` (mice counts), ``expected_side_match`` (the ``side_match``
         count a calibrated model expects: the sum of ``side_modal_share``), ``mean_side_share`` and its
         calibrated expectation ``expected_side_share``, ``n_mice``, ``n_copies``. Where the side is decided
         by chance during learning (the copies split), even the true model's modal side misses often; compare
@@ -291,7 +292,7 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
     per_session["accuracy_inside"] = (a["accuracy"] >= a["accuracy_lo"]) & (a["accuracy"] <= a["accuracy_hi"])
     per_mouse = pd.DataFrame({"mouse": list(mice)})
     per_mouse["session_coverage"] = per_session.groupby("mouse", sort=True)["accuracy_inside"].mean().to_numpy()
-    for key in ("early_bias", "late_slope_diff"):
+    for key in ("early_bias", "late_slope_diff", "late_bias"):
         v = sim_m[key].reshape(K, M)
         lo, med, hi = _band(v)
         per_mouse[key] = real_m[key]
@@ -318,6 +319,7 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
                "session_coverage": float(per_session["accuracy_inside"].mean()),
                "late_slope_inside": int(per_mouse["late_slope_diff_inside"].sum()),
                "early_bias_inside": int(per_mouse["early_bias_inside"].sum()),
+               "late_bias_inside": int(per_mouse["late_bias_inside"].sum()),
                "side_match": int(per_mouse["side_match"].sum()),
                "expected_side_match": float(per_mouse["side_modal_share"].sum()),
                "mean_side_share": float(per_mouse["side_share"].mean()),
