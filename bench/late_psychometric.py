@@ -64,6 +64,8 @@ def main(argv=None) -> int:
         p.error(f"--draws: need at least 1, got {args.draws}")
     if args.threads < 1:
         p.error(f"--threads: need at least 1, got {args.threads}")
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out: {str(args.out)!r} is a file, not a folder")
     if not args.data.exists():
         p.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
 
@@ -76,6 +78,7 @@ def main(argv=None) -> int:
     from mouse_rl.analysis.metrics import LEARNER_SIDE_THRESHOLD
     from mouse_rl.data import load_liebana2025
     from mouse_rl.fit import DEFAULT_FREE, fit_mice
+    from mouse_rl.fit.checks import LATE_SESSIONS
     from mouse_rl.fit.labels import strategy_labels
 
     with warnings.catch_warnings():
@@ -90,8 +93,8 @@ def main(argv=None) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sessions without zero-contrast trials: slopes by the other definition
-        data = late_means(session_metrics(fit.trials), 5)
-        model = late_means(session_metrics(fit.trials, use_model=True), 5)
+        data = late_means(session_metrics(fit.trials), LATE_SESSIONS)
+        model = late_means(session_metrics(fit.trials, use_model=True), LATE_SESSIONS)
         labels = strategy_labels(fit.trials, fit.params)[0].set_index("mouse")
         drawn = drawn_labels(fit.trials, args.draws, args.seed, LEARNER_SIDE_THRESHOLD)
     table = data.add_suffix("_data").join(model.add_suffix("_model"))

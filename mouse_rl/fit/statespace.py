@@ -1675,6 +1675,7 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
                 won = torch.where(take, won, best[4])
             best = (mode, E, done, n_outer, won)
         mode, E, done, n_outer, won = best
+        mode_iter = mode.n_iter  # the search's (the tail's refit below replaces the mode)
         hs = hsets[0]
         if len(hsets) > 1:
             hs.u = torch.stack([h.u for h in hsets])[won, torch.arange(data.n_mice)]
@@ -1699,7 +1700,7 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
             z = rollout(data, hs.natural(), z, start=last + 1)
             mode = find_mode(data, hs.natural(), score, z0=z, max_iter=newton_iter)
         seconds = time.perf_counter() - t_start
-        fit = _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history)
+        fit = _assemble(df, data, hs, score, mode, E, done, n_outer, mode_iter, seconds, band, history)
         fit.params["start"] = [starts[int(i)] for i in won.cpu()]
         natural = lambda n, c: float(_from_u(n, torch.as_tensor(c, dtype=torch.float64).cpu()))  # noqa: E731
         fit.population = {n: dict(mean=natural(n, c), sd=sd, transform=HYPERS[n].transform,
@@ -1752,7 +1753,7 @@ def _status(data: Packed, zn: np.ndarray, done: np.ndarray, finite: np.ndarray, 
     return out
 
 
-def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, history) -> NoisyFit:
+def _assemble(df, data, hs, score, mode, E, done, n_outer, mode_iter, seconds, band, history) -> NoisyFit:
     hp = hs.natural()
     _, sol = log_evidence(data, hp, score, mode, inverse=True)
     z, cov = _pin(data, mode.z.detach(), hp), sol.cov
@@ -1772,7 +1773,7 @@ def _assemble(df, data, hs, score, mode, E, done, n_outer, seconds, band, histor
     finite = np.isfinite(params["log_evidence"].to_numpy())
     params["converged"] = done.cpu().numpy() & finite
     zn = z.cpu().numpy()
-    params["status"] = _status(data, zn, done.cpu().numpy(), finite, n_outer, mode.n_iter)
+    params["status"] = _status(data, zn, done.cpu().numpy(), finite, n_outer, mode_iter)
     params["n_outer"] = n_outer
     params["fit_seconds"] = seconds
     sd = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt().cpu().numpy()
