@@ -57,9 +57,12 @@ EXTRA = {"gamma": ("logit", (1e-4, 0.95), 0.1, 2.0), "rho": ("identity", (-15.0,
          "tau": ("log", (30.0, 1e5), 2000.0, 2.0)}
 NEUTRAL = {"k": 1.0, "gamma": 0.0, "rho": 0.0, "tau": 1.0}
 STIMULI = ("p_right_left", "p_right_zero", "p_right_right")
+#: No on-disk cache: this module runs as ``__main__`` and as an imported module (the tests), and numba's cache
+#: entries name the module they were compiled in.
+_jit = nb.njit(cache=False)
 
 
-@nb.njit(cache=True)
+@_jit
 def _trial(th, a, U, c, choice, reward, t):
     """P(Right) of trial ``t`` from the pre-update weights, then one step of the learning rule in place."""
     eta, beta, lapse, gamma, rho, tau = th[0], th[1], th[7], th[8], th[9], th[10]
@@ -86,14 +89,14 @@ def _trial(th, a, U, c, choice, reward, t):
     return p
 
 
-@nb.njit(cache=True)
+@_jit
 def _start(th):
     a = np.array([th[2], th[2], th[3]])
     U = np.array([[th[4], th[4], th[5]], [th[4], th[4], th[6]]])
     return a, U
 
 
-@nb.njit(cache=True)
+@_jit
 def unroll(th, c, choice, reward, n, p_out):
     """Teacher-forced run over the first ``n`` trials; fills ``p_out`` with P(Right); returns the log-likelihood."""
     a, U = _start(th)
@@ -105,7 +108,7 @@ def unroll(th, c, choice, reward, n, p_out):
     return ll
 
 
-@nb.njit(cache=True)
+@_jit
 def free_run(th, c, n, copies, seed, out, p_out):
     """``copies`` free-running copies on the stimuli ``c[:n]`` (learning reward 0.5 at zero contrast, the
     default ``zero_reward="expected"``); choices into ``out``, P(Right) into ``p_out`` (both ``(copies, >= n)``)."""
@@ -119,6 +122,13 @@ def free_run(th, c, n, copies, seed, out, p_out):
             out[k, t] = ch
             r = 0.5 if c[t] == 0 else (1.0 if (c[t] > 0) == (ch == 1) else 0.0)
             _trial(th, a, U, c[t], ch, r, t)
+
+
+def _compile() -> None:
+    c, y = np.array([-0.5, 0.0, 0.5]), np.array([0, 1, 1])
+    unroll(np.array([0.01, 9.0, 0.05, 1.0, 0.2, 0.05, 0.05, 0.02, 0.1, 0.0, 1.0]), c, y, np.ones(3), 3, np.empty(3))
+    free_run(np.array([0.01, 9.0, 0.05, 1.0, 0.2, 0.05, 0.05, 0.02, 0.1, 0.0, 1.0]), c, 3, 1, 0,
+             np.zeros((1, 3), dtype=np.int64), np.zeros((1, 3)))
 
 
 def coordinates(names):
@@ -323,6 +333,7 @@ def main(argv=None) -> int:
     else:
         n_fit = N
     args.out.mkdir(parents=True, exist_ok=True)
+    _compile()  # once, before the worker processes fork
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.workers} worker processes",
                "time_aware": args.time_aware, "simulated_from": None if truth is None else str(args.simulate_from), "mice_late_bias_and_reward_rates": relations, "variants": {}}
     for variant in args.variants:
