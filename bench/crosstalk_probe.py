@@ -401,20 +401,28 @@ def late_bias_and_reward_rates(trials: pd.DataFrame, late_n: int) -> dict:
     (Q^const of an action = its reward rate, so bias = beta a_b (rate_R - rate_L))? Over each mouse's last
     ``late_n`` sessions: P(R | zero contrast) - 0.5 against the mean learning reward after Right minus after
     Left choices (the rates) and against the rewards earned by each per trial (the counts a frozen channel
-    accumulates instead)."""
+    accumulates instead); and whether it is the previous choice repeated (zero-contrast trials after a Left
+    and after a Right choice, same session)."""
     from mouse_rl.fit.batch import learning_reward
 
-    t = trials.assign(r=learning_reward(trials))
+    t = trials.assign(r=learning_reward(trials),
+                      previous=trials.groupby(["mouse", "session"])["choice"].shift(1))
     rows = []
     for mouse, d in t.groupby("mouse"):
         d = d[d["session"].isin(sorted(d["session"].unique())[-late_n:])]
         rate = d.groupby("choice")["r"].mean()
         count = d.groupby("choice")["r"].sum() / len(d)
+        zero = d[(d["signed_contrast"] == 0) & d["previous"].notna()]
+        after = zero.groupby("previous")["choice"].mean() - 0.5
         rows.append({"mouse": mouse, "late_bias": d.loc[d["signed_contrast"] == 0, "choice"].mean() - 0.5,
                      "rate_diff": rate.get(1, np.nan) - rate.get(0, np.nan),
-                     "count_diff": count.get(1, 0.0) - count.get(0, 0.0)})
+                     "count_diff": count.get(1, 0.0) - count.get(0, 0.0),
+                     "repeat_at_zero": float((zero["choice"] == zero["previous"]).mean()),
+                     "same_lean_after_either": bool(np.sign(after.get(0.0, np.nan)) == np.sign(after.get(1.0, np.nan)))})
     df = pd.DataFrame(rows)
     return {"n_mice": len(df),
+            "mean_repeat_previous_choice_at_zero": round(float(df["repeat_at_zero"].mean()), 3),
+            "same_lean_at_zero_after_either_previous_choice": int(df["same_lean_after_either"].sum()),
             "r_late_bias_rate_diff": round(float(df["late_bias"].corr(df["rate_diff"])), 3),
             "r_late_bias_count_diff": round(float(df["late_bias"].corr(df["count_diff"])), 3),
             "same_sign_rate_diff": int((np.sign(df["late_bias"]) == np.sign(df["rate_diff"])).sum()),
