@@ -56,7 +56,6 @@ VARIANTS = {"default": (), "crosstalk": ("gamma",), "innate": ("rho", "tau"),
 EXTRA = {"gamma": ("logit", (1e-4, 0.95), 0.1, 2.0), "rho": ("identity", (-15.0, 15.0), 0.0, 3.0),
          "tau": ("log", (30.0, 1e5), 2000.0, 2.0)}
 NEUTRAL = {"k": 1.0, "gamma": 0.0, "rho": 0.0, "tau": 1.0}
-STIMULI = ("p_right_left", "p_right_zero", "p_right_right")
 #: No on-disk cache: this module runs as ``__main__`` and as an imported module (the tests), and numba's cache
 #: entries name the module they were compiled in.
 _jit = nb.njit(cache=False)
@@ -125,10 +124,10 @@ def free_run(th, c, n, copies, seed, out, p_out):
 
 
 def _compile() -> None:
-    c, y = np.array([-0.5, 0.0, 0.5]), np.array([0, 1, 1])
-    unroll(np.array([0.01, 9.0, 0.05, 1.0, 0.2, 0.05, 0.05, 0.02, 0.1, 0.0, 1.0]), c, y, np.ones(3), 3, np.empty(3))
-    free_run(np.array([0.01, 9.0, 0.05, 1.0, 0.2, 0.05, 0.05, 0.02, 0.1, 0.0, 1.0]), c, 3, 1, 0,
-             np.zeros((1, 3), dtype=np.int64), np.zeros((1, 3)))
+    th, c, y = np.array([0.01, 9.0, 0.05, 1.0, 0.2, 0.05, 0.05, 0.02, 0.1, 0.0, 1.0]), np.array([-0.5, 0.0, 0.5]), \
+        np.array([0, 1, 1])
+    unroll(th, c, y, np.ones(3), 3, np.empty(3))
+    free_run(th, c, 3, 1, 0, np.zeros((1, 3), dtype=np.int64), np.zeros((1, 3)))
 
 
 def coordinates(names):
@@ -218,35 +217,28 @@ def fit_mouse(job):
             "loglik_test": float(lp[n_fit:].sum()), "n_fit": n_fit, "n_test": n - n_fit, "p_right": p}
 
 
-def late_means(sessions: pd.DataFrame, late_n: int) -> pd.DataFrame:
-    s = sessions.dropna(subset=list(STIMULI)).sort_values(["mouse", "session"])
-    return s.groupby("mouse").tail(late_n).groupby("mouse")[list(STIMULI)].mean()
-
-
 def teacher_forced_late(trials, batch, P) -> dict:
-    """Late P(Right) by stimulus of the mice and of the fitted model on their trials (``bench/late_psychometric.py``)."""
+    """Late P(Right) by stimulus of the mice and of the fitted model on their trials, and their learner sides
+    (``bench/late_psychometric.py``'s measures; sides by :func:`mouse_rl.analysis.early_late_metrics`)."""
     import torch
+    from late_psychometric import STIMULI, late_means, leaning_away  # beside this script
 
-    from mouse_rl.analysis import session_metrics
-    from mouse_rl.analysis.metrics import label_learner_side
+    from mouse_rl.analysis import early_late_metrics, session_metrics
     from mouse_rl.fit.checks import LATE_SESSIONS
 
     t = trials.assign(p_right=batch.to_rows(torch.as_tensor(np.nan_to_num(P))))
-    data = late_means(session_metrics(t), LATE_SESSIONS)
-    model = late_means(session_metrics(t, use_model=True), LATE_SESSIONS)
-    diff = {k: v["p_right_right"] + v["p_right_left"] - 2 * v["p_right_zero"] for k, v in (("data", data),
-                                                                                            ("model", model))}
-    side = {k: pd.Series(label_learner_side(v.to_numpy()), index=v.index) for k, v in diff.items()}
-    away = {k: int((((side["data"] == "right") & (v["p_right_zero"] < 0.5))
-                    | ((side["data"] == "left") & (v["p_right_zero"] > 0.5))).sum())
-            for k, v in (("data", data), ("model", model))}
-    return {"late_error": {s: round(float((data[s] - model[s]).abs().mean()), 4) for s in STIMULI},
-            "mean_abs_late_slope_diff": {k: round(float(v.abs().mean()), 3) for k, v in diff.items()},
-            "lean_away_at_zero": {**away, "one_sided_mice": int(side["data"].isin(["left", "right"]).sum())},
-            "labels_agree": int((side["data"] == side["model"]).sum()),
+    sessions = {k: session_metrics(t, use_model=k == "model") for k in ("data", "model")}
+    late = {k: late_means(v, LATE_SESSIONS) for k, v in sessions.items()}
+    el = {k: early_late_metrics(v, late_n=LATE_SESSIONS).set_index("mouse") for k, v in sessions.items()}
+    side = el["data"]["learner_side"]
+    return {"late_error": {s: round(float((late["data"][s] - late["model"][s]).abs().mean()), 4) for s in STIMULI},
+            "mean_abs_late_slope_diff": {k: round(float(v["late_slope_diff"].abs().mean()), 3) for k, v in el.items()},
+            "lean_away_at_zero": {**{k: leaning_away(side, v["p_right_zero"]) for k, v in late.items()},
+                                  "one_sided_mice": int(side.isin(["left", "right"]).sum())},
+            "labels_agree": int((side == el["model"]["learner_side"]).sum()),
             "non_monotonic_late": {k: int(((v["p_right_zero"] > v[["p_right_left", "p_right_right"]].max(axis=1))
                                            | (v["p_right_zero"] < v[["p_right_left", "p_right_right"]].min(axis=1)))
-                                          .sum()) for k, v in (("data", data), ("model", model))}}
+                                          .sum()) for k, v in late.items()}}
 
 
 def check(batch, thetas, copies: int, seed: int) -> dict:
@@ -300,12 +292,12 @@ def main(argv=None) -> int:
 
     from mouse_rl.data import load_liebana2025
     from mouse_rl.fit.batch import make_batch, prepare_trials
+    from mouse_rl.fit.checks import LATE_SESSIONS
     from mouse_rl.fit.cv import time_split
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the malformed DAP044 is skipped with a warning
         trials = prepare_trials(load_liebana2025(args.data))
-    from mouse_rl.fit.checks import LATE_SESSIONS
 
     relations = late_bias_and_reward_rates(trials, LATE_SESSIONS)
     if args.relations_only:
@@ -335,7 +327,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     _compile()  # once, before the worker processes fork
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.workers} worker processes",
-               "time_aware": args.time_aware, "simulated_from": None if truth is None else str(args.simulate_from), "mice_late_bias_and_reward_rates": relations, "variants": {}}
+               "time_aware": args.time_aware, "simulated_from": None if truth is None else str(args.simulate_from),
+               "mice_late_bias_and_reward_rates": relations, "variants": {}}
     for variant in args.variants:
         jobs = [(variant, np.ascontiguousarray(C[:, m]), np.ascontiguousarray(CH[:, m]),
                  np.ascontiguousarray(R[:, m]), int(N[m]), int(n_fit[m]), default.loc[mouse].to_dict(), m)

@@ -35,6 +35,12 @@ def late_means(sessions: pd.DataFrame, late_n: int) -> pd.DataFrame:
     return s.groupby("mouse").tail(late_n).groupby("mouse")[list(STIMULI)].mean()
 
 
+def leaning_away(side: pd.Series, p_right_zero: pd.Series) -> int:
+    """How many one-sided mice (``side`` ``"left"`` / ``"right"``) have P(Right | zero contrast) on the other side
+    of 0.5 (index-aligned Series)."""
+    return int((((side == "right") & (p_right_zero < 0.5)) | ((side == "left") & (p_right_zero > 0.5))).sum())
+
+
 def drawn_labels(fitted_trials: pd.DataFrame, draws: int, seed: int, side_threshold: float) -> pd.DataFrame:
     """Learner side and late slope difference of ``draws`` choice sets drawn from the model's P(Right)."""
     from mouse_rl.analysis import early_late_metrics, session_metrics
@@ -121,10 +127,8 @@ def main(argv=None) -> int:
         "mean_abs_late_slope_diff": {"data": float(t["late_slope_diff_data"].abs().mean()),
                                      "model": float(t["late_slope_diff_model"].abs().mean())},
         "zero_contrast_opposite_to_side": {
-            "data": int(((t["learner_side_data"] == "right") & (t["p_right_zero_data"] < 0.5)).sum()
-                        + ((t["learner_side_data"] == "left") & (t["p_right_zero_data"] > 0.5)).sum()),
-            "model": int(((t["learner_side_data"] == "right") & (t["p_right_zero_model"] < 0.5)).sum()
-                         + ((t["learner_side_data"] == "left") & (t["p_right_zero_model"] > 0.5)).sum()),
+            "data": leaning_away(t["learner_side_data"], t["p_right_zero_data"]),
+            "model": leaning_away(t["learner_side_data"], t["p_right_zero_model"]),
             "one_sided_mice": int(t["learner_side_data"].isin(["left", "right"]).sum())},
         "labels_agree_expected": int((t["learner_side_data"] == t["learner_side_model"]).sum()),
         "labels_agree_drawn_modal": int((t["learner_side_data"] == t["learner_side_drawn_modal"]).sum()),
