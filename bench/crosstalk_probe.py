@@ -283,8 +283,12 @@ def main(argv=None) -> int:
         p.error(f"--copies: need at least 10 for 5-95% bands, got {args.copies}")
     if args.workers < 1:
         p.error(f"--workers: need at least 1, got {args.workers}")
-    if args.out.exists() and not args.out.is_dir():
-        p.error(f"--out: {str(args.out)!r} is a file, not a folder")
+    from mouse_rl.cli.guards import check_out
+
+    try:  # the CLI's --out check: not a file, not below a file, writable
+        check_out(args.out, "folder")
+    except ValueError as e:
+        p.error(str(e))
     for name, path in (("--data", args.data), ("--default-fit", args.default_fit),
                        ("--simulate-from", args.simulate_from or args.data)):
         if not path.exists():

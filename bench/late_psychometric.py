@@ -70,8 +70,12 @@ def main(argv=None) -> int:
         p.error(f"--draws: need at least 1, got {args.draws}")
     if args.threads < 1:
         p.error(f"--threads: need at least 1, got {args.threads}")
-    if args.out.exists() and not args.out.is_dir():
-        p.error(f"--out: {str(args.out)!r} is a file, not a folder")
+    from mouse_rl.cli.guards import check_out
+
+    try:  # the CLI's --out check: not a file, not below a file, writable
+        check_out(args.out, "folder")
+    except ValueError as e:
+        p.error(str(e))
     if not args.data.exists():
         p.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
 

@@ -137,8 +137,12 @@ def main(argv=None) -> int:
         ap.error(f"--data: {str(args.data)!r} does not exist (the Liebana et al. 2025 folder)")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.out.exists() and not args.out.is_dir():
-        ap.error(f"--out: {str(args.out)!r} is a file, not a folder")
+    from mouse_rl.cli.guards import check_out
+
+    try:  # the CLI's --out check: not a file, not below a file, writable
+        check_out(args.out, "folder")
+    except ValueError as e:
+        ap.error(str(e))
     data = str(args.data.resolve())
     table = args.out / "model_variants.json"
     try:  # variants run before keep their rows
