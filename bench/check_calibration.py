@@ -19,6 +19,11 @@ log k ~ N(0, SD^2), and fits with it free (the option ``mouse-rl fit --fit-k``).
 
     python bench/check_calibration.py --k-sd 1 --out bench/results/check_calibration/fit_k.json
 
+``--crosstalk LO HI`` draws each simulated mouse's crosstalk (a grating also drives the other side's
+stimulus input; 0 in MODEL.md) uniformly in [LO, HI] and fits with it free (``mouse-rl fit --fit-crosstalk``).
+
+    python bench/check_calibration.py --crosstalk 0 0.6 --out bench/results/check_calibration/crosstalk.json
+
 ``--paper-regime`` simulates every mouse with MODEL.md's parameters instead (η 0.0026, β 9, w0 0.05, s0 0.2, no
 start bias, no lapse): the regime in which the model gives the paper's cohort relations (bias emerging while
 the first stimulus is learned, then reversing); the default (η 0.03, start biases drawn per mouse) is the
@@ -60,6 +65,8 @@ def main(argv=None) -> int:
                    help="sd of the true per-mouse stim_skew (default 0 = MODEL.md); > 0 also fits it")
     p.add_argument("--k-sd", type=float, default=0.0,
                    help="draw each mouse's k from log k ~ N(0, SD^2) and fit it (default 0: k = 1, not fitted)")
+    p.add_argument("--crosstalk", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="draw each mouse's crosstalk uniformly in [LO, HI] and fit it (default: 0, not fitted)")
     p.add_argument("--paper-regime", action="store_true",
                    help="simulate every mouse with MODEL.md's parameters (eta 0.0026, beta 9, w0 0.05, s0 0.2, no "
                         "start bias: the regime of the paper's cohort relations; use --sessions 25 --trials 220) "
@@ -72,6 +79,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.k_sd >= 0 or not args.skew >= 0:
         p.error(f"--k-sd and --skew must be >= 0, got {args.k_sd} and {args.skew}")
+    if args.crosstalk is not None and not 0 <= args.crosstalk[0] <= args.crosstalk[1] <= 1:
+        p.error(f"--crosstalk: need 0 <= LO <= HI <= 1, got {args.crosstalk}")
     if args.mice < 3 or args.sessions < 1 or args.trials < 1 or args.copies < 2:
         p.error(f"need --mice >= 3 (correlations across mice), --sessions/--trials >= 1, --copies >= 2; got "
                 f"{args.mice}, {args.sessions}, {args.trials}, {args.copies}")
@@ -91,8 +100,10 @@ def main(argv=None) -> int:
         truth = ModelParams(stim_skew=r.normal(0.0, args.skew, n) if args.skew > 0 else 0.0)
     if args.k_sd > 0:  # drawn after the others, so that they stay the draws of a run without it
         truth = truth.replace(k=np.exp(r.normal(0.0, args.k_sd, n)))
+    if args.crosstalk is not None:  # drawn last too
+        truth = truth.replace(crosstalk=r.uniform(*args.crosstalk, n))
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
-    tr = make_transform(with_options(args.skew > 0, args.k_sd > 0))
+    tr = make_transform(with_options(args.skew > 0, args.k_sd > 0, crosstalk=args.crosstalk is not None))
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
     exact = posterior_predictive_check(sim.trials, u, np.tile(np.eye(tr.n_free) * 1e6, (n, 1, 1)), tr, args.copies,
                                        1, parameter_uncertainty=False)
@@ -106,6 +117,13 @@ def main(argv=None) -> int:
         k_fit = fit.params.sort_values("mouse")["k"].to_numpy()
         out["k_recovery"] = {"spearman": float(spearmanr(k_fit, truth.k)[0]),
                              "median_abs_log_error": float(np.median(np.abs(np.log(k_fit / truth.k))))}
+    if args.crosstalk is not None:
+        from scipy.stats import spearmanr
+
+        g_fit = fit.params.sort_values("mouse")["crosstalk"].to_numpy()
+        out["crosstalk_recovery"] = {"spearman": float(spearmanr(g_fit, truth.crosstalk)[0]),
+                                     "median_abs_error": float(np.median(np.abs(g_fit - truth.crosstalk))),
+                                     "true": np.round(truth.crosstalk, 4).tolist(), "fitted": np.round(g_fit, 4).tolist()}
     return report(out, args.out)
 
 

@@ -63,7 +63,9 @@ def main(argv=None) -> int:
     if args.old_kernel is not None:
         sys.path.insert(0, str(ROOT / "bench"))
         from fit_speed import _load_module
-        kernels["old"] = _load_module(args.old_kernel, "kernel").nll_derivatives
+        old = _load_module(args.old_kernel, "kernel")
+        width = len(old.THETA)  # an earlier kernel may know fewer parameters (the options added since are 0 here)
+        kernels["old"] = lambda *a, **k: old.nll_derivatives(*a[:-1], a[-1][:, :width], **k)
     for kern in kernels.values():
         for order in (0, 1, 2):
             kern(*data, theta, order=order, **kw)  # compile / load the cache

@@ -37,6 +37,8 @@ Usage::
     python bench/fit_real_mice.py --models network --fit-skew --out out/bench_fit_skew
     python bench/fit_real_mice.py --trust --fit-k --out bench/results/trust_fit_k
     python bench/fit_real_mice.py --models network --fit-k --out bench/results/cv_network_fit_k
+    python bench/fit_real_mice.py --trust --fit-crosstalk --out bench/results/trust_crosstalk
+    python bench/fit_real_mice.py --models network --schemes time interleaved --fit-crosstalk --out bench/results/cv_network_crosstalk
     python bench/fit_real_mice.py --data ../shared/data/liebana2025 --out out/bench_fit
     python bench/fit_real_mice.py --models network --encoding graded --out out/bench_graded
     python bench/fit_real_mice.py --data path/to/ibl_subject_folder --models network --out out/bench_ibl
@@ -106,6 +108,9 @@ def main(argv=None) -> int:
     p.add_argument("--fit-k", action="store_true",
                    help="also fit k, the constant channel's initial cortical gain (MODEL.md fixes it at 1): --trust "
                         "fits with it; the comparison reports network_k / shallow_k")
+    p.add_argument("--fit-crosstalk", action="store_true",
+                   help="also fit crosstalk (a grating also drives the other side's stimulus input; MODEL.md: 0): "
+                        "--trust fits with it; the comparison reports network_crosstalk / shallow_crosstalk")
     p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD", type=prior_sd_item,
                    help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
     p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
@@ -138,8 +143,9 @@ def main(argv=None) -> int:
                                    map_prior=args.map_prior, predictive=args.predictive,
                                    n_samples=args.samples, draw_seed=args.draw_seed,
                                    fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward),
-                                   **({"free": free_set(args)} if args.fit_skew or args.fit_k else {}))
-        tag = "_skew" * args.fit_skew + "_k" * args.fit_k
+                                   **({"free": free_set(args)} if args.fit_skew or args.fit_k or args.fit_crosstalk
+                                      else {}))
+        tag = "_skew" * args.fit_skew + "_k" * args.fit_k + "_crosstalk" * args.fit_crosstalk
         names = {name: f"{name}{tag}" if name in ("network", "shallow") else name for name in args.models}
         if (args.encoding, args.zero_reward) != ("side", "expected"):
             suffix = "".join(f"_{v}" for v, d in ((args.encoding, "side"), (args.zero_reward, "expected")) if v != d)
@@ -171,10 +177,11 @@ def main(argv=None) -> int:
 
 
 def free_set(args) -> tuple:
-    """The network's free parameters: the default set, plus stim_skew (``--fit-skew``) and k (``--fit-k``)."""
+    """The network's free parameters: the default set, plus stim_skew (``--fit-skew``), k (``--fit-k``) and the
+    crosstalk (``--fit-crosstalk``)."""
     from mouse_rl.fit.transforms import with_options
 
-    return with_options(args.fit_skew, args.fit_k)
+    return with_options(args.fit_skew, args.fit_k, crosstalk=args.fit_crosstalk)
 
 
 def load_data(paths, mice=None) -> pd.DataFrame:
@@ -263,6 +270,7 @@ def trust(args) -> int:
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
         "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
         "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "fit_k": args.fit_k,
+        "fit_crosstalk": args.fit_crosstalk,
         "prior_sd": [f"{n}={v:g}" for n, v in args.prior_sd],
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
@@ -279,12 +287,14 @@ def trust(args) -> int:
     cols = ["mouse", "session_coverage", "early_bias", "early_bias_median", "early_bias_inside", "late_slope_diff",
             "late_slope_diff_median", "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
     table = check.per_mouse[cols]
-    extra = [n for n in ("stim_skew", "k") if n in free_set(args)]
+    extra = [n for n in ("stim_skew", "k", "crosstalk") if n in free_set(args)]
     if extra:
         table = table.merge(p[["mouse", *extra]], on="mouse", how="left")
     if args.fit_skew:
         summary_skew = p["stim_skew"].describe()[["min", "50%", "max"]].round(2).to_dict()
         print(f"fitted stim_skew: {summary_skew}")
+    if args.fit_crosstalk:
+        print(f"fitted crosstalk: {p['crosstalk'].describe()[['min', '50%', 'max']].round(3).to_dict()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 

@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import time
 import warnings
@@ -36,7 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 def _load_module(path: Path, name: str):
     """An earlier version of a mouse_rl.fit module, from its file (relative imports made absolute)."""
-    src = path.read_text().replace("from ..network import", "from mouse_rl.network import")
+    src = re.sub(r"^from \.\.(\w*) import", lambda m: f"from mouse_rl{'.' + m[1] if m[1] else ''} import",
+                 path.read_text(), flags=re.M)
+    src = re.sub(r"^from \.(\w*) import", lambda m: f"from mouse_rl.fit{'.' + m[1] if m[1] else ''} import", src,
+                 flags=re.M)
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"_fit_speed_{name}.py"
     tmp.write_text(src)
     spec = importlib.util.spec_from_file_location(f"_fit_speed_{name}", tmp)

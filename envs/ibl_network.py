@@ -59,7 +59,7 @@ def simulate_ibl_cohort(n_mice: int = 10, n_sessions: int = 20, params=None, tri
     with torch.no_grad():
         for _ in range(n_sessions * trials_per_session):
             c = info["signed_contrast"].to(dtype)
-            x = encode(c, params.encoding)
+            x = encode(c, params.encoding, p.crosstalk)
             fwd = forward(weights, x)
             pr = p_right(fwd.q_tot, p.beta, p.lapse)
             u = rng.uniform(env.seeds, rng.CHOICE, env.global_trial, dtype, choice_key)

@@ -83,21 +83,38 @@ def graded_contrast(c, exponent: float = GRADED_EXPONENT, c50: float = GRADED_C5
     return (1.0 + c50 ** exponent) * cn / (cn + c50 ** exponent)
 
 
-def encode(signed_contrast: torch.Tensor, encoding: str = "side") -> torch.Tensor:
+def encode(signed_contrast: torch.Tensor, encoding: str = "side", crosstalk=None) -> torch.Tensor:
     """Network input x ``(..., 3)`` for signed contrasts ``(...)`` (mouse_rl/MODEL.md section 1).
 
     ``"side"`` (default): [1,0,1] left, [0,1,1] right, [0,0,1] zero; ``"magnitude"``:
     [max(-c,0), max(c,0), 1]; ``"graded"``: [g(max(-c,0)), g(max(c,0)), 1] with the saturating
     contrast response :func:`graded_contrast` (g(1) = 1, so full contrast gives the side input).
+
+    ``crosstalk`` (an option, :data:`mouse_rl.params.PARAMS`; None or 0 = MODEL.md): g, a scalar or a tensor
+    broadcastable to ``signed_contrast`` (e.g. ``(n_mice,)`` against ``(..., n_mice)``); the stimulus inputs
+    become x_L + g x_R and x_R + g x_L (side encoding: left [1, g, 1], right [g, 1, 1]; zero contrast
+    unchanged): each grating also drives the other side's stimulus channel.
     """
     c = signed_contrast
     if encoding == "side":
-        return torch.stack([c < 0, c > 0, torch.ones_like(c, dtype=torch.bool)], dim=-1).to(c.dtype)
-    if encoding == "magnitude":
-        return torch.stack([torch.clamp(-c, min=0), torch.clamp(c, min=0), torch.ones_like(c)], dim=-1)
-    if encoding == "graded":
-        return torch.stack([graded_contrast(-c), graded_contrast(c), torch.ones_like(c)], dim=-1)
-    raise ValueError(f"encoding: must be 'side', 'magnitude' or 'graded', got {encoding!r}")
+        x = torch.stack([c < 0, c > 0, torch.ones_like(c, dtype=torch.bool)], dim=-1).to(c.dtype)
+    elif encoding == "magnitude":
+        x = torch.stack([torch.clamp(-c, min=0), torch.clamp(c, min=0), torch.ones_like(c)], dim=-1)
+    elif encoding == "graded":
+        x = torch.stack([graded_contrast(-c), graded_contrast(c), torch.ones_like(c)], dim=-1)
+    else:
+        raise ValueError(f"encoding: must be 'side', 'magnitude' or 'graded', got {encoding!r}")
+    return with_crosstalk(x, crosstalk)
+
+
+def with_crosstalk(x: torch.Tensor, crosstalk) -> torch.Tensor:
+    """Inputs ``x`` ``(..., 3)`` with each stimulus input also driving the other side's by ``crosstalk`` g
+    (broadcastable to ``x[..., 0]``): [x_L + g x_R, x_R + g x_L, x_b]; None or 0: ``x`` itself."""
+    if crosstalk is None or (not torch.is_tensor(crosstalk) and not np.any(crosstalk)):
+        return x
+    g = torch.as_tensor(crosstalk, dtype=x.dtype, device=x.device)
+    xl, xr, xb = x.unbind(-1)
+    return torch.stack(torch.broadcast_tensors(xl + g * xr, xr + g * xl, xb), dim=-1)
 
 
 def init_weights(params: NetParams, seeds: torch.Tensor | None = None, jitter: float = 1e-5) -> Weights:

@@ -31,6 +31,8 @@ class NetParams(NamedTuple):
     #: per-side skew of the initial stimulus channels (an option; 0 = mouse_rl/MODEL.md; see PARAMS).
     #: Last, with a default, so that code building NetParams from the eight MODEL.md fields keeps working.
     stim_skew: torch.Tensor | float = 0.0
+    #: stimulus cross-talk (an option; 0 = mouse_rl/MODEL.md; see PARAMS and :func:`mouse_rl.network.encode`).
+    crosstalk: torch.Tensor | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,13 @@ class ParamSpec:
 #: lets a fit say one stimulus is learned much later than the other (one-sided learners). Skewing the gain
 #: alone was tried first and closed less of the generative gap (the fitted s0 is often >> w0, and then the
 #: striatal weights, not the gain, set the plateau). Prior N(0, 2^2); 0 = mouse_rl/MODEL.md.
+#: ``crosstalk`` (an option, not fitted by default: ``fit_mice(free=(..., "crosstalk"))``, ``mouse-rl fit
+#: --fit-crosstalk``) lets a grating also drive the other side's stimulus channel: the stimulus inputs become
+#: x_L + g x_R and x_R + g x_L (side encoding: left [1, g, 1], right [g, 1, 1], zero unchanged;
+#: :func:`mouse_rl.network.encode`), generalisation between the two stimuli. With g > 0 a left learner's
+#: "stimulus -> Left" association also pulls right-stimulus choices to Left, the non-monotonic late
+#: psychometric 15 of the 25 Liebana mice show and the MODEL.md network cannot make (README, "The mice's
+#: non-monotonic late psychometric"). Prior logit-normal around 0.1 with sd 2 (95%: 0.002-0.85); 0 = MODEL.md.
 #: ``start_range``: the MAP fits' Sobol restarts spread over where fitted optima of real mice lie (on the 25
 #: Liebana mice beta reaches 175, w0 3.8, s0 6.7, the bias weights their bound 10 and the lapse 0.35, far outside
 #: ``init_range``); on those mice this box found optima 42 and 96 log-posterior units better in total for fit
@@ -114,6 +123,10 @@ PARAMS: dict[str, ParamSpec] = {s.name: s for s in (
     ParamSpec("stim_skew", 0.0, (-20.0, 20.0, True), "identity", (-10.0, 10.0), (-2.0, 2.0), 0.0, 0.0, 2.0,
               "--stim-skew", "per-side skew of the initial stimulus channels: a_L0, U[., L]0 scaled by "
               "exp(-skew/2), a_R0, U[., R]0 by exp(+skew/2); 0 = symmetric (MODEL.md)", (-3.0, 3.0, "linear")),
+    ParamSpec("crosstalk", 0.0, (0.0, 1.0, True), "logit", (1e-4, 0.95), (0.02, 0.5), 0.1, 0.1, 2.0,
+              "--crosstalk", "stimulus cross-talk: a grating drives the other side's stimulus input by this fraction "
+              "(side encoding: left [1, g, 1], right [g, 1, 1]); 0 = MODEL.md", (0.0, 0.5, "linear"),
+              start_range=(0.01, 0.8)),
 )}
 
 
@@ -149,6 +162,9 @@ class ModelParams:
     stim_skew : per-side skew of the initial stimulus channels: a_L0 = w0 / e, a_R0 = w0 e, U[., L]0 = s0 / e,
         U[., R]0 = s0 e with e = exp(stim_skew / 2). Default 0 (mouse_rl/MODEL.md). An option: it lets one
         stimulus channel start on a much longer plateau than the other.
+    crosstalk : stimulus cross-talk g in [0, 1]: the stimulus inputs become x_L + g x_R and x_R + g x_L
+        (:func:`mouse_rl.network.encode`). Default 0 (mouse_rl/MODEL.md). An option: generalisation between
+        the two stimuli.
     encoding : ``"side"`` (x = [1,0,1] left, [0,1,1] right, [0,0,1] zero) or
         ``"magnitude"`` (x = [max(-c,0), max(c,0), 1]) or ``"graded"`` (x = [g(c_L), g(c_R), 1], a
         saturating contrast response with g(1) = 1: :func:`mouse_rl.network.graded_contrast`).
@@ -171,6 +187,7 @@ class ModelParams:
     zero_reward: str = "expected"
     jitter: float = 1e-5
     stim_skew: object = PARAMS["stim_skew"].default
+    crosstalk: object = PARAMS["crosstalk"].default
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:

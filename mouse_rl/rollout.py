@@ -156,9 +156,13 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
     # trials where every mouse learns skip the masking (a host sync, so not inside torch.compile)
     all_learn = None if learn is None else (
         [False] * learn.shape[0] if torch.compiler.is_compiling() else learn.all(1).tolist())
+    crosstalk = params.crosstalk  # None when it is 0 for every mouse and needs no gradient: the plain inputs
+    if torch.is_tensor(crosstalk) and not (crosstalk.requires_grad or torch.compiler.is_compiling()
+                                           or bool((crosstalk != 0).any())):
+        crosstalk = None
     for t in range(start, stop):
         c = trials.contrast(t)
-        x = encode(c, encoding)
+        x = encode(c, encoding, crosstalk)
         fwd = forward(weights, x)
         pr = None if given_choices else p_right(fwd.q_tot, params.beta, lapse)
         choice = choices(t, pr)

@@ -191,8 +191,11 @@ def simulate_cohort(
     if hint is not None and hint not in (1, n_mice):
         raise ValueError(f"params: per-mouse parameters have length {hint} but n_mice={n_mice}")
     device = torch.device(device)
+    crosstalk = params.crosstalk
+    has_crosstalk = bool(np.any(np.asarray(crosstalk.detach().cpu() if torch.is_tensor(crosstalk) else crosstalk)))
     which, fallback = choose_engine(engine, "a stimulation hook (per-trial delta offsets)" if stimulation is not None
-                                    else fused_unsupported(device, dtype))
+                                    else "crosstalk (the cohort's fused engine encodes one stimulus table for all "
+                                    "mice)" if has_crosstalk else fused_unsupported(device, dtype))
     seed_values = rng.mouse_seeds(seed, n_mice) if seeds is None else np.asarray(seeds)
     env = CohortEnv(n_mice, seeds=seed_values, task=task, device=device, dtype=dtype)
     p = params.tensors(n_mice, device=device, dtype=dtype)
@@ -524,7 +527,7 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         return out[0].long(), out[1]
     opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
                 log_mode=sim_kernel.LOG_CHOICES)
-    x = encode(c, encoding)[..., :2]
+    x = encode(c, encoding, params.crosstalk)[..., :2]
     w0 = flat_weights(w).detach().to(dtype).clone().contiguous()
     if device.type == "cuda" or sim_kernel_cuda.simulated():
         log = torch.zeros((2, T, B), dtype=dtype, device=device)

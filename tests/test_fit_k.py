@@ -45,9 +45,9 @@ def test_k_is_recovered_in_order(k_cohort, monkeypatch):
     assert np.all(p["log_posterior"].to_numpy() >= full.params.sort_values("mouse")["log_posterior"].to_numpy() - 1e-6)
 
 
-@pytest.mark.parametrize("flag,name", [("--fit-k", "k"), ("--fit-skew", "stim_skew")])
+@pytest.mark.parametrize("flag,name", [("--fit-k", "k"), ("--fit-skew", "stim_skew"), ("--fit-crosstalk", "crosstalk")])
 def test_cli_fit_option_then_check(k_cohort, tmp_path, capsys, flag, name):
-    """``mouse-rl fit --fit-k`` / ``--fit-skew`` frees the option (written, with its standard error; its fixed
+    """``mouse-rl fit --fit-k`` / ``--fit-skew`` / ``--fit-crosstalk`` frees the option (written, with its standard error; its fixed
     value kept in fit_options.json); ``mouse-rl check`` runs the copies with each mouse's value; a fixed value
     beside the flag, or the flag with another fit, is refused."""
     from mouse_rl.cli import main

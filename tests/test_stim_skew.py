@@ -31,7 +31,7 @@ def test_init_weights_with_skew_by_hand():
 def test_default_is_model_md_and_not_fitted():
     assert PARAMS["stim_skew"].default == 0.0 and ModelParams().stim_skew == 0.0
     assert "stim_skew" not in DEFAULT_FREE
-    assert NetParams._fields[-1] == "stim_skew" and THETA == NetParams._fields
+    assert NetParams._fields[8] == "stim_skew" and THETA == NetParams._fields
     # the eight MODEL.md fields alone still build a NetParams (skew 0)
     z = torch.zeros(1, dtype=torch.float64)
     p = NetParams(z + 0.01, z + 9, z + 0.05, z + 1, z + 0.2, z, z, z)
@@ -46,7 +46,7 @@ def test_identity_transform_round_trip():
     np.testing.assert_allclose(u[:, -1].numpy(), [-1.5, 0.0, 2.5])
     assert tr.params(u).stim_skew.tolist() == [-1.5, 0.0, 2.5]
     theta, d1, d2 = tr.natural(u.numpy())
-    assert theta.shape == (3, 9) and np.all(d1[:, -1] == 1) and np.all(d2[:, -1] == 0)
+    assert theta.shape == (3, len(NetParams._fields)) and np.all(d1[:, -1] == 1) and np.all(d2[:, -1] == 0)
     assert tr.jacobian_diag(u)[:, -1].tolist() == [1.0, 1.0, 1.0]
     lo, hi = tr.bounds_u()
     assert (lo[-1], hi[-1]) == PARAMS["stim_skew"].fit_bounds

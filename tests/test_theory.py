@@ -82,11 +82,13 @@ def _hand_update(a, U, x, o, r, eta):
 BETA = 9.0
 
 
-@pytest.mark.parametrize("encoding,zero_reward,q", [("side", "expected", 0.5), ("magnitude", "random", 0.7),
-                                                    ("side", "random", 0.3)])
-def test_mean_field_step_equals_brute_force_expectation(encoding, zero_reward, q):
+@pytest.mark.parametrize("encoding,zero_reward,q,g", [("side", "expected", 0.5, 0.0), ("magnitude", "random", 0.7, 0.0),
+                                                      ("side", "random", 0.3, 0.0), ("side", "expected", 0.5, 0.3),
+                                                      ("magnitude", "expected", 0.5, 0.6)])
+def test_mean_field_step_equals_brute_force_expectation(encoding, zero_reward, q, g):
+    """g: the crosstalk option (each stimulus input also drives the other side's by g)."""
     eta = 1e-4
-    params = ModelParams(eta=eta, beta=BETA, encoding=encoding, zero_reward=zero_reward, positive=False)
+    params = ModelParams(eta=eta, beta=BETA, encoding=encoding, zero_reward=zero_reward, positive=False, crosstalk=g)
     task = TaskConfig(zero_reward_p_right=q)
     rng = np.random.default_rng(1)
     a, U = rng.uniform(0.1, 1.0, 3), rng.uniform(0.0, 1.0, (2, 3))
@@ -94,6 +96,7 @@ def test_mean_field_step_equals_brute_force_expectation(encoding, zero_reward, q
     second = np.zeros((9, 9))
     for c, p_c in zip(task.contrasts, task.probabilities):  # enumerate stimuli ...
         x = np.array([c < 0, c > 0, 1.0], float) if encoding == "side" else np.array([max(-c, 0), max(c, 0), 1.0])
+        x = np.array([x[0] + g * x[1], x[1] + g * x[0], 1.0])
         for o, rew_side in itertools.product((0, 1), (0, 1)):  # ... actions and rewarded side
             p_side = (1 - q if rew_side == 0 else q) if c == 0 else float(rew_side == (c > 0))
             if p_side == 0:

@@ -44,6 +44,11 @@ def add_parser(subparsers) -> None:
                    help="also fit k, the constant (bias) channel's initial cortical gain, which MODEL.md fixes at 1: "
                         "with it the bias weights' start (b_L k, b_R k) and their learning rate (eta k^2 while the "
                         "gain lasts) are set apart; --k sets its value when it is not fitted")
+    p.add_argument("--fit-crosstalk", action="store_true",
+                   help="also fit crosstalk, the fraction by which a grating also drives the other side's stimulus "
+                        "input (an option beyond MODEL.md, where it is 0): lets the fit make the non-monotonic late "
+                        "psychometric of many one-sided learners; at most two of --fit-skew, --fit-k, "
+                        "--fit-crosstalk; --crosstalk sets its value when it is not fitted")
     p.add_argument("--model", choices=["network", "noisy-network"], default="network",
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
@@ -270,7 +275,10 @@ def run(args) -> int:
         return run_noisy(args, trials)
     if args.criterion == "free-running":
         return run_freerun(args, trials)
-    free = with_options(args.fit_skew, args.fit_k, base=tuple(n for n in DEFAULT_FREE if not (args.shallow and n == "w0")))
+    if args.fit_skew and args.fit_k and args.fit_crosstalk:
+        raise ValueError("--fit-crosstalk: at most two of --fit-skew, --fit-k and --fit-crosstalk at once")
+    free = with_options(args.fit_skew, args.fit_k, base=tuple(n for n in DEFAULT_FREE if not (args.shallow and n == "w0")),
+                        crosstalk=args.fit_crosstalk)
     check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
     if args.shallow and args.w0 != PARAMS["w0"].default:
         raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")

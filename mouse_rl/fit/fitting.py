@@ -105,9 +105,9 @@ AGREE_NATS = 0.5
 #: How many best starts per mouse are polished with the crease search after the first pass.
 POLISH = 2
 #: Parameters beyond MODEL.md's fitted set that a fit frees as an option, and the warm starts (natural units) of
-#: such a nested fit: each mouse's optimum without them, with each at its fixed value (stim_skew 0, k 1) and, one
-#: at a time, at these values.
-NESTED_STARTS = {"stim_skew": (-2.0, 2.0), "k": (0.3, 3.0)}
+#: such a nested fit: each mouse's optimum without them, with each at its fixed value (stim_skew 0, k 1,
+#: crosstalk 0, i.e. its fit bound 1e-4) and, one at a time, at these values.
+NESTED_STARTS = {"stim_skew": (-2.0, 2.0), "k": (0.3, 3.0), "crosstalk": (0.1, 0.3, 0.6)}
 #: Basin hopping: perturbations per mouse per round and their sizes (in prior sds of each parameter, cycled over
 #: the perturbations: half near the best point, half far from it).
 HOP_STARTS = 24
@@ -205,8 +205,9 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     ``warm`` ``(R_w, M, P)`` (Newton): per-mouse starts added to each mouse's ``n_restarts`` kept design
     starts, before the loose pass, the polish and the hopping (``n_restarts_at_best`` counts them too).
 
-    With an option of :data:`NESTED_STARTS` free (``stim_skew``, ``k``; Newton, no ``init`` / ``prior``) the
-    fit is nested: first the fit without them (each at its fixed value); then the fit above with them free,
+    With an option of :data:`NESTED_STARTS` free (``stim_skew``, ``k``, ``crosstalk``; Newton, no ``init`` /
+    ``prior``) the fit is nested: first the fit without them (each at its fixed value); then the fit above with
+    them free,
     whose warm starts are each mouse's optimum without them, the options at their fixed values and, one at a
     time, at their :data:`NESTED_STARTS`. The optimum without them is a start (and Newton only descends), so
     the fit never ends below it; the design and the hopping still search far from it.

@@ -10,15 +10,18 @@ relative, ``tests/test_kernel.py``).
 
 Derivatives are propagated forward in time (second-order forward mode): each
 of the 9 weights carries its value, its gradient and its Hessian with respect
-to the parameters that shape the weights (eta, w0, s0, b_L, b_R; k unless the
-caller leaves its derivatives out, ``k_derivatives=False``, as a fit with k fixed
-does; and the option stim_skew when its derivatives are asked for, ``skew_derivatives``);
-the policy adds beta and the lapse. One pass gives the per-mouse negative
-log-likelihood, its gradient ``(9,)`` and Hessian ``(9, 9)`` with respect to
-the natural parameters in :data:`THETA` order (stim_skew's entries are zero
-unless asked for: the default fit does not pay for a seventh dual coordinate;
-the weights' Hessians are symmetric and
-kept as upper triangles; lower orders propagate only what they need).
+to the parameters that shape the weights (eta, w0, s0, b_L, b_R; and those of
+the options k, stim_skew and crosstalk whose derivatives the caller asks for,
+at most two of them: ``k_derivatives``, ``skew_derivatives``,
+``crosstalk_derivatives``); the policy adds beta and the lapse. One pass gives
+the per-mouse negative log-likelihood, its gradient ``(10,)`` and Hessian
+``(10, 10)`` with respect to the natural parameters in :data:`THETA` order
+(entries of options not asked for are zero: the default fit does not pay for
+their dual coordinates; the weights' Hessians are symmetric and kept as upper
+triangles; lower orders propagate only what they need). The crosstalk g is an
+option of the inputs: the kernel takes the plain inputs x and runs each column
+on x_L + g x_R, x_R + g x_L (:func:`mouse_rl.network.encode`); the code that
+does so is compiled only into the entry points that need it.
 
 Columns (mice x restarts) that run on the same data row go through the trials
 in lockstep, four to a group (:mod:`mouse_rl.fit.vec4` lanes: the restarts of a
@@ -40,13 +43,15 @@ from .vec4 import LANES as _L
 from .vec4 import vload, vneg, vsplat, vstore
 
 #: Order of the natural parameters in ``theta`` and in the returned derivatives.
-THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "stim_skew")
+THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "stim_skew", "crosstalk")
 _NT = len(THETA)
-_D = 7  # parameters that shape the weights: eta, w0, s0, b_L, b_R, k, stim_skew (the last two only if asked for)
-_DMAP = np.array([0, 2, 4, 5, 6, 3, 8])  # their positions in THETA
-_K = 5  # k's index among them
-_DPOS = np.array([list(_DMAP).index(i) if i in _DMAP else _D for i in range(_NT)])  # THETA index -> dual index
-_SKEW = 6  # stim_skew's index among them
+_BASE = (0, 2, 4, 5, 6)  # parameters that always shape the weights (THETA positions): eta, w0, s0, b_L, b_R
+_OPTIONAL = {"k": 3, "stim_skew": 8, "crosstalk": 9}  # and those whose derivatives are propagated on request
+_CROSSTALK = 9
+#: Dual coordinates at most (the stride of the derivative arrays): the five of _BASE and two of _OPTIONAL. Room
+#: for all three costs the default fit's order-2 pass ~25% (a larger stride; measured with
+#: bench/fit_kernel_orders.py), so a fit frees at most two of k, stim_skew and crosstalk at once.
+_D = len(_BASE) + 2
 _NW = 9  # weights: a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb
 # Dual-number slots of a group's flat state arrays (values (S, L), gradients (S, D, L), Hessians (S, D, D, L),
 # lanes last): the 9 weights, h = a * x (3), Q^stim and Q^const of each action (2 + 2), two scratch duals.
@@ -146,10 +151,42 @@ def _fix_lane(V, G, H, w, l, flip, order, nd):
 
 
 @nb.njit(cache=True, inline="always")
-def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse, order, nd, nll_out, grad_out,
-           hess_out, write_lp, lp_out, gauss_newton, write_w, w_out):
+def _crosstalk_terms(V, G, H, a, b, xj, o, order, nd, ig):
+    """Add to slot ``o`` the terms of d/d(crosstalk) that ``_product(a, b, c = x')`` leaves out, where the
+    constant factor x' = x_i + g x_j (per lane) has d x' / dg = ``xj`` (a scalar) and the crosstalk g is dual
+    coordinate ``ig``; ``b`` < 0: the product has no second dual factor (o = x' slot a)."""
+    va = vload(V, _L * a)
+    vb = vload(V, _L * b) if b >= 0 else vsplat(1.0)
+    vx = vsplat(xj)
+    if order >= 1:
+        vstore(G, _gi(o, ig), vload(G, _gi(o, ig)) + vx * (va * vb))
+    if order >= 2:
+        for p in range(nd):
+            d = vx * (va * vload(G, _gi(b, p)) + vb * vload(G, _gi(a, p))) if b >= 0 else vx * vload(G, _gi(a, p))
+            lo_, hi_ = (p, ig) if p <= ig else (ig, p)
+            if p == ig:
+                d = d + d
+            vstore(H, _hi(o, lo_, hi_), vload(H, _hi(o, lo_, hi_)) + d)
+
+
+@nb.njit(cache=True, inline="always")
+def _input(x, t, i, XV, xt, crosstalk):
+    """Input of unit ``i`` on trial ``t`` as a lane vector: each lane's x'_i with crosstalk, else x[t, i]."""
+    if xt:
+        if crosstalk and i < 2:
+            return vload(XV, _L * i)
+    return vsplat(x[t, i])
+
+
+@nb.njit(cache=True, inline="always")
+def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse, order, nd, dmap, act, ik, iskew, ig,
+           xt, nll_out, grad_out, hess_out, write_lp, lp_out, gauss_newton, write_w, w_out):
     """One data row's trials for the (up to four) columns ``cols`` of ``theta`` in lockstep (-1 = an unused
-    lane, which repeats lane 0 and writes nothing); results go to rows ``cols`` of the outputs."""
+    lane, which repeats lane 0 and writes nothing); results go to rows ``cols`` of the outputs. Compile-time
+    constants: ``dmap`` the THETA position of each of the ``nd`` dual coordinates, ``act`` the THETA positions
+    with derivatives (the duals, beta and the lapse), ``ik``, ``iskew``, ``ig`` the dual coordinates of k,
+    stim_skew and the crosstalk (``nd``: none); ``xt``: the inputs may have crosstalk (False: the crosstalk
+    code is compiled out and the crosstalk must be 0)."""
     V = np.zeros(_NS * _L)
     G = np.zeros(_NS * _D * _L)
     H = np.zeros(_NS * _D * _D * _L)
@@ -157,9 +194,15 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
     lapse = np.empty(_L)
     lo = np.empty(_L)
     l1 = np.empty(_L)
+    gam = np.empty(_L)
+    XV = np.zeros(2 * _L)  # this trial's stimulus inputs with crosstalk, x'_i = x_i + g x_j, per lane
+    crosstalk = False  # this group's inputs have crosstalk (its g is fitted, or some lane's g is not 0)
     for l in range(_L):
         c = cols[l] if cols[l] >= 0 else cols[0]
-        eta, beta, w0, k, s0, bL, bR, lapse[l], skew = theta[c]
+        eta, beta, w0, k, s0, bL, bR, lapse[l], skew, gam[l] = theta[c]
+        if xt:
+            if gam[l] != 0.0 or ig < nd:
+                crosstalk = True
         P[l], P[_L + l] = eta, beta
         lo[l] = np.log(lapse[l] / 2.0)
         l1[l] = np.log1p(-lapse[l])
@@ -170,42 +213,49 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                 col = 1 if i < 3 else 2
                 V[_L * i + l] = (w0 if i < 3 else s0) * e
                 G[_gi(i, col) + l] = e
-                if nd > _SKEW:
-                    G[_gi(i, _SKEW) + l] = sgn * V[_L * i + l]
-                    H[_hi(i, col, _SKEW) + l] = sgn * e
-                    H[_hi(i, _SKEW, _SKEW) + l] = sgn * sgn * V[_L * i + l]
+                if iskew < nd:
+                    G[_gi(i, iskew) + l] = sgn * V[_L * i + l]
+                    H[_hi(i, col, iskew) + l] = sgn * e
+                    H[_hi(i, iskew, iskew) + l] = sgn * sgn * V[_L * i + l]
         V[_L * 2 + l] = k
-        G[_gi(2, _K) + l] = 1.0
+        if ik < nd:
+            G[_gi(2, ik) + l] = 1.0
         V[_L * 5 + l], V[_L * 8 + l] = bL, bR
         G[_gi(5, 3) + l] = 1.0
         G[_gi(8, 4) + l] = 1.0
         for i in range(_NW):  # abs() of the initial weights (as init_weights)
             if V[_L * i + l] < 0:
-                _fix_lane(V, G, H, i, l, True, 2, _D)
+                _fix_lane(V, G, H, i, l, True, 2, nd)
     veta = vload(P, 0)
     vbeta = vload(P, _L)
     one = vsplat(1.0)
     dz = np.zeros(_NT * _L)
-    dqg = np.zeros(_D * _L)
+    dqg = np.zeros(nd * _L)
     gacc = np.zeros(_NT * _L)
     hacc = np.zeros(_NT * _NT * _L)
     nll = np.zeros(_L)
-    act = np.empty(_NT, np.int64)
-    na = 0
-    for i in range(_NT):
-        if i == 1 or i == 7 or _DPOS[i] < nd:
-            act[na] = i
-            na += 1
+    na = len(act)
     for t in range(n):
         if write_w:  # the weights before this trial's update
             for l in range(_L):
                 if cols[l] >= 0:
                     for i in range(_NW):
                         w_out[cols[l], t, i] = V[_L * i + l]
-        for i in range(3):  # h = a * x (a stimulus unit's h is read only when its input is on)
-            if i < 2 and x[t, i] == 0.0:
+        # a stimulus unit is on when its input is (with crosstalk: when either stimulus input is); an off unit's
+        # h is never read. With crosstalk a lane with g = 0 computes its off units as exact zeros: its numbers
+        # are those without crosstalk.
+        on0 = x[t, 0] != 0.0
+        on1 = x[t, 1] != 0.0
+        if xt:  # (the code under ``if xt`` is compiled only into the crosstalk entry points)
+            if crosstalk:
+                on0 = on1 = on0 or on1
+                for l in range(_L):
+                    XV[l] = x[t, 0] + gam[l] * x[t, 1]
+                    XV[_L + l] = x[t, 1] + gam[l] * x[t, 0]
+        for i in range(3):  # h = a * x
+            if (i == 0 and not on0) or (i == 1 and not on1):
                 continue
-            xi = vsplat(x[t, i])
+            xi = _input(x, t, i, XV, xt, crosstalk)
             vstore(V, _L * (_SH + i), vload(V, _L * i) * xi)
             if order >= 1:
                 for p in range(nd):
@@ -214,13 +264,16 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                 for p in range(nd):
                     for q in range(p, nd):
                         vstore(H, _hi(_SH + i, p, q), vload(H, _hi(i, p, q)) * xi)
+            if xt:
+                if ig < nd and i < 2:
+                    _crosstalk_terms(V, G, H, i, -1, x[t, 1 - i], _SH + i, order, nd, ig)
         # forward pass: h = a * x (above), Q^stim[r] = sum_i U[r, i] h_i over the stimulus units that are on,
         # Q^const[r] = U[r, bias] h_bias
         for r in range(2):
             qs = _SQS + r
             on = 0
             for i in range(2):
-                if x[t, i] != 0.0:
+                if on0 if i == 0 else on1:
                     _product(V, G, H, 3 + 3 * r + i, _SH + i, one, qs, order, nd, on > 0)
                     on += 1
             if on == 0:
@@ -280,7 +333,7 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                     dqa = ((vload(G, _gi(_SQS + 1, a_)) + vload(G, _gi(_SQC + 1, a_)))
                            - (vload(G, _gi(_SQS, a_)) + vload(G, _gi(_SQC, a_))))
                     vstore(dqg, _L * a_, dqa)
-                    vstore(dz, _L * _DMAP[a_], sb * dqa)
+                    vstore(dz, _L * dmap[a_], sb * dqa)
                 for ii in range(na):
                     i = act[ii]
                     vstore(gacc, _L * i, vload(gacc, _L * i) - ly * vload(dz, _L * i))
@@ -297,13 +350,13 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                     lys = ly * vs
                     lysb = lys * vbeta
                     for a_ in range(nd):
-                        pa = _DMAP[a_]
+                        pa = dmap[a_]
                         o = _L * (min(1, pa) * _NT + max(1, pa))
                         vstore(hacc, o, vload(hacc, o) - lys * vload(dqg, _L * a_))
                         if order < 2:  # Gauss-Newton: without the second derivatives of the Q's
                             continue
                         for b_ in range(a_, nd):  # the duals hold upper triangles
-                            pb = _DMAP[b_]
+                            pb = dmap[b_]
                             dqab = ((vload(H, _hi(_SQS + 1, a_, b_)) + vload(H, _hi(_SQC + 1, a_, b_)))
                                     - (vload(H, _hi(_SQS, a_, b_)) + vload(H, _hi(_SQC, a_, b_))))
                             o = _L * (min(pa, pb) * _NT + max(pa, pb))
@@ -322,10 +375,15 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
         _delta(V, G, H, r_, _SQS + ch, _SQC + ch, _ST, order, nd)  # delta_tot
         _eta_times(V, G, H, veta, _ST, _SS, order, nd)
         for i in range(3):  # a_i += eta * delta_tot * U[ch, i] * x_i
-            if x[t, i] != 0.0:
-                _product(V, G, H, _SS, 3 * ch + 3 + i, vsplat(x[t, i]), i, order, nd, True)
+            if (i == 0 and not on0) or (i == 1 and not on1):
+                continue
+            xi = _input(x, t, i, XV, xt, crosstalk)
+            _product(V, G, H, _SS, 3 * ch + 3 + i, xi, i, order, nd, True)
+            if xt:
+                if ig < nd and i < 2:
+                    _crosstalk_terms(V, G, H, _SS, 3 * ch + 3 + i, x[t, 1 - i], i, order, nd, ig)
         for i in range(3):  # U[ch, i] += eta * delta * h_i (delta_stim for stimulus units, delta_const for bias)
-            if x[t, i] == 0.0:
+            if (i == 0 and not on0) or (i == 1 and not on1):
                 continue
             _delta(V, G, H, r_, (_SQS if i < 2 else _SQC) + ch, -1, _ST, order, nd)
             _eta_times(V, G, H, veta, _ST, _SS, order, nd)
@@ -358,27 +416,38 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
 
 # One parallel entry point per dual size, the size a constant the compiler sees in its call of _lanes: with a
 # runtime size (or one passed down through a shared inlined helper) the compiler no longer unrolls the small
-# derivative loops and an order-2 pass runs ~2x slower. 5: without k's and stim_skew's derivatives (the
-# default fit), 6: with k's, 7: with both.
-def _make_batched(nd: int, sources: str):
-    """The entry point for ``nd`` dual coordinates (a closure constant), its numba cache keyed on ``sources``
-    (:mod:`mouse_rl.numba_cache`)."""
+# derivative loops and an order-2 pass runs ~2x slower. 5: the default fit (k fixed), one more for each of
+# k, stim_skew and crosstalk whose derivatives are asked for (which ones: ``dmap``, a closure constant too).
+def _make_batched(dmap: tuple, xt: bool, sources: str):
+    """The entry point for the dual coordinates ``dmap`` (their THETA positions) and inputs with crosstalk or
+    not (``xt``), both closure constants; its numba cache keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
+    nd = len(dmap)
+    dpos = [dmap.index(i) if i in dmap else nd for i in range(_NT)]  # THETA position -> dual coordinate
+    ik, iskew, ig = dpos[3], dpos[8], dpos[_CROSSTALK]
+    act = np.array([i for i in range(_NT) if i in (1, 7) or dpos[i] < nd], np.int64)
+    dmap = np.array(dmap, np.int64)  # captured arrays are compile-time constants, as globals are
 
     @nb.njit(cache=True, parallel=True)
-    def batched(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll, grad,
-                hess, write_lp, lp, gauss_newton, write_w, w):
+    def batched(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll,
+                grad, hess, write_lp, lp, gauss_newton, write_w, w):
         sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
         for q in nb.prange(grow.shape[0]):
             m = grow[q]
             _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
-                   order, nd, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
+                   order, nd, dmap, act, ik, iskew, ig, xt, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
 
     return batched
 
 
 #: The other sources the kernel compiles in (:mod:`mouse_rl.numba_cache`).
 _SOURCES = source_fingerprint(vec4, network)
-_BATCHED = {nd: _make_batched(nd, _SOURCES) for nd in (_D - 2, _D - 1, _D)}
+_BATCHED = {}  # (dmap, xt) -> entry point, made on first use (numba compiles a specialisation when first called)
+
+
+def _batched(dmap: tuple, xt: bool):
+    if (dmap, xt) not in _BATCHED:
+        _BATCHED[dmap, xt] = _make_batched(dmap, xt, _SOURCES)
+    return _BATCHED[dmap, xt]
 
 
 def _lane_groups(rows: np.ndarray, n_trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -404,18 +473,21 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
                     n_trials: np.ndarray, theta: np.ndarray, positive: bool = True, use_lapse: bool = True,
                     order: int = 2, rows: np.ndarray | None = None, trial_logp: bool = False,
                     skew_derivatives: bool = False, gauss_newton: bool = False,
-                    k_derivatives: bool = True, trial_weights: bool = False) -> tuple[np.ndarray, ...]:
+                    k_derivatives: bool = True, trial_weights: bool = False,
+                    crosstalk_derivatives: bool = False) -> tuple[np.ndarray, ...]:
     """Negative log-likelihood (nats) of every column, with its gradient and Hessian in :data:`THETA` order.
 
     Parameters
     ----------
-    x : ``(B, T, 3)`` float64 network inputs (:func:`mouse_rl.network.encode`).
+    x : ``(B, T, 3)`` float64 network inputs without crosstalk (:func:`mouse_rl.network.encode` with its
+        default ``crosstalk=None``): the kernel applies each column's crosstalk from ``theta``.
     choice : ``(B, T)`` int64 (0 = Left, 1 = Right).
     reward : ``(B, T)`` float64 learning reward.
     learn, score : ``(B, T)`` bool: trials the learner learns from / whose choice counts.
     n_trials : ``(B,)`` trials of each column (the rest is padding).
-    theta : ``(B, 9)`` natural parameters in :data:`THETA` order; ``(B, 8)`` (no stim_skew column) means
-        stim_skew = 0 (mouse_rl/MODEL.md), and the derivatives then come without its row and column.
+    theta : ``(B, 10)`` natural parameters in :data:`THETA` order; ``(B, 9)`` (no crosstalk column) means
+        crosstalk = 0 and ``(B, 8)`` (neither stim_skew nor crosstalk) both 0 (mouse_rl/MODEL.md); the
+        derivatives then come without their rows and columns.
     positive : absolute value of the weights after each update.
     use_lapse : apply the lapse to the policy.
     order : 0 = value only, 1 = + gradient, 2 = + Hessian (each order propagates only the derivatives it
@@ -423,9 +495,10 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     rows : ``(B',)`` which data row each row of ``theta`` runs on (default ``arange(B)``), so that
         restarts and subsets share the data arrays without copies.
     trial_logp : also return ``(B', T)`` log P(observed choice) of every scored trial (nats; 0 elsewhere).
-    skew_derivatives : also propagate the derivatives with respect to stim_skew (a seventh dual coordinate:
+    skew_derivatives : also propagate the derivatives with respect to stim_skew (one more dual coordinate:
         the Hessian work grows with the square of the dual count); without, its entries of ``grad`` and
         ``hess`` are 0 (its value is used either way).
+    crosstalk_derivatives : the same for the crosstalk (an option of the inputs: x'_i = x_i + g x_j).
     k_derivatives : propagate the derivatives with respect to k (default); False leaves them out (its
         entries of ``grad`` and ``hess`` are then 0; a fit with k fixed needs none: five dual coordinates
         instead of six).
@@ -443,11 +516,12 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     then ``lp`` if ``trial_logp`` and the weights if ``trial_weights``.
     """
     theta = np.asarray(theta, dtype=np.float64)
-    if theta.ndim != 2 or theta.shape[1] not in (_NT - 1, _NT):
-        raise ValueError(f"theta: need shape (B, {_NT}) (or (B, {_NT - 1}) without stim_skew), got {theta.shape}")
+    if theta.ndim != 2 or theta.shape[1] not in (_NT - 2, _NT - 1, _NT):
+        raise ValueError(f"theta: need shape (B, {_NT}) (or (B, {_NT - 1}) without crosstalk, (B, {_NT - 2}) "
+                         f"without stim_skew either), got {theta.shape}")
     K = theta.shape[1]
-    if K == _NT - 1:
-        theta = np.hstack([theta, np.zeros((theta.shape[0], 1))])
+    if K < _NT:
+        theta = np.hstack([theta, np.zeros((theta.shape[0], _NT - K))])
     B = theta.shape[0]
     rows = np.arange(B) if rows is None else np.asarray(rows, dtype=np.int64)
     if rows.shape != (B,) or (B and (rows.min() < 0 or rows.max() >= len(n_trials))):
@@ -457,13 +531,22 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     hess = np.zeros((B, _NT, _NT))
     lp = np.zeros((B, x.shape[1] if trial_logp else 1))
     w = np.zeros((B, x.shape[1] if trial_weights else 1, _NW))
-    # values do not depend on the dual size: order 0 runs the smallest, so the default fit and its per-trial
-    # tables need one compiled specialisation, not two
-    nd = _D - 2 if int(order) == 0 else (_D if skew_derivatives else (_D - 1 if k_derivatives else _D - 2))
+    # values do not depend on the dual coordinates: order 0 runs the default fit's entry point (plain inputs)
+    # or the one of a fit with the crosstalk free (inputs with crosstalk), so the fits and their per-trial
+    # tables need no further compiled specialisation
+    xt = bool(crosstalk_derivatives) or bool(np.any(theta[:, _CROSSTALK] != 0))
+    if int(order) == 0:
+        dmap = (*_BASE, _CROSSTALK) if xt else _BASE
+    else:
+        asked = {"k": k_derivatives, "stim_skew": skew_derivatives, "crosstalk": crosstalk_derivatives}
+        dmap = (*_BASE, *(_OPTIONAL[name] for name, on in asked.items() if on))
+        if len(dmap) > _D:
+            raise ValueError("derivatives: at most two of k, stim_skew and crosstalk at once (k_derivatives, "
+                             "skew_derivatives, crosstalk_derivatives)")
     n_trials = np.ascontiguousarray(n_trials, dtype=np.int64)
     grow, gcols = _lane_groups(rows, n_trials)
     with nb.parallel_chunksize(1):  # groups differ in length: hand them out one at a time
-        _BATCHED[nd](
+        _batched(dmap, xt)(
              np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(choice, dtype=np.int64),
              np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
              np.ascontiguousarray(score, dtype=np.bool_), n_trials, grow, gcols,

@@ -18,14 +18,15 @@ def session_weights(fitted_trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def strategy_from_policy(weights: pd.DataFrame, beta, lapse=0.0, encoding: str = "side",
-                         contrast: float = 0.5) -> pd.DataFrame:
+                         contrast: float = 0.5, crosstalk=0.0) -> pd.DataFrame:
     """Classify rows of a weight table by the *behaviour* their policy produces (beta- and lapse-aware).
 
     The policy's P(Right) for a left stimulus, zero contrast and a right stimulus of ``contrast``
     (:func:`mouse_rl.network.forward` and :func:`mouse_rl.network.p_right`) gives slopes
     ``left_slope = P(R|0) - P(R|L)`` and ``right_slope = P(R|R) - P(R|0)`` in P(Right) units,
     classified by :func:`mouse_rl.strategy.strategy_from_behaviour` exactly as a session of real
-    choices is. ``beta`` / ``lapse``: scalars or one value per row.
+    choices is. ``beta`` / ``lapse`` / ``crosstalk`` (the inputs' option, :func:`mouse_rl.network.encode`):
+    scalars or one value per row.
 
     Returns
     -------
@@ -37,9 +38,10 @@ def strategy_from_policy(weights: pd.DataFrame, beta, lapse=0.0, encoding: str =
 
     n = len(weights)
     w = torch.as_tensor(weights[WEIGHT_COLUMNS].to_numpy(dtype=float, copy=True))  # parquet arrays may be read-only
-    x = encode(torch.tensor([-contrast, 0.0, contrast], dtype=torch.float64), encoding)  # (3 stimuli, 3 inputs)
-    fwd = forward(weights_from_flat(w[:, None]), x[None])
     per_row = lambda v: torch.as_tensor(np.broadcast_to(np.asarray(v, float), (n,)).copy())[:, None]  # noqa: E731
+    stimuli = torch.tensor([-contrast, 0.0, contrast], dtype=torch.float64).expand(n, 3)
+    x = encode(stimuli, encoding, per_row(crosstalk))  # (rows, 3 stimuli, 3 inputs)
+    fwd = forward(weights_from_flat(w[:, None]), x)
     p = p_right(fwd.q_tot, per_row(beta), per_row(lapse)).numpy()
     keys = [c for c in ("mouse", "session", "trial") if c in weights.columns]
     out = weights[keys].copy()
@@ -78,7 +80,8 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
     fitted_trials : teacher-forced per-trial table (``FitResult.trials``): the
         mouse's choices plus the model's ``p_right`` and weights.
     params : per-mouse fitted parameters (``FitResult.params``: ``mouse``, ``beta``, ``lapse``) for the
-        end-of-session policy labels; None uses the model defaults (beta 9, lapse 0).
+        end-of-session policy labels (and ``crosstalk`` where it has the column); None uses the model defaults
+        (beta 9, lapse 0).
     side_threshold : threshold on the late slope difference (P(Right) units).
     encoding : the model's input encoding (for the policy's stimulus input).
 
@@ -103,6 +106,7 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
     per_session["strategy_model"] = strategy_from_behaviour(sess_model)["strategy_name"].to_numpy()
     w = session_weights(fitted_trials)
     d = ModelParams()
+    crosstalk = np.zeros(len(w))
     if params is None:
         beta, lapse = np.full(len(w), d.beta), np.zeros(len(w))
     else:
@@ -112,7 +116,9 @@ def strategy_labels(fitted_trials: pd.DataFrame, params: pd.DataFrame | None = N
             raise ValueError(f"params: no row for mice {missing}")
         beta = p.loc[w["mouse"].astype(str), "beta"].to_numpy(float)
         lapse = p.loc[w["mouse"].astype(str), "lapse"].to_numpy(float) if "lapse" in p else np.zeros(len(w))
-    lab = strategy_from_policy(w, beta, lapse, encoding)
+        if "crosstalk" in p:
+            crosstalk = p.loc[w["mouse"].astype(str), "crosstalk"].to_numpy(float)
+    lab = strategy_from_policy(w, beta, lapse, encoding, crosstalk=crosstalk)
     w = w[["mouse", "session"]].assign(strategy_policy_end=lab["strategy_name"].to_numpy(),
                                        left_slope_policy_end=lab["left_slope"].to_numpy(),
                                        right_slope_policy_end=lab["right_slope"].to_numpy())

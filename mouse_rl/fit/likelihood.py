@@ -176,13 +176,15 @@ def _recorded_by_kernel(batch: TrialBatch, params: NetParams, encoding: str, pos
     from .kernel import nll_derivatives
 
     learn = batch.valid if learn is None else learn & batch.valid
-    x = encode(batch.contrast, encoding)
     T = lambda t: np.ascontiguousarray(t.transpose(0, 1).numpy())  # noqa: E731  (T, B, ...) -> (B, T, ...)
-    theta = torch.stack(tuple(params), -1).detach().numpy()
-    *_, w = nll_derivatives(T(x), T(batch.choice), T(batch.reward), T(learn), T(batch.valid), batch.n_trials.numpy(),
-                            theta, positive, True, order=0, trial_weights=True)
+    B = batch.shape[1]
+    # the kernel applies the crosstalk (a column of theta) itself
+    theta = np.column_stack([np.broadcast_to(torch.as_tensor(v).detach().cpu().numpy(), (B,)) for v in params])
+    *_, w = nll_derivatives(T(encode(batch.contrast, encoding)), T(batch.choice), T(batch.reward), T(learn),
+                            T(batch.valid), batch.n_trials.numpy(), theta, positive, True, order=0,
+                            trial_weights=True)
     weights = weights_from_flat(torch.from_numpy(w).transpose(0, 1))
-    fwd = forward(weights, x)
+    fwd = forward(weights, encode(batch.contrast, encoding, params.crosstalk))
     delta = prediction_errors(fwd, batch.choice, batch.reward)
     return Unroll(fwd.q_tot, fwd.q_stim, fwd.q_const, delta[..., 0], delta[..., 1], delta[..., 2], weights.a, weights.U)
 

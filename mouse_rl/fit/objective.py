@@ -51,10 +51,14 @@ class KernelObjective:
         s = self.score
         self.n_trials = np.where(s.any(1), T - np.argmax(s[:, ::-1], axis=1), 0).astype(np.int64)
         self.free_idx = np.array([THETA.index(n) for n in transform.free])
+        if {"k", "stim_skew", "crosstalk"} <= set(transform.free):
+            raise ValueError(f"free: fit at most two of k, stim_skew and crosstalk at once, got {transform.free}")
         #: the kernel propagates stim_skew derivatives only when it is fitted (a seventh dual coordinate)
         self.skew_derivatives = "stim_skew" in transform.free
         #: and k's only when k is fitted (the default fit fixes it: five dual coordinates instead of six)
         self.k_derivatives = "k" in transform.free
+        #: and the crosstalk's only when it is fitted (the kernel applies its value to the inputs either way)
+        self.crosstalk_derivatives = "crosstalk" in transform.free
         if prior is not None and tuple(prior.names) != tuple(transform.free):
             raise ValueError(f"prior: parameters {prior.names} differ from the free parameters {transform.free}")
         registry = transform.registry_prior()
@@ -73,7 +77,8 @@ class KernelObjective:
         f, g, H = nll_derivatives(self.x, self.choice, self.reward, self.learn, self.score, self.n_trials, theta,
                                   self.positive, self.use_lapse, 1 if gn else order, rows,
                                   skew_derivatives=self.skew_derivatives, gauss_newton=gn,
-                                  k_derivatives=self.k_derivatives)
+                                  k_derivatives=self.k_derivatives,
+                                  crosstalk_derivatives=self.crosstalk_derivatives)
         k = self.free_idx
         g_t = g[:, k]
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging start gives inf: the optimiser rejects it

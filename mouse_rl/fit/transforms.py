@@ -2,7 +2,7 @@
 
 Free parameters live in an unconstrained space ``u``: ``log`` for the
 positive parameters (eta, beta, w0, s0, b_L, b_R, k), ``logit`` for the lapse
-rate, the identity for the unbounded stim_skew (an option, not fitted by
+rate and the crosstalk (an option), the identity for the unbounded stim_skew (an option, not fitted by
 default). ``u`` is clamped to a plausible box so that no restart can make the
 unrolled network diverge (eta at most 0.2 per trial, beta at most 200 / Q unit).
 """
@@ -23,10 +23,10 @@ from .prior import GaussianPrior
 DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 
 
-def with_options(skew: bool = False, k: bool = False, base: tuple = DEFAULT_FREE) -> tuple:
+def with_options(skew: bool = False, k: bool = False, base: tuple = DEFAULT_FREE, crosstalk: bool = False) -> tuple:
     """``base`` plus the options beyond MODEL.md's fitted set that are asked for: ``stim_skew`` (``skew``), then
-    ``k`` (``k``); the order the CLI, the benches and the saved fits use."""
-    return (*base, *(["stim_skew"] if skew else []), *(["k"] if k else []))
+    ``k`` (``k``), then ``crosstalk``; the order the CLI, the benches and the saved fits use."""
+    return (*base, *(["stim_skew"] if skew else []), *(["k"] if k else []), *(["crosstalk"] if crosstalk else []))
 
 #: Natural-space box used to clamp (lower, upper).
 BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}

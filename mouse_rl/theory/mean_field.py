@@ -25,7 +25,8 @@ import torch
 
 from envs.task import TaskConfig
 
-from ..network import Forward, Weights, flat_weights, forward, init_weights, p_right, trial_update, weights_from_flat
+from ..network import (Forward, Weights, flat_weights, forward, init_weights, p_right, trial_update,
+                       weights_from_flat, with_crosstalk)
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
 from .classes import STIMULUS_SIDE_NAMES, StimulusClasses, stimulus_classes
@@ -166,8 +167,9 @@ class MeanFieldMap:
         self.net_params = p
         C, n = self.classes.n, self.n
         kw = dict(device=device, dtype=dtype)
-        self.x_class = torch.as_tensor(self.classes.x, **kw)  # (C, 3)
-        self.x = self.x_class[None, :, None, :].expand(n, C, 2, 3)
+        # (N, C, 3): each element's inputs, with its crosstalk (an option; 0 = MODEL.md)
+        self.x_class = with_crosstalk(torch.as_tensor(self.classes.x, **kw).expand(n, C, 3), p.crosstalk[:, None])
+        self.x = self.x_class[:, :, None, :].expand(n, C, 2, 3)
         self.choice = torch.tensor([0, 1], device=device).expand(n, C, 2)
         self.reward = torch.as_tensor(self.classes.reward, **kw).expand(n, C, 2)
         self.eta = p.eta[:, None, None].expand(n, C, 2)
@@ -185,7 +187,7 @@ class MeanFieldMap:
         """The same map on ``k`` stacked copies of the batch (batch index = copy * n + element)."""
         out = copy.copy(self)
         out.n = self.n * int(k)
-        for name in ("x", "choice", "reward", "eta", "beta", "lapse"):
+        for name in ("x_class", "x", "choice", "reward", "eta", "beta", "lapse"):
             v = getattr(self, name)
             if v is not None:
                 setattr(out, name, v.repeat(int(k), *([1] * (v.ndim - 1))))
