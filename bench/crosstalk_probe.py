@@ -52,9 +52,9 @@ THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "gamma", "rho", 
 BASE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 VARIANTS = {"default": (), "crosstalk": ("gamma",), "innate": ("rho", "tau"),
             "crosstalk_innate": ("gamma", "rho", "tau")}
-#: Transform, natural-unit bounds, prior centre (natural) and sd (unconstrained) of the extensions.
-EXTRA = {"gamma": ("logit", (1e-4, 0.95), 0.1, 2.0), "rho": ("identity", (-15.0, 15.0), 0.0, 3.0),
-         "tau": ("log", (30.0, 1e5), 2000.0, 2.0)}
+#: Transform, natural-unit bounds, prior centre (natural) and sd (unconstrained) of the extensions outside the
+#: registry (gamma is the registry's ``crosstalk``, now a library option: :func:`coordinates` reads its spec).
+EXTRA = {"rho": ("identity", (-15.0, 15.0), 0.0, 3.0), "tau": ("log", (30.0, 1e5), 2000.0, 2.0)}
 NEUTRAL = {"k": 1.0, "gamma": 0.0, "rho": 0.0, "tau": 1.0}
 #: No on-disk cache: this module runs as ``__main__`` and as an imported module (the tests), and numba's cache
 #: entries name the module they were compiled in.
@@ -134,8 +134,9 @@ def coordinates(names):
     """Transforms, bounds (unconstrained), prior centres and sds of the free parameters ``names``."""
     from mouse_rl.params import PARAMS
 
-    spec = {n: (PARAMS[n].transform, PARAMS[n].fit_bounds, PARAMS[n].prior_centre, PARAMS[n].prior_sd)
-            for n in BASE}
+    registry = {n: n for n in BASE} | {"gamma": "crosstalk"}
+    spec = {n: (PARAMS[r].transform, PARAMS[r].fit_bounds, PARAMS[r].prior_centre, PARAMS[r].prior_sd)
+            for n, r in registry.items()}
     spec.update(EXTRA)
     tr = [spec[n][0] for n in names]
     bounds = [(to_u(t, spec[n][1][0]), to_u(t, spec[n][1][1])) for n, t in zip(names, tr)]
