@@ -123,6 +123,9 @@ def main(argv=None) -> int:
                         "the Monte-Carlo error of the predictive score)")
     p.add_argument("--summarise-only", action="store_true")
     args = p.parse_args(argv)
+    missing = [str(d) for d in args.data if not d.exists()]
+    if missing and not args.summarise_only:
+        p.error(f"--data: no such file or folder: {', '.join(missing)}")
     import numba
 
     numba.set_num_threads(args.threads)
