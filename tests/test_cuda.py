@@ -27,24 +27,26 @@ def test_cohort_cuda_float32_close_to_cpu():
     assert (cpu.choice.values == gpu.choice.values).mean() > 0.999
 
 
-def test_theory_cuda_equals_cpu_float64():
+@pytest.mark.parametrize("crosstalk", [0.0, 0.3])
+def test_theory_cuda_equals_cpu_float64(crosstalk):
     from mouse_rl.theory import mean_field_trajectory
 
-    kw = dict(params=ModelParams(b_R=0.05), n_sessions=3, record_every=220, dtype=torch.float64)
+    kw = dict(params=ModelParams(b_R=0.05, crosstalk=crosstalk), n_sessions=3, record_every=220, dtype=torch.float64)
     cpu = mean_field_trajectory(device="cpu", **kw)
     gpu = mean_field_trajectory(device="cuda", **kw)
     torch.testing.assert_close(cpu.session_p_right, gpu.session_p_right.cpu())
     torch.testing.assert_close(cpu.session_U, gpu.session_U.cpu())
 
 
-def test_fit_likelihood_and_gradient_cuda_equal_cpu_float64():
+@pytest.mark.parametrize("crosstalk", [0.0, 0.3])
+def test_fit_likelihood_and_gradient_cuda_equal_cpu_float64(crosstalk):
     from mouse_rl.fit import log_likelihood
 
     trials = simulate_cohort(3, 2, 100, seed=5, progress=False).trials
     values = {}
     for device in ("cpu", "cuda"):
         eta = torch.tensor(0.01, dtype=torch.float64, device=device, requires_grad=True)
-        ll = log_likelihood(trials, ModelParams(eta=eta), device=device).sum()
+        ll = log_likelihood(trials, ModelParams(eta=eta, crosstalk=crosstalk), device=device).sum()
         (grad,) = torch.autograd.grad(ll, eta)
         values[device] = (ll.item(), grad.item())
     assert values["cuda"][0] == pytest.approx(values["cpu"][0], rel=1e-10)

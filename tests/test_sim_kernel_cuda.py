@@ -120,8 +120,12 @@ def test_fused_cuda_cohort_follows_cpu_reference(dtype, options, task):
 @GPU
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_cuda_free_run_on_given_stimuli_equals_reference(dtype):
+@pytest.mark.parametrize("crosstalk", [False, True])
+def test_fused_cuda_free_run_on_given_stimuli_equals_reference(dtype, crosstalk):
+    """Per-mouse inputs on the GPU; with ``crosstalk`` each mouse has its own cross-talk g in [0, 0.8]."""
     c, valid, p, init, seeds = given_stimuli_case(200, dtype)
+    if crosstalk:
+        p = p._replace(crosstalk=torch.linspace(0, 0.8, len(seeds), dtype=dtype))
     ref = simulate_on_stimuli(c, valid, p, seeds, init, engine="reference")
     on_gpu = lambda v: type(v)(*(x.cuda() for x in v))  # noqa: E731
     gpu = simulate_on_stimuli(c.cuda(), valid.cuda(), on_gpu(p), seeds, on_gpu(init), engine="fused")
