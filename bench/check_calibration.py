@@ -24,6 +24,12 @@ stimulus input; 0 in MODEL.md) uniformly in [LO, HI] and fits with it free (``mo
 
     python bench/check_calibration.py --crosstalk 0 0.6 --out bench/results/check_calibration/crosstalk.json
 
+``--side-pref SD`` draws each simulated mouse's innate side preference rho from N(0, SD^2) and its time constant
+tau log-uniformly in [300, 3000] trials (0 in MODEL.md) and fits both (``mouse-rl fit --fit-side-pref``; with
+``--crosstalk`` too, ``--fit-crosstalk --fit-side-pref``).
+
+    python bench/check_calibration.py --crosstalk 0 0.6 --side-pref 2 --out bench/results/check_calibration/crosstalk_side_pref.json
+
 ``--paper-regime`` simulates every mouse with MODEL.md's parameters instead (η 0.0026, β 9, w0 0.05, s0 0.2, no
 start bias, no lapse): the regime in which the model gives the paper's cohort relations (bias emerging while
 the first stimulus is learned, then reversing); the default (η 0.03, start biases drawn per mouse) is the
@@ -67,6 +73,9 @@ def main(argv=None) -> int:
                    help="draw each mouse's k from log k ~ N(0, SD^2) and fit it (default 0: k = 1, not fitted)")
     p.add_argument("--crosstalk", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="draw each mouse's crosstalk uniformly in [LO, HI] and fit it (default: 0, not fitted)")
+    p.add_argument("--side-pref", type=float, default=0.0, metavar="SD",
+                   help="draw each mouse's side preference rho from N(0, SD^2), tau log-uniform in [300, 3000] "
+                        "trials, and fit both (default 0: no preference, not fitted)")
     p.add_argument("--paper-regime", action="store_true",
                    help="simulate every mouse with MODEL.md's parameters (eta 0.0026, beta 9, w0 0.05, s0 0.2, no "
                         "start bias: the regime of the paper's cohort relations; use --sessions 25 --trials 220) "
@@ -77,8 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--fit-copies", type=int, default=16)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
-    if not args.k_sd >= 0 or not args.skew >= 0:
-        p.error(f"--k-sd and --skew must be >= 0, got {args.k_sd} and {args.skew}")
+    if not args.k_sd >= 0 or not args.skew >= 0 or not args.side_pref >= 0:
+        p.error(f"--k-sd, --skew and --side-pref must be >= 0, got {args.k_sd}, {args.skew} and {args.side_pref}")
     if args.crosstalk is not None and not 0 <= args.crosstalk[0] <= args.crosstalk[1] <= 1:
         p.error(f"--crosstalk: need 0 <= LO <= HI <= 1, got {args.crosstalk}")
     if args.mice < 3 or args.sessions < 1 or args.trials < 1 or args.copies < 2:
@@ -102,8 +111,12 @@ def main(argv=None) -> int:
         truth = truth.replace(k=np.exp(r.normal(0.0, args.k_sd, n)))
     if args.crosstalk is not None:  # drawn last too
         truth = truth.replace(crosstalk=r.uniform(*args.crosstalk, n))
+    if args.side_pref > 0:  # and last
+        truth = truth.replace(side_pref=r.normal(0.0, args.side_pref, n),
+                              side_pref_tau=np.exp(r.uniform(np.log(300.0), np.log(3000.0), n)))
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
-    tr = make_transform(with_options(args.skew > 0, args.k_sd > 0, crosstalk=args.crosstalk is not None))
+    tr = make_transform(with_options(args.skew > 0, args.k_sd > 0, crosstalk=args.crosstalk is not None,
+                                     side_pref=args.side_pref > 0))
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
     exact = posterior_predictive_check(sim.trials, u, np.tile(np.eye(tr.n_free) * 1e6, (n, 1, 1)), tr, args.copies,
                                        1, parameter_uncertainty=False)
@@ -124,6 +137,18 @@ def main(argv=None) -> int:
         out["crosstalk_recovery"] = {"spearman": float(spearmanr(g_fit, truth.crosstalk)[0]),
                                      "median_abs_error": float(np.median(np.abs(g_fit - truth.crosstalk))),
                                      "true": np.round(truth.crosstalk, 4).tolist(), "fitted": np.round(g_fit, 4).tolist()}
+    if args.side_pref > 0:
+        from scipy.stats import spearmanr
+
+        fp = fit.params.sort_values("mouse")
+        rho, tau = fp["side_pref"].to_numpy(), fp["side_pref_tau"].to_numpy()
+        out["side_pref_recovery"] = {
+            "spearman_rho": float(spearmanr(rho, truth.side_pref)[0]),
+            "sign_agrees": int((np.sign(rho) == np.sign(truth.side_pref)).sum()),
+            "median_abs_error_rho": float(np.median(np.abs(rho - truth.side_pref))),
+            "spearman_tau": float(spearmanr(tau, truth.side_pref_tau)[0]),
+            "true_rho": np.round(truth.side_pref, 3).tolist(), "fitted_rho": np.round(rho, 3).tolist(),
+            "true_tau": np.round(truth.side_pref_tau, 1).tolist(), "fitted_tau": np.round(tau, 1).tolist()}
     return report(out, args.out)
 
 

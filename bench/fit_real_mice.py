@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     p.add_argument("--fit-crosstalk", action="store_true",
                    help="also fit crosstalk (a grating also drives the other side's stimulus input; MODEL.md: 0): "
                         "--trust fits with it; the comparison reports network_crosstalk / shallow_crosstalk")
+    p.add_argument("--fit-side-pref", action="store_true",
+                   help="also fit the innate side preference side_pref * exp(-trial / side_pref_tau) (MODEL.md: 0): "
+                        "--trust fits with it; the comparison reports network_side_pref / shallow_side_pref")
     p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD", type=prior_sd_item,
                    help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
     p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
@@ -147,8 +150,9 @@ def main(argv=None) -> int:
                                    n_samples=args.samples, draw_seed=args.draw_seed,
                                    fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward),
                                    **({"free": free_set(args)} if args.fit_skew or args.fit_k or args.fit_crosstalk
-                                      else {}))
-        tag = "_skew" * args.fit_skew + "_k" * args.fit_k + "_crosstalk" * args.fit_crosstalk
+                                      or args.fit_side_pref else {}))
+        tag = ("_skew" * args.fit_skew + "_k" * args.fit_k + "_crosstalk" * args.fit_crosstalk
+               + "_side_pref" * args.fit_side_pref)
         names = {name: f"{name}{tag}" if name in ("network", "shallow") else name for name in args.models}
         if (args.encoding, args.zero_reward) != ("side", "expected"):
             suffix = "".join(f"_{v}" for v, d in ((args.encoding, "side"), (args.zero_reward, "expected")) if v != d)
@@ -180,11 +184,11 @@ def main(argv=None) -> int:
 
 
 def free_set(args) -> tuple:
-    """The network's free parameters: the default set, plus stim_skew (``--fit-skew``), k (``--fit-k``) and the
-    crosstalk (``--fit-crosstalk``)."""
+    """The network's free parameters: the default set, plus stim_skew (``--fit-skew``), k (``--fit-k``), the
+    crosstalk (``--fit-crosstalk``) and the side preference (``--fit-side-pref``)."""
     from mouse_rl.fit.transforms import with_options
 
-    return with_options(args.fit_skew, args.fit_k, crosstalk=args.fit_crosstalk)
+    return with_options(args.fit_skew, args.fit_k, crosstalk=args.fit_crosstalk, side_pref=args.fit_side_pref)
 
 
 def load_data(paths, mice=None) -> pd.DataFrame:
@@ -273,7 +277,7 @@ def trust(args) -> int:
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
         "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
         "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "fit_k": args.fit_k,
-        "fit_crosstalk": args.fit_crosstalk,
+        "fit_crosstalk": args.fit_crosstalk, "fit_side_pref": args.fit_side_pref,
         "prior_sd": [f"{n}={v:g}" for n, v in args.prior_sd],
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
@@ -290,7 +294,7 @@ def trust(args) -> int:
     cols = ["mouse", "session_coverage", "early_bias", "early_bias_median", "early_bias_inside", "late_slope_diff",
             "late_slope_diff_median", "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
     table = check.per_mouse[cols]
-    extra = [n for n in ("stim_skew", "k", "crosstalk") if n in free_set(args)]
+    extra = [n for n in ("stim_skew", "k", "crosstalk", "side_pref", "side_pref_tau") if n in free_set(args)]
     if extra:
         table = table.merge(p[["mouse", *extra]], on="mouse", how="left")
     if args.fit_skew:
@@ -298,6 +302,9 @@ def trust(args) -> int:
         print(f"fitted stim_skew: {summary_skew}")
     if args.fit_crosstalk:
         print(f"fitted crosstalk: {p['crosstalk'].describe()[['min', '50%', 'max']].round(3).to_dict()}")
+    if args.fit_side_pref:
+        for n in ("side_pref", "side_pref_tau"):
+            print(f"fitted {n}: {p[n].describe()[['min', '50%', 'max']].round(3).to_dict()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 

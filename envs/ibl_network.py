@@ -2,7 +2,7 @@
 
 Each trial: x = ``mouse_rl.network.encode`` (the model's input encoding) of
 the signed contrast the :class:`envs.ibl_cohort.IBLCohortEnv` shows; P(R) from
-``forward`` and ``p_right``; the choice drawn from the mouse's own ``CHOICE``
+``forward`` and ``p_right`` (with the side preference of the trial's index, an option); the choice drawn from the mouse's own ``CHOICE``
 stream (:mod:`envs.rng`); the reward from the env; learning by
 ``trial_update`` from ``learning_reward`` (the zero-contrast rule of the
 model, ``zero_reward``). The curriculum advances on the simulated mouse's own
@@ -42,7 +42,8 @@ def simulate_ibl_cohort(n_mice: int = 10, n_sessions: int = 20, params=None, tri
         One row per mouse and session: ``mouse``, ``session``, ``status`` (IBL status after the session,
         ``"biased"`` once in the biased stage).
     """
-    from mouse_rl.network import encode, forward, init_weights, learning_reward, p_right, trial_update
+    from mouse_rl.network import (encode, forward, inactive, init_weights, learning_reward, p_right, side_preference,
+                                  trial_update)
     from mouse_rl.params import ModelParams
 
     params = params or ModelParams()
@@ -57,11 +58,12 @@ def simulate_ibl_cohort(n_mice: int = 10, n_sessions: int = 20, params=None, tri
     choice_key = rng.stream_key(env.seeds, rng.CHOICE)
     p_log = []
     with torch.no_grad():
-        for _ in range(n_sessions * trials_per_session):
+        pref = not inactive(p.side_pref)
+        for t in range(n_sessions * trials_per_session):
             c = info["signed_contrast"].to(dtype)
             x = encode(c, params.encoding, p.crosstalk)
             fwd = forward(weights, x)
-            pr = p_right(fwd.q_tot, p.beta, p.lapse)
+            pr = p_right(fwd.q_tot, p.beta, p.lapse, side_preference(t, p.side_pref, p.side_pref_tau) if pref else None)
             u = rng.uniform(env.seeds, rng.CHOICE, env.global_trial, dtype, choice_key)
             choice = (u < pr).long()
             p_log.append(pr)

@@ -110,7 +110,7 @@ def encode(signed_contrast: torch.Tensor, encoding: str = "side", crosstalk=None
 def with_crosstalk(x: torch.Tensor, crosstalk) -> torch.Tensor:
     """Inputs ``x`` ``(..., 3)`` with each stimulus input also driving the other side's by ``crosstalk`` g
     (broadcastable to ``x[..., 0]``): [x_L + g x_R, x_R + g x_L, x_b]; None or 0: ``x`` itself."""
-    if crosstalk is None or (not torch.is_tensor(crosstalk) and not np.any(crosstalk)):
+    if not torch.is_tensor(crosstalk) and inactive(crosstalk):
         return x
     g = torch.as_tensor(crosstalk, dtype=x.dtype, device=x.device)
     xl, xr, xb = x.unbind(-1)
@@ -149,15 +149,41 @@ def forward(weights: Weights, x: torch.Tensor) -> Forward:
     return Forward(q_stim + q_const, q_stim, q_const)
 
 
-def p_right(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax policy P(R) = lapse/2 + (1 - lapse) * sigmoid(beta (Q_R - Q_L))."""
-    p = torch.sigmoid(beta * (q_tot[..., 1] - q_tot[..., 0]))
+def inactive(option) -> bool:
+    """True where an option of the model (the crosstalk, the side preference) is off: None, or 0 for every mouse
+    and needing no gradient (then the MODEL.md code path runs). Tensors: one host sync."""
+    if option is None:
+        return True
+    if not torch.is_tensor(option):
+        return not np.any(np.asarray(option, dtype=float))
+    return not (option.requires_grad or torch.compiler.is_compiling() or bool((option != 0).any()))
+
+
+def side_preference(t, side_pref, side_pref_tau) -> torch.Tensor:
+    """Innate side preference rho exp(-t / tau) on trial ``t`` (logit units, + = Right; an option,
+    :data:`mouse_rl.params.PARAMS`): ``t`` the trial index from the mouse's first trial (0, 1, ...), ``side_pref``
+    rho and ``side_pref_tau`` tau (trials) tensors broadcastable against it."""
+    t = torch.as_tensor(t, dtype=side_pref.dtype, device=side_pref.device)
+    return side_pref * torch.exp(-t / side_pref_tau)
+
+
+def p_right(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None,
+            offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax policy P(R) = lapse/2 + (1 - lapse) * sigmoid(beta (Q_R - Q_L) + offset).
+
+    ``offset``: a logit offset (the innate side preference, :func:`side_preference`); None = 0 (MODEL.md)."""
+    logits = beta * (q_tot[..., 1] - q_tot[..., 0])
+    p = torch.sigmoid(logits if offset is None else logits + offset)
     return p if lapse is None else 0.5 * lapse + (1 - lapse) * p
 
 
-def log_policy(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None) -> torch.Tensor:
-    """log P(L), log P(R) as ``(..., 2)``, numerically stable for large beta * dQ."""
+def log_policy(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None,
+               offset: torch.Tensor | None = None) -> torch.Tensor:
+    """log P(L), log P(R) as ``(..., 2)``, numerically stable for large beta * dQ; ``offset`` as in
+    :func:`p_right`."""
     logits = beta * (q_tot[..., 1] - q_tot[..., 0])
+    if offset is not None:
+        logits = logits + offset
     logp = torch.stack([torch.nn.functional.logsigmoid(-logits), torch.nn.functional.logsigmoid(logits)], -1)
     if lapse is None:
         return logp

@@ -33,6 +33,10 @@ class NetParams(NamedTuple):
     stim_skew: torch.Tensor | float = 0.0
     #: stimulus cross-talk (an option; 0 = mouse_rl/MODEL.md; see PARAMS and :func:`mouse_rl.network.encode`).
     crosstalk: torch.Tensor | float = 0.0
+    #: fading innate side preference (an option; 0 = mouse_rl/MODEL.md; see PARAMS and
+    #: :func:`mouse_rl.network.side_preference`): its size (logit units) and time constant (trials).
+    side_pref: torch.Tensor | float = 0.0
+    side_pref_tau: torch.Tensor | float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,12 @@ class ParamSpec:
 #: "stimulus -> Left" association also pulls right-stimulus choices to Left, the non-monotonic late
 #: psychometric 15 of the 25 Liebana mice show and the MODEL.md network cannot make (README, "The mice's
 #: non-monotonic late psychometric"). Prior logit-normal around 0.1 with sd 2 (95%: 0.002-0.85); 0 = MODEL.md.
+#: ``side_pref`` rho and ``side_pref_tau`` tau (an option, fitted together: ``fit_mice(free=(..., "side_pref",
+#: "side_pref_tau"))``, ``mouse-rl fit --fit-side-pref``): an innate side preference added to the policy's logit,
+#: rho exp(-t / tau) with t the trial index from the mouse's first trial (:func:`mouse_rl.network.side_preference`):
+#: the start bias of a naive mouse without the bias weights, so that it fades whatever the constant channel
+#: learns. It acts on the choice only (learning uses the choice made, not its probability). Priors N(0, 3^2) for
+#: rho and log-normal around 2000 trials with sd 2 for tau (95%: 40-100,000 trials); rho = 0 = MODEL.md.
 #: ``start_range``: the MAP fits' Sobol restarts spread over where fitted optima of real mice lie (on the 25
 #: Liebana mice beta reaches 175, w0 3.8, s0 6.7, the bias weights their bound 10 and the lapse 0.35, far outside
 #: ``init_range``); on those mice this box found optima 42 and 96 log-posterior units better in total for fit
@@ -127,6 +137,12 @@ PARAMS: dict[str, ParamSpec] = {s.name: s for s in (
               "--crosstalk", "stimulus cross-talk: a grating drives the other side's stimulus input by this fraction "
               "(side encoding: left [1, g, 1], right [g, 1, 1]); 0 = MODEL.md", (0.0, 0.5, "linear"),
               start_range=(0.01, 0.8)),
+    ParamSpec("side_pref", 0.0, (-50.0, 50.0, True), "identity", (-15.0, 15.0), (-3.0, 3.0), 0.0, 0.0, 3.0,
+              "--side-pref", "innate side preference (logit units, + = Right) added to the policy, fading as "
+              "exp(-trial / side_pref_tau); 0 = MODEL.md", (-3.0, 3.0, "linear")),
+    ParamSpec("side_pref_tau", 1000.0, (0.0, 1e9, False), "log", (30.0, 1e5), (300.0, 5000.0), 2000.0, 2000.0, 2.0,
+              "--side-pref-tau", "time constant of the innate side preference (trials from the first)",
+              (300.0, 3000.0, "log"), start_range=(100.0, 20000.0)),
 )}
 
 
@@ -165,6 +181,9 @@ class ModelParams:
     crosstalk : stimulus cross-talk g in [0, 1]: the stimulus inputs become x_L + g x_R and x_R + g x_L
         (:func:`mouse_rl.network.encode`). Default 0 (mouse_rl/MODEL.md). An option: generalisation between
         the two stimuli.
+    side_pref, side_pref_tau : innate side preference rho (logit units, + = Right) and its time constant tau
+        (trials, > 0): rho exp(-t / tau) is added to the policy's logit on trial t (from the mouse's first
+        trial; :func:`mouse_rl.network.side_preference`). Default rho = 0 (mouse_rl/MODEL.md), tau = 1000.
     encoding : ``"side"`` (x = [1,0,1] left, [0,1,1] right, [0,0,1] zero) or
         ``"magnitude"`` (x = [max(-c,0), max(c,0), 1]) or ``"graded"`` (x = [g(c_L), g(c_R), 1], a
         saturating contrast response with g(1) = 1: :func:`mouse_rl.network.graded_contrast`).
@@ -188,6 +207,8 @@ class ModelParams:
     jitter: float = 1e-5
     stim_skew: object = PARAMS["stim_skew"].default
     crosstalk: object = PARAMS["crosstalk"].default
+    side_pref: object = PARAMS["side_pref"].default
+    side_pref_tau: object = PARAMS["side_pref_tau"].default
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:

@@ -23,8 +23,8 @@ import torch
 
 from envs import rng
 
-from .network import (Forward, TrialStep, Weights, encode, forward, learning_reward, p_right, stimulus_reward,
-                      trial_update)
+from .network import (Forward, TrialStep, Weights, encode, forward, inactive, learning_reward, p_right,
+                      side_preference, stimulus_reward, trial_update)
 from .params import NetParams
 
 
@@ -156,15 +156,15 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
     # trials where every mouse learns skip the masking (a host sync, so not inside torch.compile)
     all_learn = None if learn is None else (
         [False] * learn.shape[0] if torch.compiler.is_compiling() else learn.all(1).tolist())
-    crosstalk = params.crosstalk  # None when it is 0 for every mouse and needs no gradient: the plain inputs
-    if torch.is_tensor(crosstalk) and not (crosstalk.requires_grad or torch.compiler.is_compiling()
-                                           or bool((crosstalk != 0).any())):
-        crosstalk = None
+    # options that are off for every mouse (and need no gradient) run the MODEL.md code: the plain inputs, policy
+    crosstalk = None if inactive(params.crosstalk) else params.crosstalk
+    pref = None if given_choices or inactive(params.side_pref) else (params.side_pref, params.side_pref_tau)
     for t in range(start, stop):
         c = trials.contrast(t)
         x = encode(c, encoding, crosstalk)
         fwd = forward(weights, x)
-        pr = None if given_choices else p_right(fwd.q_tot, params.beta, lapse)
+        pr = None if given_choices else p_right(fwd.q_tot, params.beta, lapse,
+                                                None if pref is None else side_preference(t, *pref))
         choice = choices(t, pr)
         reward = trials.outcome(t, choice)
         learn_r = reward if zero_reward is None else learning_reward(c, reward, zero_reward)

@@ -21,7 +21,7 @@ from envs.task import TaskConfig
 
 from . import sim_kernel, sim_kernel_cuda
 from .checkpoint import load_cohort_state, save_atomic
-from .network import Weights, encode, flat_weights, init_weights, weights_from_flat
+from .network import Weights, encode, flat_weights, inactive, init_weights, weights_from_flat
 from .outputs import write_parquet
 from .params import ModelParams, NetParams
 from .rollout import EnvTrials, GivenStimuli, SampledChoices, Trial, rollout
@@ -31,6 +31,8 @@ _TRIAL_FIELDS = list(sim_kernel.TRIAL_FIELDS)
 #: What a run keeps: the per-trial table, per-session summaries only, or neither.
 LOG_MODES = ("trials", "sessions", "none")
 ENGINES = ("auto", "fused", "reference")
+#: Why the fused engines do not run a model with an innate side preference (they have the MODEL.md policy).
+_SIDE_PREF_UNFUSED = "a side preference (side_pref != 0: the fused engines have the MODEL.md policy)"
 
 
 @dataclass
@@ -191,11 +193,11 @@ def simulate_cohort(
     if hint is not None and hint not in (1, n_mice):
         raise ValueError(f"params: per-mouse parameters have length {hint} but n_mice={n_mice}")
     device = torch.device(device)
-    crosstalk = params.crosstalk
-    has_crosstalk = bool(np.any(np.asarray(crosstalk.detach().cpu() if torch.is_tensor(crosstalk) else crosstalk)))
+    on = lambda v: not inactive(v.detach() if torch.is_tensor(v) else v)  # noqa: E731
     which, fallback = choose_engine(engine, "a stimulation hook (per-trial delta offsets)" if stimulation is not None
                                     else "crosstalk (the cohort's fused engine encodes one stimulus table for all "
-                                    "mice)" if has_crosstalk else fused_unsupported(device, dtype))
+                                    "mice)" if on(params.crosstalk) else _SIDE_PREF_UNFUSED if on(params.side_pref)
+                                    else fused_unsupported(device, dtype))
     seed_values = rng.mouse_seeds(seed, n_mice) if seeds is None else np.asarray(seeds)
     env = CohortEnv(n_mice, seeds=seed_values, task=task, device=device, dtype=dtype)
     p = params.tensors(n_mice, device=device, dtype=dtype)
@@ -505,6 +507,8 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     T, B = signed_contrast.shape
     bounds = [0, *(cuts if between is not None else ()), T]
     unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
+    if unsupported is None and not inactive(params.side_pref):
+        unsupported = _SIDE_PREF_UNFUSED
     if unsupported is None and between is not None and device.type != "cpu":
         unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"
     which, why = choose_engine(engine, unsupported)

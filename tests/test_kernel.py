@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from autograd_check import assert_matches_autograd
+from autograd_check import assert_matches_autograd, column
 
 from mouse_rl import ModelParams, simulate_cohort
-from mouse_rl.fit.batch import TrialBatch, make_batch
+from mouse_rl.fit.batch import make_batch
 from mouse_rl.fit.kernel import THETA, nll_derivatives
 from mouse_rl.fit.likelihood import choice_logprob
 from mouse_rl.network import encode
@@ -17,11 +17,6 @@ def batch():
     res = simulate_cohort(n_mice=3, n_sessions=2, params=ModelParams(eta=0.05, lapse=0.1, b_R=0.1), seed=3)
     return make_batch(res.trials).crop(160)
 
-
-def _column(b: TrialBatch, m: int) -> TrialBatch:
-    s = slice(m, m + 1)
-    return TrialBatch(b.mice[s], b.contrast[:, s], b.choice[:, s], b.reward[:, s], b.valid[:, s], b.session[:, s],
-                      b.row[:, s], b.n_trials[s])
 
 
 def _random_theta(B, seed):
@@ -46,7 +41,7 @@ def test_value_gradient_hessian_match_autograd(batch, encoding, positive, use_la
                                     score.T.numpy(), batch.n_trials.numpy(), theta, positive, use_lapse,
                                     trial_logp=True)
     for m in range(B):
-        col = _column(batch, m)
+        col = column(batch, m)
 
         def f(th):
             p = NetParams(*[th[i:i + 1] for i in range(8)])
@@ -165,7 +160,7 @@ def test_far_tail_without_lapse_matches_reference(batch):
     for m in range(B):
         th = torch.tensor(theta[m], dtype=torch.float64)
         with torch.no_grad():
-            ref = choice_logprob(_column(batch, m), NetParams(*[th[i:i + 1] for i in range(8)]), "side", True,
+            ref = choice_logprob(column(batch, m), NetParams(*[th[i:i + 1] for i in range(8)]), "side", True,
                                  batch.valid[:, m:m + 1], True)[:, 0].numpy()
         s = batch.valid[:, m].numpy()
         np.testing.assert_allclose(lp[m][s], ref[s], rtol=1e-12, atol=1e-13)

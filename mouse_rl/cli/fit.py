@@ -49,6 +49,11 @@ def add_parser(subparsers) -> None:
                         "input (an option beyond MODEL.md, where it is 0): lets the fit make the non-monotonic late "
                         "psychometric of many one-sided learners; at most two of --fit-skew, --fit-k, "
                         "--fit-crosstalk; --crosstalk sets its value when it is not fitted")
+    p.add_argument("--fit-side-pref", action="store_true",
+                   help="also fit an innate side preference side_pref * exp(-trial / side_pref_tau) added to the "
+                        "policy's logit (an option beyond MODEL.md, where it is 0): the naive mouse's start bias, "
+                        "fading whatever the bias weights learn; --side-pref and --side-pref-tau set it when it is "
+                        "not fitted")
     p.add_argument("--model", choices=["network", "noisy-network"], default="network",
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
@@ -278,7 +283,7 @@ def run(args) -> int:
     if args.fit_skew and args.fit_k and args.fit_crosstalk:
         raise ValueError("--fit-crosstalk: at most two of --fit-skew, --fit-k and --fit-crosstalk at once")
     free = with_options(args.fit_skew, args.fit_k, base=tuple(n for n in DEFAULT_FREE if not (args.shallow and n == "w0")),
-                        crosstalk=args.fit_crosstalk)
+                        crosstalk=args.fit_crosstalk, side_pref=args.fit_side_pref)
     check_fixed_values(args, [n for n in free if n != "lapse" or args.fit_lapse])
     if args.shallow and args.w0 != PARAMS["w0"].default:
         raise ValueError(f"--w0: --shallow fixes w0 = 1, got --w0 {args.w0:g}; drop one of them")

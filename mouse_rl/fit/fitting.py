@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..params import ModelParams, NetParams
+from ..params import PARAMS, ModelParams, NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .likelihood import choice_logprob, masked_sum, teacher_forced
 from .newton import is_local_minimum, minimize_newton
@@ -106,8 +106,16 @@ AGREE_NATS = 0.5
 POLISH = 2
 #: Parameters beyond MODEL.md's fitted set that a fit frees as an option, and the warm starts (natural units) of
 #: such a nested fit: each mouse's optimum without them, with each at its fixed value (stim_skew 0, k 1,
-#: crosstalk 0, i.e. its fit bound 1e-4) and, one at a time, at these values.
-NESTED_STARTS = {"stim_skew": (-2.0, 2.0), "k": (0.3, 3.0), "crosstalk": (0.1, 0.3, 0.6)}
+#: crosstalk 0, i.e. its fit bound 1e-4, side preference 0 with tau 1000 trials) and, one at a time, at these
+#: values; a dict sets several at once (the side preference: rho and tau together; tau has no starts of its own,
+#: with rho = 0 it changes nothing). The side preference also starts where the optimum's start bias is moved
+#: from the bias weights to rho (see :func:`_moved_start_bias`).
+NESTED_STARTS = {"stim_skew": (-2.0, 2.0), "k": (0.3, 3.0), "crosstalk": (0.1, 0.3, 0.6),
+                 "side_pref": tuple({"side_pref": rho, "side_pref_tau": tau} for rho in (-4.0, -1.5, 1.5, 4.0)
+                                    for tau in (300.0, 3000.0)),
+                 "side_pref_tau": ()}
+#: Time constants (trials) of the moved-start-bias warm starts of a fit with the side preference free.
+MOVED_BIAS_TAUS = (300.0, 3000.0)
 #: Basin hopping: perturbations per mouse per round and their sizes (in prior sds of each parameter, cycled over
 #: the perturbations: half near the best point, half far from it).
 HOP_STARTS = 24
@@ -205,11 +213,12 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
     ``warm`` ``(R_w, M, P)`` (Newton): per-mouse starts added to each mouse's ``n_restarts`` kept design
     starts, before the loose pass, the polish and the hopping (``n_restarts_at_best`` counts them too).
 
-    With an option of :data:`NESTED_STARTS` free (``stim_skew``, ``k``, ``crosstalk``; Newton, no ``init`` /
-    ``prior``) the fit is nested: first the fit without them (each at its fixed value); then the fit above with
-    them free,
-    whose warm starts are each mouse's optimum without them, the options at their fixed values and, one at a
-    time, at their :data:`NESTED_STARTS`. The optimum without them is a start (and Newton only descends), so
+    With an option of :data:`NESTED_STARTS` free (``stim_skew``, ``k``, ``crosstalk``, the side preference;
+    Newton, no ``init`` / ``prior``) the fit is nested: first the fit without them (each at its fixed value);
+    then the fit above with them free, whose warm starts are each mouse's optimum without them, the options at
+    their fixed values and, one at a time, at their :data:`NESTED_STARTS` (with the side preference also the
+    optimum's start bias moved to it: :func:`_moved_start_bias`; beside other options, the side preference is
+    nested on the fit with them). The optimum without them is a start (and Newton only descends), so
     the fit never ends below it; the design and the hopping still search far from it.
     ``nest_options=False`` runs the search with them free alone.
     """
@@ -317,13 +326,19 @@ def fit_batch(batch: TrialBatch, transform: ParamTransform, score: torch.Tensor 
 def _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior, seed, progress, gtol, ftol,
                 n_screen, screen_iter, n_hops) -> BatchFit:
     """Options of :data:`NESTED_STARTS` free: the fit without them, then the search with them, warm-started
-    from its optimum with the options at their fixed values and at their starts (see :func:`fit_batch`)."""
+    from its optimum with the options at their fixed values and at their starts (see :func:`fit_batch`). The side
+    preference beside other options is nested on the fit with them (itself nested on the fit without them): its
+    starts then begin from the other options' optimum."""
     options = tuple(n for n in transform.free if n in NESTED_STARTS)
+    pref = tuple(n for n in options if n in ("side_pref", "side_pref_tau"))
+    if pref and len(pref) < len(options):
+        options = pref
     inner = ParamTransform(free=tuple(n for n in transform.free if n not in options), fixed=transform.fixed)
     M = batch.shape[1]
     fixed = {n: np.broadcast_to(np.asarray(getattr(transform.fixed, n), dtype=float).reshape(-1), (M,))
              for n in options}
-    combos = [fixed] + [{**fixed, n: np.full(M, v)} for n in options for v in NESTED_STARTS[n]]
+    combos = [fixed] + [{**fixed, **{k: np.full(M, x) for k, x in (v.items() if isinstance(v, dict) else [(n, v)])}}
+                        for n in options for v in NESTED_STARTS[n]]
     opt_u = ParamTransform(free=options, fixed=transform.fixed)
     if not inner.free:  # only options are free: nothing to fit first, the starts alone
         init = np.stack([opt_u.to_u(values, M).numpy() for values in combos])
@@ -338,12 +353,29 @@ def _fit_nested(batch, transform, score, learn, n_restarts, max_iter, map_prior,
         uo = opt_u.to_u(values, M).numpy()
         warm.append(np.column_stack([uo[:, options.index(n)] if n in options else ub[:, inner.free.index(n)]
                                      for n in transform.free]))
+    if {"side_pref", "side_pref_tau"} <= set(options):
+        warm += _moved_start_bias(inner, transform, ub)
     warm = np.stack(warm)
     res = fit_batch(batch, transform, score, learn, n_restarts, max_iter, "newton", map_prior, seed,
                     progress=progress, gtol=gtol, ftol=ftol, n_screen=n_screen, screen_iter=screen_iter,
                     n_hops=n_hops, nest_options=False, warm=warm)
     res.info = {k: base.info.get(k, 0) + res.info.get(k, 0) for k in ("n_evals", "seconds", "work")}
     return res
+
+
+def _moved_start_bias(inner: ParamTransform, transform: ParamTransform, ub: np.ndarray) -> list[np.ndarray]:
+    """Warm starts ``(M, P)`` of a fit with the side preference free, one per :data:`MOVED_BIAS_TAUS`: the optimum
+    ``ub`` of ``inner`` (the fit without it) with its start bias moved from the bias weights to rho, i.e. the
+    bias weights at their fit starts and rho = beta k (b_R - b_L), the initial logit the weights gave (k the fixed
+    or fitted gain of the constant channel), clipped to rho's fit bounds."""
+    p = inner.params(torch.as_tensor(ub, dtype=torch.float64))
+    lo, hi = PARAMS["side_pref"].fit_bounds
+    values = {name: getattr(p, name).numpy() for name in NetParams._fields}
+    values["side_pref"] = np.clip((p.beta * p.k * (p.b_R - p.b_L)).numpy(), lo, hi)
+    for name in ("b_L", "b_R"):
+        values[name] = np.full(len(ub), PARAMS[name].fit_start)
+    return [transform.to_u({**values, "side_pref_tau": np.full(len(ub), tau)}, len(ub)).numpy()
+            for tau in MOVED_BIAS_TAUS]
 
 
 def _fit_from(kobj: KernelObjective, init: np.ndarray, max_iter: int, gtol: float, ftol: float,
@@ -519,8 +551,9 @@ def fit_mice(trials: pd.DataFrame, n_restarts: int = 8, max_iter: int = 100, met
         they keep directions the data cannot separate, e.g. the lapse, off their bounds);
         False = maximum likelihood.
     free : parameters to fit (default eta, beta, w0, s0, b_L, b_R, lapse; k = 1 fixed). Adding the options
-        ``"stim_skew"`` (per-side initial stimulus channels, :data:`mouse_rl.params.PARAMS`) or ``"k"`` (the
-        constant channel's initial gain) fits them too, nested on the fit without them (see :func:`fit_batch`).
+        ``"stim_skew"`` (per-side initial stimulus channels, :data:`mouse_rl.params.PARAMS`), ``"k"`` (the
+        constant channel's initial gain), ``"crosstalk"`` or ``"side_pref", "side_pref_tau"`` (the innate side
+        preference, fitted together) fits them too, nested on the fit without them (see :func:`fit_batch`).
     fixed : :class:`ModelParams` for the non-free parameters and model options
         (encoding, positive, zero_reward). ``w0=1`` with ``"w0"`` not free = shallow network.
     fit_lapse : fit the lapse (else it stays at ``fixed.lapse``, default 0).

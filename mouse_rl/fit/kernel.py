@@ -13,9 +13,11 @@ of the 9 weights carries its value, its gradient and its Hessian with respect
 to the parameters that shape the weights (eta, w0, s0, b_L, b_R; and those of
 the options k, stim_skew and crosstalk whose derivatives the caller asks for,
 at most two of them: ``k_derivatives``, ``skew_derivatives``,
-``crosstalk_derivatives``); the policy adds beta and the lapse. One pass gives
-the per-mouse negative log-likelihood, its gradient ``(10,)`` and Hessian
-``(10, 10)`` with respect to the natural parameters in :data:`THETA` order
+``crosstalk_derivatives``); the policy adds beta, the lapse and, on request
+(``side_pref_derivatives``), the innate side preference's rho and tau, which
+change only the policy (no dual coordinates). One pass gives the per-mouse
+negative log-likelihood, its gradient ``(12,)`` and Hessian ``(12, 12)`` with
+respect to the natural parameters in :data:`THETA` order
 (entries of options not asked for are zero: the default fit does not pay for
 their dual coordinates; the weights' Hessians are symmetric and kept as upper
 triangles; lower orders propagate only what they need). The crosstalk g is an
@@ -43,11 +45,15 @@ from .vec4 import LANES as _L
 from .vec4 import vload, vneg, vsplat, vstore
 
 #: Order of the natural parameters in ``theta`` and in the returned derivatives.
-THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "stim_skew", "crosstalk")
+THETA = ("eta", "beta", "w0", "k", "s0", "b_L", "b_R", "lapse", "stim_skew", "crosstalk", "side_pref",
+         "side_pref_tau")
 _NT = len(THETA)
 _BASE = (0, 2, 4, 5, 6)  # parameters that always shape the weights (THETA positions): eta, w0, s0, b_L, b_R
 _OPTIONAL = {"k": 3, "stim_skew": 8, "crosstalk": 9}  # and those whose derivatives are propagated on request
 _CROSSTALK = 9
+_SIDE_PREF = (10, 11)  # the innate side preference rho, tau: policy only (no dual coordinates), derivatives on request
+#: theta's columns beyond MODEL.md's eight, when a caller leaves them out (stim_skew, crosstalk, side_pref 0)
+_PAD = np.array([0.0, 0.0, 0.0, 1000.0])
 #: Dual coordinates at most (the stride of the derivative arrays): the five of _BASE and two of _OPTIONAL. Room
 #: for all three costs the default fit's order-2 pass ~25% (a larger stride; measured with
 #: bench/fit_kernel_orders.py), so a fit frees at most two of k, stim_skew and crosstalk at once.
@@ -180,26 +186,29 @@ def _input(x, t, i, XV, xt, crosstalk):
 
 @nb.njit(cache=True, inline="always")
 def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse, order, nd, dmap, act, ik, iskew, ig,
-           xt, nll_out, grad_out, hess_out, write_lp, lp_out, gauss_newton, write_w, w_out):
+           xt, po, nll_out, grad_out, hess_out, write_lp, lp_out, gauss_newton, write_w, w_out):
     """One data row's trials for the (up to four) columns ``cols`` of ``theta`` in lockstep (-1 = an unused
     lane, which repeats lane 0 and writes nothing); results go to rows ``cols`` of the outputs. Compile-time
     constants: ``dmap`` the THETA position of each of the ``nd`` dual coordinates, ``act`` the THETA positions
     with derivatives (the duals, beta and the lapse), ``ik``, ``iskew``, ``ig`` the dual coordinates of k,
     stim_skew and the crosstalk (``nd``: none); ``xt``: the inputs may have crosstalk (False: the crosstalk
-    code is compiled out and the crosstalk must be 0)."""
+    code is compiled out and the crosstalk must be 0); ``po``: derivatives with respect to the side preference
+    (rho, tau: THETA positions 10, 11, in ``act``; its value is applied either way)."""
     V = np.zeros(_NS * _L)
     G = np.zeros(_NS * _D * _L)
     H = np.zeros(_NS * _D * _D * _L)
-    P = np.zeros(8 * _L)  # per-lane policy numbers: eta, beta, ly, lyy, ll, lll, lyl, dq
+    P = np.zeros(10 * _L)  # per-lane policy numbers: eta, beta, ly, lyy, ll, lll, lyl, dq, y_rho_tau, y_tau_tau
     lapse = np.empty(_L)
     lo = np.empty(_L)
     l1 = np.empty(_L)
     gam = np.empty(_L)
+    rho = np.empty(_L)
+    tau = np.empty(_L)
     XV = np.zeros(2 * _L)  # this trial's stimulus inputs with crosstalk, x'_i = x_i + g x_j, per lane
     crosstalk = False  # this group's inputs have crosstalk (its g is fitted, or some lane's g is not 0)
     for l in range(_L):
         c = cols[l] if cols[l] >= 0 else cols[0]
-        eta, beta, w0, k, s0, bL, bR, lapse[l], skew, gam[l] = theta[c]
+        eta, beta, w0, k, s0, bL, bR, lapse[l], skew, gam[l], rho[l], tau[l] = theta[c]
         if xt:
             if gam[l] != 0.0 or ig < nd:
                 crosstalk = True
@@ -288,12 +297,22 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
             _product(V, G, H, 5 + 3 * r, _SH + 2, one, _SQC + r, order, nd, False)
         ch = choice[t]
         if score[t]:
-            # logit z = beta * (Q_R - Q_L); y = +z for a Right choice, -z for Left (per lane: scalar math)
+            # logit z = beta * (Q_R - Q_L) + rho exp(-t / tau); y = +z for a Right choice, -z for Left (per lane:
+            # scalar math)
             s = 1.0 if ch == 1 else -1.0
             for l in range(_L):
                 dq = (V[_L * (_SQS + 1) + l] + V[_L * (_SQC + 1) + l]) - (V[_L * _SQS + l] + V[_L * _SQC + l])
                 P[7 * _L + l] = dq
                 y = s * P[_L + l] * dq
+                if po or rho[l] != 0.0:  # the innate side preference, and y's derivatives in rho and tau
+                    e = np.exp(-t / tau[l])
+                    y += s * rho[l] * e
+                    if po:
+                        u = t / (tau[l] * tau[l])
+                        dz[_L * 10 + l] = s * e
+                        dz[_L * 11 + l] = s * rho[l] * e * u
+                        P[8 * _L + l] = s * e * u
+                        P[9 * _L + l] = s * rho[l] * e * u * (u - 2.0 / tau[l])
                 ey = np.exp(-abs(y))
                 if y >= 0:
                     sig = 1.0 / (1.0 + ey)
@@ -367,6 +386,11 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                         vstore(hacc, o, vload(hacc, o) - lyl * vload(dz, _L * i))
                     o = _L * (7 * _NT + 7)
                     vstore(hacc, o, vload(hacc, o) - lll)
+                    if po and order >= 2:  # y's own second derivatives in (rho, tau) and (tau, tau)
+                        o = _L * (10 * _NT + 11)
+                        vstore(hacc, o, vload(hacc, o) - ly * vload(P, 8 * _L))
+                        o = _L * (11 * _NT + 11)
+                        vstore(hacc, o, vload(hacc, o) - ly * vload(P, 9 * _L))
         if not learn[t]:
             continue
         # learning: the three teaching signals of the chosen action (pre-update weights). In place: the a
@@ -418,13 +442,14 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
 # runtime size (or one passed down through a shared inlined helper) the compiler no longer unrolls the small
 # derivative loops and an order-2 pass runs ~2x slower. 5: the default fit (k fixed), one more for each of
 # k, stim_skew and crosstalk whose derivatives are asked for (which ones: ``dmap``, a closure constant too).
-def _make_batched(dmap: tuple, xt: bool, sources: str):
-    """The entry point for the dual coordinates ``dmap`` (their THETA positions) and inputs with crosstalk or
-    not (``xt``), both closure constants; its numba cache keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
+def _make_batched(dmap: tuple, xt: bool, po: bool, sources: str):
+    """The entry point for the dual coordinates ``dmap`` (their THETA positions), inputs with crosstalk or
+    not (``xt``) and the side preference's derivatives or not (``po``), all closure constants; its numba cache
+    keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
     nd = len(dmap)
     dpos = [dmap.index(i) if i in dmap else nd for i in range(_NT)]  # THETA position -> dual coordinate
     ik, iskew, ig = dpos[3], dpos[8], dpos[_CROSSTALK]
-    act = np.array([i for i in range(_NT) if i in (1, 7) or dpos[i] < nd], np.int64)
+    act = np.array([i for i in range(_NT) if i in (1, 7) or dpos[i] < nd or (po and i in _SIDE_PREF)], np.int64)
     dmap = np.array(dmap, np.int64)  # captured arrays are compile-time constants, as globals are
 
     @nb.njit(cache=True, parallel=True)
@@ -434,20 +459,21 @@ def _make_batched(dmap: tuple, xt: bool, sources: str):
         for q in nb.prange(grow.shape[0]):
             m = grow[q]
             _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
-                   order, nd, dmap, act, ik, iskew, ig, xt, nll, grad, hess, write_lp, lp, gauss_newton, write_w, w)
+                   order, nd, dmap, act, ik, iskew, ig, xt, po, nll, grad, hess, write_lp, lp, gauss_newton, write_w,
+                   w)
 
     return batched
 
 
 #: The other sources the kernel compiles in (:mod:`mouse_rl.numba_cache`).
 _SOURCES = source_fingerprint(vec4, network)
-_BATCHED = {}  # (dmap, xt) -> entry point, made on first use (numba compiles a specialisation when first called)
+_BATCHED = {}  # (dmap, xt, po) -> entry point, made on first use (numba compiles a specialisation when first called)
 
 
-def _batched(dmap: tuple, xt: bool):
-    if (dmap, xt) not in _BATCHED:
-        _BATCHED[dmap, xt] = _make_batched(dmap, xt, _SOURCES)
-    return _BATCHED[dmap, xt]
+def _batched(dmap: tuple, xt: bool, po: bool):
+    if (dmap, xt, po) not in _BATCHED:
+        _BATCHED[dmap, xt, po] = _make_batched(dmap, xt, po, _SOURCES)
+    return _BATCHED[dmap, xt, po]
 
 
 def _lane_groups(rows: np.ndarray, n_trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -474,7 +500,8 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
                     order: int = 2, rows: np.ndarray | None = None, trial_logp: bool = False,
                     skew_derivatives: bool = False, gauss_newton: bool = False,
                     k_derivatives: bool = True, trial_weights: bool = False,
-                    crosstalk_derivatives: bool = False) -> tuple[np.ndarray, ...]:
+                    crosstalk_derivatives: bool = False,
+                    side_pref_derivatives: bool = False) -> tuple[np.ndarray, ...]:
     """Negative log-likelihood (nats) of every column, with its gradient and Hessian in :data:`THETA` order.
 
     Parameters
@@ -485,9 +512,9 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     reward : ``(B, T)`` float64 learning reward.
     learn, score : ``(B, T)`` bool: trials the learner learns from / whose choice counts.
     n_trials : ``(B,)`` trials of each column (the rest is padding).
-    theta : ``(B, 10)`` natural parameters in :data:`THETA` order; ``(B, 9)`` (no crosstalk column) means
-        crosstalk = 0 and ``(B, 8)`` (neither stim_skew nor crosstalk) both 0 (mouse_rl/MODEL.md); the
-        derivatives then come without their rows and columns.
+    theta : ``(B, 12)`` natural parameters in :data:`THETA` order; ``(B, 10)`` (no side preference columns)
+        means side_pref = 0, ``(B, 9)`` also crosstalk = 0 and ``(B, 8)`` also stim_skew = 0 (mouse_rl/MODEL.md);
+        the derivatives then come without their rows and columns.
     positive : absolute value of the weights after each update.
     use_lapse : apply the lapse to the policy.
     order : 0 = value only, 1 = + gradient, 2 = + Hessian (each order propagates only the derivatives it
@@ -499,6 +526,9 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
         the Hessian work grows with the square of the dual count); without, its entries of ``grad`` and
         ``hess`` are 0 (its value is used either way).
     crosstalk_derivatives : the same for the crosstalk (an option of the inputs: x'_i = x_i + g x_j).
+    side_pref_derivatives : the same for the innate side preference rho and tau (an option of the policy: the
+        logit of trial t, counted from 0 in each row, gets rho exp(-t / tau); no dual coordinates: it does not
+        change the weights).
     k_derivatives : propagate the derivatives with respect to k (default); False leaves them out (its
         entries of ``grad`` and ``hess`` are then 0; a fit with k fixed needs none: five dual coordinates
         instead of six).
@@ -516,12 +546,13 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     then ``lp`` if ``trial_logp`` and the weights if ``trial_weights``.
     """
     theta = np.asarray(theta, dtype=np.float64)
-    if theta.ndim != 2 or theta.shape[1] not in (_NT - 2, _NT - 1, _NT):
-        raise ValueError(f"theta: need shape (B, {_NT}) (or (B, {_NT - 1}) without crosstalk, (B, {_NT - 2}) "
-                         f"without stim_skew either), got {theta.shape}")
+    if theta.ndim != 2 or theta.shape[1] not in (_NT - 4, _NT - 3, _NT - 2, _NT):
+        raise ValueError(f"theta: need shape (B, {_NT}) (or (B, {_NT - 2}) without the side preference, "
+                         f"(B, {_NT - 3}) without crosstalk either, (B, {_NT - 4}) without stim_skew either), "
+                         f"got {theta.shape}")
     K = theta.shape[1]
     if K < _NT:
-        theta = np.hstack([theta, np.zeros((theta.shape[0], _NT - K))])
+        theta = np.hstack([theta, np.broadcast_to(_PAD[K - _NT:], (theta.shape[0], _NT - K))])
     B = theta.shape[0]
     rows = np.arange(B) if rows is None else np.asarray(rows, dtype=np.int64)
     if rows.shape != (B,) or (B and (rows.min() < 0 or rows.max() >= len(n_trials))):
@@ -546,7 +577,7 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
     n_trials = np.ascontiguousarray(n_trials, dtype=np.int64)
     grow, gcols = _lane_groups(rows, n_trials)
     with nb.parallel_chunksize(1):  # groups differ in length: hand them out one at a time
-        _batched(dmap, xt)(
+        _batched(dmap, xt, bool(side_pref_derivatives) and int(order) > 0)(
              np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(choice, dtype=np.int64),
              np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
              np.ascontiguousarray(score, dtype=np.bool_), n_trials, grow, gcols,

@@ -59,6 +59,8 @@ class KernelObjective:
         self.k_derivatives = "k" in transform.free
         #: and the crosstalk's only when it is fitted (the kernel applies its value to the inputs either way)
         self.crosstalk_derivatives = "crosstalk" in transform.free
+        #: and the side preference's when rho or tau is fitted (policy terms only: no dual coordinates)
+        self.side_pref_derivatives = bool({"side_pref", "side_pref_tau"} & set(transform.free))
         if prior is not None and tuple(prior.names) != tuple(transform.free):
             raise ValueError(f"prior: parameters {prior.names} differ from the free parameters {transform.free}")
         registry = transform.registry_prior()
@@ -78,7 +80,8 @@ class KernelObjective:
                                   self.positive, self.use_lapse, 1 if gn else order, rows,
                                   skew_derivatives=self.skew_derivatives, gauss_newton=gn,
                                   k_derivatives=self.k_derivatives,
-                                  crosstalk_derivatives=self.crosstalk_derivatives)
+                                  crosstalk_derivatives=self.crosstalk_derivatives,
+                                  side_pref_derivatives=self.side_pref_derivatives)
         k = self.free_idx
         g_t = g[:, k]
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging start gives inf: the optimiser rejects it

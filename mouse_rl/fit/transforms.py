@@ -23,10 +23,13 @@ from .prior import GaussianPrior
 DEFAULT_FREE = ("eta", "beta", "w0", "s0", "b_L", "b_R", "lapse")
 
 
-def with_options(skew: bool = False, k: bool = False, base: tuple = DEFAULT_FREE, crosstalk: bool = False) -> tuple:
+def with_options(skew: bool = False, k: bool = False, base: tuple = DEFAULT_FREE, crosstalk: bool = False,
+                 side_pref: bool = False) -> tuple:
     """``base`` plus the options beyond MODEL.md's fitted set that are asked for: ``stim_skew`` (``skew``), then
-    ``k`` (``k``), then ``crosstalk``; the order the CLI, the benches and the saved fits use."""
-    return (*base, *(["stim_skew"] if skew else []), *(["k"] if k else []), *(["crosstalk"] if crosstalk else []))
+    ``k`` (``k``), then ``crosstalk``, then ``side_pref`` and ``side_pref_tau`` (``side_pref``); the order the CLI,
+    the benches and the saved fits use."""
+    return (*base, *(["stim_skew"] if skew else []), *(["k"] if k else []), *(["crosstalk"] if crosstalk else []),
+            *(["side_pref", "side_pref_tau"] if side_pref else []))
 
 #: Natural-space box used to clamp (lower, upper).
 BOUNDS = {name: spec.fit_bounds for name, spec in PARAMS.items()}
@@ -135,7 +138,7 @@ class ParamTransform:
         return np.vstack([first, lo + z * (hi - lo)])
 
     def natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All natural parameters ``(n, 9)`` (NetParams order) at ``u`` ``(n, P)``,
+        """All natural parameters ``(n, 12)`` (NetParams order) at ``u`` ``(n, P)``,
         with ``d theta / d u`` and ``d2 theta / d u2`` ``(n, P)`` of the free ones."""
         n = u.shape[0]
         base = self.fixed.tensors(n, dtype=torch.float64)

@@ -25,7 +25,7 @@ import torch
 
 from envs.task import TaskConfig
 
-from ..network import (Forward, Weights, flat_weights, forward, init_weights, p_right, trial_update,
+from ..network import (Forward, Weights, flat_weights, forward, inactive, init_weights, p_right, trial_update,
                        weights_from_flat, with_crosstalk)
 from ..params import ModelParams
 from ..schema import WEIGHT_COLUMNS
@@ -164,6 +164,9 @@ class MeanFieldMap:
         self.params, self.task, self.n = params, task, int(n)
         self.positive = params.positive
         p = params.tensors(self.n, device=device, dtype=dtype)
+        if not inactive(p.side_pref):
+            raise ValueError("side_pref: the mean-field theory's policy does not change with the trial index, so it has "
+                             "no fading side preference; set side_pref = 0 (simulate_cohort runs it)")
         self.net_params = p
         C, n = self.classes.n, self.n
         kw = dict(device=device, dtype=dtype)
