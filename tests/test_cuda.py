@@ -11,8 +11,11 @@ pytestmark = [
 ]
 
 
-def test_cohort_cuda_equals_cpu_float64():
-    kw = dict(n_mice=64, n_sessions=3, trials_per_session=220, params=ModelParams(b_R=0.05), seed=1,
+@pytest.mark.parametrize("side_pref", [0.0, 1.5])
+def test_cohort_cuda_equals_cpu_float64(side_pref):
+    """side_pref: the innate side preference (the reference engine on both devices)."""
+    kw = dict(n_mice=64, n_sessions=3, trials_per_session=220, seed=1,
+              params=ModelParams(b_R=0.05, side_pref=side_pref, side_pref_tau=200.0),
               dtype=torch.float64, progress=False)
     cpu = simulate_cohort(device="cpu", **kw)
     gpu = simulate_cohort(device="cuda", **kw)
@@ -38,15 +41,16 @@ def test_theory_cuda_equals_cpu_float64(crosstalk):
     torch.testing.assert_close(cpu.session_U, gpu.session_U.cpu())
 
 
-@pytest.mark.parametrize("crosstalk", [0.0, 0.3])
-def test_fit_likelihood_and_gradient_cuda_equal_cpu_float64(crosstalk):
+@pytest.mark.parametrize("crosstalk, side_pref", [(0.0, 0.0), (0.3, 0.0), (0.3, -2.0)])
+def test_fit_likelihood_and_gradient_cuda_equal_cpu_float64(crosstalk, side_pref):
     from mouse_rl.fit import log_likelihood
 
     trials = simulate_cohort(3, 2, 100, seed=5, progress=False).trials
     values = {}
     for device in ("cpu", "cuda"):
         eta = torch.tensor(0.01, dtype=torch.float64, device=device, requires_grad=True)
-        ll = log_likelihood(trials, ModelParams(eta=eta, crosstalk=crosstalk), device=device).sum()
+        params = ModelParams(eta=eta, crosstalk=crosstalk, side_pref=side_pref, side_pref_tau=60.0)
+        ll = log_likelihood(trials, params, device=device).sum()
         (grad,) = torch.autograd.grad(ll, eta)
         values[device] = (ll.item(), grad.item())
     assert values["cuda"][0] == pytest.approx(values["cpu"][0], rel=1e-10)
