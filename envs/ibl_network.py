@@ -2,10 +2,10 @@
 
 Each trial: x = ``mouse_rl.network.encode`` (the model's input encoding) of
 the signed contrast the :class:`envs.ibl_cohort.IBLCohortEnv` shows; P(R) from
-``forward`` and ``p_right`` (with the side preference of the trial's index, an option); the choice drawn from the mouse's own ``CHOICE``
-stream (:mod:`envs.rng`); the reward from the env; learning by
-``trial_update`` from ``learning_reward`` (the zero-contrast rule of the
-model, ``zero_reward``). The curriculum advances on the simulated mouse's own
+``forward`` and ``p_right`` (with the side preference of the trial's index, an
+option); the choice drawn from the mouse's own ``CHOICE`` stream
+(:mod:`envs.rng`); the reward from the env; learning by ``trial_update`` from
+``learning_reward`` (the zero-contrast rule of the model, ``zero_reward``). The curriculum advances on the simulated mouse's own
 performance (training phases within sessions, the biased stage after the
 training criterion).
 """
@@ -63,7 +63,8 @@ def simulate_ibl_cohort(n_mice: int = 10, n_sessions: int = 20, params=None, tri
             c = info["signed_contrast"].to(dtype)
             x = encode(c, params.encoding, p.crosstalk)
             fwd = forward(weights, x)
-            pr = p_right(fwd.q_tot, p.beta, p.lapse, side_preference(t, p.side_pref, p.side_pref_tau) if pref else None)
+            offset = side_preference(t, p.side_pref, p.side_pref_tau) if pref else None
+            pr = p_right(fwd.q_tot, p.beta, p.lapse, offset)
             u = rng.uniform(env.seeds, rng.CHOICE, env.global_trial, dtype, choice_key)
             choice = (u < pr).long()
             p_log.append(pr)

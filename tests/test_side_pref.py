@@ -121,6 +121,18 @@ def test_teacher_forced_readouts_use_the_side_pref(small_batch):
     assert np.abs(fast["p_right"].to_numpy()[-10:] - plain["p_right"].to_numpy()[-10:]).max() < 1e-3
 
 
+def test_ibl_network_env_applies_the_preference():
+    from envs.ibl_network import simulate_ibl_cohort
+
+    kw = dict(n_mice=2, n_sessions=1, trials_per_session=60, seed=3)
+    pref, _ = simulate_ibl_cohort(params=ModelParams(side_pref=np.array([4.0, -4.0]), side_pref_tau=10.0), **kw)
+    plain, _ = simulate_ibl_cohort(**kw)
+    first = pref.groupby("mouse").head(1).index
+    np.testing.assert_allclose(pref.loc[first, "p_right"].to_numpy(), 1 / (1 + np.exp(-np.array([4.0, -4.0]))),
+                               atol=1e-3)
+    assert np.abs(pref["p_right"].to_numpy() - plain["p_right"].to_numpy()).max() > 0.3
+
+
 def test_engines_fall_back_and_theory_refuses():
     p = ModelParams(side_pref=1.0)
     res = simulate_cohort(n_mice=2, n_sessions=1, trials_per_session=30, params=p, seed=1)
@@ -177,6 +189,7 @@ def test_cli_fit_side_pref_then_check(tmp_path, capsys):
                 ["--fit-side-pref", "--model", "noisy-network"], ["--side-pref-tau", "0"]):
         assert main(["fit", str(path), "--out", str(tmp_path / "x"), *bad, "--quiet"]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("mouse-rl fit: error: ") and bad[-2].lstrip("-").replace("-", "_") in err.replace("-", "_")
+        named = bad[-2].lstrip("-").replace("-", "_")
+        assert err.startswith("mouse-rl fit: error: ") and named in err.replace("-", "_")
     assert main(["theory", "--side-pref", "1", "--sessions", "2", "--out", str(tmp_path / "th.parquet")]) == 2
     assert "no fading side preference" in capsys.readouterr().err

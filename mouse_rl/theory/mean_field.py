@@ -165,8 +165,8 @@ class MeanFieldMap:
         self.positive = params.positive
         p = params.tensors(self.n, device=device, dtype=dtype)
         if not inactive(p.side_pref):
-            raise ValueError("side_pref: the mean-field theory's policy does not change with the trial index, so it has "
-                             "no fading side preference; set side_pref = 0 (simulate_cohort runs it)")
+            raise ValueError("side_pref: the mean-field theory's policy does not change with the trial index, so it "
+                             "has no fading side preference; set side_pref = 0 (simulate_cohort runs it)")
         self.net_params = p
         C, n = self.classes.n, self.n
         kw = dict(device=device, dtype=dtype)
