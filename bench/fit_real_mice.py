@@ -39,6 +39,8 @@ Usage::
     python bench/fit_real_mice.py --models network --fit-k --out bench/results/cv_network_fit_k
     python bench/fit_real_mice.py --trust --fit-crosstalk --out bench/results/trust_crosstalk
     python bench/fit_real_mice.py --models network --schemes time interleaved --fit-crosstalk --out bench/results/cv_network_crosstalk
+    python bench/fit_real_mice.py --trust --fit-crosstalk --fit-side-pref --out bench/results/trust_crosstalk_side_pref
+    python bench/fit_real_mice.py --models network --schemes time interleaved --fit-crosstalk --fit-side-pref --out bench/results/cv_network_crosstalk_side_pref
     python bench/fit_real_mice.py --data ../shared/data/liebana2025 --out out/bench_fit
     python bench/fit_real_mice.py --models network --encoding graded --out out/bench_graded
     python bench/fit_real_mice.py --data path/to/ibl_subject_folder --models network --out out/bench_ibl
