@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     if args.freerun:
         return freerun(args)
 
+    from scipy.stats import spearmanr
+
     from mouse_rl.fit import fit_mice, make_transform
     from mouse_rl.fit.transforms import with_options
     from mouse_rl.fit.checks import check_fit, posterior_predictive_check
@@ -125,21 +127,15 @@ def main(argv=None) -> int:
     fitted = check_fit(fit, sim.trials, n_copies=args.copies, seed=1)
     out = {"true_parameters": exact.summary, "fitted": fitted.summary, "fit_seconds": time.perf_counter() - t0}
     if args.k_sd > 0:
-        from scipy.stats import spearmanr
-
         k_fit = fit.params.sort_values("mouse")["k"].to_numpy()
         out["k_recovery"] = {"spearman": float(spearmanr(k_fit, truth.k)[0]),
                              "median_abs_log_error": float(np.median(np.abs(np.log(k_fit / truth.k))))}
     if args.crosstalk is not None:
-        from scipy.stats import spearmanr
-
         g_fit = fit.params.sort_values("mouse")["crosstalk"].to_numpy()
         out["crosstalk_recovery"] = {"spearman": float(spearmanr(g_fit, truth.crosstalk)[0]),
                                      "median_abs_error": float(np.median(np.abs(g_fit - truth.crosstalk))),
                                      "true": np.round(truth.crosstalk, 4).tolist(), "fitted": np.round(g_fit, 4).tolist()}
     if args.side_pref > 0:
-        from scipy.stats import spearmanr
-
         fp = fit.params.sort_values("mouse")
         rho, tau = fp["side_pref"].to_numpy(), fp["side_pref_tau"].to_numpy()
         out["side_pref_recovery"] = {

@@ -63,6 +63,16 @@ sys.path.insert(0, str(ROOT))
 MODELS = ("network", "shallow", "qlearning", "qlearning_tabular", "psytrack")
 
 
+#: The network's fit options beyond MODEL.md's set: ``--fit-NAME`` (the keyword of
+#: :func:`mouse_rl.fit.transforms.with_options` and the results' tag) and what it frees.
+FIT_OPTIONS = {
+    "skew": "stim_skew (per-side initial stimulus channels, mouse_rl.params.PARAMS; an option beyond MODEL.md)",
+    "k": "k, the constant channel's initial cortical gain (MODEL.md fixes it at 1)",
+    "crosstalk": "crosstalk (a grating also drives the other side's stimulus input; MODEL.md: 0)",
+    "side_pref": "the innate side preference side_pref * exp(-trial / side_pref_tau) (MODEL.md: 0)",
+}
+
+
 def prior_sd_item(text: str) -> tuple[str, float]:
     """``NAME=SD`` of ``--prior-sd``: a parameter of mouse_rl.params.PARAMS and a positive finite sd."""
     import math
@@ -104,18 +114,10 @@ def main(argv=None) -> int:
     p.add_argument("--trust", action="store_true", help="run the fit-trust benchmark (see module docstring)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--trust: restart seeds (default 0 1)")
     p.add_argument("--no-lapse", dest="fit_lapse", action="store_false", help="--trust: fix the lapse at 0")
-    p.add_argument("--fit-skew", action="store_true",
-                   help="also fit stim_skew (per-side initial stimulus channels, mouse_rl.params.PARAMS; an option "
-                        "beyond MODEL.md): --trust fits with it; the comparison reports network_skew / shallow_skew")
-    p.add_argument("--fit-k", action="store_true",
-                   help="also fit k, the constant channel's initial cortical gain (MODEL.md fixes it at 1): --trust "
-                        "fits with it; the comparison reports network_k / shallow_k")
-    p.add_argument("--fit-crosstalk", action="store_true",
-                   help="also fit crosstalk (a grating also drives the other side's stimulus input; MODEL.md: 0): "
-                        "--trust fits with it; the comparison reports network_crosstalk / shallow_crosstalk")
-    p.add_argument("--fit-side-pref", action="store_true",
-                   help="also fit the innate side preference side_pref * exp(-trial / side_pref_tau) (MODEL.md: 0): "
-                        "--trust fits with it; the comparison reports network_side_pref / shallow_side_pref")
+    for name, what in FIT_OPTIONS.items():
+        p.add_argument(f"--fit-{name.replace('_', '-')}", action="store_true",
+                       help=f"also fit {what}: --trust fits with it; the comparison reports network_{name} / "
+                            f"shallow_{name}")
     p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD", type=prior_sd_item,
                    help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
     p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
@@ -151,10 +153,8 @@ def main(argv=None) -> int:
                                    map_prior=args.map_prior, predictive=args.predictive,
                                    n_samples=args.samples, draw_seed=args.draw_seed,
                                    fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward),
-                                   **({"free": free_set(args)} if args.fit_skew or args.fit_k or args.fit_crosstalk
-                                      or args.fit_side_pref else {}))
-        tag = ("_skew" * args.fit_skew + "_k" * args.fit_k + "_crosstalk" * args.fit_crosstalk
-               + "_side_pref" * args.fit_side_pref)
+                                   **({"free": free_set(args)} if any(fit_options(args).values()) else {}))
+        tag = "".join(f"_{name}" for name, on in fit_options(args).items() if on)
         names = {name: f"{name}{tag}" if name in ("network", "shallow") else name for name in args.models}
         if (args.encoding, args.zero_reward) != ("side", "expected"):
             suffix = "".join(f"_{v}" for v, d in ((args.encoding, "side"), (args.zero_reward, "expected")) if v != d)
@@ -185,12 +185,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def fit_options(args) -> dict:
+    """Which of :data:`FIT_OPTIONS` are asked for (``--fit-NAME``), by name."""
+    return {name: getattr(args, f"fit_{name}") for name in FIT_OPTIONS}
+
+
 def free_set(args) -> tuple:
-    """The network's free parameters: the default set, plus stim_skew (``--fit-skew``), k (``--fit-k``), the
-    crosstalk (``--fit-crosstalk``) and the side preference (``--fit-side-pref``)."""
+    """The network's free parameters: the default set plus the :data:`FIT_OPTIONS` asked for."""
     from mouse_rl.fit.transforms import with_options
 
-    return with_options(args.fit_skew, args.fit_k, crosstalk=args.fit_crosstalk, side_pref=args.fit_side_pref)
+    return with_options(**fit_options(args))
 
 
 def load_data(paths, mice=None) -> pd.DataFrame:
@@ -278,8 +282,7 @@ def trust(args) -> int:
     summary = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
         "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
-        "fit_lapse": args.fit_lapse, "fit_skew": args.fit_skew, "fit_k": args.fit_k,
-        "fit_crosstalk": args.fit_crosstalk, "fit_side_pref": args.fit_side_pref,
+        "fit_lapse": args.fit_lapse, **{f"fit_{name}": on for name, on in fit_options(args).items()},
         "prior_sd": [f"{n}={v:g}" for n, v in args.prior_sd],
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
@@ -296,17 +299,13 @@ def trust(args) -> int:
     cols = ["mouse", "session_coverage", "early_bias", "early_bias_median", "early_bias_inside", "late_slope_diff",
             "late_slope_diff_median", "late_slope_diff_inside", "side", "side_modal_sim", "side_share"]
     table = check.per_mouse[cols]
-    extra = [n for n in ("stim_skew", "k", "crosstalk", "side_pref", "side_pref_tau") if n in free_set(args)]
+    from mouse_rl.fit.transforms import DEFAULT_FREE
+
+    extra = [n for n in free_set(args) if n not in DEFAULT_FREE]  # the options' parameters
     if extra:
         table = table.merge(p[["mouse", *extra]], on="mouse", how="left")
-    if args.fit_skew:
-        summary_skew = p["stim_skew"].describe()[["min", "50%", "max"]].round(2).to_dict()
-        print(f"fitted stim_skew: {summary_skew}")
-    if args.fit_crosstalk:
-        print(f"fitted crosstalk: {p['crosstalk'].describe()[['min', '50%', 'max']].round(3).to_dict()}")
-    if args.fit_side_pref:
-        for n in ("side_pref", "side_pref_tau"):
-            print(f"fitted {n}: {p[n].describe()[['min', '50%', 'max']].round(3).to_dict()}")
+    for n in extra:
+        print(f"fitted {n}: {p[n].describe()[['min', '50%', 'max']].round(3).to_dict()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
