@@ -16,7 +16,10 @@ session start (log-normal, sd ``sigma_day_<group>`` per night), one extra free p
 the same energy score; the check then uses the fitted drift. Default: no drift (MODEL.md).
 Option ``--default-drift bias [stim]``: the same drift fitted on top of the default teacher-forced fit (its
 parameters held, only ``sigma_day`` searched: ``fit_free_running(theta=...)``, 32 Sobol starts, 6
-generations), checked with that drift (case ``default_drift``). ``--no-freerun`` skips the free-running fit. ``--summary-weight W``: the free-running fit also scores the
+generations), checked with that drift at the point estimate (case ``default_drift``) and with the copies'
+parameters drawn from the teacher-forced Laplace posterior (``default_drift_uncertainty``; without drift:
+``default_uncertainty``). ``--default-options crosstalk side_pref`` (also ``stim_skew``, ``k``): the teacher-forced
+fit frees those options (nested, as ``mouse-rl fit --fit-crosstalk --fit-side-pref``). ``--no-freerun`` skips the free-running fit. ``--summary-weight W``: the free-running fit also scores the
 per-mouse early bias and late slope difference (``fit_free_running(summary_weight=W)``).
 ``--check-from DIR``: no fit; the free-running fit saved in ``DIR/freerun_fit.csv`` (with its drift sds) is
 checked again with the current code (cases ``freerun`` at the point estimate and ``freerun_uncertainty`` with
@@ -36,6 +39,8 @@ Usage::
     python bench/fit_free_running.py --no-default --seed 2 --out bench/results/freerun_seed2
     python bench/fit_free_running.py --no-default --drift bias --out bench/results/freerun_drift_bias
     python bench/fit_free_running.py --no-freerun --default-drift stim --out bench/results/freerun_default_drift_stim
+    python bench/fit_free_running.py --no-freerun --default-options crosstalk side_pref --default-drift bias stim \
+        --out bench/results/freerun_crosstalk_side_pref_drift_bias_stim
 """
 from __future__ import annotations
 
@@ -59,8 +64,11 @@ from mouse_rl.fit import fit_mice, log_likelihood  # noqa: E402
 from mouse_rl.fit.checks import posterior_predictive_check  # noqa: E402
 from mouse_rl.fit.freerun import (FREERUN_FREE, FreeRunFit, check_free_running, choice_precision,  # noqa: E402
                                   fit_free_running)
+from mouse_rl.fit.transforms import with_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+#: ``--default-options`` names and the :func:`mouse_rl.fit.transforms.with_options` flag each sets.
+DEFAULT_OPTIONS = {"stim_skew": "skew", "k": "k", "crosstalk": "crosstalk", "side_pref": "side_pref"}
 
 
 def bits_per_trial(trials, params) -> float:
@@ -101,6 +109,8 @@ def main(argv=None) -> dict:
                     help="weight groups with fitted overnight drift (default none)")
     ap.add_argument("--default-drift", nargs="*", default=[], choices=["bias", "stim"],
                     help="also fit this overnight drift on top of the default teacher-forced fit")
+    ap.add_argument("--default-options", nargs="*", default=[], choices=list(DEFAULT_OPTIONS),
+                    help="options freed in the default teacher-forced fit (nested, as mouse-rl fit --fit-OPTION)")
     ap.add_argument("--summary-weight", type=float, default=0.0,
                     help="free-running fit: also score early bias and late slope difference with this weight")
     ap.add_argument("--refit-drift-from", default=None, metavar="DIR",
@@ -117,8 +127,8 @@ def main(argv=None) -> dict:
         ap.error(f"--check-from: {args.check_from!r} holds no freerun_fit.csv (a folder this script wrote)")
     if args.refit_drift_from and not args.drift:
         ap.error("--refit-drift-from needs --drift")
-    if args.no_default and args.default_drift:
-        ap.error("--default-drift needs the default fit (drop --no-default)")
+    if args.no_default and (args.default_drift or args.default_options):
+        ap.error("--default-drift and --default-options need the default fit (drop --no-default)")
     if args.threads:
         import torch
 
@@ -133,7 +143,7 @@ def main(argv=None) -> dict:
                "load_before": os.getloadavg(), "n_mice": int(trials["mouse"].nunique()),
                "check_copies": args.copies, "check_seed": args.check_seed, "fit_seed": args.seed,
                "fit_copies": args.fit_copies, "generations": args.generations, "drift": list(args.drift),
-               "default_drift_groups": list(args.default_drift),
+               "default_drift_groups": list(args.default_drift), "default_options": list(args.default_options),
                "summary_weight": args.summary_weight}
     cases, fits = {}, {}
     cs = args.check_seed
@@ -169,8 +179,9 @@ def main(argv=None) -> dict:
         fits["refit_drift"] = rd
     if not args.no_default:
         t0 = time.perf_counter()
-        fit = fit_mice(trials)
+        fit = fit_mice(trials, free=with_options(**{DEFAULT_OPTIONS[o]: True for o in args.default_options}))
         summary["default_seconds"] = time.perf_counter() - t0
+        fit.params.to_csv(out / "default_fit.csv", index=False)
         order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
         chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
                                          seed=cs, parameter_uncertainty=False)
@@ -185,6 +196,14 @@ def main(argv=None) -> dict:
             chk = check_free_running(dd, trials, args.copies, seed=cs, parameter_uncertainty=False)
             cases["default_drift"] = (chk, cases["default"][1])
             fits["default_drift"] = dd
+            # the same drift, the copies' parameters drawn from the teacher-forced fit's Laplace posterior
+            chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
+                                             seed=cs, sigma_day=dd.sigma_day_matrix())
+            cases["default_drift_uncertainty"] = (chk, cases["default"][1])
+            fits["default_drift_uncertainty"] = dd
+            chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
+                                             seed=cs)
+            cases["default_uncertainty"] = (chk, cases["default"][1])
     for name, (chk, bits) in cases.items():
         chk.per_mouse.to_csv(out / f"check_per_mouse_{name}.csv", index=False)
         summary[name] = {**chk.summary, "teacher_forced_bits_per_trial": bits}
@@ -193,11 +212,12 @@ def main(argv=None) -> dict:
             summary[name][f"sigma_day_{g}_median"] = float(np.median(v))
     summary["load_after"] = os.getloadavg()
     (out / "freerun_summary.json").write_text(json.dumps(summary, indent=1))
-    keys = ("session_coverage", "late_slope_inside", "early_bias_inside", "side_match", "mean_side_share",
-            "expected_side_share", "teacher_forced_bits_per_trial")
-    print(f"{'':32s}" + "".join(f"{k:>14s}" for k in cases))
+    keys = ("session_coverage", "late_slope_inside", "early_bias_inside", "late_bias_inside", "side_match",
+            "expected_side_match", "mean_side_share", "expected_side_share", "teacher_forced_bits_per_trial")
+    width = max(14, *(len(c) + 2 for c in cases)) if cases else 14
+    print(f"{'':32s}" + "".join(f"{c:>{width}s}" for c in cases))
     for k in keys:
-        print(f"{k:32s}" + "".join(f"{summary[c][k]:14.4g}" for c in cases))
+        print(f"{k:32s}" + "".join(f"{summary[c][k]:{width}.4g}" for c in cases))
     return summary
 
 

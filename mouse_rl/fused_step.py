@@ -64,10 +64,12 @@ def settle(v, positive, wmax):
     return clip(abs(v) if positive else v, wmax)
 
 
-def trial_step(aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, c, xL, xR, eta, beta, lapse, use_lapse, u, zero_side,
-               learns, settle_other, positive, zero_expected, zero, half, one, wmax, zmax):
+def trial_step(aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, c, xL, xR, eta, beta, offset, lapse, use_lapse, u,
+               zero_side, learns, settle_other, positive, zero_expected, zero, half, one, wmax, zmax):
     """One trial of one mouse: policy, choice, reward, teaching signals and (if ``learns``) the update.
 
+    ``offset`` is added to the policy's logit (the side preference of :func:`mouse_rl.network.p_right`, computed
+    by the caller with :func:`mouse_rl.network.side_preference`; ``zero`` without one: the same numbers bit for bit).
     ``u`` is the choice uniform, ``zero_side`` the rewarded side at c = 0 (1 = Right); ``zero``, ``half``,
     ``one``, ``wmax``, ``zmax`` (the largest exp argument used: 700 in float64, 80 in float32) are constants in
     the working dtype. ``settle_other``: also settle the unchosen row of U
@@ -81,7 +83,7 @@ def trial_step(aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, c, xL, xR, eta, beta, l
     qcR = URb * hb
     qtL = qsL + qcL
     qtR = qsR + qcR
-    z = -(beta * (qtR - qtL))
+    z = -(beta * (qtR - qtL) + offset)
     if z > zmax:  # exp overflows to inf beyond it and P(R) is 0 either way (within 1e-34); Python's math.exp raises
         z = zmax
     p = one / (one + math.exp(z))

@@ -167,6 +167,16 @@ def side_preference(t, side_pref, side_pref_tau) -> torch.Tensor:
     return side_pref * torch.exp(-t / side_pref_tau)
 
 
+def preference_offsets(params, start: int, stop: int) -> torch.Tensor | None:
+    """The side preference (:func:`side_preference`) of trials ``start .. stop - 1`` (rows, counted from each
+    mouse's first trial) of every mouse (columns): ``(stop - start, B)`` from ``params``'s ``(B,)`` ``side_pref``
+    and ``side_pref_tau``; None where the option is off (:func:`inactive`)."""
+    if inactive(params.side_pref):
+        return None
+    t = torch.arange(start, stop, device=params.side_pref.device)[:, None]
+    return side_preference(t, params.side_pref, params.side_pref_tau)
+
+
 def p_right(q_tot: torch.Tensor, beta: torch.Tensor, lapse: torch.Tensor | None = None,
             offset: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax policy P(R) = lapse/2 + (1 - lapse) * sigmoid(beta (Q_R - Q_L) + offset).

@@ -15,7 +15,8 @@ of the reference path; P(R) differs only by the last bit of ``exp``
 over random weights, inputs and parameters).
 
 Not supported (the caller falls back to the reference path): per-trial delta
-offsets or reward additions (optogenetics), devices other than the CPU.
+offsets or reward additions (optogenetics), devices other than the CPU. The
+policy's logit offset (the side preference) comes from the caller too.
 """
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ def _make_block(sources: str):
     """The per-block loop, its numba cache keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
 
     @nb.njit(cache=True)
-    def _block(m0, m1, w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds,
-               zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts,
-               log_mode, log, summary):
+    def _block(m0, m1, w, c_idx, eta, beta, offset, lapse, seeds, start, stop, T, contrasts, x_table,
+               stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse,
+               single, consts, log_mode, log, summary):
         """Run mice ``m0..m1-1`` over global trials ``[start, stop)``; ``w`` (N, 9) and ``c_idx`` (N,) updated in place.
 
         Random draws compare the 32-bit hash with integer thresholds where the reference compares
@@ -78,6 +79,7 @@ def _make_block(sources: str):
             keys[1, j] = _stream_key(seeds[m0 + j], rng.ZERO_REWARD_SIDE)
             keys[2, j] = _stream_key(seeds[m0 + j], rng.CHOICE)
         given = given_c.shape[1] > 0
+        offsets = offset.shape[1] > 0
         fresh = np.ones(K, np.bool_)
         for t in range(start, stop):
             s = t // T
@@ -97,8 +99,8 @@ def _make_block(sources: str):
                 (aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, p, ch, rewarded,
                  reward, qtL, qtR, qsL, qsR, qcL, qcR, d_tot, d_stim, d_const) = _trial_step(
                     W[0, j], W[1, j], W[2, j], W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j], c, xL, xR,
-                    eta[m], beta[m], lapse[m], use_lapse, u, zero_side, learns, fresh[j], positive, zero_expected, zero,
-                    half, one, wmax, zmax)
+                    eta[m], beta[m], offset[m, t - start] if offsets else zero, lapse[m], use_lapse, u, zero_side,
+                    learns, fresh[j], positive, zero_expected, zero, half, one, wmax, zmax)
                 if learns:
                     W[0, j], W[1, j], W[2, j], W[3, j], W[4, j] = aL, aR, ab, ULL, ULR
                     W[5, j], W[6, j], W[7, j], W[8, j] = ULb, URL, URR, URb
@@ -144,15 +146,15 @@ def _make_cohort(sources: str):
     """Blocks of mice in parallel, its numba cache keyed on ``sources`` (:mod:`mouse_rl.numba_cache`)."""
 
     @nb.njit(cache=True, parallel=True)
-    def _cohort(w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds, zero_threshold,
-                repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts, log_mode, log,
-                summary):
+    def _cohort(w, c_idx, eta, beta, offset, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds,
+                zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts,
+                log_mode, log, summary):
         sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
         n = w.shape[0]
         for b in nb.prange((n + BLOCK - 1) // BLOCK):
-            _block(b * BLOCK, min(n, (b + 1) * BLOCK), w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts,
-                   x_table, stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected,
-                   use_lapse, single, consts, log_mode, log, summary)
+            _block(b * BLOCK, min(n, (b + 1) * BLOCK), w, c_idx, eta, beta, offset, lapse, seeds, start, stop, T,
+                   contrasts, x_table, stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive,
+                   zero_expected, use_lapse, single, consts, log_mode, log, summary)
 
     return _cohort
 
@@ -181,7 +183,7 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
               repeat_after_error: bool = False, given_contrast: np.ndarray | None = None,
               given_x: np.ndarray | None = None, valid: np.ndarray | None = None, positive: bool = True,
               zero_reward: str = "expected", use_lapse: bool = True, log_mode: int = LOG_NONE,
-              log: np.ndarray | None = None, summary: np.ndarray | None = None,
+              log: np.ndarray | None = None, summary: np.ndarray | None = None, offset: np.ndarray | None = None,
               threads: int | None = None) -> None:
     """Run global trials ``[start, stop)`` of every mouse, updating ``state`` in place.
 
@@ -205,6 +207,8 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
     positive, zero_reward, use_lapse : model options (:class:`mouse_rl.params.ModelParams`).
     log_mode, log : ``LOG_*`` layout and its ``(F, N, n)`` array (working dtype), indexed by global trial.
     summary : ``(N, S, 8)`` int64 per-session counters (:data:`SUMMARY_FIELDS`), or None.
+    offset : ``(N, stop - start)`` logit offsets of trials ``start .. stop - 1`` (the side preference,
+        :func:`mouse_rl.network.side_preference`), or None (MODEL.md's policy).
     threads : numba threads for this call (default: numba's current setting); restored afterwards.
     """
     w, c_idx = state
@@ -218,9 +222,16 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
     x_table = np.zeros((len(contrasts), 2), dt) if stimulus_x is None else np.ascontiguousarray(stimulus_x, dt)
     log = np.zeros((0, n, 0), dtype=dt) if log is None else log
     summary = np.zeros((n, 0, 8), dtype=np.int64) if summary is None else summary
+    if offset is None:
+        offset = np.zeros((n, 0), dt)
+    else:
+        offset = np.ascontiguousarray(offset, dt)
+        if offset.shape != (n, stop - start):
+            raise ValueError(f"offset: expected shape {(n, stop - start)} (mice x trials start..stop-1), "
+                             f"got {offset.shape}")
     per_mouse = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dt), (n,)))  # noqa: E731
     stim_thresholds = np.array([_threshold(e) for e in np.asarray(cumulative, dtype=np.float64)[:-1]], np.int64)
-    args = (w, c_idx, per_mouse(eta), per_mouse(beta), per_mouse(lapse), np.asarray(seeds, dtype=np.int64),
+    args = (w, c_idx, per_mouse(eta), per_mouse(beta), offset, per_mouse(lapse), np.asarray(seeds, dtype=np.int64),
             int(start), int(stop), int(trials_per_session), np.asarray(contrasts, dtype=dt), x_table,
             stim_thresholds, _threshold(zero_reward_p_right), bool(repeat_after_error), given_c, given_x, valid,
             bool(positive), zero_reward == "expected", bool(use_lapse), dt == np.float32, consts, int(log_mode),

@@ -74,9 +74,9 @@ def _kernel():
         F.stream_key, F.counter_hash, F.uniform, F.trial_step, F.next_stimulus)
 
     @cuda.jit
-    def cohort(w, c_idx, eta, beta, lapse, seeds, start, stop, T, contrasts, x_table, thresholds, n_thresholds,
-               zero_threshold, repeat, given, given_c, given_x, valid, positive, zero_expected, use_lapse, single,
-               consts, log_mode, log, summarise, summary):
+    def cohort(w, c_idx, eta, beta, offsets, offset, lapse, seeds, start, stop, T, contrasts, x_table, thresholds,
+               n_thresholds, zero_threshold, repeat, given, given_c, given_x, valid, positive, zero_expected,
+               use_lapse, single, consts, log_mode, log, summarise, summary):
         m = cuda.grid(1)
         n = w.shape[0]
         if m >= n:
@@ -105,9 +105,10 @@ def _kernel():
             u = uniform(counter_hash(k_choice, t), single)
             zero_side = 1 if counter_hash(k_zero, t) < zero_threshold else 0
             (aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, p, ch, rewarded, reward, qtL, qtR, qsL, qsR, qcL, qcR,
-             d_tot, d_stim, d_const) = trial_step(aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, c, xL, xR, e, b, lp,
-                                                  use_lapse, u, zero_side, learns, fresh, positive, zero_expected,
-                                                  zero, half, one, wmax, zmax)
+             d_tot, d_stim, d_const) = trial_step(aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, c, xL, xR, e, b,
+                                                  offset[t - start, m] if offsets else zero, lp, use_lapse, u,
+                                                  zero_side, learns, fresh, positive, zero_expected, zero, half, one,
+                                                  wmax, zmax)
             if learns:
                 fresh = False
             if log_mode == LOG_CHOICES:
@@ -163,14 +164,15 @@ def run_fused_cuda(weights, contrast_index, eta, beta, lapse, seeds, start: int,
                    *, contrasts=(0.0,), stimulus_x=None, cumulative=(1.0,), zero_reward_p_right: float = 0.5,
                    repeat_after_error: bool = False, given_contrast=None, given_x=None, valid=None,
                    positive: bool = True, zero_reward: str = "expected", use_lapse: bool = True,
-                   log_mode: int = LOG_NONE, log=None, summary=None) -> None:
+                   log_mode: int = LOG_NONE, log=None, summary=None, offset=None) -> None:
     """Run global trials ``[start, stop)`` of every mouse on the GPU, updating ``weights`` ``(N, 9)`` and
     ``contrast_index`` ``(N,)`` (torch tensors on one CUDA device; CPU tensors under numba's simulator) in place.
 
     Arguments as :func:`mouse_rl.sim_kernel.run_fused`, with these differences: ``weights`` sets the device and
     the working dtype; given stimuli are trial-major, ``given_contrast`` ``(n, N)``, ``given_x`` ``(n, N, 2)``,
     ``valid`` ``(n, N)``; ``log`` is a ``(F, n, N)`` tensor (trial-major: neighbouring threads write
-    neighbouring addresses); ``summary`` an ``(N, S, 8)`` int64 tensor of per-session counters (added to).
+    neighbouring addresses); ``summary`` an ``(N, S, 8)`` int64 tensor of per-session counters (added to);
+    ``offset`` trial-major ``(stop - start, N)`` logit offsets (the side preference) or None.
     """
     import torch
 
@@ -187,12 +189,18 @@ def run_fused_cuda(weights, contrast_index, eta, beta, lapse, seeds, start: int,
     else:  # 1-element placeholders: the kernel does not read them
         given_c, g_x, g_valid = arr(np.zeros((1, 1)), fdt), arr(np.zeros((1, 1, 2)), fdt), arr([[True]], torch.bool)
     summarise = summary is not None and summary.shape[1] > 0
+    offsets = offset is not None
+    if offsets and tuple(offset.shape) != (stop - start, n):
+        raise ValueError(f"offset: expected shape {(stop - start, n)} (trials start..stop-1 x mice), "
+                         f"got {tuple(offset.shape)}")
+    offset = arr(offset, fdt) if offsets else arr(np.zeros((1, 1)), fdt)
     log = arr(np.zeros((1, 1, 1)), fdt) if log is None or log_mode == LOG_NONE else log
     summary = summary if summarise else arr(np.zeros((1, 1, 8)), torch.int64)
     per_mouse = lambda v: arr(v, fdt).expand(n).contiguous()  # noqa: E731
     thresholds = [_threshold(e) for e in np.asarray(cumulative, dtype=np.float64)[:-1]]
-    args = [weights, contrast_index, per_mouse(eta), per_mouse(beta), per_mouse(lapse), arr(seeds, torch.int64),
-            int(start), int(stop), int(trials_per_session), arr(np.asarray(contrasts, np.float64), fdt),
+    args = [weights, contrast_index, per_mouse(eta), per_mouse(beta), offsets, offset, per_mouse(lapse),
+            arr(seeds, torch.int64), int(start), int(stop), int(trials_per_session),
+            arr(np.asarray(contrasts, np.float64), fdt),
             arr(np.zeros((len(contrasts), 2)) if stimulus_x is None else stimulus_x, fdt),
             arr(thresholds or [0], torch.int64), len(thresholds), _threshold(zero_reward_p_right),
             bool(repeat_after_error), given, given_c, g_x, g_valid, bool(positive), zero_reward == "expected",

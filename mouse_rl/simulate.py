@@ -21,7 +21,8 @@ from envs.task import TaskConfig
 
 from . import sim_kernel, sim_kernel_cuda
 from .checkpoint import load_cohort_state, save_atomic
-from .network import Weights, encode, flat_weights, inactive, init_weights, weights_from_flat
+from .network import (Weights, encode, flat_weights, inactive, init_weights, preference_offsets,
+                      weights_from_flat)
 from .outputs import write_parquet
 from .params import ModelParams, NetParams
 from .rollout import EnvTrials, GivenStimuli, SampledChoices, Trial, rollout
@@ -31,8 +32,6 @@ _TRIAL_FIELDS = list(sim_kernel.TRIAL_FIELDS)
 #: What a run keeps: the per-trial table, per-session summaries only, or neither.
 LOG_MODES = ("trials", "sessions", "none")
 ENGINES = ("auto", "fused", "reference")
-#: Why the fused engines do not run a model with an innate side preference (they have the MODEL.md policy).
-_SIDE_PREF_UNFUSED = "a side preference (side_pref != 0: the fused engines have the MODEL.md policy)"
 
 
 @dataclass
@@ -196,8 +195,7 @@ def simulate_cohort(
     on = lambda v: not inactive(v.detach() if torch.is_tensor(v) else v)  # noqa: E731
     which, fallback = choose_engine(engine, "a stimulation hook (per-trial delta offsets)" if stimulation is not None
                                     else "crosstalk (the cohort's fused engine encodes one stimulus table for all "
-                                    "mice)" if on(params.crosstalk) else _SIDE_PREF_UNFUSED if on(params.side_pref)
-                                    else fused_unsupported(device, dtype))
+                                    "mice)" if on(params.crosstalk) else fused_unsupported(device, dtype))
     seed_values = rng.mouse_seeds(seed, n_mice) if seeds is None else np.asarray(seeds)
     env = CohortEnv(n_mice, seeds=seed_values, task=task, device=device, dtype=dtype)
     p = params.tensors(n_mice, device=device, dtype=dtype)
@@ -335,18 +333,21 @@ class _FusedCohort:
 
     def run(self, start: int, stop: int) -> None:
         task, params, p = self.task, self.params, self.p
+        offset = preference_offsets(p, start, stop)  # (trials, mice), None without a side preference
         kw = dict(contrasts=self.contrasts, stimulus_x=self.x_table, cumulative=task.cumulative,
                   zero_reward_p_right=task.zero_reward_p_right, repeat_after_error=task.repeat_after_error,
                   positive=params.positive, zero_reward=params.zero_reward, use_lapse=self.use_lapse,
                   log_mode=self.log_mode)
         if self.cuda:
             sim_kernel_cuda.run_fused_cuda(self.w, self.c_idx, p.eta, p.beta, p.lapse, self.seeds, start, stop,
-                                           task.trials_per_session, log=self.log, summary=self.counts, **kw)
+                                           task.trials_per_session, log=self.log, summary=self.counts,
+                                           offset=offset, **kw)
             return
         sim_kernel.run_fused(sim_kernel.FusedState(self.w.numpy(), self.c_idx.numpy()), p.eta.numpy(),
                              p.beta.numpy(), p.lapse.numpy(), self.seeds.numpy(), start, stop,
                              task.trials_per_session, log=None if self.log is None else self.log.numpy(),
-                             summary=self.counts.numpy(), threads=self.threads, **kw)
+                             summary=self.counts.numpy(), offset=None if offset is None else offset.T.numpy(),
+                             threads=self.threads, **kw)
 
     def weights(self) -> Weights:
         return weights_from_flat(self.w.clone())
@@ -507,8 +508,6 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     T, B = signed_contrast.shape
     bounds = [0, *(cuts if between is not None else ()), T]
     unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
-    if unsupported is None and not inactive(params.side_pref):
-        unsupported = _SIDE_PREF_UNFUSED
     if unsupported is None and between is not None and device.type != "cpu":
         unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"
     which, why = choose_engine(engine, unsupported)
@@ -532,12 +531,18 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
                 log_mode=sim_kernel.LOG_CHOICES)
     x = encode(c, encoding, params.crosstalk)[..., :2]
+    offset = preference_offsets(params, 0, T)  # (T, B), None without a side preference
+    offset = None if offset is None else offset.detach().to(dtype)
     w0 = flat_weights(w).detach().to(dtype).clone().contiguous()
-    if device.type == "cuda" or sim_kernel_cuda.simulated():
+    if device.type == "cuda" or sim_kernel_cuda.simulated():  # segments only under numba's simulator (CPU)
         log = torch.zeros((2, T, B), dtype=dtype, device=device)
-        sim_kernel_cuda.run_fused_cuda(w0, torch.zeros(B, dtype=torch.int64, device=device), params.eta.detach(),
-                                       params.beta.detach(), params.lapse.detach(), seeds, 0, T, max(T, 1),
-                                       given_contrast=c.detach(), given_x=x.detach(), valid=valid, log=log, **opts)
+        for t0, t1 in zip(bounds[:-1], bounds[1:]):
+            if t0 > 0:
+                w0.copy_(between(t0, w0))
+            sim_kernel_cuda.run_fused_cuda(w0, torch.zeros(B, dtype=torch.int64, device=device), params.eta.detach(),
+                                           params.beta.detach(), params.lapse.detach(), seeds, t0, t1, max(T, 1),
+                                           given_contrast=c.detach(), given_x=x.detach(), valid=valid, log=log,
+                                           offset=None if offset is None else offset[t0:t1], **opts)
         return log[0].long(), log[1]
     host = lambda v: v.detach().cpu().numpy()  # noqa: E731
     state = sim_kernel.FusedState(host(w0), np.zeros(B, dtype=np.int64))
@@ -548,8 +553,10 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
                  valid=np.ascontiguousarray(host(valid).T, np.bool_))
     eta, beta, lapse = (np.ascontiguousarray(host(v), dt) for v in (params.eta, params.beta, params.lapse))
     seeds_np = host(seeds)
+    offset = None if offset is None else np.ascontiguousarray(host(offset).T, dt)
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
         if t0 > 0:
             state.weights[:] = host(between(t0, torch.from_numpy(state.weights)))
-        sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1, max(T, 1), log=log, **given, **opts)
+        sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1, max(T, 1), log=log, **given, **opts,
+                             offset=None if offset is None else offset[:, t0:t1])
     return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))

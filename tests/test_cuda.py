@@ -13,7 +13,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("side_pref", [0.0, 1.5])
 def test_cohort_cuda_equals_cpu_float64(side_pref):
-    """side_pref: the innate side preference (the reference engine on both devices)."""
+    """side_pref: the innate side preference (the fused engine on both devices)."""
     kw = dict(n_mice=64, n_sessions=3, trials_per_session=220, seed=1,
               params=ModelParams(b_R=0.05, side_pref=side_pref, side_pref_tau=200.0),
               dtype=torch.float64, progress=False)

@@ -133,15 +133,12 @@ def test_ibl_network_env_applies_the_preference():
     assert np.abs(pref["p_right"].to_numpy() - plain["p_right"].to_numpy()).max() > 0.3
 
 
-def test_engines_fall_back_and_theory_refuses():
+def test_fused_engine_runs_it_and_theory_refuses():
+    """The fused engines take the preference (their equality with the reference: tests/test_sim_kernel.py); the
+    mean-field theory, whose policy does not depend on the trial index, refuses it."""
     p = ModelParams(side_pref=1.0)
     res = simulate_cohort(n_mice=2, n_sessions=1, trials_per_session=30, params=p, seed=1)
-    assert res.engine == "reference" and "side preference" in res.meta["fallback"]
-    with pytest.raises(ValueError, match="side preference"):
-        simulate_cohort(n_mice=2, n_sessions=1, trials_per_session=30, params=p, seed=1, engine="fused")
-    c = torch.zeros(20, 2, dtype=torch.float64)
-    with pytest.raises(ValueError, match="side preference"):
-        simulate_on_stimuli(c, c == 0, p.tensors(2, dtype=torch.float64), np.arange(2), engine="fused")
+    assert res.engine == "fused" and res.meta["fallback"] is None
     with pytest.raises(ValueError, match="side_pref"):
         mean_field_trajectory(params=p, n_sessions=1)
 

@@ -40,6 +40,7 @@ def assert_same_run(ref, fused, dtype):
     (dict(encoding="magnitude", positive=False), TaskConfig(contrasts=(-1, -0.125, 0, 0.0625, 0.3),
                                                             probabilities=(0.2, 0.2, 0.2, 0.2, 0.2))),
     (dict(encoding="graded", lapse=0.02), TaskConfig()),
+    (dict(lapse=0.05, side_pref=np.linspace(-4, 4, 23), side_pref_tau=30.0), TaskConfig()),
 ])
 def test_fused_cohort_equals_reference(dtype, options, task):
     kw = dict(n_mice=23, n_sessions=3, trials_per_session=40, task=task, seed=11, dtype=dtype,
@@ -80,6 +81,24 @@ def test_fused_free_run_on_given_stimuli_equals_reference(dtype, encoding, posit
     torch.testing.assert_close(out["reference"][0], out["fused"][0], rtol=0, atol=0)
     torch.testing.assert_close(out["reference"][1], out["fused"][1], rtol=0, atol=TOL[dtype])
     assert bool((out["fused"][0][~valid] == 0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_side_preference_in_segments_equals_reference(dtype):
+    """A per-mouse side preference (both signs, fast and slow fading) on given stimuli, run in segments with the
+    weights changed between them: each segment's logit offsets are those of its global trials."""
+    c, valid, p, init, seeds = given_stimuli_case(9, dtype)
+    p = p._replace(side_pref=torch.linspace(-5, 5, 9, dtype=dtype),
+                   side_pref_tau=torch.tensor([10.0, 40.0, 1e3] * 3, dtype=dtype))
+    between = lambda t, w: w * 0.9 + 0.01  # noqa: E731 (deterministic, so both engines see the same jump)
+    out = {engine: simulate_on_stimuli(c, valid, p, seeds, init, cuts=(37, 90), between=between, engine=engine)
+           for engine in ("reference", "fused")}
+    torch.testing.assert_close(out["reference"][0], out["fused"][0], rtol=0, atol=0)
+    torch.testing.assert_close(out["reference"][1], out["fused"][1], rtol=0, atol=TOL[dtype])
+    plain = simulate_on_stimuli(c, valid, p._replace(side_pref=torch.zeros(9, dtype=dtype)), seeds, init,
+                                cuts=(37, 90), between=between, engine="fused")
+    moved = (out["fused"][1] - plain[1]).abs().amax(0)  # the preference is applied: P(R) moves for every mouse
+    assert bool((moved[p.side_pref != 0] > 1e-3).all()) and float(moved[p.side_pref == 0].max()) == 0.0
 
 
 def test_fallback_to_reference_is_visible_and_fused_refuses():

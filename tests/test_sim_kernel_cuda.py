@@ -120,12 +120,16 @@ def test_fused_cuda_cohort_follows_cpu_reference(dtype, options, task):
 @GPU
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("crosstalk", [False, True])
-def test_fused_cuda_free_run_on_given_stimuli_equals_reference(dtype, crosstalk):
-    """Per-mouse inputs on the GPU; with ``crosstalk`` each mouse has its own cross-talk g in [0, 0.8]."""
+@pytest.mark.parametrize("option", [None, "crosstalk", "side_pref"])
+def test_fused_cuda_free_run_on_given_stimuli_equals_reference(dtype, option):
+    """Per-mouse inputs on the GPU; each mouse with its own cross-talk g in [0, 0.8] or side preference
+    (rho in [-5, 5], tau 40 trials)."""
     c, valid, p, init, seeds = given_stimuli_case(200, dtype)
-    if crosstalk:
+    if option == "crosstalk":
         p = p._replace(crosstalk=torch.linspace(0, 0.8, len(seeds), dtype=dtype))
+    elif option == "side_pref":
+        p = p._replace(side_pref=torch.linspace(-5, 5, len(seeds), dtype=dtype),
+                       side_pref_tau=torch.full((len(seeds),), 40.0, dtype=dtype))
     ref = simulate_on_stimuli(c, valid, p, seeds, init, engine="reference")
     on_gpu = lambda v: type(v)(*(x.cuda() for x in v))  # noqa: E731
     gpu = simulate_on_stimuli(c.cuda(), valid.cuda(), on_gpu(p), seeds, on_gpu(init), engine="fused")

@@ -34,10 +34,9 @@ import torch
 
 from mouse_rl.data import DataFormatError
 from mouse_rl.fit import learning_reward, make_batch, unroll
-from mouse_rl.fit.likelihood import policy_offset
 from mouse_rl.params import check_names
 from mouse_rl.fit.transforms import ParamTransform
-from mouse_rl.network import Forward, log_policy, prediction_errors
+from mouse_rl.network import Forward, log_policy, prediction_errors, preference_offsets
 from mouse_rl.params import PARAMS, ModelParams, NetParams
 
 from ._common import DELTAS, require
@@ -67,7 +66,8 @@ def _fit_module_runner(d: pd.DataFrame, B: int, params: ModelParams):
 
     def run(p: NetParams):
         out = unroll(batch, p, params.encoding, params.positive, record=True)
-        ll = log_policy(out.q_tot, p.beta, p.lapse, policy_offset(p, batch.shape[0])).gather(-1, idx)[..., 0]
+        offset = preference_offsets(p, 0, batch.shape[0])
+        ll = log_policy(out.q_tot, p.beta, p.lapse, offset).gather(-1, idx)[..., 0]
         return ll, prediction_errors(Forward(out.q_tot, out.q_stim, out.q_const), batch.choice, received)
 
     return run

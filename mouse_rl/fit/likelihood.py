@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..network import (Weights, encode, forward, inactive, init_weights, log_policy, p_right, prediction_errors,
-                       side_preference)
+from ..network import (Weights, encode, forward, init_weights, log_policy, p_right, prediction_errors,
+                       preference_offsets)
 from ..network import weights_from_flat
 from ..params import ModelParams, NetParams
 from ..rollout import GivenChoices, GivenTrials, Trial, rollout
@@ -126,20 +126,12 @@ def _lapse(params: NetParams, use_lapse: bool):
     return params.lapse if use_lapse else None
 
 
-def policy_offset(params: NetParams, n_trials: int) -> torch.Tensor | None:
-    """The innate side preference of every trial row ``(T, B)`` of a batch (row t = each mouse's trial t from its
-    first; :func:`mouse_rl.network.side_preference`), or None where it is off (MODEL.md)."""
-    if inactive(params.side_pref):
-        return None
-    t = torch.arange(n_trials, device=params.side_pref.device)[:, None]
-    return side_preference(t, params.side_pref, params.side_pref_tau)
-
-
 def choice_logprob(batch: TrialBatch, params: NetParams, encoding: str = "side", positive: bool = True,
                    learn: torch.Tensor | None = None, use_lapse: bool = True, engine: str = "eager") -> torch.Tensor:
     """log P(observed choice) of every trial ``(T, B)`` in nats (0 on padding)."""
     run = unroll(batch, params, encoding, positive, learn, engine=engine)
-    logp = log_policy(run.q_tot, params.beta, _lapse(params, use_lapse), policy_offset(params, batch.shape[0]))
+    offset = preference_offsets(params, 0, batch.shape[0])
+    logp = log_policy(run.q_tot, params.beta, _lapse(params, use_lapse), offset)
     lp = logp.gather(-1, batch.choice[..., None])[..., 0]
     return torch.where(batch.valid, lp, torch.zeros_like(lp))
 
@@ -235,7 +227,7 @@ def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", posi
             run = _recorded_by_kernel(batch, p, encoding, positive, learn)
         else:
             run = unroll(batch, p, encoding, positive, learn, record=True)
-        offset = policy_offset(p, batch.shape[0])
+        offset = preference_offsets(p, 0, batch.shape[0])
         pr = p_right(run.q_tot, p.beta, p.lapse, offset)
         logp = log_policy(run.q_tot, p.beta, p.lapse, offset).gather(-1, batch.choice[..., None])[..., 0]
     out = df.copy()
