@@ -127,6 +127,8 @@ def main(argv=None) -> dict:
         ap.error(f"--check-from: {args.check_from!r} holds no freerun_fit.csv (a folder this script wrote)")
     if args.refit_drift_from and not args.drift:
         ap.error("--refit-drift-from needs --drift")
+    if {"stim_skew", "k", "crosstalk"} <= set(args.default_options):
+        ap.error("--default-options: at most two of stim_skew, k and crosstalk at once (the fit kernel's limit)")
     if args.no_default and (args.default_drift or args.default_options):
         ap.error("--default-drift and --default-options need the default fit (drop --no-default)")
     if args.threads:

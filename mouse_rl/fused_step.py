@@ -69,7 +69,8 @@ def trial_step(aL, aR, ab, ULL, ULR, ULb, URL, URR, URb, c, xL, xR, eta, beta, o
     """One trial of one mouse: policy, choice, reward, teaching signals and (if ``learns``) the update.
 
     ``offset`` is added to the policy's logit (the side preference of :func:`mouse_rl.network.p_right`, computed
-    by the caller with :func:`mouse_rl.network.side_preference`; ``zero`` without one: the same numbers bit for bit).
+    by the caller with :func:`mouse_rl.network.preference_offsets`; ``zero`` without one: the same numbers bit for
+    bit).
     ``u`` is the choice uniform, ``zero_side`` the rewarded side at c = 0 (1 = Right); ``zero``, ``half``,
     ``one``, ``wmax``, ``zmax`` (the largest exp argument used: 700 in float64, 80 in float32) are constants in
     the working dtype. ``settle_other``: also settle the unchosen row of U

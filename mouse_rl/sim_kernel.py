@@ -15,8 +15,9 @@ of the reference path; P(R) differs only by the last bit of ``exp``
 over random weights, inputs and parameters).
 
 Not supported (the caller falls back to the reference path): per-trial delta
-offsets or reward additions (optogenetics), devices other than the CPU. The
-policy's logit offset (the side preference) comes from the caller too.
+offsets or reward additions (optogenetics), devices other than the CPU. Like
+the inputs, the policy's per-trial logit offsets (the side preference) come
+from the caller (:func:`mouse_rl.network.preference_offsets`).
 """
 from __future__ import annotations
 
