@@ -45,6 +45,15 @@ fitted drift, both with the parameter draws of :func:`mouse_rl.fit.freerun.choic
 point estimate; the true parameters with the true drift give the reference. ``--out FILE`` writes the JSON.
 
     python bench/check_calibration.py --freerun --skew 2 --out bench/results/check_calibration/freerun.json
+
+``--tf-drift`` checks the teacher-forced fit with overnight drift of its copies (as ``bench/fit_free_running.py
+--default-drift bias stim`` on the real mice): the mice are simulated with drift (sd per group log-uniform in
+``--drift-sd``) and the options asked for (``--crosstalk``, ``--side-pref``, ...), fitted by ``fit_mice`` with those
+options, then each mouse's drift sds are fitted with its teacher-forced θ held (``fit_free_running(theta=...)``,
+32 Sobol starts, 6 generations, ``--fit-copies``), and checked with the fitted drift, with the teacher-forced
+Laplace draws and at the point estimate; the true parameters with the true drift give the reference.
+
+    python bench/check_calibration.py --tf-drift --crosstalk 0 0.6 --side-pref 2 --out bench/results/check_calibration/tf_drift_crosstalk_side_pref.json
 """
 from __future__ import annotations
 
@@ -81,6 +90,8 @@ def main(argv=None) -> int:
                         "start bias: the regime of the paper's cohort relations; use --sessions 25 --trials 220) "
                         "instead of eta 0.03 with start biases drawn per mouse")
     p.add_argument("--freerun", action="store_true", help="calibrate the free-running fit with drift (see above)")
+    p.add_argument("--tf-drift", action="store_true",
+                   help="calibrate the teacher-forced fit with fitted overnight drift of its copies (see above)")
     p.add_argument("--drift-sd", type=float, nargs=2, default=(0.05, 0.4), metavar=("LO", "HI"))
     p.add_argument("--summary-weight", type=float, default=1.0)
     p.add_argument("--fit-copies", type=int, default=16)
@@ -93,6 +104,8 @@ def main(argv=None) -> int:
     if args.mice < 3 or args.sessions < 1 or args.trials < 1 or args.copies < 2:
         p.error(f"need --mice >= 3 (correlations across mice), --sessions/--trials >= 1, --copies >= 2; got "
                 f"{args.mice}, {args.sessions}, {args.trials}, {args.copies}")
+    if args.freerun and args.tf_drift:
+        p.error("--freerun and --tf-drift: choose one")
     if args.freerun:
         return freerun(args)
 
@@ -116,9 +129,11 @@ def main(argv=None) -> int:
     if args.side_pref > 0:  # and last
         truth = truth.replace(side_pref=r.normal(0.0, args.side_pref, n),
                               side_pref_tau=np.exp(r.uniform(np.log(300.0), np.log(3000.0), n)))
-    sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
     tr = make_transform(with_options(args.skew > 0, args.k_sd > 0, crosstalk=args.crosstalk is not None,
                                      side_pref=args.side_pref > 0))
+    if args.tf_drift:
+        return tf_drift(args, truth, tr)
+    sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
     exact = posterior_predictive_check(sim.trials, u, np.tile(np.eye(tr.n_free) * 1e6, (n, 1, 1)), tr, args.copies,
                                        1, parameter_uncertainty=False)
@@ -145,6 +160,49 @@ def main(argv=None) -> int:
             "spearman_tau": float(spearmanr(tau, truth.side_pref_tau)[0]),
             "true_rho": np.round(truth.side_pref, 3).tolist(), "fitted_rho": np.round(rho, 3).tolist(),
             "true_tau": np.round(truth.side_pref_tau, 1).tolist(), "fitted_tau": np.round(tau, 1).tolist()}
+    return report(out, args.out)
+
+
+def tf_drift(args, truth, tr) -> int:
+    """``--tf-drift``: mice simulated with overnight drift; teacher-forced fit, drift fitted with θ held, checks."""
+    from mouse_rl.fit import fit_mice
+    from mouse_rl.fit.checks import posterior_predictive_check
+    from mouse_rl.fit.drift import GROUPS, sigma_matrix, simulate_drifting
+    from mouse_rl.fit.freerun import fit_free_running
+    from mouse_rl.simulate import simulate_cohort
+
+    n = args.mice
+    r = np.random.default_rng(1)  # the drift sds: a stream of their own, so the other draws stay those of main()
+    lo, hi = np.log(args.drift_sd)
+    sig = {g: np.exp(r.uniform(lo, hi, n)) for g in GROUPS}
+    base = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64).trials
+    sim = simulate_drifting(base, truth, sigma_matrix(sig, n), seed=args.seed)
+    u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
+    exact = posterior_predictive_check(sim, u, np.tile(np.eye(tr.n_free), (n, 1, 1)), tr, args.copies, 1,
+                                       parameter_uncertainty=False, sigma_day=sigma_matrix(sig, n))
+    t0 = time.perf_counter()
+    fit = fit_mice(sim, free=tr.free)
+    order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dd = fit_free_running(sim, free=fit.transform.free, fixed=fit.transform.fixed, n_copies=args.fit_copies,
+                          n_starts=32, n_gen=6, drift=tuple(GROUPS), theta=fit.u[order], seed=2)
+    drift_seconds = time.perf_counter() - t0
+    checks = {}
+    for label, draws, sd in (("fitted_drift_parameter_draws", True, dd.sigma_day_matrix()),
+                             ("fitted_drift_point_estimate", False, dd.sigma_day_matrix()),
+                             ("no_drift_parameter_draws", True, None)):
+        checks[label] = posterior_predictive_check(sim, fit.u[order], fit.hessian[order], fit.transform, args.copies,
+                                                   seed=1, parameter_uncertainty=draws, sigma_day=sd).summary
+    from scipy.stats import spearmanr
+
+    out = {"simulated": {"mice": n, "sessions": args.sessions, "trials": args.trials, "drift_sd": list(args.drift_sd),
+                         "free": list(tr.free), "fit_copies": args.fit_copies},
+           "true_parameters_true_drift": exact.summary, **checks, "fit_seconds": fit_seconds,
+           "drift_seconds": drift_seconds,
+           "recovery": {f"sigma_day_{g}_spearman": float(spearmanr(dd.sigma_day[g], sig[g])[0]) for g in GROUPS}
+           | {f"sigma_day_{g}_median_fitted_true": [float(np.median(dd.sigma_day[g])), float(np.median(sig[g]))]
+              for g in GROUPS}}
     return report(out, args.out)
 
 
