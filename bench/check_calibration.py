@@ -165,6 +165,8 @@ def main(argv=None) -> int:
 
 def tf_drift(args, truth, tr) -> int:
     """``--tf-drift``: mice simulated with overnight drift; teacher-forced fit, drift fitted with θ held, checks."""
+    from scipy.stats import spearmanr
+
     from mouse_rl.fit import fit_mice
     from mouse_rl.fit.checks import posterior_predictive_check
     from mouse_rl.fit.drift import GROUPS, sigma_matrix, simulate_drifting
@@ -194,8 +196,6 @@ def tf_drift(args, truth, tr) -> int:
                              ("no_drift_parameter_draws", True, None)):
         checks[label] = posterior_predictive_check(sim, fit.u[order], fit.hessian[order], fit.transform, args.copies,
                                                    seed=1, parameter_uncertainty=draws, sigma_day=sd).summary
-    from scipy.stats import spearmanr
-
     out = {"simulated": {"mice": n, "sessions": args.sessions, "trials": args.trials, "drift_sd": list(args.drift_sd),
                          "free": list(tr.free), "fit_copies": args.fit_copies},
            "true_parameters_true_drift": exact.summary, **checks, "fit_seconds": fit_seconds,
