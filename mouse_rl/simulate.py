@@ -158,8 +158,9 @@ def simulate_cohort(
         delta_const) and ``reward_add`` to the reward the network learns from;
         ``mask`` is logged as the bool column ``stimulated``. Used by
         :mod:`mouse_rl.dopamine.optogenetics`.
-    engine : ``"auto"`` (fused on the CPU unless ``stimulation`` is given; the result's
-        ``engine`` and ``meta["fallback"]`` say what ran), ``"fused"`` (error where it does not
+    engine : ``"auto"`` (fused on the CPU, or on a CUDA device where numba.cuda works, unless ``stimulation``
+        is given or ``params.crosstalk`` is on: the cohort's fused engine has one stimulus table for all mice;
+        the result's ``engine`` and ``meta["fallback"]`` say what ran), ``"fused"`` (error where it does not
         apply) or ``"reference"``.
     threads : numba threads of the fused engine (default: numba's setting); the process-wide
         torch and numba settings are left as they were.
