@@ -22,17 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from mouse_rl.data import load_trials  # noqa: E402
 from mouse_rl.fit.batch import make_batch, prepare_trials  # noqa: E402
-from mouse_rl.fit.fitting import make_transform  # noqa: E402
-from mouse_rl.fit.transforms import with_options  # noqa: E402
 from mouse_rl.simulate import simulate_on_stimuli  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_free_running import DEFAULT_OPTIONS  # noqa: E402
+from fit_free_running import DEFAULT_OPTIONS, saved_default_fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,12 +51,9 @@ def main(argv=None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the data folder's malformed file is skipped with a warning
         df = prepare_trials(load_trials(args.data))
-    options = json.loads((fit_dir / "freerun_summary.json").read_text())["default_options"]
-    saved = pd.read_csv(fit_dir / "default_fit.csv").sort_values("mouse")
-    tr = make_transform(with_options(**{DEFAULT_OPTIONS[o]: True for o in options}), None)
-    u = tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved))
+    _, tr, u = saved_default_fit(fit_dir)
     batch = make_batch(df, "expected", "cpu", torch.float64, prepared=True).repeat(args.copies)
-    params = tr.params(u.repeat(args.copies, 1))
+    params = tr.params(torch.as_tensor(np.tile(u, (args.copies, 1))))
     seeds = np.arange(batch.shape[1]) + 1
     load_before, seconds, choices = os.getloadavg(), {}, {}
     for engine in ("fused", "reference", "fused"):
@@ -67,7 +61,7 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             choices[engine], _ = simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, engine=engine)
         seconds.setdefault(engine, []).append(round(time.perf_counter() - t0, 2))
-    summary = {"columns": list(batch.shape), "options": options, "threads": args.threads, "seconds": seconds,
+    summary = {"columns": list(batch.shape), "options": [o for o in DEFAULT_OPTIONS if o in tr.free], "threads": args.threads, "seconds": seconds,
                "same_choices": bool((choices["fused"] == choices["reference"]).all()),
                "load_before": load_before, "load_after": os.getloadavg()}
     print(json.dumps(summary))

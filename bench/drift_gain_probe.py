@@ -30,17 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import mouse_rl.fit.drift as drift  # noqa: E402
 from mouse_rl.data import load_trials  # noqa: E402
-from mouse_rl.fit.fitting import make_transform  # noqa: E402
 from mouse_rl.fit.freerun import check_free_running, fit_free_running  # noqa: E402
-from mouse_rl.fit.transforms import with_options  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_free_running import DEFAULT_OPTIONS  # noqa: E402
+from fit_free_running import saved_default_fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("session_coverage", "late_slope_inside", "early_bias_inside", "late_bias_inside", "side_match",
@@ -70,10 +67,7 @@ def main(argv=None) -> dict:
     out = Path(args.out or Path(args.fit_dir) / f"gain_{'_'.join(args.groups)}")
     out.mkdir(parents=True, exist_ok=True)
     trials = load_trials(args.data)
-    saved = pd.read_csv(fit_csv).sort_values("mouse")
-    options = json.loads((Path(args.fit_dir) / "freerun_summary.json").read_text())["default_options"]
-    tr = make_transform(with_options(**{DEFAULT_OPTIONS[o]: True for o in options}), None)
-    u = tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+    _, tr, u = saved_default_fit(Path(args.fit_dir))
     drift.drift_noise = shared_gain_noise
     load_before = os.getloadavg()
     t0 = time.perf_counter()

@@ -71,6 +71,23 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OPTIONS = {"stim_skew": "skew", "k": "k", "crosstalk": "crosstalk", "side_pref": "side_pref"}
 
 
+def default_free(options) -> tuple:
+    """The teacher-forced fit's free set with the ``--default-options`` ``options`` freed."""
+    return with_options(**{DEFAULT_OPTIONS[o]: True for o in options})
+
+
+def saved_default_fit(fit_dir: Path):
+    """``(rows, transform, u)`` of the teacher-forced fit a ``--default-options`` run saved in ``fit_dir``
+    (``default_fit.csv``, its options in ``freerun_summary.json``): rows sorted by mouse, the fit's transform and
+    the unconstrained parameters ``(M, P)``."""
+    from mouse_rl.fit.fitting import make_transform
+
+    options = json.loads((fit_dir / "freerun_summary.json").read_text())["default_options"]
+    saved = pd.read_csv(fit_dir / "default_fit.csv").sort_values("mouse")
+    tr = make_transform(default_free(options), None)
+    return saved, tr, tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+
+
 def bits_per_trial(trials, params) -> float:
     ll = log_likelihood(trials, params).numpy()
     return float(ll.sum() / trials.groupby("mouse").size().sum() / math.log(2))
@@ -181,7 +198,7 @@ def main(argv=None) -> dict:
         fits["refit_drift"] = rd
     if not args.no_default:
         t0 = time.perf_counter()
-        fit = fit_mice(trials, free=with_options(**{DEFAULT_OPTIONS[o]: True for o in args.default_options}))
+        fit = fit_mice(trials, free=default_free(args.default_options))
         summary["default_seconds"] = time.perf_counter() - t0
         fit.params.to_csv(out / "default_fit.csv", index=False)
         order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
