@@ -193,10 +193,10 @@ def simulate_cohort(
     if hint is not None and hint not in (1, n_mice):
         raise ValueError(f"params: per-mouse parameters have length {hint} but n_mice={n_mice}")
     device = torch.device(device)
-    on = lambda v: not inactive(v.detach() if torch.is_tensor(v) else v)  # noqa: E731
+    crosstalk = params.crosstalk.detach() if torch.is_tensor(params.crosstalk) else params.crosstalk
     which, fallback = choose_engine(engine, "a stimulation hook (per-trial delta offsets)" if stimulation is not None
                                     else "crosstalk (the cohort's fused engine encodes one stimulus table for all "
-                                    "mice)" if on(params.crosstalk) else fused_unsupported(device, dtype))
+                                    "mice)" if not inactive(crosstalk) else fused_unsupported(device, dtype))
     seed_values = rng.mouse_seeds(seed, n_mice) if seeds is None else np.asarray(seeds)
     env = CohortEnv(n_mice, seeds=seed_values, task=task, device=device, dtype=dtype)
     p = params.tensors(n_mice, device=device, dtype=dtype)
