@@ -132,7 +132,7 @@ Stimulation = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], tuple]
 def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, start: int, stop: int, *,
             encoding: str = "side", positive: bool = True, zero_reward: str | None = "expected", use_lapse: bool = True,
             learn: torch.Tensor | None = None, stimulation: Stimulation | None = None,
-            recorder: Callable[[Trial], None] | None = None) -> Weights:
+            recorder: Callable[[Trial], None] | None = None, offset: torch.Tensor | None = None) -> Weights:
     """Run trials ``[start, stop)`` of every mouse and return the weights after the last one.
 
     Parameters
@@ -150,6 +150,9 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
         ``(N, 3)`` offset added to (delta_tot, delta_stim, delta_const) or None, and an amount added
         to the learning reward (optogenetics, :mod:`mouse_rl.dopamine.optogenetics`).
     recorder : called with each :class:`Trial`.
+    offset : optional ``(T, N)`` logit offset added to the policy on trial ``t`` (row ``t``, global index),
+        beside the side preference, e.g. the session bias of :mod:`mouse_rl.fit.session_bias` (sampled choices
+        only; None = 0).
     """
     lapse = params.lapse if use_lapse else None
     given_choices = isinstance(choices, GivenChoices)
@@ -163,16 +166,21 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
         c = trials.contrast(t)
         x = encode(c, encoding, crosstalk)
         fwd = forward(weights, x)
-        pr = None if given_choices else p_right(fwd.q_tot, params.beta, lapse,
-                                                None if pref is None else side_preference(t, *pref))
+        if given_choices:
+            pr = None
+        else:
+            logit_offset = None if pref is None else side_preference(t, *pref)
+            if offset is not None:
+                logit_offset = offset[t] if logit_offset is None else logit_offset + offset[t]
+            pr = p_right(fwd.q_tot, params.beta, lapse, logit_offset)
         choice = choices(t, pr)
         reward = trials.outcome(t, choice)
         learn_r = reward if zero_reward is None else learning_reward(c, reward, zero_reward)
-        stimulated = offset = None
+        stimulated = delta_offset = None
         if stimulation is not None:
-            stimulated, offset, reward_add = stimulation(t, c, choice, reward)
+            stimulated, delta_offset, reward_add = stimulation(t, c, choice, reward)
             learn_r = learn_r + reward_add
-        step = trial_update(weights, x, choice, learn_r, params.eta, positive, fwd, delta_offset=offset)
+        step = trial_update(weights, x, choice, learn_r, params.eta, positive, fwd, delta_offset=delta_offset)
         new = step.weights
         if all_learn is not None and not all_learn[t]:
             m = learn[t]

@@ -479,7 +479,8 @@ def fused_unsupported(device: torch.device, dtype: torch.dtype, requires_grad: b
 def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, params: NetParams, seeds,
                         init: Weights | None = None, encoding: str = "side", positive: bool = True,
                         zero_reward: str = "expected", zero_reward_p_right: float = 0.5,
-                        engine: str = "auto", cuts=(), between=None) -> tuple[torch.Tensor, torch.Tensor]:
+                        engine: str = "auto", cuts=(), between=None,
+                        offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running networks on given stimulus sequences (e.g. each mouse's own), choosing for themselves.
 
     Parameters
@@ -497,6 +498,8 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         overnight jump (:mod:`mouse_rl.fit.drift`); the run goes in segments between the cuts, never
         changing what happens within one. With ``between`` only the CPU runs the fused engine; under
         ``"auto"`` a fall-back to the reference rollout is warned about.
+    offset : optional ``(T, B)`` logit offset added to every trial's policy beside the side preference (e.g.
+        the session bias, :func:`mouse_rl.fit.session_bias.session_offsets`); None = 0.
 
     Returns
     -------
@@ -507,6 +510,10 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     seeds = rng.as_seed_tensor(seeds, device)
     w = init_weights(params) if init is None else Weights(*init)
     T, B = signed_contrast.shape
+    if offset is not None:
+        offset = torch.as_tensor(offset, dtype=dtype, device=device)
+        if offset.shape != (T, B):
+            raise ValueError(f"offset: expected shape {(T, B)} (trials x columns), got {tuple(offset.shape)}")
     bounds = [0, *(cuts if between is not None else ()), T]
     unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
     if unsupported is None and between is not None and device.type != "cpu":
@@ -527,12 +534,14 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
             if t0 > 0:
                 w = weights_from_flat(between(t0, flat_weights(w)))
             w = rollout(w, params, stim, choices, t0, t1, encoding=encoding, positive=positive,
-                        zero_reward=zero_reward, learn=valid, recorder=record)
+                        zero_reward=zero_reward, learn=valid, recorder=record, offset=offset)
         return out[0].long(), out[1]
     opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
                 log_mode=sim_kernel.LOG_CHOICES)
     x = encode(c, encoding, params.crosstalk)[..., :2]
-    offset = preference_offsets(params, 0, T)  # (T, B), None without a side preference
+    pref = preference_offsets(params, 0, T)  # (T, B), None without a side preference
+    if pref is not None:
+        offset = pref if offset is None else pref + offset
     offset = None if offset is None else offset.detach().to(dtype)
     w0 = flat_weights(w).detach().to(dtype).clone().contiguous()
     if device.type == "cuda" or sim_kernel_cuda.simulated():  # segments only under numba's simulator (CPU)

@@ -54,6 +54,11 @@ def add_parser(subparsers) -> None:
                         "policy's logit (an option beyond MODEL.md, where it is 0): the naive mouse's start bias, "
                         "fading whatever the bias weights learn; --side-pref and --side-pref-tau set it when it is "
                         "not fitted")
+    p.add_argument("--session-bias", action="store_true",
+                   help="after the fit, each mouse's session bias: a N(0, sd^2) logit offset drawn afresh every "
+                        "session (days on which the mouse leans more to one side), its sd by the marginal "
+                        "likelihood of the mouse's choices at the fitted parameters (mouse_rl.fit.session_bias; an "
+                        "option beyond MODEL.md); adds session_bias_* columns and `mouse-rl check` simulates it")
     p.add_argument("--model", choices=["network", "noisy-network"], default="network",
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
@@ -206,14 +211,15 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
     return df
 
 
-def save_laplace(outputs, res, hessian=None, sigma_day=None, **options) -> None:
+def save_laplace(outputs, res, hessian=None, sigma_day=None, session_bias_sd=None, **options) -> None:
     """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``.
 
     ``outputs``: an :class:`mouse_rl.outputs.OutputSet` (or anything with ``path(name)``); ``res``: a fit result
     with ``params`` (column ``mouse``), ``u``, ``transform`` and ``options``. ``hessian`` replaces
     ``res.hessian`` (a fit without one writes zeros); ``sigma_day`` ``(M, 9)``: the copies' overnight drift
-    per weight (:func:`mouse_rl.fit.drift.sigma_matrix`; written only when given); ``options`` are added to
-    ``fit_options.json``.
+    per weight (:func:`mouse_rl.fit.drift.sigma_matrix`; written only when given); ``session_bias_sd`` ``(M,)``:
+    the copies' session bias (:mod:`mouse_rl.fit.session_bias`; rows of ``res.params``; written only when
+    given); ``options`` are added to ``fit_options.json``.
     """
     import json
 
@@ -224,6 +230,8 @@ def save_laplace(outputs, res, hessian=None, sigma_day=None, **options) -> None:
     hessian = res.hessian if hessian is None else hessian
     with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # a handle: np.savez would append ".npz" to a path
         arrays = {} if sigma_day is None else {"sigma_day": np.asarray(sigma_day, float)}
+        if session_bias_sd is not None:
+            arrays["session_bias_sd"] = np.asarray(session_bias_sd, float)
         np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=hessian,
                  free=np.array(list(res.transform.free)), **arrays)
     fixed = res.transform.fixed
@@ -303,6 +311,15 @@ def run(args) -> int:
                                    map_prior=args.map_prior, dtype=torch.float64, **kw)
     per_mouse, per_session = strategy_labels(res.trials, res.params, encoding=fixed.encoding)
     table = res.params.merge(per_mouse, on="mouse", how="left")
+    session_bias = None
+    if args.session_bias:
+        from ..fit.session_bias import fit_session_bias
+
+        sb = fit_session_bias(res.trials, res.params, encoding=fixed.encoding, positive=fixed.positive,
+                              zero_reward=fixed.zero_reward)
+        sb = sb.rename(columns={"loglik": "session_bias_loglik", "loglik_gain": "session_bias_loglik_gain"})
+        table = table.merge(sb.drop(columns="n_sessions"), on="mouse", how="left")
+        session_bias = table["session_bias_sd"].to_numpy(float)  # the rows of res.params
     if args.cv != "none":
         net_kw = {k: v for k, v in kw.items() if k not in ("fit_lapse",)}
         net_kw["n_restarts"] = args.restarts
@@ -323,7 +340,7 @@ def run(args) -> int:
         res.trials.to_parquet(outputs.path("fit_trials.parquet"), index=False)
         res.restarts.to_csv(outputs.path("fit_restarts.csv"), index=False)
         if res.u is not None:
-            save_laplace(outputs, res)
+            save_laplace(outputs, res, session_bias_sd=session_bias)
         per_session.to_csv(outputs.path("strategies_per_session.csv"), index=False)
         if res.population is not None:
             res.population.population().to_csv(outputs.path("population.csv"), index=False)
@@ -334,7 +351,7 @@ def run(args) -> int:
                 fig = plot_mouse_fit(res.trials, mouse)
                 fig.savefig(outputs.path(f"plots/{stems[str(mouse)]}.png"), dpi=110, format="png")
     cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse",
-                        *(n for n in free if n not in DEFAULT_FREE), "bits_per_trial",
+                        *(n for n in free if n not in DEFAULT_FREE), "session_bias_sd", "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")
