@@ -18,12 +18,13 @@ Option ``--default-drift bias [stim]``: the same drift fitted on top of the defa
 parameters held, only ``sigma_day`` searched: ``fit_free_running(theta=...)``, 32 Sobol starts, 6
 generations), checked with that drift at the point estimate (case ``default_drift``) and with the copies'
 parameters drawn from the teacher-forced Laplace posterior (``default_drift_uncertainty``; without drift:
-``default_uncertainty``). ``--default-options crosstalk side_pref`` (also ``stim_skew``, ``k``): the teacher-forced
+``default_uncertainty``, checked with every default fit). ``--default-options crosstalk side_pref`` (also ``stim_skew``, ``k``): the teacher-forced
 fit frees those options (nested, as ``mouse-rl fit --fit-crosstalk --fit-side-pref``).
-``--default-session-bias``: each mouse's session bias (:mod:`mouse_rl.fit.session_bias`: a N(0, sd^2) logit
-offset per session, sd by the marginal likelihood of the teacher-forced choices at the fit) is fitted after the
-teacher-forced fit (``session_bias.csv``) and every ``default*`` case's copies get it (the drift, if any, is
-searched with it). ``--no-freerun`` skips the free-running fit. ``--summary-weight W``: the free-running fit also scores the
+``--default-session-effects bias [gain]``: each mouse's session effects (:mod:`mouse_rl.fit.session_effects`: a
+N(0, sd^2) logit offset and a log-normal gain on beta per session, sds by the marginal likelihood of the
+teacher-forced choices at the fit; ``bias`` alone: no gain) are fitted after the teacher-forced fit
+(``session_effects.csv``) and every ``default*`` case's copies get them (the drift, if any, is searched with
+them). ``--no-freerun`` skips the free-running fit. ``--summary-weight W``: the free-running fit also scores the
 per-mouse early bias and late slope difference (``fit_free_running(summary_weight=W)``).
 ``--check-from DIR``: no fit; the free-running fit saved in ``DIR/freerun_fit.csv`` (with its drift sds) is
 checked again with the current code (cases ``freerun`` at the point estimate and ``freerun_uncertainty`` with
@@ -33,8 +34,9 @@ checked again with the current code (cases ``freerun`` at the point estimate and
 ``--summary-weight 3``) held, only the drift sds fitted on the session rates (case ``refit_drift``; combine
 with ``--no-freerun --no-default``).
 
-Writes ``OUT/freerun_fit.csv``, ``OUT/freerun_history.csv``, ``OUT/check_per_mouse_<fit>.csv`` and
-``OUT/freerun_summary.json``; prints a table.
+Writes ``OUT/freerun_fit.csv``, ``OUT/freerun_history.csv``, ``OUT/check_per_mouse_<fit>.csv``,
+``OUT/check_per_session_<fit>.csv`` and ``OUT/freerun_summary.json`` (with the shares of sessions below and above
+the copies' band, :func:`band_misses`); prints a table.
 
 Usage::
 
@@ -45,7 +47,7 @@ Usage::
     python bench/fit_free_running.py --no-freerun --default-drift stim --out bench/results/freerun_default_drift_stim
     python bench/fit_free_running.py --no-freerun --default-options crosstalk side_pref --default-drift bias stim \
         --out bench/results/freerun_crosstalk_side_pref_drift_bias_stim
-    python bench/fit_free_running.py --no-freerun --default-options crosstalk side_pref --default-session-bias \
+    python bench/fit_free_running.py --no-freerun --default-options crosstalk side_pref --default-session-effects bias \
         --default-drift bias stim --out bench/results/freerun_crosstalk_side_pref_session_bias_drift_bias_stim
 """
 from __future__ import annotations
@@ -70,7 +72,7 @@ from mouse_rl.fit import fit_mice, log_likelihood  # noqa: E402
 from mouse_rl.fit.checks import posterior_predictive_check  # noqa: E402
 from mouse_rl.fit.freerun import (FREERUN_FREE, FreeRunFit, check_free_running, choice_precision,  # noqa: E402
                                   fit_free_running)
-from mouse_rl.fit.session_bias import fit_session_bias  # noqa: E402
+from mouse_rl.fit.session_effects import fit_session_effects  # noqa: E402
 from mouse_rl.fit.transforms import with_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,16 @@ def saved_default_fit(fit_dir: Path):
     saved = pd.read_csv(fit_dir / "default_fit.csv").sort_values("mouse")
     tr = make_transform(default_free(options), None)
     return saved, tr, tr.to_u({f: saved[f].to_numpy(float) for f in tr.free}, len(saved)).numpy()
+
+
+def band_misses(per_session: pd.DataFrame) -> dict:
+    """Shares of sessions whose accuracy lies below / above the copies' band, overall and in the last third of
+    each mouse's sessions (where the mice end more accurate than copies on another strategy)."""
+    a = per_session
+    last = a["session"] > 2 / 3 * a.groupby("mouse")["session"].transform("max")
+    below, above = a["accuracy"] < a["accuracy_lo"], a["accuracy"] > a["accuracy_hi"]
+    return {"below_band": float(below.mean()), "above_band": float(above.mean()),
+            "below_band_last_third": float(below[last].mean()), "above_band_last_third": float(above[last].mean())}
 
 
 def bits_per_trial(trials, params) -> float:
@@ -135,8 +147,9 @@ def main(argv=None) -> dict:
                     help="also fit this overnight drift on top of the default teacher-forced fit")
     ap.add_argument("--default-options", nargs="*", default=[], choices=list(DEFAULT_OPTIONS),
                     help="options freed in the default teacher-forced fit (nested, as mouse-rl fit --fit-OPTION)")
-    ap.add_argument("--default-session-bias", action="store_true",
-                    help="fit each mouse's session bias at the teacher-forced fit; the default cases' copies get it")
+    ap.add_argument("--default-session-effects", nargs="*", default=[], choices=["bias", "gain"],
+                    help="fit each mouse's session effects (bias, gain) at the teacher-forced fit; the default "
+                         "cases' copies get them")
     ap.add_argument("--summary-weight", type=float, default=0.0,
                     help="free-running fit: also score early bias and late slope difference with this weight")
     ap.add_argument("--refit-drift-from", default=None, metavar="DIR",
@@ -155,8 +168,8 @@ def main(argv=None) -> dict:
         ap.error("--refit-drift-from needs --drift")
     if {"stim_skew", "k", "crosstalk"} <= set(args.default_options):
         ap.error("--default-options: at most two of stim_skew, k and crosstalk at once (the fit kernel's limit)")
-    if args.no_default and (args.default_drift or args.default_options or args.default_session_bias):
-        ap.error("--default-drift, --default-options and --default-session-bias need the default fit "
+    if args.no_default and (args.default_drift or args.default_options or args.default_session_effects):
+        ap.error("--default-drift, --default-options and --default-session-effects need the default fit "
                  "(drop --no-default)")
     if args.threads:
         import torch
@@ -173,7 +186,7 @@ def main(argv=None) -> dict:
                "check_copies": args.copies, "check_seed": args.check_seed, "fit_seed": args.seed,
                "fit_copies": args.fit_copies, "generations": args.generations, "drift": list(args.drift),
                "default_drift_groups": list(args.default_drift), "default_options": list(args.default_options),
-               "summary_weight": args.summary_weight, "default_session_bias": args.default_session_bias}
+               "summary_weight": args.summary_weight, "default_session_effects": list(args.default_session_effects)}
     cases, fits = {}, {}
     cs = args.check_seed
     if args.check_from:
@@ -212,23 +225,27 @@ def main(argv=None) -> dict:
         summary["default_seconds"] = time.perf_counter() - t0
         fit.params.to_csv(out / "default_fit.csv", index=False)
         order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
-        sb = None
-        if args.default_session_bias:
+        se = {}
+        if args.default_session_effects:
             t0 = time.perf_counter()
-            table = fit_session_bias(trials, fit.params)
-            summary["session_bias_seconds"] = time.perf_counter() - t0
-            table.to_csv(out / "session_bias.csv", index=False)
-            sb = table["session_bias_sd"].to_numpy()
-            summary["session_bias_sd_median"] = float(np.median(sb))
-            summary["session_bias_loglik_gain"] = float(table["loglik_gain"].sum())
+            table = fit_session_effects(trials, fit.params, bias="bias" in args.default_session_effects,
+                                        gain="gain" in args.default_session_effects)
+            summary["session_effects_seconds"] = time.perf_counter() - t0
+            table.to_csv(out / "session_effects.csv", index=False)
+            se = {k: table[k].to_numpy() for k in ("session_bias_sd", "session_gain_sd")}
+            summary.update({f"{k}_median": float(np.median(v)) for k, v in se.items()})
+            summary["session_effects_loglik_gain"] = float(table["loglik_gain"].sum())
         chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
-                                         seed=cs, parameter_uncertainty=False, session_bias_sd=sb)
+                                         seed=cs, parameter_uncertainty=False, **se)
         cases["default"] = (chk, bits_per_trial(trials, fit.model_params()))
+        chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
+                                         seed=cs, **se)
+        cases["default_uncertainty"] = (chk, cases["default"][1])
         if args.default_drift:
             t0 = time.perf_counter()
             dd = fit_free_running(trials, free=fit.transform.free, fixed=fit.transform.fixed, seed=args.seed,
                                   n_copies=args.fit_copies, n_starts=32, n_gen=6, drift=tuple(args.default_drift),
-                                  theta=fit.u[order], progress=True, session_bias_sd=sb)
+                                  theta=fit.u[order], progress=True, **se)
             summary["default_drift_seconds"] = time.perf_counter() - t0
             dd.params.to_csv(out / "default_drift_fit.csv", index=False)
             chk = check_free_running(dd, trials, args.copies, seed=cs, parameter_uncertainty=False)
@@ -236,15 +253,14 @@ def main(argv=None) -> dict:
             fits["default_drift"] = dd
             # the same drift, the copies' parameters drawn from the teacher-forced fit's Laplace posterior
             chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
-                                             seed=cs, sigma_day=dd.sigma_day_matrix(), session_bias_sd=sb)
+                                             seed=cs, sigma_day=dd.sigma_day_matrix(), **se)
             cases["default_drift_uncertainty"] = (chk, cases["default"][1])
             fits["default_drift_uncertainty"] = dd
-            chk = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, args.copies,
-                                             seed=cs, session_bias_sd=sb)
-            cases["default_uncertainty"] = (chk, cases["default"][1])
+
     for name, (chk, bits) in cases.items():
         chk.per_mouse.to_csv(out / f"check_per_mouse_{name}.csv", index=False)
-        summary[name] = {**chk.summary, "teacher_forced_bits_per_trial": bits}
+        chk.per_session.to_csv(out / f"check_per_session_{name}.csv", index=False)
+        summary[name] = {**chk.summary, "teacher_forced_bits_per_trial": bits, **band_misses(chk.per_session)}
     for name, f in fits.items():
         for g, v in f.sigma_day.items():
             summary[name][f"sigma_day_{g}_median"] = float(np.median(v))

@@ -151,7 +151,7 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
         to the learning reward (optogenetics, :mod:`mouse_rl.dopamine.optogenetics`).
     recorder : called with each :class:`Trial`.
     offset : optional ``(T, N)`` logit offset added to the policy on trial ``t`` (row ``t``, global index),
-        beside the side preference, e.g. the session bias of :mod:`mouse_rl.fit.session_bias` (sampled choices
+        beside the side preference, e.g. the session bias of :mod:`mouse_rl.fit.session_effects` (sampled choices
         only; None = 0).
     """
     lapse = params.lapse if use_lapse else None

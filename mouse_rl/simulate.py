@@ -480,7 +480,8 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
                         init: Weights | None = None, encoding: str = "side", positive: bool = True,
                         zero_reward: str = "expected", zero_reward_p_right: float = 0.5,
                         engine: str = "auto", cuts=(), between=None,
-                        offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        offset: torch.Tensor | None = None,
+                        gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running networks on given stimulus sequences (e.g. each mouse's own), choosing for themselves.
 
     Parameters
@@ -499,7 +500,11 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         changing what happens within one. With ``between`` only the CPU runs the fused engine; under
         ``"auto"`` a fall-back to the reference rollout is warned about.
     offset : optional ``(T, B)`` logit offset added to every trial's policy beside the side preference (e.g.
-        the session bias, :func:`mouse_rl.fit.session_bias.session_offsets`); None = 0.
+        the session bias, :func:`mouse_rl.fit.session_effects.session_offsets`); None = 0.
+    gain : optional ``(T, B)`` positive factors on ``beta`` of every trial's policy (e.g. the session gain,
+        :func:`mouse_rl.fit.session_effects.session_gains`); None = 1. The run goes in segments between the
+        rows where any column's gain changes (beta is the engines' per-column input), so it suits gains
+        that change rarely, e.g. once a session.
 
     Returns
     -------
@@ -514,7 +519,20 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         offset = torch.as_tensor(offset, dtype=dtype, device=device)
         if offset.shape != (T, B):
             raise ValueError(f"offset: expected shape {(T, B)} (trials x columns), got {tuple(offset.shape)}")
-    bounds = [0, *(cuts if between is not None else ()), T]
+    drift_cuts = set(cuts) if between is not None else set()
+    changes = set()
+    if gain is not None:
+        gain = torch.as_tensor(gain, dtype=dtype, device=device)
+        if gain.shape != (T, B):
+            raise ValueError(f"gain: expected shape {(T, B)} (trials x columns), got {tuple(gain.shape)}")
+        if not bool(torch.isfinite(gain).all()) or bool((gain <= 0).any()):
+            raise ValueError("gain: must be finite and > 0")
+        changes = set((torch.nonzero((gain[1:] != gain[:-1]).any(1)).reshape(-1) + 1).tolist())
+    bounds = [0, *sorted(drift_cuts | changes), T]
+
+    def beta_at(t0: int) -> torch.Tensor:
+        return params.beta if gain is None else params.beta * gain[t0]
+
     unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
     if unsupported is None and between is not None and device.type != "cpu":
         unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"
@@ -531,10 +549,10 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
 
         stim, choices = GivenStimuli(c, seeds, zero_reward_p_right), SampledChoices(seeds, dtype)
         for t0, t1 in zip(bounds[:-1], bounds[1:]):
-            if t0 > 0:
+            if t0 in drift_cuts:
                 w = weights_from_flat(between(t0, flat_weights(w)))
-            w = rollout(w, params, stim, choices, t0, t1, encoding=encoding, positive=positive,
-                        zero_reward=zero_reward, learn=valid, recorder=record, offset=offset)
+            w = rollout(w, params._replace(beta=beta_at(t0)), stim, choices, t0, t1, encoding=encoding,
+                        positive=positive, zero_reward=zero_reward, learn=valid, recorder=record, offset=offset)
         return out[0].long(), out[1]
     opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
                 log_mode=sim_kernel.LOG_CHOICES)
@@ -547,10 +565,10 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     if device.type == "cuda" or sim_kernel_cuda.simulated():  # segments only under numba's simulator (CPU)
         log = torch.zeros((2, T, B), dtype=dtype, device=device)
         for t0, t1 in zip(bounds[:-1], bounds[1:]):
-            if t0 > 0:
+            if t0 in drift_cuts:
                 w0.copy_(between(t0, w0))
             sim_kernel_cuda.run_fused_cuda(w0, torch.zeros(B, dtype=torch.int64, device=device), params.eta.detach(),
-                                           params.beta.detach(), params.lapse.detach(), seeds, t0, t1, max(T, 1),
+                                           beta_at(t0).detach().contiguous(), params.lapse.detach(), seeds, t0, t1, max(T, 1),
                                            given_contrast=c.detach(), given_x=x.detach(), valid=valid, log=log,
                                            offset=None if offset is None else offset[t0:t1], **opts)
         return log[0].long(), log[1]
@@ -561,12 +579,13 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     given = dict(given_contrast=np.ascontiguousarray(host(c).T, dt),
                  given_x=np.ascontiguousarray(host(x).transpose(1, 0, 2), dt),
                  valid=np.ascontiguousarray(host(valid).T, np.bool_))
-    eta, beta, lapse = (np.ascontiguousarray(host(v), dt) for v in (params.eta, params.beta, params.lapse))
+    eta, lapse = (np.ascontiguousarray(host(v), dt) for v in (params.eta, params.lapse))
     seeds_np = host(seeds)
     offset = None if offset is None else np.ascontiguousarray(host(offset).T, dt)
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
-        if t0 > 0:
+        if t0 in drift_cuts:
             state.weights[:] = host(between(t0, torch.from_numpy(state.weights)))
+        beta = np.ascontiguousarray(host(beta_at(t0)), dt)
         sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1, max(T, 1), log=log, **given, **opts,
                              offset=None if offset is None else offset[:, t0:t1])
     return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))

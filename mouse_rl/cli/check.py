@@ -17,15 +17,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of parameter draws and copies (default %(default)s)")
     p.add_argument("--no-uncertainty", dest="uncertainty", action="store_false",
                    help="run every copy at the fitted parameters (no Laplace posterior draws)")
-    p.add_argument("--no-session-bias", dest="session_bias", action="store_false",
-                   help="a fit with a session bias (`mouse-rl fit --session-bias`): check its copies without it")
+    p.add_argument("--no-session-effects", dest="session_effects", action="store_false",
+                   help="a fit with session effects (`mouse-rl fit --session-effects`): check its copies without them")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip per-mouse PNGs")
     p.set_defaults(func=run)
 
 
 def load_fit(folder: Path):
     """Trial table, u, Hessian, :class:`ParamTransform`, fitting criterion, the copies' overnight drift
-    ``(M, 9)`` and their session-bias sd ``(M,)`` (each None without) of a ``mouse-rl fit`` folder (no pickle)."""
+    ``(M, 9)`` and their session effects ``{"session_bias_sd": (M,), "session_gain_sd": (M,)}`` (None / empty
+    without) of a ``mouse-rl fit`` folder (no pickle)."""
     import json
     import zipfile
 
@@ -45,7 +46,7 @@ def load_fit(folder: Path):
         with np.load(folder / "fit_laplace.npz", allow_pickle=False) as z:
             mice, u, hessian, free = (z[k] for k in ("mice", "u", "hessian", "free"))
             sigma_day = z["sigma_day"] if "sigma_day" in z.files else None
-            session_bias = z["session_bias_sd"] if "session_bias_sd" in z.files else None
+            session = {k: z[k] for k in ("session_bias_sd", "session_gain_sd") if k in z.files}
         fixed = ModelParams(**opts["fixed"], encoding=opts["encoding"], positive=opts["positive"],
                             zero_reward=opts["zero_reward"])
         transform = ParamTransform(free=tuple(str(f) for f in free), fixed=fixed)
@@ -64,12 +65,12 @@ def load_fit(folder: Path):
         if problem:
             raise ValueError(f"fits: fit_laplace.npz sigma_day (the copies' overnight drift) has {problem} "
                              "(rerun `mouse-rl fit`)")
-    if session_bias is not None:
-        problem = (f"shape {session_bias.shape}, need ({len(mice)},)" if session_bias.shape != (len(mice),)
-                   else "non-finite values" if not np.all(np.isfinite(session_bias))
-                   else f"negative values (min {session_bias.min():.3g})" if np.any(session_bias < 0) else None)
+    for key, v in session.items():
+        problem = (f"shape {v.shape}, need ({len(mice)},)" if v.shape != (len(mice),)
+                   else "non-finite values" if not np.all(np.isfinite(v))
+                   else f"negative values (min {v.min():.3g})" if np.any(v < 0) else None)
         if problem:
-            raise ValueError(f"fits: fit_laplace.npz session_bias_sd (the copies' session bias) has {problem} "
+            raise ValueError(f"fits: fit_laplace.npz {key} (the copies' session effects) has {problem} "
                              "(rerun `mouse-rl fit`)")
     try:
         trials = pd.read_parquet(folder / "fit_trials.parquet")
@@ -84,7 +85,7 @@ def load_fit(folder: Path):
     if sorted(mice.astype(str).tolist()) != fitted:
         raise ValueError(f"fits: fit_laplace.npz mice {sorted(mice.tolist())} differ from fit_trials.parquet's {fitted}")
     return (trials, u[order], hessian[order], transform, opts.get("criterion", "teacher-forced"),
-            None if sigma_day is None else sigma_day[order], None if session_bias is None else session_bias[order])
+            None if sigma_day is None else sigma_day[order], {k: v[order] for k, v in session.items()})
 
 
 def run(args) -> int:
@@ -103,7 +104,7 @@ def run(args) -> int:
 
     if args.copies < 2:
         raise ValueError(f"--copies: must be >= 2, got {args.copies}")
-    trials, u, hessian, transform, criterion, sigma_day, session_bias = load_fit(args.fits)
+    trials, u, hessian, transform, criterion, sigma_day, session = load_fit(args.fits)
     out = args.out or args.fits / "check"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
@@ -126,15 +127,16 @@ def run(args) -> int:
                                  f"definite for {bad} (rerun `mouse-rl fit`, or check with --no-uncertainty)")
     if sigma_day is not None:
         print("note: the copies drift overnight as fitted (sigma_day in fit_laplace.npz)", file=sys.stderr)
-    if session_bias is not None and args.session_bias:
-        print(f"note: every session of a copy gets its own logit offset, sd as fitted (session_bias_sd in "
-              f"fit_laplace.npz, median {np.median(session_bias):.2f}; --no-session-bias: without)", file=sys.stderr)
-    elif session_bias is None and not args.session_bias:
-        raise ValueError(f"--no-session-bias: {str(args.fits)!r} has no session bias (fit with `mouse-rl fit "
-                         "--session-bias`), so the flag would change nothing")
+    if session and args.session_effects:
+        print("note: every session of a copy gets its own session effects, sds as fitted ("
+              + ", ".join(f"{k} median {np.median(v):.2f}" for k, v in session.items())
+              + " in fit_laplace.npz; --no-session-effects: without)", file=sys.stderr)
+    elif not session and not args.session_effects:
+        raise ValueError(f"--no-session-effects: {str(args.fits)!r} has no session effects (fit with `mouse-rl fit "
+                         "--session-effects`), so the flag would change nothing")
     check = posterior_predictive_check(trials, u, hessian, transform, args.copies, args.seed, uncertainty,
                                        sigma_day=sigma_day,
-                                       session_bias_sd=session_bias if args.session_bias else None)
+                                       **(session if args.session_effects else {}))
     with OutputSet(out, meta={"command": "check"}) as outputs:  # renamed together, then the run marker
         check.per_mouse.to_csv(outputs.path("check_per_mouse.csv"), index=False)
         check.per_session.to_csv(outputs.path("check_per_session.csv"), index=False)

@@ -54,11 +54,12 @@ def add_parser(subparsers) -> None:
                         "policy's logit (an option beyond MODEL.md, where it is 0): the naive mouse's start bias, "
                         "fading whatever the bias weights learn; --side-pref and --side-pref-tau set it when it is "
                         "not fitted")
-    p.add_argument("--session-bias", action="store_true",
-                   help="after the fit, each mouse's session bias: a N(0, sd^2) logit offset drawn afresh every "
-                        "session (days on which the mouse leans more to one side), its sd by the marginal "
-                        "likelihood of the mouse's choices at the fitted parameters (mouse_rl.fit.session_bias; an "
-                        "option beyond MODEL.md); adds session_bias_* columns and `mouse-rl check` simulates it")
+    p.add_argument("--session-effects", action="store_true",
+                   help="after the fit, each mouse's day-to-day session effects: a N(0, sd^2) logit offset (days "
+                        "on which it leans more to one side) and a log-normal gain on beta (days on which it follows "
+                        "the stimulus more closely), drawn afresh every session, their sds by the marginal "
+                        "likelihood of the mouse's choices at the fitted parameters (mouse_rl.fit.session_effects; "
+                        "an option beyond MODEL.md); adds session_* columns and `mouse-rl check` simulates them")
     p.add_argument("--model", choices=["network", "noisy-network"], default="network",
                    help="network: the deterministic learner (default); noisy-network: its learning rule as the "
                         "drift of noisy trial-by-trial weights (mouse_rl.fit.statespace; writes noisy_params.csv, "
@@ -211,15 +212,16 @@ def load_many(paths, mice=None, single_block: bool = False, reward_rule: str = "
     return df
 
 
-def save_laplace(outputs, res, hessian=None, sigma_day=None, session_bias_sd=None, **options) -> None:
+def save_laplace(outputs, res, hessian=None, sigma_day=None, session_bias_sd=None, session_gain_sd=None,
+                 **options) -> None:
     """Write what ``mouse-rl check`` needs beside the tables: ``fit_laplace.npz`` (no pickle) and ``fit_options.json``.
 
     ``outputs``: an :class:`mouse_rl.outputs.OutputSet` (or anything with ``path(name)``); ``res``: a fit result
     with ``params`` (column ``mouse``), ``u``, ``transform`` and ``options``. ``hessian`` replaces
     ``res.hessian`` (a fit without one writes zeros); ``sigma_day`` ``(M, 9)``: the copies' overnight drift
-    per weight (:func:`mouse_rl.fit.drift.sigma_matrix`; written only when given); ``session_bias_sd`` ``(M,)``:
-    the copies' session bias (:mod:`mouse_rl.fit.session_bias`; rows of ``res.params``; written only when
-    given); ``options`` are added to ``fit_options.json``.
+    per weight (:func:`mouse_rl.fit.drift.sigma_matrix`; written only when given); ``session_bias_sd``, ``session_gain_sd``
+    ``(M,)``: the copies' session effects (:mod:`mouse_rl.fit.session_effects`; rows of ``res.params``; written
+    only when given); ``options`` are added to ``fit_options.json``.
     """
     import json
 
@@ -230,8 +232,9 @@ def save_laplace(outputs, res, hessian=None, sigma_day=None, session_bias_sd=Non
     hessian = res.hessian if hessian is None else hessian
     with open(outputs.path("fit_laplace.npz"), "wb") as fh:  # a handle: np.savez would append ".npz" to a path
         arrays = {} if sigma_day is None else {"sigma_day": np.asarray(sigma_day, float)}
-        if session_bias_sd is not None:
-            arrays["session_bias_sd"] = np.asarray(session_bias_sd, float)
+        for key, v in (("session_bias_sd", session_bias_sd), ("session_gain_sd", session_gain_sd)):
+            if v is not None:
+                arrays[key] = np.asarray(v, float)
         np.savez(fh, mice=np.array(res.params["mouse"].astype(str).tolist()), u=res.u, hessian=hessian,
                  free=np.array(list(res.transform.free)), **arrays)
     fixed = res.transform.fixed
@@ -311,15 +314,15 @@ def run(args) -> int:
                                    map_prior=args.map_prior, dtype=torch.float64, **kw)
     per_mouse, per_session = strategy_labels(res.trials, res.params, encoding=fixed.encoding)
     table = res.params.merge(per_mouse, on="mouse", how="left")
-    session_bias = None
-    if args.session_bias:
-        from ..fit.session_bias import fit_session_bias
+    session = {}
+    if args.session_effects:
+        from ..fit.session_effects import fit_session_effects
 
-        sb = fit_session_bias(res.trials, res.params, encoding=fixed.encoding, positive=fixed.positive,
-                              zero_reward=fixed.zero_reward)
-        sb = sb.rename(columns={"loglik": "session_bias_loglik", "loglik_gain": "session_bias_loglik_gain"})
-        table = table.merge(sb.drop(columns="n_sessions"), on="mouse", how="left")
-        session_bias = table["session_bias_sd"].to_numpy(float)  # the rows of res.params
+        se = fit_session_effects(res.trials, res.params, encoding=fixed.encoding, positive=fixed.positive,
+                                 zero_reward=fixed.zero_reward)
+        se = se.rename(columns={"loglik": "session_loglik", "loglik_gain": "session_loglik_gain"})
+        table = table.merge(se.drop(columns="n_sessions"), on="mouse", how="left")
+        session = {k: table[k].to_numpy(float) for k in ("session_bias_sd", "session_gain_sd")}  # rows of res.params
     if args.cv != "none":
         net_kw = {k: v for k, v in kw.items() if k not in ("fit_lapse",)}
         net_kw["n_restarts"] = args.restarts
@@ -340,7 +343,7 @@ def run(args) -> int:
         res.trials.to_parquet(outputs.path("fit_trials.parquet"), index=False)
         res.restarts.to_csv(outputs.path("fit_restarts.csv"), index=False)
         if res.u is not None:
-            save_laplace(outputs, res, session_bias_sd=session_bias)
+            save_laplace(outputs, res, **session)
         per_session.to_csv(outputs.path("strategies_per_session.csv"), index=False)
         if res.population is not None:
             res.population.population().to_csv(outputs.path("population.csv"), index=False)
@@ -351,7 +354,8 @@ def run(args) -> int:
                 fig = plot_mouse_fit(res.trials, mouse)
                 fig.savefig(outputs.path(f"plots/{stems[str(mouse)]}.png"), dpi=110, format="png")
     cols = [c for c in ["mouse", "eta", "beta", "w0", "s0", "b_L", "b_R", "lapse",
-                        *(n for n in free if n not in DEFAULT_FREE), "session_bias_sd", "bits_per_trial",
+                        *(n for n in free if n not in DEFAULT_FREE), "session_bias_sd", "session_gain_sd",
+                        "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")

@@ -7,7 +7,8 @@ mice x restarts. Fitting (:mod:`.fitting`): :func:`fit_mice` -> :class:`FitResul
 (:mod:`.newton`) on the exact derivatives of the fused kernel (:mod:`.kernel`, :mod:`.objective`).
 Posterior-predictive checks (:mod:`.checks`): :func:`check_fit`. Free-running fit (:mod:`.freerun`, an
 option): :func:`fit_free_running` chooses θ by how free-running copies reproduce the mouse's sessions;
-:func:`check_free_running` checks it.
+:func:`check_free_running` checks it. Session effects (:mod:`.session_effects`, an option):
+:func:`fit_session_effects` fits each mouse's day-to-day bias and engagement gain; the checks simulate them.
 Hierarchical fit (:mod:`.population`): :func:`fit_population` (empirical Bayes,
 Gaussian population prior :class:`GaussianPrior`; ``fit_mice(..., population=True)``).
 Cross-validation (:mod:`.cv`): :func:`cross_validate`, :func:`time_split`,
@@ -27,6 +28,7 @@ from .predictive import laplace_covariance, laplace_samples, predictive_loglik, 
 from .prior import GaussianPrior
 from .statespace import NoisyFit, NoisyNetworkModel, fit_noisy, simulate_noisy
 from .recovery import parameter_recovery, recovery_summary
+from .session_effects import fit_session_effects
 from .transforms import DEFAULT_FREE, ParamTransform
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "FitResult",
     "FreeRunFit",
     "fit_free_running",
+    "fit_session_effects",
     "check_free_running",
     "choice_precision",
     "GaussianPrior",

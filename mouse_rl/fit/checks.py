@@ -89,7 +89,7 @@ def copy_seeds(mice, n_copies: int, seed: int = 0) -> np.ndarray:
 
 
 def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side", positive: bool = True,
-             zero_reward: str = "expected", init=None, offset=None) -> tuple[torch.Tensor, torch.Tensor]:
+             zero_reward: str = "expected", init=None, offset=None, gain=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running network on each column's own stimuli and session lengths.
 
     Returns ``(choice, p_right)``, each ``(T, B)``: the copy's sampled choices
@@ -98,15 +98,15 @@ def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side"
     the rewarded side at zero contrast (Right with p = 0.5) ``rng.ZERO_REWARD_SIDE``.
     ``init``: starting weights, a :class:`~mouse_rl.network.Weights`-like ``(a, U)`` of
     ``(B, 3)``, ``(B, 2, 3)`` tensors (default: the initial weights of ``params``, no jitter).
-    ``offset``: optional ``(T, B)`` logit offset of every trial (the session bias,
-    :func:`mouse_rl.fit.session_bias.session_offsets`).
+    ``offset``, ``gain``: optional ``(T, B)`` logit offset and factor on beta of every trial (the session
+    effects, :mod:`mouse_rl.fit.session_effects`).
     One rollout with simulation (:func:`mouse_rl.simulate.simulate_on_stimuli`): the fused CPU
     engine on the CPU, the reference rollout elsewhere (same numbers).
     """
     from ..simulate import simulate_on_stimuli
 
     return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
-                               offset=offset)
+                               offset=offset, gain=gain)
 
 
 def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarray]:
@@ -215,7 +215,8 @@ def posterior_samples(u: np.ndarray, hessian: np.ndarray, prior_sd, n_copies: in
 def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.ndarray,
                                transform: ParamTransform, n_copies: int = 50, seed: int = 0,
                                parameter_uncertainty: bool = True, prior_sd=1e3,
-                               device="cpu", sigma_day=None, session_bias_sd=None) -> CheckResult:
+                               device="cpu", sigma_day=None, session_bias_sd=None,
+                               session_gain_sd=None) -> CheckResult:
     """Simulate ``n_copies`` free-running copies of every fitted mouse and compare them with the mouse.
 
     Parameters
@@ -231,9 +232,9 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     sigma_day : optional ``(M, 9)`` overnight drift of the copies' log-weights (sd per night, rows as ``u``;
         :func:`mouse_rl.fit.drift.sigma_matrix`, an option: :mod:`mouse_rl.fit.drift`); None (default):
         no drift, the copies of MODEL.md.
-    session_bias_sd : optional ``(M,)`` sd of each mouse's session bias (logit units; an option:
-        :mod:`mouse_rl.fit.session_bias`): every session of a copy gets its own N(0, sd^2) logit offset; None
-        (default): none.
+    session_bias_sd, session_gain_sd : optional ``(M,)`` sds of each mouse's session effects (an option:
+        :mod:`mouse_rl.fit.session_effects`): every session of a copy gets its own N(0, sd^2) logit offset
+        (bias, logit units) and its own factor exp(N(0, sd^2)) on beta (gain); None (default): none.
 
     Returns
     -------
@@ -254,15 +255,19 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     params = transform.params(torch.as_tensor(draws, dtype=torch.float64, device=device))
     seeds = copy_seeds(batch.mice, n_copies, seed).reshape(-1)
     big = batch.repeat(n_copies)
-    offset = None
+    offset = gain = None
     if session_bias_sd is not None:
-        from .session_bias import check_sd, session_offsets
+        from .session_effects import check_sd, session_offsets
 
-        offset = session_offsets(big, seeds, np.tile(check_sd(session_bias_sd, M), n_copies))
+        offset = session_offsets(big, seeds, np.tile(check_sd(session_bias_sd, M, "session_bias_sd"), n_copies))
+    if session_gain_sd is not None:
+        from .session_effects import check_sd, session_gains
+
+        gain = session_gains(big, seeds, np.tile(check_sd(session_gain_sd, M, "session_gain_sd"), n_copies))
     with torch.no_grad():
         if sigma_day is None:
             choice, _ = free_run(big, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward,
-                                 offset=offset)
+                                 offset=offset, gain=gain)
         else:
             from .drift import free_run_drift
 
@@ -270,7 +275,7 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
             if sd.shape != (M, 9):
                 raise ValueError(f"sigma_day: expected shape {(M, 9)} (mice x weights), got {sd.shape}")
             choice, _ = free_run_drift(big, params, seeds, np.tile(sd, (n_copies, 1)), fixed.encoding,
-                                       fixed.positive, fixed.zero_reward, offset=offset)
+                                       fixed.positive, fixed.zero_reward, offset=offset, gain=gain)
     sim = _session_table(big, choice.cpu().numpy())
     real = _session_table(batch, batch.choice.cpu().numpy())
     sim_m, real_m = _mouse_metrics(sim), _mouse_metrics(real)

@@ -93,7 +93,7 @@ def log_jump(w: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
 
 def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encoding: str = "side",
                    positive: bool = True, zero_reward: str = "expected", engine: str = "auto",
-                   init: Weights | None = None, offset=None) -> tuple[torch.Tensor, torch.Tensor]:
+                   init: Weights | None = None, offset=None, gain=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running copies on each column's own stimuli and sessions, with overnight weight drift.
 
     Parameters
@@ -108,8 +108,8 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     engine : ``"auto"`` (fused CPU kernel where it can run, otherwise the reference rollout with a
         warning naming why), ``"fused"`` or ``"reference"``.
     init : starting weights (default :func:`mouse_rl.network.init_weights` without jitter).
-    offset : optional ``(T, B)`` logit offset of every trial (the session bias,
-        :func:`mouse_rl.fit.session_bias.session_offsets`).
+    offset, gain : optional ``(T, B)`` logit offset and factor on beta of every trial (the session effects,
+        :mod:`mouse_rl.fit.session_effects`).
 
     Returns
     -------
@@ -141,7 +141,8 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
 
     cuts = [int(t) for t in np.flatnonzero(starts_np.any(1))]
     return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
-                               engine=engine, cuts=cuts, between=overnight, offset=offset)
+                               engine=engine, cuts=cuts, between=overnight, offset=offset,
+                               gain=gain)
 
 
 def simulate_drifting(trials, params, sigma_day, seed: int = 0):

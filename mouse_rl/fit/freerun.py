@@ -69,7 +69,7 @@ from ..params import NetParams
 from .batch import TrialBatch, make_batch, prepare_trials
 from .checks import _mouse_metrics, _session_table, copy_seeds, free_run
 from .drift import SIGMA_BOUNDS, SIGMA_START, check_groups, free_run_drift, sigma_matrix
-from .session_bias import check_sd, session_offsets
+from .session_effects import check_sd, session_gains, session_offsets
 from .fitting import make_transform
 from .transforms import INIT_RANGES, ParamTransform
 
@@ -142,8 +142,8 @@ class FreeRunFit:
     history : one row per (mouse, generation): the best energy score so far.
     precision : ``(M, P, P)`` Laplace-type precision of ``u`` (:func:`choice_precision`: the choices'
         expected information at ``u`` plus the registry prior), for the check's parameter draws.
-    session_bias_sd : ``(M,)`` sd of the copies' session bias (logit units; :mod:`mouse_rl.fit.session_bias`)
-        the fit was run with, or None.
+    session_bias_sd, session_gain_sd : ``(M,)`` sds of the copies' session effects
+        (:mod:`mouse_rl.fit.session_effects`) the fit was run with, or None.
     """
 
     params: pd.DataFrame
@@ -154,6 +154,7 @@ class FreeRunFit:
     sigma_day: dict = field(default_factory=dict)
     precision: np.ndarray | None = None
     session_bias_sd: np.ndarray | None = None
+    session_gain_sd: np.ndarray | None = None
 
     def sigma_day_matrix(self) -> np.ndarray | None:
         """``(M, 9)`` per-weight drift sds for :func:`~mouse_rl.fit.checks.posterior_predictive_check`, or None."""
@@ -166,22 +167,26 @@ def _mouse_seed(mouse) -> int:
 
 def _scores(batch: TrialBatch, y: np.ndarray, transform: ParamTransform, u: np.ndarray, seeds: np.ndarray,
             encoding: str, positive: bool, zero_reward: str, drift: tuple = (),
-            summary_weight: float = 0.0, session_bias_sd: float | None = None) -> np.ndarray:
+            summary_weight: float = 0.0, session_sd: tuple | None = None) -> np.ndarray:
     """Energy score ``(N,)`` of each θ in ``u`` ``(N, P + G)`` for the one mouse of ``batch``
-    (the last G columns: log sigma_day of the ``drift`` groups); ``session_bias_sd``: the copies' session
-    bias (:mod:`mouse_rl.fit.session_bias`), or None."""
+    (the last G columns: log sigma_day of the ``drift`` groups); ``session_sd``: the copies' session
+    effects ``(bias sd, gain sd)`` (:mod:`mouse_rl.fit.session_effects`), or None."""
     N, K = len(u), len(seeds)
     P = transform.n_free
     big = batch.repeat(N * K)  # column n * K + k: copy k of candidate n
     params = transform.params(torch.as_tensor(np.repeat(u[:, :P], K, axis=0), dtype=torch.float64))
-    offset = None if session_bias_sd is None else session_offsets(big, np.tile(seeds, N), session_bias_sd)
+    offset = gain = None
+    if session_sd is not None:
+        offset = session_offsets(big, np.tile(seeds, N), session_sd[0])
+        gain = session_gains(big, np.tile(seeds, N), session_sd[1])
     with torch.no_grad():
         if drift:
             sd = sigma_matrix({g: np.repeat(np.exp(u[:, P + i]), K) for i, g in enumerate(drift)}, N * K)
             choice, _ = free_run_drift(big, params, np.tile(seeds, N), sd, encoding, positive, zero_reward,
-                                       offset=offset)
+                                       offset=offset, gain=gain)
         else:
-            choice, _ = free_run(big, params, np.tile(seeds, N), encoding, positive, zero_reward, offset=offset)
+            choice, _ = free_run(big, params, np.tile(seeds, N), encoding, positive, zero_reward, offset=offset,
+                                 gain=gain)
     x = score_vector(big, choice.cpu().numpy(), summary_weight).reshape(-1, N, K)
     return energy_score(y, x)
 
@@ -189,7 +194,8 @@ def _scores(batch: TrialBatch, y: np.ndarray, transform: ParamTransform, u: np.n
 def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copies: int = 16,
                      n_starts: int = 128, popsize: int = 24, n_elite: int = 6, n_gen: int = 15, seed: int = 0,
                      chunk: int = 64, progress: bool = False, drift=(), theta=None,
-                     summary_weight: float = 0.0, observed=None, session_bias_sd=None) -> FreeRunFit:
+                     summary_weight: float = 0.0, observed=None, session_bias_sd=None,
+                     session_gain_sd=None) -> FreeRunFit:
     """Fit every mouse by the energy score of its per-session choice rates under free-running copies.
 
     Parameters
@@ -217,9 +223,10 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
         :mod:`mouse_rl.fit.cv`'s splits): only these rows' choices enter the mouse's scored rates (held-out
         choices are left out; a session or summary with no observed choices drops out of the score). The
         copies still run on every trial's stimulus and session length. Default: every row.
-    session_bias_sd : optional ``(M,)`` sd of each mouse's session bias (logit units, mice sorted by name;
-        e.g. :func:`mouse_rl.fit.session_bias.fit_session_bias` at a teacher-forced fit), held fixed: every
-        session of every copy gets its own logit offset (an option; :mod:`mouse_rl.fit.session_bias`).
+    session_bias_sd, session_gain_sd : optional ``(M,)`` sds of each mouse's session effects (mice sorted by
+        name; e.g. :func:`mouse_rl.fit.session_effects.fit_session_effects` at a teacher-forced fit), held fixed:
+        every session of every copy gets its own logit offset and gain on beta (an option;
+        :mod:`mouse_rl.fit.session_effects`; one given alone: the other 0).
 
     Returns
     -------
@@ -253,8 +260,10 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
         if theta.shape != (len(mice), transform.n_free) or not np.all(np.isfinite(theta)):
             raise ValueError(f"theta: expected finite shape {(len(mice), transform.n_free)} (mice x free), "
                              f"got {theta.shape}")
-    if session_bias_sd is not None:
-        session_bias_sd = check_sd(session_bias_sd, len(mice))
+    session = session_bias_sd is not None or session_gain_sd is not None
+    if session:
+        session_bias_sd = check_sd(0.0 if session_bias_sd is None else session_bias_sd, len(mice), "session_bias_sd")
+        session_gain_sd = check_sd(0.0 if session_gain_sd is None else session_gain_sd, len(mice), "session_gain_sd")
     lo, hi = search_box(transform)
     blo, bhi = transform.bounds_u()
     G = len(drift)
@@ -279,7 +288,7 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
         def score(u):
             return np.concatenate([_scores(batch, y, transform, full(u[i:i + chunk]), seeds, fx.encoding,
                                            fx.positive, fx.zero_reward, drift, summary_weight,
-                                           None if session_bias_sd is None else session_bias_sd[m])
+                                           (session_bias_sd[m], session_gain_sd[m]) if session else None)
                                    for i in range(0, len(u), chunk)])
 
         u0 = lo + qmc.Sobol(d=P, scramble=True, seed=seed).random(n_starts) * (hi - lo)
@@ -314,7 +323,7 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
                            n_elite=n_elite, n_gen=n_gen, seed=seed, drift=drift, theta_fixed=theta is not None,
                            summary_weight=summary_weight, observed_rows=int(observed.sum())),
                       {g: np.exp(us[:, transform.n_free + i]) for i, g in enumerate(drift)}, precision,
-                      session_bias_sd)
+                      session_bias_sd, session_gain_sd)
 
 
 def choice_precision(trials: pd.DataFrame, u: np.ndarray, transform: ParamTransform, observed=None) -> np.ndarray:
@@ -345,7 +354,7 @@ def check_free_running(result: FreeRunFit, trials: pd.DataFrame, n_copies: int =
     at the point estimate (``parameter_uncertainty=False``, or a fit without ``precision``). ``seed`` should
     differ from the fit's, so the check's copies are fresh choice streams (the fit chose θ on its own
     streams). A fit with ``drift`` is checked with its fitted overnight drift (point estimates), and one run with
-    ``session_bias_sd`` with that session bias.
+    session effects with them.
     """
     from .checks import posterior_predictive_check
 
@@ -355,7 +364,8 @@ def check_free_running(result: FreeRunFit, trials: pd.DataFrame, n_copies: int =
         precision, parameter_uncertainty = np.broadcast_to(np.eye(P), (len(result.u), P, P)), False
     return posterior_predictive_check(trials, result.u, precision, result.transform, n_copies, seed,
                                       parameter_uncertainty=parameter_uncertainty,
-                                      sigma_day=result.sigma_day_matrix(), session_bias_sd=result.session_bias_sd)
+                                      sigma_day=result.sigma_day_matrix(), session_bias_sd=result.session_bias_sd,
+                                      session_gain_sd=result.session_gain_sd)
 
 
 class FreeRunModel:
