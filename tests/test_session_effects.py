@@ -16,16 +16,7 @@ from mouse_rl.fit.session_effects import (fit_session_effects, heldout_loglik, m
 from mouse_rl.fit.transforms import ParamTransform
 from mouse_rl.network import stimulus_reward
 from mouse_rl.simulate import simulate_on_stimuli
-
-
-def _batch_and_params(p: ModelParams, n_mice=3, n_sessions=5, n_trials=80, copies=3, seed=4):
-    trials = simulate_cohort(n_mice, n_sessions, n_trials, p, seed=seed, dtype=torch.float64).trials
-    trials = trials[~((trials.mouse == "sim0001") & (trials.session == n_sessions))]  # unequal lengths
-    batch = make_batch(trials, "expected", "cpu", torch.float64)
-    big = batch.repeat(copies)
-    tr = ParamTransform()
-    params = tr.params(tr.to_u({n: getattr(p, n) for n in tr.free}, big.shape[1]).double())
-    return trials, batch, big, params, copy_seeds(batch.mice, copies, 0).reshape(-1)
+from test_drift import _batch_and_params
 
 
 @pytest.mark.parametrize("sd", [0.05, 0.4, 1.5, 4.0])
