@@ -323,3 +323,20 @@ def test_cli_fit_writes_the_session_effects_and_check_simulates_them(tmp_path, c
         assert main(argv) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
+
+
+def test_check_fit_takes_the_session_effects_table():
+    """``check_fit(result, trials, session_effects=table)``: the copies get each mouse's sds (the same check as
+    :func:`posterior_predictive_check` with them); a table lacking a mouse is refused by name."""
+    from mouse_rl.fit import check_fit, fit_mice
+
+    trials, *_ = _simulated_with_session_effects(np.array([0.0, 1.0]), n_sessions=6, n_trials=80)
+    fit = fit_mice(trials, n_restarts=1, max_iter=10)
+    table = fit_session_effects(trials, fit.params)
+    a = check_fit(fit, trials, n_copies=6, seed=1, session_effects=table)
+    order = np.argsort(fit.params["mouse"].astype(str).to_numpy(), kind="stable")
+    b = posterior_predictive_check(trials, fit.u[order], fit.hessian[order], fit.transform, 6, 1,
+                                   session_bias_sd=table["session_bias_sd"], session_gain_sd=table["session_gain_sd"])
+    pd.testing.assert_frame_equal(a.per_session, b.per_session)
+    with pytest.raises(ValueError, match="session_effects: no row for mice"):
+        check_fit(fit, trials, n_copies=6, session_effects=table.iloc[:1])

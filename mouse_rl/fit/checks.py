@@ -346,10 +346,22 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
 
 
 def check_fit(result, trials: pd.DataFrame, n_copies: int = 50, seed: int = 0,
-              parameter_uncertainty: bool = True, device="cpu") -> CheckResult:
-    """:func:`posterior_predictive_check` of a :class:`mouse_rl.fit.FitResult` on the trials it was fitted to."""
+              parameter_uncertainty: bool = True, device="cpu", session_effects: pd.DataFrame | None = None) -> CheckResult:
+    """:func:`posterior_predictive_check` of a :class:`mouse_rl.fit.FitResult` on the trials it was fitted to.
+
+    ``session_effects``: optional table of :func:`mouse_rl.fit.session_effects.fit_session_effects` (columns
+    ``mouse``, ``session_bias_sd``, ``session_gain_sd``): the copies get those day-to-day effects.
+    """
     if result.u is None or result.hessian is None:
         raise ValueError("result: this FitResult carries no u / hessian (fit with mouse_rl.fit.fit_mice)")
+    mice = np.sort(result.params["mouse"].astype(str).to_numpy())
     order = np.argsort(result.params["mouse"].astype(str).to_numpy(), kind="stable")  # mice sorted by name
+    sds = {}
+    if session_effects is not None:
+        table = session_effects.set_index(session_effects["mouse"].astype(str))
+        missing = [m for m in mice if m not in table.index]
+        if missing:
+            raise ValueError(f"session_effects: no row for mice {missing}")
+        sds = {k: table.loc[mice, k].to_numpy(float) for k in ("session_bias_sd", "session_gain_sd") if k in table}
     return posterior_predictive_check(trials, result.u[order], result.hessian[order], result.transform, n_copies,
-                                      seed, parameter_uncertainty, device=device)
+                                      seed, parameter_uncertainty, device=device, **sds)
