@@ -87,7 +87,7 @@ def marginal_loglik(value: np.ndarray, offset: np.ndarray, right: np.ndarray, se
     S = int(idx.max()) + 1
     per = lambda v: np.bincount(idx, weights=v, minlength=S)  # noqa: E731
 
-    def terms(z):  # z (S, 2) -> per-session sums of log p, the logit's derivatives in (x, y), and the trials'
+    def terms(z):  # z (S, 2) -> each trial's log p and its logit derivatives, and its gained value
         e = np.exp(gain_sd * z[idx, 1]) * value
         f, d1, d2 = _trial_terms(e + offset + bias_sd * z[idx, 0], right, lapse)
         return f, d1, d2, e
