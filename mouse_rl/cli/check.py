@@ -58,20 +58,16 @@ def load_fit(folder: Path):
     if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
         raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
                          f"hessian {hessian.shape}")
-    if sigma_day is not None:
-        problem = (f"shape {sigma_day.shape}, need ({len(mice)}, 9)" if sigma_day.shape != (len(mice), 9)
-                   else "non-finite values" if not np.all(np.isfinite(sigma_day))
-                   else f"negative values (min {sigma_day.min():.3g})" if np.any(sigma_day < 0) else None)
-        if problem:
-            raise ValueError(f"fits: fit_laplace.npz sigma_day (the copies' overnight drift) has {problem} "
-                             "(rerun `mouse-rl fit`)")
-    for key, v in session.items():
-        problem = (f"shape {v.shape}, need ({len(mice)},)" if v.shape != (len(mice),)
+    sds = {"sigma_day": (sigma_day, (len(mice), 9), "the copies' overnight drift"),
+           **{k: (v, (len(mice),), "the copies' session effects") for k, v in session.items()}}
+    for key, (v, shape, what) in sds.items():
+        if v is None:
+            continue
+        problem = (f"shape {v.shape}, need {shape}" if v.shape != shape
                    else "non-finite values" if not np.all(np.isfinite(v))
                    else f"negative values (min {v.min():.3g})" if np.any(v < 0) else None)
         if problem:
-            raise ValueError(f"fits: fit_laplace.npz {key} (the copies' session effects) has {problem} "
-                             "(rerun `mouse-rl fit`)")
+            raise ValueError(f"fits: fit_laplace.npz {key} ({what}) has {problem} (rerun `mouse-rl fit`)")
     try:
         trials = pd.read_parquet(folder / "fit_trials.parquet")
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError

@@ -255,14 +255,12 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     params = transform.params(torch.as_tensor(draws, dtype=torch.float64, device=device))
     seeds = copy_seeds(batch.mice, n_copies, seed).reshape(-1)
     big = batch.repeat(n_copies)
+    from .session_effects import check_sd, session_gains, session_offsets
+
     offset = gain = None
     if session_bias_sd is not None:
-        from .session_effects import check_sd, session_offsets
-
         offset = session_offsets(big, seeds, np.tile(check_sd(session_bias_sd, M, "session_bias_sd"), n_copies))
     if session_gain_sd is not None:
-        from .session_effects import check_sd, session_gains
-
         gain = session_gains(big, seeds, np.tile(check_sd(session_gain_sd, M, "session_gain_sd"), n_copies))
     with torch.no_grad():
         if sigma_day is None:
@@ -354,8 +352,9 @@ def check_fit(result, trials: pd.DataFrame, n_copies: int = 50, seed: int = 0,
     """
     if result.u is None or result.hessian is None:
         raise ValueError("result: this FitResult carries no u / hessian (fit with mouse_rl.fit.fit_mice)")
-    mice = np.sort(result.params["mouse"].astype(str).to_numpy())
-    order = np.argsort(result.params["mouse"].astype(str).to_numpy(), kind="stable")  # mice sorted by name
+    names = result.params["mouse"].astype(str).to_numpy()
+    order = np.argsort(names, kind="stable")  # mice sorted by name
+    mice = names[order]
     sds = {}
     if session_effects is not None:
         table = session_effects.set_index(session_effects["mouse"].astype(str))
