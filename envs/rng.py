@@ -14,6 +14,10 @@ _TWO32 = 4294967296.0
 
 #: Named streams (one per kind of random decision).
 STIMULUS, ZERO_REWARD_SIDE, CHOICE, INIT_JITTER = 1, 2, 3, 4
+#: Choices on hidden correction trials (the k-th after trial t at counter ``t * MAX_CORRECTIONS + k``).
+CORRECTION = 13
+#: Most hidden correction trials after one error (the counter stride of the ``CORRECTION`` stream).
+MAX_CORRECTIONS = 64
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

@@ -114,6 +114,11 @@ class SampledChoices:
             self._u = rng.uniform(self.seeds, rng.CHOICE, counters, self.dtype, self.key)
         return (self._u[t - self._first] < p).long()
 
+    def correction(self, t: int, k: int, p: torch.Tensor) -> torch.Tensor:
+        """The choice on the ``k``-th hidden correction trial after trial ``t`` (``CORRECTION`` stream)."""
+        u = rng.uniform(self.seeds, rng.CORRECTION, t * rng.MAX_CORRECTIONS + k, self.dtype)
+        return (u < p).long()
+
 
 class GivenChoices:
     """The choices ``(T, N)`` given (teacher forcing)."""
@@ -132,7 +137,8 @@ Stimulation = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], tuple]
 def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, start: int, stop: int, *,
             encoding: str = "side", positive: bool = True, zero_reward: str | None = "expected", use_lapse: bool = True,
             learn: torch.Tensor | None = None, stimulation: Stimulation | None = None,
-            recorder: Callable[[Trial], None] | None = None, offset: torch.Tensor | None = None) -> Weights:
+            recorder: Callable[[Trial], None] | None = None, offset: torch.Tensor | None = None,
+            corrections: int = 0, corrections_forced: bool = False) -> Weights:
     """Run trials ``[start, stop)`` of every mouse and return the weights after the last one.
 
     Parameters
@@ -153,9 +159,16 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
     offset : optional ``(T, N)`` logit offset added to the policy on trial ``t`` (row ``t``, global index),
         beside the side preference, e.g. the session bias of :mod:`mouse_rl.fit.session_effects` (sampled choices
         only; None = 0).
+    corrections : the most hidden correction trials after an error at c != 0 (sampled choices and task rewards
+        only; 0 = none): the mouse sees the same stimulus again until it chooses correctly, learning from each
+        such trial, which the recorder does not see (the repeat trials removed from a dataset,
+        :func:`mouse_rl.simulate.simulate_on_stimuli`). They use trial ``t``'s policy offset and learn mask.
+    corrections_forced : the hidden trials choose correctly (one per error) instead of sampling.
     """
     lapse = params.lapse if use_lapse else None
     given_choices = isinstance(choices, GivenChoices)
+    if corrections and (not isinstance(choices, SampledChoices) or zero_reward is None or stimulation is not None):
+        raise ValueError("corrections: hidden correction trials need sampled choices, task rewards and no stimulation")
     # trials where every mouse learns skip the masking (a host sync, so not inside torch.compile)
     all_learn = None if learn is None else (
         [False] * learn.shape[0] if torch.compiler.is_compiling() else learn.all(1).tolist())
@@ -188,4 +201,19 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
         if recorder is not None:
             recorder(Trial(t, c, fwd, pr, choice, reward, step, weights, stimulated))
         weights = new
+        if corrections:
+            need = (reward == 0) & (c != 0) if learn is None else (reward == 0) & (c != 0) & learn[t]
+            for k in range(corrections):
+                if not bool(need.any()):
+                    break
+                fwd = forward(weights, x)
+                if corrections_forced:
+                    choice = (c > 0).long()
+                else:
+                    choice = choices.correction(t, k, p_right(fwd.q_tot, params.beta, lapse, logit_offset))
+                reward = stimulus_reward(c, choice)
+                new = trial_update(weights, x, choice, reward, params.eta, positive, fwd).weights
+                weights = Weights(torch.where(need[:, None], new.a, weights.a),
+                                  torch.where(need[:, None, None], new.U, weights.U))
+                need = need & (reward == 0)
     return weights

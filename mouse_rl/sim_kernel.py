@@ -61,7 +61,7 @@ def _make_block(sources: str):
     @nb.njit(cache=True)
     def _block(m0, m1, w, c_idx, eta, beta, offset, lapse, seeds, start, stop, T, contrasts, x_table,
                stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse,
-               single, consts, log_mode, log, summary):
+               single, consts, log_mode, log, summary, corrections, forced):
         """Run mice ``m0..m1-1`` over global trials ``[start, stop)``; ``w`` (N, 9) and ``c_idx`` (N,) updated in place.
 
         Random draws compare the 32-bit hash with integer thresholds where the reference compares
@@ -72,13 +72,14 @@ def _make_block(sources: str):
         K = m1 - m0
         W = np.empty((9, K), consts.dtype)  # weights a_L, a_R, a_b, U_LL, U_LR, U_Lb, U_RL, U_RR, U_Rb (mouse-minor)
         C = np.empty(K, np.int64)
-        keys = np.empty((3, K), np.int64)
+        keys = np.empty((4, K), np.int64)
         for j in range(K):
             W[:, j] = w[m0 + j]
             C[j] = c_idx[m0 + j]
             keys[0, j] = _stream_key(seeds[m0 + j], rng.STIMULUS)
             keys[1, j] = _stream_key(seeds[m0 + j], rng.ZERO_REWARD_SIDE)
             keys[2, j] = _stream_key(seeds[m0 + j], rng.CHOICE)
+            keys[3, j] = _stream_key(seeds[m0 + j], rng.CORRECTION)
         given = given_c.shape[1] > 0
         offsets = offset.shape[1] > 0
         fresh = np.ones(K, np.bool_)
@@ -107,6 +108,22 @@ def _make_block(sources: str):
                     W[5, j], W[6, j], W[7, j], W[8, j] = ULb, URL, URR, URb
                     if fresh[j]:
                         fresh[j] = False
+                if corrections > 0 and given and learns and c != zero and reward == zero:
+                    # hidden correction trials: the same stimulus until a correct choice (not logged)
+                    for k in range(corrections):
+                        if forced:  # the correct choice (u = 0 < P(R) for Right, u = 1 >= P(R) for Left)
+                            u = zero if c > zero else one
+                        else:
+                            u = _uniform(_counter_hash(keys[3, j], t * rng.MAX_CORRECTIONS + k), single)
+                        hidden = _trial_step(
+                            W[0, j], W[1, j], W[2, j], W[3, j], W[4, j], W[5, j], W[6, j], W[7, j], W[8, j], c, xL,
+                            xR, eta[m], beta[m], offset[m, t - start] if offsets else zero, lapse[m], use_lapse, u,
+                            zero_side, True, False, positive, zero_expected, zero, half, one, wmax, zmax)
+                        W[0, j], W[1, j], W[2, j] = hidden[0], hidden[1], hidden[2]
+                        W[3, j], W[4, j], W[5, j] = hidden[3], hidden[4], hidden[5]
+                        W[6, j], W[7, j], W[8, j] = hidden[6], hidden[7], hidden[8]
+                        if hidden[12] != zero:
+                            break
                 if log_mode == LOG_CHOICES:
                     log[0, m, t] = ch if learns else 0
                     log[1, m, t] = p
@@ -149,13 +166,13 @@ def _make_cohort(sources: str):
     @nb.njit(cache=True, parallel=True)
     def _cohort(w, c_idx, eta, beta, offset, lapse, seeds, start, stop, T, contrasts, x_table, stim_thresholds,
                 zero_threshold, repeat, given_c, given_x, valid, positive, zero_expected, use_lapse, single, consts,
-                log_mode, log, summary):
+                log_mode, log, summary, corrections, forced):
         sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
         n = w.shape[0]
         for b in nb.prange((n + BLOCK - 1) // BLOCK):
             _block(b * BLOCK, min(n, (b + 1) * BLOCK), w, c_idx, eta, beta, offset, lapse, seeds, start, stop, T,
                    contrasts, x_table, stim_thresholds, zero_threshold, repeat, given_c, given_x, valid, positive,
-                   zero_expected, use_lapse, single, consts, log_mode, log, summary)
+                   zero_expected, use_lapse, single, consts, log_mode, log, summary, corrections, forced)
 
     return _cohort
 
@@ -185,7 +202,7 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
               given_x: np.ndarray | None = None, valid: np.ndarray | None = None, positive: bool = True,
               zero_reward: str = "expected", use_lapse: bool = True, log_mode: int = LOG_NONE,
               log: np.ndarray | None = None, summary: np.ndarray | None = None, offset: np.ndarray | None = None,
-              threads: int | None = None) -> None:
+              corrections: int = 0, corrections_forced: bool = False, threads: int | None = None) -> None:
     """Run global trials ``[start, stop)`` of every mouse, updating ``state`` in place.
 
     The network inputs come from the caller (computed with :func:`mouse_rl.network.encode`, the one
@@ -210,10 +227,17 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
     summary : ``(N, S, 8)`` int64 per-session counters (:data:`SUMMARY_FIELDS`), or None.
     offset : ``(N, stop - start)`` logit offsets of trials ``start .. stop - 1`` (the side preference,
         :func:`mouse_rl.network.side_preference`), or None (MODEL.md's policy).
+    corrections : with given stimuli, the most hidden correction trials after an error at c != 0 (0 = none,
+        at most :data:`envs.rng.MAX_CORRECTIONS`): the same stimulus until a correct choice, each trial learned
+        from and not logged, with trial t's policy offset; choices from the ``CORRECTION`` stream
+        (:func:`mouse_rl.simulate.simulate_on_stimuli`).
+    corrections_forced : the hidden trials choose correctly (so one per error), instead of sampling.
     threads : numba threads for this call (default: numba's current setting); restored afterwards.
     """
     w, c_idx = state
     n, dt = w.shape[0], w.dtype
+    if not 0 <= int(corrections) <= rng.MAX_CORRECTIONS:
+        raise ValueError(f"corrections: expected 0 .. {rng.MAX_CORRECTIONS}, got {corrections!r}")
     consts = np.array([0.0, 0.5, 1.0, MAX_WEIGHT, 80.0 if dt == np.float32 else 700.0], dtype=dt)
     if given_contrast is None:
         given_c, given_x, valid = np.zeros((n, 0), dt), np.zeros((n, 0, 2), dt), np.ones((n, 0), np.bool_)
@@ -236,7 +260,7 @@ def run_fused(state: FusedState, eta, beta, lapse, seeds, start: int, stop: int,
             int(start), int(stop), int(trials_per_session), np.asarray(contrasts, dtype=dt), x_table,
             stim_thresholds, _threshold(zero_reward_p_right), bool(repeat_after_error), given_c, given_x, valid,
             bool(positive), zero_reward == "expected", bool(use_lapse), dt == np.float32, consts, int(log_mode),
-            log, summary)
+            log, summary, int(corrections), bool(corrections_forced))
     torch_threads = torch.get_num_threads()  # first: starting numba's OpenMP layer may change it
     old_threads, old_chunk = nb.get_num_threads(), nb.get_parallel_chunksize()
     try:

@@ -481,7 +481,8 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
                         zero_reward: str = "expected", zero_reward_p_right: float = 0.5,
                         engine: str = "auto", cuts=(), between=None,
                         offset: torch.Tensor | None = None,
-                        gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        gain: torch.Tensor | None = None,
+                        corrections: int = 0, corrections_forced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running networks on given stimulus sequences (e.g. each mouse's own), choosing for themselves.
 
     Parameters
@@ -505,6 +506,13 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         :func:`mouse_rl.fit.session_effects.session_gains`); None = 1. The run goes in segments between the
         rows where any column's gain changes (beta is the engines' per-column input), so it suits gains
         that change rarely, e.g. once a session.
+    corrections : the most hidden correction trials after each error at c != 0 (0 = none, at most
+        :data:`envs.rng.MAX_CORRECTIONS`): the network sees the same stimulus again until it chooses correctly,
+        learning from every such trial, none of which is in the output -- the repeat trials a dataset removed
+        (the Liebana et al. 2025 data). Choices from the ``CORRECTION`` stream; trial t's policy offset and gain.
+        The CPU runs them fused; other devices on the reference rollout.
+    corrections_forced : the hidden trials choose correctly, so each error is followed by one (the end of its
+        correction run, the part a teacher-forced fit knows: :mod:`mouse_rl.fit.corrections`).
 
     Returns
     -------
@@ -533,9 +541,14 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     def beta_at(t0: int) -> torch.Tensor:
         return params.beta if gain is None else params.beta * gain[t0]
 
+    if isinstance(corrections, bool) or not (isinstance(corrections, int) and 0 <= corrections <= rng.MAX_CORRECTIONS):
+        raise ValueError(f"corrections: expected the most hidden trials per error, an integer 0 .. "
+                         f"{rng.MAX_CORRECTIONS}, got {corrections!r}")
     unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
     if unsupported is None and between is not None and device.type != "cpu":
         unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"
+    if unsupported is None and corrections and device.type != "cpu":
+        unsupported = f"device {str(device)!r} with hidden correction trials (CPU only)"
     which, why = choose_engine(engine, unsupported)
     if why is not None and between is not None:
         warnings.warn(f"simulate_on_stimuli: reference rollout ({why})", RuntimeWarning, stacklevel=2)
@@ -552,7 +565,8 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
             if t0 in drift_cuts:
                 w = weights_from_flat(between(t0, flat_weights(w)))
             w = rollout(w, params._replace(beta=beta_at(t0)), stim, choices, t0, t1, encoding=encoding,
-                        positive=positive, zero_reward=zero_reward, learn=valid, recorder=record, offset=offset)
+                        positive=positive, zero_reward=zero_reward, learn=valid, recorder=record, offset=offset,
+                        corrections=corrections, corrections_forced=corrections_forced)
         return out[0].long(), out[1]
     opts = dict(zero_reward_p_right=zero_reward_p_right, positive=positive, zero_reward=zero_reward, use_lapse=True,
                 log_mode=sim_kernel.LOG_CHOICES)
@@ -562,7 +576,7 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
         offset = pref if offset is None else pref + offset
     offset = None if offset is None else offset.detach().to(dtype)
     w0 = flat_weights(w).detach().to(dtype).clone().contiguous()
-    if device.type == "cuda" or sim_kernel_cuda.simulated():  # segments only under numba's simulator (CPU)
+    if device.type == "cuda" or (sim_kernel_cuda.simulated() and not corrections):  # numba's simulator (CPU)
         log = torch.zeros((2, T, B), dtype=dtype, device=device)
         for t0, t1 in zip(bounds[:-1], bounds[1:]):
             if t0 in drift_cuts:
@@ -587,5 +601,6 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
             state.weights[:] = host(between(t0, torch.from_numpy(state.weights)))
         beta = np.ascontiguousarray(host(beta_at(t0)), dt)
         sim_kernel.run_fused(state, eta, beta, lapse, seeds_np, t0, t1, max(T, 1), log=log, **given, **opts,
-                             offset=None if offset is None else offset[:, t0:t1])
+                             offset=None if offset is None else offset[:, t0:t1], corrections=corrections,
+                             corrections_forced=corrections_forced)
     return torch.from_numpy(log[0].T.astype(np.int64)), torch.from_numpy(np.ascontiguousarray(log[1].T))

@@ -89,7 +89,8 @@ def copy_seeds(mice, n_copies: int, seed: int = 0) -> np.ndarray:
 
 
 def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side", positive: bool = True,
-             zero_reward: str = "expected", init=None, offset=None, gain=None) -> tuple[torch.Tensor, torch.Tensor]:
+             zero_reward: str = "expected", init=None, offset=None, gain=None, corrections: int = 0,
+             corrections_forced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running network on each column's own stimuli and session lengths.
 
     Returns ``(choice, p_right)``, each ``(T, B)``: the copy's sampled choices
@@ -99,14 +100,16 @@ def free_run(batch: TrialBatch, params: NetParams, seeds, encoding: str = "side"
     ``init``: starting weights, a :class:`~mouse_rl.network.Weights`-like ``(a, U)`` of
     ``(B, 3)``, ``(B, 2, 3)`` tensors (default: the initial weights of ``params``, no jitter).
     ``offset``, ``gain``: optional ``(T, B)`` logit offset and factor on beta of every trial (the session
-    effects, :mod:`mouse_rl.fit.session_effects`).
+    effects, :mod:`mouse_rl.fit.session_effects`). ``corrections``, ``corrections_forced``: hidden correction
+    trials after errors (:func:`~mouse_rl.simulate.simulate_on_stimuli`, :mod:`mouse_rl.fit.corrections`).
     One rollout with simulation (:func:`mouse_rl.simulate.simulate_on_stimuli`): the fused CPU
     engine on the CPU, the reference rollout elsewhere (same numbers).
     """
     from ..simulate import simulate_on_stimuli
 
     return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
-                               offset=offset, gain=gain)
+                               offset=offset, gain=gain, corrections=corrections,
+                               corrections_forced=corrections_forced)
 
 
 def _session_table(batch: TrialBatch, choice: np.ndarray) -> dict[str, np.ndarray]:
@@ -216,7 +219,8 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
                                transform: ParamTransform, n_copies: int = 50, seed: int = 0,
                                parameter_uncertainty: bool = True, prior_sd=1e3,
                                device="cpu", sigma_day=None, session_bias_sd=None,
-                               session_gain_sd=None) -> CheckResult:
+                               session_gain_sd=None, corrections: int = 0,
+                               corrections_forced: bool = False) -> CheckResult:
     """Simulate ``n_copies`` free-running copies of every fitted mouse and compare them with the mouse.
 
     Parameters
@@ -235,6 +239,8 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     session_bias_sd, session_gain_sd : optional ``(M,)`` sds of each mouse's session effects (an option:
         :mod:`mouse_rl.fit.session_effects`): every session of a copy gets its own N(0, sd^2) logit offset
         (bias, logit units) and its own factor exp(N(0, sd^2)) on beta (gain); None (default): none.
+    corrections, corrections_forced : hidden correction trials of the copies after their errors at c != 0 (an
+        option, :mod:`mouse_rl.fit.corrections`; :func:`~mouse_rl.simulate.simulate_on_stimuli`); 0 (default): none.
 
     Returns
     -------
@@ -262,10 +268,11 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
         offset = session_offsets(big, seeds, np.tile(check_sd(session_bias_sd, M, "session_bias_sd"), n_copies))
     if session_gain_sd is not None:
         gain = session_gains(big, seeds, np.tile(check_sd(session_gain_sd, M, "session_gain_sd"), n_copies))
+    hidden = dict(corrections=corrections, corrections_forced=corrections_forced)
     with torch.no_grad():
         if sigma_day is None:
             choice, _ = free_run(big, params, seeds, fixed.encoding, fixed.positive, fixed.zero_reward,
-                                 offset=offset, gain=gain)
+                                 offset=offset, gain=gain, **hidden)
         else:
             from .drift import free_run_drift
 
@@ -273,7 +280,7 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
             if sd.shape != (M, 9):
                 raise ValueError(f"sigma_day: expected shape {(M, 9)} (mice x weights), got {sd.shape}")
             choice, _ = free_run_drift(big, params, seeds, np.tile(sd, (n_copies, 1)), fixed.encoding,
-                                       fixed.positive, fixed.zero_reward, offset=offset, gain=gain)
+                                       fixed.positive, fixed.zero_reward, offset=offset, gain=gain, **hidden)
     sim = _session_table(big, choice.cpu().numpy())
     real = _session_table(batch, batch.choice.cpu().numpy())
     sim_m, real_m = _mouse_metrics(sim), _mouse_metrics(real)

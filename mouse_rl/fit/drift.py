@@ -93,7 +93,8 @@ def log_jump(w: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
 
 def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encoding: str = "side",
                    positive: bool = True, zero_reward: str = "expected", engine: str = "auto",
-                   init: Weights | None = None, offset=None, gain=None) -> tuple[torch.Tensor, torch.Tensor]:
+                   init: Weights | None = None, offset=None, gain=None, corrections: int = 0,
+                   corrections_forced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-running copies on each column's own stimuli and sessions, with overnight weight drift.
 
     Parameters
@@ -110,6 +111,8 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     init : starting weights (default :func:`mouse_rl.network.init_weights` without jitter).
     offset, gain : optional ``(T, B)`` logit offset and factor on beta of every trial (the session effects,
         :mod:`mouse_rl.fit.session_effects`).
+    corrections, corrections_forced : hidden correction trials after errors
+        (:func:`~mouse_rl.simulate.simulate_on_stimuli`).
 
     Returns
     -------
@@ -142,10 +145,10 @@ def free_run_drift(batch: TrialBatch, params: NetParams, seeds, sigma_day, encod
     cuts = [int(t) for t in np.flatnonzero(starts_np.any(1))]
     return simulate_on_stimuli(batch.contrast, batch.valid, params, seeds, init, encoding, positive, zero_reward,
                                engine=engine, cuts=cuts, between=overnight, offset=offset,
-                               gain=gain)
+                               gain=gain, corrections=corrections, corrections_forced=corrections_forced)
 
 
-def simulate_drifting(trials, params, sigma_day, seed: int = 0):
+def simulate_drifting(trials, params, sigma_day, seed: int = 0, session_bias_sd=None, session_gain_sd=None):
     """Mice learning free-running with overnight drift, on the stimuli and session lengths of ``trials``.
 
     Parameters
@@ -155,6 +158,8 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0):
         ``encoding`` and ``positive`` options apply; ``zero_reward`` must be ``"expected"``).
     sigma_day : ``(M, 9)`` overnight log-weight sds (:func:`sigma_matrix`); zeros: the network of MODEL.md.
     seed : seed of the mice's choices and drift (:func:`mouse_rl.fit.checks.copy_seeds`, one copy).
+    session_bias_sd, session_gain_sd : optional ``(M,)`` sds of the mice's session effects (each session's logit
+        offset and log gain on beta, :mod:`mouse_rl.fit.session_effects`, drawn from the same seeds); None: none.
 
     Returns
     -------
@@ -177,9 +182,15 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0):
     M = batch.shape[1]
     net = ParamTransform(free=(), fixed=params).params(torch.zeros(M, 0, dtype=torch.float64))
     seeds = copy_seeds(batch.mice, 1, seed)[0]
+    from .session_effects import check_sd, session_gains, session_offsets
+
+    offset = None if session_bias_sd is None else session_offsets(batch, seeds, check_sd(session_bias_sd, M,
+                                                                                          "session_bias_sd"))
+    gain = None if session_gain_sd is None else session_gains(batch, seeds, check_sd(session_gain_sd, M,
+                                                                                    "session_gain_sd"))
     with torch.no_grad():
         choice, p_right = free_run_drift(batch, net, seeds, sigma_day, params.encoding, params.positive,
-                                         params.zero_reward)
+                                         params.zero_reward, offset=offset, gain=gain)
     stale = [c for c in (*MODEL_COLUMNS, *WEIGHT_COLUMNS) if c in df.columns]  # read-outs of another model
     out = df.drop(columns=stale)
     out["choice"] = batch.to_rows(choice).astype(int)
