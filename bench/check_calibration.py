@@ -54,6 +54,15 @@ options, then each mouse's drift sds are fitted with its teacher-forced θ held 
 Laplace draws and at the point estimate; the true parameters with the true drift give the reference.
 
     python bench/check_calibration.py --tf-drift --crosstalk 0 0.6 --side-pref 2 --out bench/results/check_calibration/tf_drift_crosstalk_side_pref.json
+
+``--session-effects BIAS GAIN`` checks the whole session-effects procedure (as ``bench/fit_free_running.py
+--default-session-effects bias gain`` on the real mice): the mice are simulated with session effects (each
+mouse's bias sd BIAS x U(0.5, 1.5), gain sd GAIN x U(0.5, 1.5); :func:`mouse_rl.fit.drift.simulate_drifting`
+without drift), fitted by ``fit_mice`` (without the effects: they are fitted next, θ held), their sds fitted by
+:func:`mouse_rl.fit.session_effects.fit_session_effects`, and checked with the fitted effects (Laplace draws and
+point estimate) and without them; the true parameters with the true effects give the reference.
+
+    python bench/check_calibration.py --session-effects 0.6 0.3 --sessions 25 --out bench/results/check_calibration/session_effects.json
 """
 from __future__ import annotations
 
@@ -92,6 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--freerun", action="store_true", help="calibrate the free-running fit with drift (see above)")
     p.add_argument("--tf-drift", action="store_true",
                    help="calibrate the teacher-forced fit with fitted overnight drift of its copies (see above)")
+    p.add_argument("--session-effects", type=float, nargs=2, default=None, metavar=("BIAS", "GAIN"),
+                   help="calibrate the fit with session effects: mice simulated with them (see above)")
     p.add_argument("--drift-sd", type=float, nargs=2, default=(0.05, 0.4), metavar=("LO", "HI"))
     p.add_argument("--summary-weight", type=float, default=1.0)
     p.add_argument("--fit-copies", type=int, default=16)
@@ -104,8 +115,10 @@ def main(argv=None) -> int:
     if args.mice < 3 or args.sessions < 1 or args.trials < 1 or args.copies < 2:
         p.error(f"need --mice >= 3 (correlations across mice), --sessions/--trials >= 1, --copies >= 2; got "
                 f"{args.mice}, {args.sessions}, {args.trials}, {args.copies}")
-    if args.freerun and args.tf_drift:
-        p.error("--freerun and --tf-drift: choose one")
+    if args.freerun + args.tf_drift + (args.session_effects is not None) > 1:
+        p.error("--freerun, --tf-drift and --session-effects: choose one")
+    if args.session_effects is not None and not min(args.session_effects) >= 0:
+        p.error(f"--session-effects: sds must be >= 0, got {args.session_effects}")
     if args.freerun:
         return freerun(args)
 
@@ -133,6 +146,8 @@ def main(argv=None) -> int:
                                      side_pref=args.side_pref > 0))
     if args.tf_drift:
         return tf_drift(args, truth, tr)
+    if args.session_effects is not None:
+        return tf_session_effects(args, truth, tr)
     sim = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64)
     u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
     exact = posterior_predictive_check(sim.trials, u, np.tile(np.eye(tr.n_free) * 1e6, (n, 1, 1)), tr, args.copies,
@@ -203,6 +218,49 @@ def tf_drift(args, truth, tr) -> int:
            "recovery": {f"sigma_day_{g}_spearman": float(spearmanr(dd.sigma_day[g], sig[g])[0]) for g in GROUPS}
            | {f"sigma_day_{g}_median_fitted_true": [float(np.median(dd.sigma_day[g])), float(np.median(sig[g]))]
               for g in GROUPS}}
+    return report(out, args.out)
+
+
+def tf_session_effects(args, truth, tr) -> int:
+    """``--session-effects``: mice simulated with session effects; teacher-forced fit, their sds fitted with θ
+    held, checks with and without them."""
+    from scipy.stats import spearmanr
+
+    from mouse_rl.fit import fit_mice
+    from mouse_rl.fit.checks import check_fit, posterior_predictive_check
+    from mouse_rl.fit.drift import simulate_drifting
+    from mouse_rl.fit.session_effects import fit_session_effects
+    from mouse_rl.simulate import simulate_cohort
+
+    n = args.mice
+    r = np.random.default_rng(2)  # the effects' sds: a stream of their own, so the other draws stay those of main()
+    bias, gain = (sd * r.uniform(0.5, 1.5, n) for sd in args.session_effects)
+    base = simulate_cohort(n, args.sessions, args.trials, truth, seed=args.seed, dtype=torch.float64).trials
+    sim = simulate_drifting(base, truth, np.zeros((n, 9)), seed=args.seed, session_bias_sd=bias,
+                            session_gain_sd=gain)
+    u = tr.to_u({k: getattr(truth, k) for k in tr.free}, n).numpy()
+    exact = posterior_predictive_check(sim, u, np.tile(np.eye(tr.n_free), (n, 1, 1)), tr, args.copies, 1,
+                                       parameter_uncertainty=False, session_bias_sd=bias, session_gain_sd=gain)
+    t0 = time.perf_counter()
+    fit = fit_mice(sim, free=tr.free)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    effects = fit_session_effects(sim, fit.params)
+    effects_seconds = time.perf_counter() - t0
+    checks = {label: check_fit(fit, sim, args.copies, seed=1, parameter_uncertainty=draws,
+                               session_effects=table).summary
+              for label, draws, table in (("fitted_effects_parameter_draws", True, effects),
+                                          ("fitted_effects_point_estimate", False, effects),
+                                          ("no_effects_parameter_draws", True, None))}
+    fitted = {k: effects[f"session_{k}_sd"].to_numpy() for k in ("bias", "gain")}
+    out = {"simulated": {"mice": n, "sessions": args.sessions, "trials": args.trials,
+                         "session_effects": list(args.session_effects), "free": list(tr.free)},
+           "true_parameters_true_effects": exact.summary, **checks, "fit_seconds": fit_seconds,
+           "effects_seconds": effects_seconds,
+           "recovery": {f"session_{k}_sd_spearman": float(spearmanr(fitted[k], true)[0])
+                        for k, true in (("bias", bias), ("gain", gain))}
+           | {f"session_{k}_sd_median_fitted_true": [float(np.median(fitted[k])), float(np.median(true))]
+              for k, true in (("bias", bias), ("gain", gain))}}
     return report(out, args.out)
 
 
