@@ -25,11 +25,10 @@ import os
 import platform
 import sys
 import time
-import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import real_mice
+
+sys.path.insert(0, str(real_mice.ROOT))
 
 CHECK_KEYS = ("session_coverage", "late_slope_inside", "early_bias_inside", "late_bias_inside", "side_match",
               "expected_side_match", "r_early_bias_late_bias", "r_early_bias_late_bias_lo",
@@ -38,38 +37,25 @@ CHECK_KEYS = ("session_coverage", "late_slope_inside", "early_bias_inside", "lat
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
-    ap.add_argument("--mice", nargs="*", default=None)
+    real_mice.add_arguments(ap, "bench/results/corrections")
     ap.add_argument("--copies", type=int, default=50)
     ap.add_argument("--check-seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/corrections"))
     args = ap.parse_args(argv)
-    if not args.data.exists():
-        ap.error(f"--data: no such file or folder: {str(args.data)!r}")
+    real_mice.check_arguments(ap, args)
     if args.copies < 10:
         ap.error(f"--copies: must be >= 10 for 5-95% bands, got {args.copies}")
 
-    import numba
     import pandas as pd
     import torch
 
     from envs import rng
-    from mouse_rl.data import load_trials
-    from mouse_rl.fit.batch import make_batch, prepare_trials
+    from mouse_rl.fit.batch import make_batch
     from mouse_rl.fit.checks import posterior_predictive_check
     from mouse_rl.fit.corrections import correction_trials, with_corrections
     from mouse_rl.fit.fitting import fit_batch, make_transform
     from mouse_rl.fit.transforms import DEFAULT_FREE
 
-    torch.set_num_threads(args.threads)
-    numba.set_num_threads(args.threads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the malformed DAP044 is skipped with a warning
-        trials = load_trials(args.data)
-    if args.mice:
-        trials = trials[trials["mouse"].isin(args.mice)]
-    df = prepare_trials(trials)
+    df = real_mice.load(args)
     transform = make_transform(DEFAULT_FREE, None, True)
     batch = make_batch(df, transform.fixed.zero_reward, "cpu", torch.float64, prepared=True)
     hidden = correction_trials(batch)

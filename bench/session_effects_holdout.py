@@ -25,48 +25,32 @@ import os
 import platform
 import sys
 import time
-import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import real_mice
+
+sys.path.insert(0, str(real_mice.ROOT))
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "liebana2025")
-    ap.add_argument("--mice", nargs="*", default=None)
+    real_mice.add_arguments(ap, "bench/results/session_effects_holdout")
     ap.add_argument("--schemes", nargs="+", default=["time", "interleaved"], choices=["time", "interleaved"])
     ap.add_argument("--fit-crosstalk", action="store_true")
     ap.add_argument("--fit-side-pref", action="store_true")
     ap.add_argument("--restarts", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/session_effects_holdout"))
     args = ap.parse_args(argv)
-    if not args.data.exists():
-        ap.error(f"--data: no such file or folder: {str(args.data)!r}")
+    real_mice.check_arguments(ap, args)
     if args.restarts < 1:
         ap.error(f"--restarts: must be >= 1, got {args.restarts}")
 
-    import numba
     import numpy as np
     import pandas as pd
-    import torch
 
-    from mouse_rl.data import load_trials
-    from mouse_rl.fit.batch import prepare_trials
     from mouse_rl.fit.cv import NetworkModel, folds
     from mouse_rl.fit.session_effects import fit_session_effects, heldout_loglik
     from mouse_rl.fit.transforms import with_options
 
-    torch.set_num_threads(args.threads)
-    numba.set_num_threads(args.threads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the malformed DAP044 is skipped with a warning
-        trials = load_trials(args.data)
-    if args.mice:
-        trials = trials[trials["mouse"].isin(args.mice)]
-    df = prepare_trials(trials)
+    df = real_mice.load(args)
     free = with_options(crosstalk=args.fit_crosstalk, side_pref=args.fit_side_pref)
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, threads {args.threads}",
                "load_before": os.getloadavg(), "free": list(free), "n_mice": int(df["mouse"].nunique())}

@@ -541,9 +541,11 @@ def simulate_on_stimuli(signed_contrast: torch.Tensor, valid: torch.Tensor, para
     def beta_at(t0: int) -> torch.Tensor:
         return params.beta if gain is None else params.beta * gain[t0]
 
-    if isinstance(corrections, bool) or not (isinstance(corrections, int) and 0 <= corrections <= rng.MAX_CORRECTIONS):
+    if isinstance(corrections, bool) or not (isinstance(corrections, (int, np.integer))
+                                             and 0 <= corrections <= rng.MAX_CORRECTIONS):
         raise ValueError(f"corrections: expected the most hidden trials per error, an integer 0 .. "
                          f"{rng.MAX_CORRECTIONS}, got {corrections!r}")
+    corrections = int(corrections)
     unsupported = fused_unsupported(device, dtype, any(torch.is_tensor(v) and v.requires_grad for v in (*params, *w)))
     if unsupported is None and between is not None and device.type != "cpu":
         unsupported = f"device {str(device)!r} with weights changed between segments (CPU only)"

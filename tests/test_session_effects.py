@@ -340,3 +340,41 @@ def test_check_fit_takes_the_session_effects_table():
     pd.testing.assert_frame_equal(a.per_session, b.per_session)
     with pytest.raises(ValueError, match="session_effects: no row for mice"):
         check_fit(fit, trials, n_copies=6, session_effects=table.iloc[:1])
+
+
+@pytest.mark.parametrize("bias_sd, gain_sd", [(0.0, 0.0), (0.7, 0.0), (0.5, 0.4)])
+def test_marginal_terms_are_the_marginal_derivatives(bias_sd, gain_sd):
+    """marginal_terms' derivatives in each trial's value and offset and in the lapse against central finite
+    differences of marginal_loglik (independent: the adaptive quadrature re-centred at every point)."""
+    from mouse_rl.fit.session_effects import marginal_terms
+
+    g = np.random.default_rng(3)
+    n, lapse = 90, 0.06
+    value, offset = g.normal(0, 1.5, n), g.normal(0, 0.3, n)
+    session = np.repeat([0, 1, 2], 30)
+    right = g.random(n) < expit(value + offset)
+    ll, dv, do, dl = marginal_terms(value, offset, right, session, lapse, bias_sd, gain_sd)
+    assert ll == pytest.approx(marginal_loglik(value, offset, right, session, lapse, bias_sd, gain_sd), abs=1e-12)
+    h = 1e-5
+    d = g.normal(0, 1, n)  # a random direction over the trials
+    f = lambda v, o, lp: marginal_loglik(v, o, right, session, lp, bias_sd, gain_sd)  # noqa: E731
+    assert dv @ d == pytest.approx((f(value + h * d, offset, lapse) - f(value - h * d, offset, lapse)) / (2 * h),
+                                   rel=1e-4, abs=1e-6)
+    assert do @ d == pytest.approx((f(value, offset + h * d, lapse) - f(value, offset - h * d, lapse)) / (2 * h),
+                                   rel=1e-4, abs=1e-6)
+    assert dl == pytest.approx((f(value, offset, lapse + h) - f(value, offset, lapse - h)) / (2 * h), rel=1e-4)
+
+
+def test_teacher_forced_values_are_the_policy_terms():
+    """teacher_forced_values (batch arrays) against policy_terms (the per-trial table) on the same fit."""
+    from mouse_rl.fit.likelihood import teacher_forced_values
+    from mouse_rl.fit.session_effects import policy_terms
+
+    p = ModelParams(eta=0.02, beta=8.0, lapse=0.05, side_pref=0.8, side_pref_tau=300.0)
+    trials = simulate_cohort(3, 4, 60, p, seed=1, dtype=torch.float64).trials
+    batch = make_batch(trials, "expected", "cpu", torch.float64)
+    value, offset, lapse = teacher_forced_values(batch, p.tensors(3, dtype=torch.float64))
+    table = policy_terms(trials, p)
+    np.testing.assert_allclose(batch.to_rows(torch.as_tensor(value)), table["value"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(batch.to_rows(torch.as_tensor(offset)), table["offset"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lapse, 0.05)

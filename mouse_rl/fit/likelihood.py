@@ -191,6 +191,20 @@ def _recorded_by_kernel(batch: TrialBatch, params: NetParams, encoding: str, pos
     return Unroll(fwd.q_tot, fwd.q_stim, fwd.q_const, delta[..., 0], delta[..., 1], delta[..., 2], weights.a, weights.U)
 
 
+def teacher_forced_values(batch: TrialBatch, params: NetParams, encoding: str = "side", positive: bool = True):
+    """The policy's terms of every trial under teacher forcing, by the fused kernel (CPU, float64).
+
+    Returns numpy ``(value, offset, lapse)``: ``value`` ``(T, B)`` beta (Q_R - Q_L) (the part a session gain
+    scales, :mod:`mouse_rl.fit.session_effects`), ``offset`` ``(T, B)`` the side preference's logit (zeros
+    without one) and ``lapse`` ``(B,)``; the network learns from every valid trial.
+    """
+    with torch.no_grad():
+        run = _recorded_by_kernel(batch, params, encoding, positive, None)
+        value = (params.beta * (run.q_tot[..., 1] - run.q_tot[..., 0])).numpy()
+        offset = preference_offsets(params, 0, batch.shape[0])
+    return value, np.zeros_like(value) if offset is None else offset.numpy(), params.lapse.detach().numpy()
+
+
 def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", positive: bool = True,
                    zero_reward: str = "expected", learn_rows=None, device=None,
                    dtype: torch.dtype = torch.float64, threads: int | None = 1) -> pd.DataFrame:

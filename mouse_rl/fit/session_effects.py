@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import minimize
-from scipy.special import log_expit
+from scipy.special import expit, log_expit
 
 from envs import rng
 
@@ -83,6 +83,42 @@ def marginal_loglik(value: np.ndarray, offset: np.ndarray, right: np.ndarray, se
     value, offset, right = (np.asarray(value, float), np.asarray(offset, float), np.asarray(right, bool))
     if bias_sd == 0 and gain_sd == 0:
         return float(_trial_terms(value + offset, right, lapse)[0].sum())
+    *_, out = _quadrature(value, offset, right, session, lapse, bias_sd, gain_sd, nodes)
+    top = out.max(0)
+    return float((top + np.log(np.exp(out - top).sum(0))).sum())
+
+
+def marginal_terms(value: np.ndarray, offset: np.ndarray, right: np.ndarray, session: np.ndarray, lapse: float,
+                   bias_sd: float, gain_sd: float = 0.0, nodes: int = NODES):
+    """:func:`marginal_loglik` and its derivatives in each trial's ``value``, ``offset`` and in the lapse.
+
+    Returns ``(loglik, d_value, d_offset, d_lapse)``: the first two ``(n,)`` (nats per unit of the trial's value /
+    offset), ``d_lapse`` a float: the posterior means over the session effects of the derivatives of log
+    P(choice) (the derivative of the quadrature at its nodes), so that the derivative of the marginal in any
+    parameter is ``d_value @ dvalue/dp + d_offset @ doffset/dp + d_lapse dlapse/dp``.
+    """
+    value, offset, right = (np.asarray(value, float), np.asarray(offset, float), np.asarray(right, bool))
+    if bias_sd == 0 and gain_sd == 0:
+        x, g, post = (value + offset)[None], np.ones((1, len(value))), np.ones((1, len(value)))
+    else:
+        idx, x, g, out = _quadrature(value, offset, right, session, lapse, bias_sd, gain_sd, nodes)
+        top = out.max(0)
+        post = np.exp(out - top)
+        loglik = float((top + np.log(post.sum(0))).sum())
+        post = (post / post.sum(0))[:, idx]  # (K, n): each node's posterior weight in the trial's session
+    logp, d1, _ = _trial_terms(x, right, lapse)
+    if bias_sd == 0 and gain_sd == 0:
+        loglik = float(logp.sum())
+    sig = expit(np.where(right, x, -x))  # P(choice) without the lapse
+    d_lapse = (post * (0.5 - sig) / np.exp(logp)).sum()
+    return loglik, (post * d1 * g).sum(0), (post * d1).sum(0), float(d_lapse)
+
+
+def _quadrature(value, offset, right, session, lapse, bias_sd, gain_sd, nodes):
+    """The adaptive Gauss-Hermite quadrature of :func:`marginal_loglik` (bias_sd or gain_sd > 0): each trial's
+    session index ``idx`` ``(n,)``, the logits of Right ``x`` and the gains ``g`` at the nodes ``(K, n)``, and
+    ``out`` ``(K, S)``: per node and session the log of its term (the session's log-integral is the logsumexp
+    over nodes)."""
     _, idx = np.unique(np.asarray(session), return_inverse=True)
     S = int(idx.max()) + 1
     per = lambda v: np.bincount(idx, weights=v, minlength=S)  # noqa: E731
@@ -124,14 +160,14 @@ def marginal_loglik(value: np.ndarray, offset: np.ndarray, right: np.ndarray, se
     W = np.stack(np.meshgrid(w1, w1, indexing="ij"), -1).reshape(-1, 2)  # (K, 2) tensor-product nodes
     logw = np.log(np.outer(wt, wt).reshape(-1))
     zk = z[None] + np.einsum("sij,kj->ksi", L, W)  # (K, S, 2)
-    x = np.exp(gain_sd * zk[:, idx, 1]) * value + offset + bias_sd * zk[:, idx, 0]  # (K, n)
+    g = np.exp(gain_sd * zk[:, idx, 1])
+    x = g * value + offset + bias_sd * zk[:, idx, 0]  # (K, n)
     lp = _logp(np.where(right, x, -x), lapse)
     f = np.stack([per(row) for row in lp])  # (K, S)
     # integral of exp(l(z)) phi(z) dz with z = mode + L w: the weight exp(-|w|^2 / 2) folded back in
     out = (f - 0.5 * (zk ** 2).sum(-1) - np.log(2 * np.pi) + 0.5 * (W ** 2).sum(1)[:, None] + logw[:, None]
            + logdet[None])
-    top = out.max(0)
-    return float((top + np.log(np.exp(out - top).sum(0))).sum())
+    return idx, x, g, out
 
 
 def policy_terms(trials: pd.DataFrame, params, *, encoding: str = "side", positive: bool = True,
