@@ -91,6 +91,8 @@ def test_hidden_trials_are_inserted_after_errors_at_nonzero_contrast():
     assert ex.n_trials.tolist() == [8, 2]
     assert ex.valid[:, 1].tolist() == [True, True] + [False] * 6
     assert index[:2, 1].tolist() == [0, 1]
+    default = with_corrections(batch)  # masks default to every valid trial
+    assert torch.equal(default[1], score2) and torch.equal(default[2], learn2)
 
 
 @pytest.mark.parametrize("lapse", [0.0, 0.1])

@@ -35,8 +35,11 @@ def correction_trials(batch: TrialBatch, learn: torch.Tensor | None = None) -> n
     return learn & (c != 0) & (batch.reward.cpu().numpy() == 0) & has_next
 
 
-def with_corrections(batch: TrialBatch, score: torch.Tensor, learn: torch.Tensor):
+def with_corrections(batch: TrialBatch, score: torch.Tensor | None = None, learn: torch.Tensor | None = None):
     """The batch with a hidden correction trial after each trial of :func:`correction_trials`.
+
+    ``score``, ``learn``: ``(T, B)`` masks of the trials whose choices count / that are learned from (default:
+    every valid trial).
 
     Returns ``(expanded, score, learn, index)``: the expanded :class:`TrialBatch` (hidden trials: same contrast
     and session, the correct choice, learning reward 1, ``row`` -1, valid), its score mask (hidden trials not
@@ -44,6 +47,8 @@ def with_corrections(batch: TrialBatch, score: torch.Tensor, learn: torch.Tensor
     original trial (``values[index, column]`` maps the expanded batch's per-trial values back).
     """
     T, B = batch.shape
+    score = batch.valid if score is None else score & batch.valid
+    learn = batch.valid if learn is None else learn & batch.valid
     after = correction_trials(batch, learn)
     shift = np.cumsum(after, axis=0) - after  # hidden trials inserted before each trial
     index = np.arange(T)[:, None] + shift
