@@ -378,3 +378,5 @@ def test_teacher_forced_values_are_the_policy_terms():
     np.testing.assert_allclose(batch.to_rows(torch.as_tensor(value)), table["value"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(batch.to_rows(torch.as_tensor(offset)), table["offset"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(lapse, 0.05)
+    with pytest.raises(ValueError, match="float64"):
+        teacher_forced_values(make_batch(trials, "expected", "cpu", torch.float32), p.tensors(3))

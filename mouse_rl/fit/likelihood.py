@@ -198,6 +198,9 @@ def teacher_forced_values(batch: TrialBatch, params: NetParams, encoding: str = 
     scales, :mod:`mouse_rl.fit.session_effects`), ``offset`` ``(T, B)`` the side preference's logit (zeros
     without one) and ``lapse`` ``(B,)``; the network learns from every valid trial.
     """
+    if batch.contrast.device.type != "cpu" or batch.contrast.dtype != torch.float64:
+        raise ValueError(f"batch: teacher_forced_values runs the CPU kernel in float64, got a "
+                         f"{batch.contrast.dtype} batch on {batch.contrast.device}")
     with torch.no_grad():
         run = _recorded_by_kernel(batch, params, encoding, positive, None)
         value = (params.beta * (run.q_tot[..., 1] - run.q_tot[..., 0])).numpy()
