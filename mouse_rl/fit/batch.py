@@ -42,6 +42,18 @@ def prepare_trials(trials: pd.DataFrame, source: str = "trial table") -> pd.Data
     return out
 
 
+def row_mask(rows, n: int, name: str) -> np.ndarray:
+    """A boolean mask over the ``n`` rows of a prepared trial table, validated (None: every row); the error
+    names the argument ``name``."""
+    if rows is None:
+        return np.ones(n, dtype=bool)
+    rows = np.asarray(rows)
+    if rows.shape != (n,) or rows.dtype != bool:
+        raise ValueError(f"{name}: expected a boolean mask of {n} rows (the prepared trial table), got dtype "
+                         f"{rows.dtype}, shape {rows.shape}")
+    return rows
+
+
 def learning_reward(trials: pd.DataFrame, zero_reward: str = "expected") -> np.ndarray:
     """Reward the model learns from on each trial of a table (reward units, 0..1).
 

@@ -66,7 +66,7 @@ from scipy.stats import qmc
 from tqdm.auto import tqdm
 
 from ..params import NetParams
-from .batch import TrialBatch, make_batch, prepare_trials
+from .batch import TrialBatch, make_batch, prepare_trials, row_mask
 from .checks import _mouse_metrics, _session_table, copy_seeds, free_run
 from .drift import SIGMA_BOUNDS, SIGMA_START, check_groups, free_run_drift, sigma_matrix
 from .session_effects import check_sd, session_gains, session_offsets
@@ -246,12 +246,7 @@ def fit_free_running(trials: pd.DataFrame, free=FREERUN_FREE, fixed=None, n_copi
     if drift and not fx.positive:
         raise ValueError("drift: the overnight drift needs positive weights (fixed.positive=True), got positive=False")
     df = prepare_trials(trials)
-    if observed is None:
-        observed = np.ones(len(df), dtype=bool)
-    observed = np.asarray(observed)
-    if observed.shape != (len(df),) or observed.dtype != bool:
-        raise ValueError(f"observed: expected a boolean mask of {len(df)} rows (the prepared trial table), "
-                         f"got dtype {observed.dtype}, shape {observed.shape}")
+    observed = row_mask(observed, len(df), "observed")
     mice = sorted(df["mouse"].astype(str).unique())
     if theta is not None:
         theta = np.asarray(theta, float)

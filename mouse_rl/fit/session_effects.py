@@ -36,7 +36,7 @@ from scipy.special import expit, log_expit
 
 from envs import rng
 
-from .batch import TrialBatch
+from .batch import TrialBatch, row_mask
 
 #: Random streams of the session offsets and gains (not used by :mod:`envs.rng`'s named streams, the drift,
 #: the noisy checks or optogenetics).
@@ -193,16 +193,6 @@ def policy_terms(trials: pd.DataFrame, params, *, encoding: str = "side", positi
                          "lapse": table["lapse"].to_numpy()})
 
 
-def _rows_mask(rows, n: int, name: str) -> np.ndarray:
-    if rows is None:
-        return np.ones(n, dtype=bool)
-    rows = np.asarray(rows)
-    if rows.shape != (n,) or rows.dtype != bool:
-        raise ValueError(f"{name}: expected a boolean mask of {n} rows (the prepared trial table), got dtype "
-                         f"{rows.dtype}, shape {rows.shape}")
-    return rows
-
-
 def _mouse_loglik(g: pd.DataFrame, bias_sd: float, gain_sd: float) -> float:
     return marginal_loglik(g["value"].to_numpy(), g["offset"].to_numpy(), g["right"].to_numpy(),
                            g["session"].to_numpy(), float(g["lapse"].iloc[0]), bias_sd, gain_sd)
@@ -231,7 +221,7 @@ def fit_session_effects(trials: pd.DataFrame, params, *, bias: bool = True, gain
     """
     lg = policy_terms(trials, params, encoding=encoding, positive=positive, zero_reward=zero_reward,
                       threads=threads)
-    lg = lg[_rows_mask(rows, len(lg), "rows")]
+    lg = lg[row_mask(rows, len(lg), "rows")]
     out = []
     lo, hi = np.log(SD_MIN), np.log([BIAS_BOUNDS[1], GAIN_BOUNDS[1]])
     for mouse, g in lg.groupby("mouse", sort=True):
@@ -271,7 +261,7 @@ def heldout_loglik(trials: pd.DataFrame, params, bias_sd, gain_sd, train, test, 
     Returns one row per mouse (sorted): ``loglik`` (nats) and ``n_trials`` of the ``test`` rows.
     """
     lg = policy_terms(trials, params, **options)
-    train, test = _rows_mask(train, len(lg), "train"), _rows_mask(test, len(lg), "test")
+    train, test = row_mask(train, len(lg), "train"), row_mask(test, len(lg), "test")
     if np.any(train & test):
         raise ValueError("train, test: a row is in both")
     mice = sorted(lg["mouse"].unique())
