@@ -130,6 +130,11 @@ class GivenChoices:
         return self.choice[t]
 
 
+def _where(mask: torch.Tensor, new: Weights, old: Weights) -> Weights:
+    """``new`` weights for the mice of ``mask`` ``(N,)``, ``old`` for the others."""
+    return Weights(torch.where(mask[:, None], new.a, old.a), torch.where(mask[:, None, None], new.U, old.U))
+
+
 #: ``stimulation(t, c, choice, reward) -> (mask, delta_offset or None, reward_add)``, see :func:`rollout`.
 Stimulation = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], tuple]
 
@@ -196,8 +201,7 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
         step = trial_update(weights, x, choice, learn_r, params.eta, positive, fwd, delta_offset=delta_offset)
         new = step.weights
         if all_learn is not None and not all_learn[t]:
-            m = learn[t]
-            new = Weights(torch.where(m[:, None], new.a, weights.a), torch.where(m[:, None, None], new.U, weights.U))
+            new = _where(learn[t], new, weights)
         if recorder is not None:
             recorder(Trial(t, c, fwd, pr, choice, reward, step, weights, stimulated))
         weights = new
@@ -213,7 +217,6 @@ def rollout(weights: Weights, params: NetParams, trials: TrialSource, choices, s
                     choice = choices.correction(t, k, p_right(fwd.q_tot, params.beta, lapse, logit_offset))
                 reward = stimulus_reward(c, choice)
                 new = trial_update(weights, x, choice, reward, params.eta, positive, fwd).weights
-                weights = Weights(torch.where(need[:, None], new.a, weights.a),
-                                  torch.where(need[:, None, None], new.U, weights.U))
+                weights = _where(need, new, weights)
                 need = need & (reward == 0)
     return weights

@@ -366,17 +366,28 @@ def test_marginal_terms_are_the_marginal_derivatives(bias_sd, gain_sd):
 
 
 def test_teacher_forced_values_are_the_policy_terms():
-    """teacher_forced_values (batch arrays) against policy_terms (the per-trial table) on the same fit."""
-    from mouse_rl.fit.likelihood import teacher_forced_values
+    """teacher_forced_values (batch arrays) and policy_terms (the per-trial table built on it) against the
+    teacher-forced read-outs of :func:`teacher_forced` (beta (Q_R - Q_L); the side preference by trial index)."""
+    from mouse_rl.fit.likelihood import teacher_forced, teacher_forced_values
     from mouse_rl.fit.session_effects import policy_terms
+    from mouse_rl.network import side_preference
 
     p = ModelParams(eta=0.02, beta=8.0, lapse=0.05, side_pref=0.8, side_pref_tau=300.0)
     trials = simulate_cohort(3, 4, 60, p, seed=1, dtype=torch.float64).trials
+    tf = teacher_forced(trials, p)
+    want_value = 8.0 * (tf["q_tot_R"] - tf["q_tot_L"]).to_numpy()
+    t = torch.tensor(tf.groupby("mouse", sort=False).cumcount().to_numpy(float))
+    want_offset = side_preference(t, torch.tensor(0.8, dtype=torch.float64),
+                                  torch.tensor(300.0, dtype=torch.float64)).numpy()
     batch = make_batch(trials, "expected", "cpu", torch.float64)
     value, offset, lapse = teacher_forced_values(batch, p.tensors(3, dtype=torch.float64))
-    table = policy_terms(trials, p)
-    np.testing.assert_allclose(batch.to_rows(torch.as_tensor(value)), table["value"], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(batch.to_rows(torch.as_tensor(offset)), table["offset"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(batch.to_rows(torch.as_tensor(value)), want_value, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(batch.to_rows(torch.as_tensor(offset)), want_offset, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(lapse, 0.05)
+    table = policy_terms(trials, p)
+    np.testing.assert_allclose(table["value"], want_value, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(table["offset"], want_offset, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(table["right"], tf["choice"].to_numpy() == 1)
+    np.testing.assert_allclose(table["lapse"], 0.05)
     with pytest.raises(ValueError, match="float64"):
         teacher_forced_values(make_batch(trials, "expected", "cpu", torch.float32), p.tensors(3))

@@ -182,12 +182,10 @@ def simulate_drifting(trials, params, sigma_day, seed: int = 0, session_bias_sd=
     M = batch.shape[1]
     net = ParamTransform(free=(), fixed=params).params(torch.zeros(M, 0, dtype=torch.float64))
     seeds = copy_seeds(batch.mice, 1, seed)[0]
-    from .session_effects import check_sd, session_gains, session_offsets
+    from .session_effects import session_gains, session_offsets
 
-    offset = None if session_bias_sd is None else session_offsets(batch, seeds, check_sd(session_bias_sd, M,
-                                                                                          "session_bias_sd"))
-    gain = None if session_gain_sd is None else session_gains(batch, seeds, check_sd(session_gain_sd, M,
-                                                                                    "session_gain_sd"))
+    offset = None if session_bias_sd is None else session_offsets(batch, seeds, session_bias_sd)
+    gain = None if session_gain_sd is None else session_gains(batch, seeds, session_gain_sd)
     with torch.no_grad():
         choice, p_right = free_run_drift(batch, net, seeds, sigma_day, params.encoding, params.positive,
                                          params.zero_reward, offset=offset, gain=gain)

@@ -174,23 +174,27 @@ def policy_terms(trials: pd.DataFrame, params, *, encoding: str = "side", positi
                  zero_reward: str = "expected", threads: int | None = 1) -> pd.DataFrame:
     """Teacher-forced policy terms of every trial, one row per row of the prepared table.
 
-    Returns the prepared table's ``mouse`` and ``session`` with ``value`` (beta (Q_R - Q_L), from
-    :func:`mouse_rl.fit.likelihood.teacher_forced` at ``params``), ``offset`` (the side preference),
-    ``right`` (the mouse chose Right) and the mouse's ``lapse``.
+    Returns the prepared table's ``mouse`` and ``session`` with ``value`` (beta (Q_R - Q_L)), ``offset`` (the
+    side preference), ``right`` (the mouse chose Right) and the mouse's ``lapse``, from
+    :func:`mouse_rl.fit.likelihood.teacher_forced_values` at ``params`` (any form
+    :func:`~mouse_rl.fit.likelihood.teacher_forced` takes; a ``ModelParams`` sets the options).
     """
-    from ..network import side_preference
-    from .likelihood import teacher_forced
+    from ..params import ModelParams
+    from .batch import make_batch, prepare_trials
+    from .likelihood import params_tensors, teacher_forced_values
+    from .optim import torch_threads
 
-    tf = teacher_forced(trials, params, encoding=encoding, positive=positive, zero_reward=zero_reward,
-                        threads=threads)
-    table = _param_table(params, tf).loc[tf["mouse"].astype(str)]
-    t = torch.tensor(tf.groupby("mouse", sort=False).cumcount().to_numpy(float))  # trial index from the mouse's first
-    pref = side_preference(t, torch.tensor(table["side_pref"].to_numpy(float)),
-                           torch.tensor(table["side_pref_tau"].to_numpy(float))).numpy()
-    return pd.DataFrame({"mouse": tf["mouse"].astype(str).to_numpy(), "session": tf["session"].to_numpy(),
-                         "value": table["beta"].to_numpy() * (tf["q_tot_R"].to_numpy() - tf["q_tot_L"].to_numpy()),
-                         "offset": pref, "right": tf["choice"].to_numpy() == 1,
-                         "lapse": table["lapse"].to_numpy()})
+    df = prepare_trials(trials)
+    if isinstance(params, ModelParams):
+        encoding, positive, zero_reward = params.encoding, params.positive, params.zero_reward
+    batch = make_batch(df, zero_reward, "cpu", torch.float64, prepared=True)
+    with torch_threads(threads):
+        value, offset, lapse = teacher_forced_values(batch, params_tensors(params, batch), encoding, positive)
+    column = pd.factorize(df["mouse"], sort=True)[0]  # each row's batch column (mice sorted by name)
+    return pd.DataFrame({"mouse": df["mouse"].to_numpy(), "session": df["session"].to_numpy(),
+                         "value": batch.to_rows(torch.as_tensor(value)),
+                         "offset": batch.to_rows(torch.as_tensor(offset)), "right": df["choice"].to_numpy() == 1,
+                         "lapse": lapse[column]})
 
 
 def _mouse_loglik(g: pd.DataFrame, bias_sd: float, gain_sd: float) -> float:
@@ -273,18 +277,6 @@ def heldout_loglik(trials: pd.DataFrame, params, bias_sd, gain_sd, train, test, 
               for keep in (mine & (train | test), mine & train)]
         out.append({"mouse": mouse, "loglik": ll[0] - ll[1], "n_trials": int((mine & test).sum())})
     return pd.DataFrame(out)
-
-
-def _param_table(params, tf: pd.DataFrame) -> pd.DataFrame:
-    """``beta``, ``lapse``, ``side_pref``, ``side_pref_tau`` per mouse (index: mouse name) from any ``params``
-    form :func:`~mouse_rl.fit.likelihood.teacher_forced` takes."""
-    from .batch import make_batch
-    from .likelihood import params_tensors
-
-    batch = make_batch(tf, "expected", "cpu", torch.float64, prepared=True)
-    p = params_tensors(params, batch)
-    return pd.DataFrame({f: p._asdict()[f].numpy() for f in ("beta", "lapse", "side_pref", "side_pref_tau")},
-                        index=list(batch.mice))
 
 
 def check_sd(sd, n: int, name: str) -> np.ndarray:
