@@ -13,9 +13,15 @@ fit is exact for) and with sampled runs (up to 64 trials, the task).
 
 Writes ``OUT/summary.json`` and ``OUT/fit_{plain,corrections}.csv``; prints the table.
 
+``--learn-shares S [S ...]`` instead profiles a weaker learning from the runs: the network learns from a random
+share S of the hidden trials (seed 0; in expectation a factor S on their learning rate, 1 = the corrections fit
+above, 0 = the plain fit) and each share is fitted by teacher forcing (no checks); writes
+``OUT/learn_shares.json``.
+
 Usage::
 
     python bench/corrections_probe.py --out bench/results/corrections
+    python bench/corrections_probe.py --learn-shares 0 0.1 0.3 --out bench/results/corrections
 """
 from __future__ import annotations
 
@@ -40,8 +46,12 @@ def main(argv=None) -> dict:
     real_mice.add_arguments(ap, "bench/results/corrections")
     ap.add_argument("--copies", type=int, default=50)
     ap.add_argument("--check-seed", type=int, default=1)
+    ap.add_argument("--learn-shares", nargs="+", type=float, default=None, metavar="S",
+                    help="profile the share of hidden trials learned from (each in [0, 1]; fits only)")
     args = ap.parse_args(argv)
     real_mice.check_arguments(ap, args)
+    if args.learn_shares is not None and not all(0 <= v <= 1 for v in args.learn_shares):
+        ap.error(f"--learn-shares: each must be in [0, 1], got {args.learn_shares}")
     if args.copies < 10:
         ap.error(f"--copies: must be >= 10 for 5-95% bands, got {args.copies}")
 
@@ -59,6 +69,8 @@ def main(argv=None) -> dict:
     transform = make_transform(DEFAULT_FREE, None, True)
     batch = make_batch(df, transform.fixed.zero_reward, "cpu", torch.float64, prepared=True)
     hidden = correction_trials(batch)
+    if args.learn_shares is not None:
+        return profile_learn_shares(args, batch, transform)
     summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, threads {args.threads}",
                "load_before": os.getloadavg(), "n_mice": len(batch.mice), "copies": args.copies,
                "check_seed": args.check_seed, "hidden_trials": int(hidden.sum()),
@@ -100,6 +112,36 @@ def main(argv=None) -> dict:
                   f"{c['early_bias_inside']:5d} {c['late_bias_inside']:5d} {c['side_match']:5d} "
                   f"({c['expected_side_match']:.1f})  {c['r_early_bias_late_bias_lo']:+.2f} .. "
                   f"{c['r_early_bias_late_bias_hi']:+.2f} (real {c['r_early_bias_late_bias']:+.2f})")
+    return summary
+
+
+def profile_learn_shares(args, batch, transform) -> dict:
+    """Teacher-forced fits learning from a random share of the hidden trials (``--learn-shares``)."""
+    import numpy as np
+    import torch
+
+    from mouse_rl.fit.corrections import with_corrections
+    from mouse_rl.fit.fitting import fit_batch
+
+    expanded, score, learn, index = with_corrections(batch)
+    hidden = expanded.valid.numpy().copy()
+    hidden[index, np.broadcast_to(np.arange(batch.shape[1]), batch.shape)] = False
+    draw = np.random.default_rng(0).random(hidden.shape)
+    summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, threads {args.threads}",
+               "load_before": os.getloadavg(), "n_mice": len(batch.mice), "hidden_trials": int(hidden.sum()),
+               "shares": {}}
+    for share in args.learn_shares:
+        mask = learn & ~torch.as_tensor(hidden & (draw >= share))
+        t0 = time.perf_counter()
+        res = fit_batch(expanded, transform, score, mask)
+        p = transform.params(res.u)
+        entry = {"loglik": float((-res.nll_loglik).sum()), "median_beta": float(p.beta.median()),
+                 "median_eta": float(p.eta.median()), "fit_seconds": time.perf_counter() - t0}
+        summary["shares"][str(share)] = entry
+        print(f"share {share:g}: loglik {entry['loglik']:.1f}, median beta {entry['median_beta']:.1f}, "
+              f"median eta {entry['median_eta']:.4f}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "learn_shares.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
 
 

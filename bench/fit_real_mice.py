@@ -57,6 +57,8 @@ from pathlib import Path
 
 import pandas as pd
 
+import real_mice
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -71,24 +73,6 @@ FIT_OPTIONS = {
     "crosstalk": "crosstalk (a grating also drives the other side's stimulus input; MODEL.md: 0)",
     "side_pref": "the innate side preference side_pref * exp(-trial / side_pref_tau) (MODEL.md: 0)",
 }
-
-
-def prior_sd_item(text: str) -> tuple[str, float]:
-    """``NAME=SD`` of ``--prior-sd``: a parameter of mouse_rl.params.PARAMS and a positive finite sd."""
-    import math
-
-    from mouse_rl.params import PARAMS
-
-    name, sep, value = text.partition("=")
-    if not sep or name not in PARAMS:
-        raise argparse.ArgumentTypeError(f"expected NAME=SD with NAME one of {sorted(PARAMS)}, got {text!r}")
-    try:
-        sd = float(value)
-    except ValueError:
-        sd = math.nan
-    if not (math.isfinite(sd) and sd > 0):
-        raise argparse.ArgumentTypeError(f"{name}: the sd must be a positive number, got {value!r}")
-    return name, sd
 
 
 def main(argv=None) -> int:
@@ -118,7 +102,7 @@ def main(argv=None) -> int:
         p.add_argument(f"--fit-{name.replace('_', '-')}", action="store_true",
                        help=f"also fit {what}: --trust fits with it; the comparison reports network_{name} / "
                             f"shallow_{name}")
-    p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD", type=prior_sd_item,
+    p.add_argument("--prior-sd", nargs="+", default=[], metavar="NAME=SD", type=real_mice.prior_sd_item,
                    help="--trust: override prior sds of mouse_rl.params.PARAMS (e.g. lapse=0.75 beta=0.5)")
     p.add_argument("--threads", type=int, default=2, help="numba threads of the fit kernel (default 2)")
     p.add_argument("--predictive", choices=["laplace", "plugin"], default="laplace",
@@ -247,12 +231,9 @@ def trust(args) -> int:
     from mouse_rl.fit.checks import check_fit
     from mouse_rl.fit.labels import strategy_labels
 
-    import dataclasses
+    from mouse_rl.params import ModelParams
 
-    from mouse_rl.params import PARAMS, ModelParams
-
-    for name, sd in args.prior_sd:
-        PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=sd)
+    real_mice.apply_prior_sds(args.prior_sd)
     args.out.mkdir(parents=True, exist_ok=True)
     trials = load_data(args.data, args.mice)
     fits, seconds, loads = [], [], []

@@ -40,3 +40,31 @@ def load(args):
     if args.mice:
         trials = trials[trials["mouse"].isin(args.mice)]
     return prepare_trials(trials)
+
+
+def prior_sd_item(text: str) -> tuple[str, float]:
+    """``NAME=SD`` of ``--prior-sd``: a parameter of mouse_rl.params.PARAMS and a positive finite sd."""
+    import math
+
+    from mouse_rl.params import PARAMS
+
+    name, sep, value = text.partition("=")
+    if not sep or name not in PARAMS:
+        raise argparse.ArgumentTypeError(f"expected NAME=SD with NAME one of {sorted(PARAMS)}, got {text!r}")
+    try:
+        sd = float(value)
+    except ValueError:
+        sd = math.nan
+    if not (math.isfinite(sd) and sd > 0):
+        raise argparse.ArgumentTypeError(f"{name}: the sd must be a positive number, got {value!r}")
+    return name, sd
+
+
+def apply_prior_sds(items) -> None:
+    """Set the prior sds of ``--prior-sd`` in this process's :data:`mouse_rl.params.PARAMS` (a bench's own run)."""
+    import dataclasses
+
+    from mouse_rl.params import PARAMS
+
+    for name, sd in items:
+        PARAMS[name] = dataclasses.replace(PARAMS[name], prior_sd=sd)

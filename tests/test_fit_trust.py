@@ -85,6 +85,8 @@ def test_checks_are_calibrated_on_mice_simulated_from_the_model():
     assert (pm["side_modal_share"] >= 1 / 3).all() and (pm["side_modal_share"] <= 1).all()
     assert abs(s["side_match"] - s["expected_side_match"]) <= 4, s
     assert set(check.per_session.columns) >= {"accuracy", "accuracy_lo", "accuracy_hi", "accuracy_inside"}
+    # the fitted model learning from each mouse's choices is one of its own paths: inside the copies' bands
+    assert s["teacher_forced_coverage"] >= 0.85, s
     # the cohort's relations of the simulated mice lie inside the band of the copies' cohorts
     assert s["r_early_bias_late_slope_diff_inside"] and s["r_early_bias_late_bias_inside"], s
 
@@ -96,6 +98,20 @@ def test_check_copies_do_not_depend_on_the_batch(cohort, fitted):
     b = check_fit(fitted, cohort.trials, n_copies=8, seed=4)
     np.testing.assert_array_equal(a.copies["late_slope_diff"].to_numpy(),
                                   b.copies[b.copies.mouse == "sim0002"]["late_slope_diff"].to_numpy())
+
+
+def test_teacher_forced_accuracy_of_the_check_is_the_fitted_models_on_the_mouses_choices(cohort, fitted):
+    """The check's accuracy_teacher_forced = the session mean of teacher_forced's P(correct) at the fit."""
+    check = check_fit(fitted, cohort.trials, n_copies=8, seed=2)
+    tf = teacher_forced(cohort.trials, fitted.params)
+    t = tf[tf["signed_contrast"] != 0]
+    p_correct = np.where(t["signed_contrast"] > 0, t["p_right"], 1 - t["p_right"])
+    expected = pd.Series(p_correct, index=t.index).groupby([t["mouse"], t["session"]]).mean()
+    ps = check.per_session.set_index(["mouse", "session"])
+    np.testing.assert_allclose(ps["accuracy_teacher_forced"], expected.loc[ps.index].to_numpy(), rtol=0, atol=1e-12)
+    inside = (ps["accuracy_teacher_forced"] >= ps["accuracy_lo"]) & (ps["accuracy_teacher_forced"] <= ps["accuracy_hi"])
+    assert (inside == ps["teacher_forced_inside"]).all()
+    assert check.summary["teacher_forced_coverage"] == pytest.approx(inside.mean())
 
 
 def test_check_rejects_bad_input(cohort, fitted):
@@ -143,6 +159,8 @@ def test_cli_fit_then_check(cohort, tmp_path, capsys):
     assert main(["check", str(out), "--copies", "10"]) == 0
     printed = capsys.readouterr().out
     assert "sessions inside the copies' 5-95% band" in printed and "a calibrated model expects" in printed
+    assert "learning from the mouse's own choices is inside the band" in printed
+    assert "accuracy_teacher_forced" in pd.read_csv(out / "check" / "check_per_session.csv").columns
     per_mouse = pd.read_csv(out / "check" / "check_per_mouse.csv")
     assert list(per_mouse["mouse"]) == ["sim0000", "sim0001"]
     assert (out / "check" / "plots" / "sim0000.png").exists() and (out / "check" / "mouse_rl_run.json").exists()

@@ -152,6 +152,8 @@ def run(args) -> int:
           f"late bias inside: {s['late_bias_inside']}/{s['n_mice']}; "
           f"modal learner side = real: {s['side_match']}/{s['n_mice']} (a calibrated model expects "
           f"{s['expected_side_match']:.1f})  ({s['n_copies']} copies per mouse)")
+    print(f"sessions whose accuracy of the fit learning from the mouse's own choices is inside the band: "
+          f"{s['teacher_forced_coverage']:.1%}")
     for name, (x, y) in COHORT_RELATIONS.items():
         if name in s:  # cohorts of 3 or more mice
             print(f"cohort r({x}, {y}): mice {s[name]:.2f}, simulated cohorts {s[name + '_median']:.2f} "

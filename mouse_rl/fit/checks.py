@@ -57,7 +57,10 @@ class CheckResult:
         ``side_self_agreement`` (sum over sides of the copies' share squared: the chance that two copies
         agree, i.e. the ``side_share`` a calibrated model gives on average).
     per_session : one row per (mouse, session): real ``accuracy``, ``p_right_left``, ``p_right_right``
-        and the copies' ``_lo``, ``_median``, ``_hi``; ``accuracy_inside``.
+        and the copies' ``_lo``, ``_median``, ``_hi``; ``accuracy_inside``; from
+        :func:`posterior_predictive_check` also ``accuracy_teacher_forced``, the fitted model's expected
+        accuracy learning from the mouse's own choices (at the fitted point, without drift or session
+        effects), and ``teacher_forced_inside`` (inside the copies' band).
     summary : overall numbers: ``session_coverage`` (over all sessions), ``late_slope_inside``,
         ``early_bias_inside``, ``late_bias_inside`` and ``side_match`` (mice counts), ``expected_side_match`` (the ``side_match``
         count a calibrated model expects: the sum of ``side_modal_share``), ``mean_side_share`` and its
@@ -67,7 +70,13 @@ class CheckResult:
         calibration. With 3 or more mice, the cohort's
         relations (:func:`cohort_relations`): ``r_early_bias_late_slope_diff`` and ``r_early_bias_late_bias``
         (Pearson r across the real mice) with the band of the same r over the simulated cohorts (copy k of
-        every mouse), ``_lo`` / ``_median`` / ``_hi`` / ``_inside``.
+        every mouse), ``_lo`` / ``_median`` / ``_hi`` / ``_inside``. With the teacher-forced column,
+        ``teacher_forced_coverage``: the fraction of sessions whose ``accuracy_teacher_forced`` is inside the
+        band. That path is one of the model's own trajectories, so a self-consistent fit holds it inside the
+        band about as often as a calibrated one holds the mouse; a session whose real and teacher-forced
+        accuracies both leave the band on the same side is one the fitted model follows when it sees the
+        mouse's choices, but whose copies, choosing for themselves, do not reach (README: "Where the copies
+        leave the mouse").
     copies : one row per (mouse, copy): the copy's ``early_bias``, ``late_slope_diff``, ``late_bias``,
         ``side``.
     """
@@ -284,7 +293,21 @@ def posterior_predictive_check(trials: pd.DataFrame, u: np.ndarray, hessian: np.
     sim = _session_table(big, choice.cpu().numpy())
     real = _session_table(batch, batch.choice.cpu().numpy())
     sim_m, real_m = _mouse_metrics(sim), _mouse_metrics(real)
-    return _compare(batch.mice, n_copies, real, sim, real_m, sim_m)
+    cpu = batch if batch.contrast.device.type == "cpu" else make_batch(df, fixed.zero_reward, "cpu", torch.float64,
+                                                                       prepared=True)
+    return _compare(batch.mice, n_copies, real, sim, real_m, sim_m, teacher_forced_sessions(cpu, u, transform))
+
+
+def teacher_forced_sessions(batch: TrialBatch, u: np.ndarray, transform: ParamTransform) -> dict[str, np.ndarray]:
+    """Session metrics (:func:`_session_table`) of the fitted model's P(Right) learning from each mouse's own
+    choices at ``u`` (``(M, P)``, rows in the batch's columns): its expected, not sampled, choices; ``batch``
+    on the CPU in float64 (the kernel's)."""
+    from .likelihood import teacher_forced_values
+
+    params = transform.params(torch.as_tensor(np.asarray(u, float), dtype=torch.float64))
+    value, offset, lapse = teacher_forced_values(batch, params, transform.fixed.encoding, transform.fixed.positive)
+    p_right = lapse / 2 + (1 - lapse) / (1 + np.exp(-(value + offset)))
+    return _session_table(batch, np.where(batch.valid.cpu().numpy(), p_right, 0.0))
 
 
 def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -294,7 +317,7 @@ def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lo, med, hi
 
 
-def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
+def _compare(mice, K, real, sim, real_m, sim_m, teacher_forced: dict | None = None) -> CheckResult:
     M = len(mice)
     S = real["accuracy"].shape[0]
     rows = []
@@ -312,6 +335,12 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
     per_session = pd.DataFrame(rows)
     a = per_session
     per_session["accuracy_inside"] = (a["accuracy"] >= a["accuracy_lo"]) & (a["accuracy"] <= a["accuracy_hi"])
+    extra = {}
+    if teacher_forced is not None:
+        tf = np.concatenate([teacher_forced["accuracy"][:real["n_sessions"][m], m] for m in range(M)])
+        per_session["accuracy_teacher_forced"] = tf
+        per_session["teacher_forced_inside"] = (tf >= a["accuracy_lo"]) & (tf <= a["accuracy_hi"])
+        extra["teacher_forced_coverage"] = float(per_session["teacher_forced_inside"].mean())
     per_mouse = pd.DataFrame({"mouse": list(mice)})
     per_mouse["session_coverage"] = per_session.groupby("mouse", sort=True)["accuracy_inside"].mean().to_numpy()
     for key in ("early_bias", "late_slope_diff", "late_bias"):
@@ -346,7 +375,7 @@ def _compare(mice, K, real, sim, real_m, sim_m) -> CheckResult:
                "expected_side_match": float(per_mouse["side_modal_share"].sum()),
                "mean_side_share": float(per_mouse["side_share"].mean()),
                "expected_side_share": float(per_mouse["side_self_agreement"].mean()),
-               **cohort_relations(real_m, sim_m, K)}
+               **extra, **cohort_relations(real_m, sim_m, K)}
     return CheckResult(per_mouse, per_session, summary, copies)
 
 

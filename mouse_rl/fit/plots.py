@@ -65,7 +65,8 @@ def plot_check(check, mouse: str) -> Figure:
     """Real vs free-running copies of one mouse (:class:`mouse_rl.fit.checks.CheckResult`).
 
     Left: accuracy on c != 0 per session, the mouse (dots; open where outside
-    the band) and the copies' median with their 5-95% band. Middle: P(Right)
+    the band), the copies' median with their 5-95% band and, where the check has it, the fitted
+    model's expected accuracy learning from the mouse's own choices (dashed). Middle: P(Right)
     for left and right stimuli per session, same layout. Right: the copies'
     late slope differences (histogram) with the mouse's value and the learner-side thresholds.
     """
@@ -80,6 +81,8 @@ def plot_check(check, mouse: str) -> Figure:
     x = s["session"].to_numpy()
     ax1.fill_between(x, s["accuracy_lo"], s["accuracy_hi"], color="0.8", label="copies 5-95%")
     ax1.plot(x, s["accuracy_median"], color="0.4", label="copies median")
+    if "accuracy_teacher_forced" in s:
+        ax1.plot(x, s["accuracy_teacher_forced"], "--", color="tab:green", lw=1, label="fit on mouse's choices")
     inside = s["accuracy_inside"].to_numpy(bool)
     ax1.plot(x[inside], s["accuracy"].to_numpy()[inside], "o", color="k", ms=4, label="mouse")
     ax1.plot(x[~inside], s["accuracy"].to_numpy()[~inside], "o", mfc="none", color="r", ms=5, label="outside")
