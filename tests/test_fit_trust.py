@@ -112,6 +112,9 @@ def test_teacher_forced_accuracy_of_the_check_is_the_fitted_models_on_the_mouses
     inside = (ps["accuracy_teacher_forced"] >= ps["accuracy_lo"]) & (ps["accuracy_teacher_forced"] <= ps["accuracy_hi"])
     assert (inside == ps["teacher_forced_inside"]).all()
     assert check.summary["teacher_forced_coverage"] == pytest.approx(inside.mean())
+    by_mouse = inside.groupby(level="mouse").mean()
+    pm = check.per_mouse.set_index("mouse")
+    np.testing.assert_allclose(pm["teacher_forced_coverage"], by_mouse.loc[pm.index].to_numpy())
 
 
 def test_check_rejects_bad_input(cohort, fitted):

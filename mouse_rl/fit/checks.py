@@ -48,7 +48,8 @@ class CheckResult:
     """Output of :func:`posterior_predictive_check`.
 
     per_mouse : one row per mouse: ``session_coverage`` (fraction of its sessions whose real accuracy
-        is inside the copies' band), ``early_bias`` / ``late_slope_diff`` / ``late_bias`` (P(Right | zero
+        is inside the copies' band; ``teacher_forced_coverage`` the same for the teacher-forced accuracy
+        below, where the check has it), ``early_bias`` / ``late_slope_diff`` / ``late_bias`` (P(Right | zero
         contrast) - 0.5 over the last sessions: where the fitted network misses most, README) real values with
         the copies' ``_lo``, ``_median``, ``_hi`` and ``_inside``; ``side`` (real learner side), ``side_modal_sim``,
         ``side_match`` (modal = real), ``side_modal_share`` (fraction of copies on the modal side: the
@@ -343,6 +344,9 @@ def _compare(mice, K, real, sim, real_m, sim_m, teacher_forced: dict | None = No
         extra["teacher_forced_coverage"] = float(per_session["teacher_forced_inside"].mean())
     per_mouse = pd.DataFrame({"mouse": list(mice)})
     per_mouse["session_coverage"] = per_session.groupby("mouse", sort=True)["accuracy_inside"].mean().to_numpy()
+    if teacher_forced is not None:
+        per_mouse["teacher_forced_coverage"] = per_session.groupby("mouse", sort=True)[
+            "teacher_forced_inside"].mean().to_numpy()
     for key in ("early_bias", "late_slope_diff", "late_bias"):
         v = sim_m[key].reshape(K, M)
         lo, med, hi = _band(v)
