@@ -144,7 +144,8 @@ def run(args) -> int:
                 plot_check(check, mouse).savefig(outputs.path(f"plots/{names[str(mouse)]}.png"), dpi=100,
                                                  format="png")
     cols = ["mouse", "session_coverage", "teacher_forced_coverage", "early_bias", "early_bias_inside",
-            "late_slope_diff", "late_slope_diff_inside", "late_bias", "late_bias_inside", "side", "side_modal_sim", "side_share"]
+            "late_slope_diff", "late_slope_diff_inside", "late_bias", "late_bias_inside", "side", "side_modal_sim",
+            "side_share"]
     print(check.per_mouse[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     s = check.summary
     print(f"sessions inside the copies' 5-95% band: {s['session_coverage']:.1%}; late slope difference inside: "
