@@ -304,11 +304,10 @@ def teacher_forced_sessions(batch: TrialBatch, u: np.ndarray, transform: ParamTr
     """Session metrics (:func:`_session_table`) of the fitted model's P(Right) learning from each mouse's own
     choices at ``u`` (``(M, P)``, rows in the batch's columns): its expected, not sampled, choices; ``batch``
     on the CPU in float64 (the kernel's)."""
-    from .likelihood import teacher_forced_values
+    from .likelihood import teacher_forced_p_right
 
     params = transform.params(torch.as_tensor(np.asarray(u, float), dtype=torch.float64))
-    value, offset, lapse = teacher_forced_values(batch, params, transform.fixed.encoding, transform.fixed.positive)
-    p_right = lapse / 2 + (1 - lapse) / (1 + np.exp(-(value + offset)))
+    p_right = teacher_forced_p_right(batch, params, transform.fixed.encoding, transform.fixed.positive)
     return _session_table(batch, np.where(batch.valid.cpu().numpy(), p_right, 0.0))
 
 

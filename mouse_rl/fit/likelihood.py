@@ -198,14 +198,29 @@ def teacher_forced_values(batch: TrialBatch, params: NetParams, encoding: str = 
     scales, :mod:`mouse_rl.fit.session_effects`), ``offset`` ``(T, B)`` the side preference's logit (zeros
     without one) and ``lapse`` ``(B,)``; the network learns from every valid trial.
     """
-    if batch.contrast.device.type != "cpu" or batch.contrast.dtype != torch.float64:
-        raise ValueError(f"batch: teacher_forced_values runs the CPU kernel in float64, got a "
-                         f"{batch.contrast.dtype} batch on {batch.contrast.device}")
+    _check_kernel_batch(batch, "teacher_forced_values")
     with torch.no_grad():
         run = _recorded_by_kernel(batch, params, encoding, positive, None)
         value = (params.beta * (run.q_tot[..., 1] - run.q_tot[..., 0])).numpy()
         offset = preference_offsets(params, 0, batch.shape[0])
     return value, np.zeros_like(value) if offset is None else offset.numpy(), params.lapse.detach().numpy()
+
+
+def teacher_forced_p_right(batch: TrialBatch, params: NetParams, encoding: str = "side",
+                           positive: bool = True) -> np.ndarray:
+    """P(Right) ``(T, B)`` of every trial under teacher forcing (the policy :func:`mouse_rl.network.p_right` on
+    the recorded action values, as :func:`teacher_forced` reads it), by the fused kernel (CPU, float64); the
+    network learns from every valid trial."""
+    _check_kernel_batch(batch, "teacher_forced_p_right")
+    with torch.no_grad():
+        run = _recorded_by_kernel(batch, params, encoding, positive, None)
+        return p_right(run.q_tot, params.beta, params.lapse, preference_offsets(params, 0, batch.shape[0])).numpy()
+
+
+def _check_kernel_batch(batch: TrialBatch, caller: str) -> None:
+    if batch.contrast.device.type != "cpu" or batch.contrast.dtype != torch.float64:
+        raise ValueError(f"batch: {caller} runs the CPU kernel in float64, got a "
+                         f"{batch.contrast.dtype} batch on {batch.contrast.device}")
 
 
 def teacher_forced(trials: pd.DataFrame, params, *, encoding: str = "side", positive: bool = True,
