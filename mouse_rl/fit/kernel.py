@@ -28,11 +28,17 @@ does so is compiled only into the entry points that need it.
 Columns (mice x restarts) that run on the same data row go through the trials
 in lockstep, four to a group (:mod:`mouse_rl.fit.vec4` lanes: the restarts of a
 mouse share its trials, so only their numbers differ); groups run in parallel
-(``prange``, longest rows first). A lane's arithmetic is the scalar
+on numba's thread count of Python threads (the compiled loop releases the GIL),
+handed out one at a time, longest rows first. (Not numba's ``prange``: its
+parallel lowering made each entry point's first compilation ~40% slower.)
+A lane's arithmetic is the scalar
 arithmetic, so a column's numbers do not depend on which other columns share
 the call, its group or its lane.
 """
 from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
@@ -438,7 +444,7 @@ def _lanes(x, choice, reward, learn, score, n, theta, cols, positive, use_lapse,
                     hess_out[b, act[jj], act[ii]] = h
 
 
-# One parallel entry point per dual size, the size a constant the compiler sees in its call of _lanes: with a
+# One entry point per dual size, the size a constant the compiler sees in its call of _lanes: with a
 # runtime size (or one passed down through a shared inlined helper) the compiler no longer unrolls the small
 # derivative loops and an order-2 pass runs ~2x slower. 5: the default fit (k fixed), one more for each of
 # k, stim_skew and crosstalk whose derivatives are asked for (which ones: ``dmap``, a closure constant too).
@@ -452,11 +458,11 @@ def _make_batched(dmap: tuple, xt: bool, po: bool, sources: str):
     act = np.array([i for i in range(_NT) if i in (1, 7) or dpos[i] < nd or (po and i in _SIDE_PREF)], np.int64)
     dmap = np.array(dmap, np.int64)  # captured arrays are compile-time constants, as globals are
 
-    @nb.njit(cache=True, parallel=True)
+    @nb.njit(cache=True, nogil=True, error_model="numpy")  # as the parallel loop had: x / 0 = inf, no raise
     def batched(x, choice, reward, learn, score, n_trials, grow, gcols, theta, positive, use_lapse, order, nll,
                 grad, hess, write_lp, lp, gauss_newton, write_w, w):
         sources  # noqa: B018 (in numba's cache key: see mouse_rl.numba_cache)
-        for q in nb.prange(grow.shape[0]):
+        for q in range(grow.shape[0]):
             m = grow[q]
             _lanes(x[m], choice[m], reward[m], learn[m], score[m], n_trials[m], theta, gcols[q], positive, use_lapse,
                    order, nd, dmap, act, ik, iskew, ig, xt, po, nll, grad, hess, write_lp, lp, gauss_newton, write_w,
@@ -474,6 +480,24 @@ def _batched(dmap: tuple, xt: bool, po: bool):
     if (dmap, xt, po) not in _BATCHED:
         _BATCHED[dmap, xt, po] = _make_batched(dmap, xt, po, _SOURCES)
     return _BATCHED[dmap, xt, po]
+
+
+def _run_groups(kernel, args, grow, gcols, rest) -> None:
+    """Run the lane groups on numba's thread count of Python threads (the kernel releases the GIL; each group
+    writes only its own columns), handing them out one at a time, longest first."""
+    n = min(nb.get_num_threads(), len(grow))
+    if n <= 1:
+        kernel(*args, grow, gcols, *rest)
+        return
+    queue = itertools.count()  # next() on it is atomic under the GIL
+
+    def work():
+        while (q := next(queue)) < len(grow):
+            kernel(*args, grow[q:q + 1], gcols[q:q + 1], *rest)
+
+    with ThreadPoolExecutor(n) as pool:
+        for f in [pool.submit(work) for _ in range(n)]:
+            f.result()
 
 
 def _lane_groups(rows: np.ndarray, n_trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -576,12 +600,12 @@ def nll_derivatives(x: np.ndarray, choice: np.ndarray, reward: np.ndarray, learn
                              "skew_derivatives, crosstalk_derivatives)")
     n_trials = np.ascontiguousarray(n_trials, dtype=np.int64)
     grow, gcols = _lane_groups(rows, n_trials)
-    with nb.parallel_chunksize(1):  # groups differ in length: hand them out one at a time
-        _batched(dmap, xt, bool(side_pref_derivatives) and int(order) > 0)(
-             np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(choice, dtype=np.int64),
-             np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
-             np.ascontiguousarray(score, dtype=np.bool_), n_trials, grow, gcols,
-             np.ascontiguousarray(theta, dtype=np.float64), bool(positive), bool(use_lapse), int(order),
-             nll, grad, hess, bool(trial_logp), lp, bool(gauss_newton) and int(order) == 1, bool(trial_weights), w)
+    kernel = _batched(dmap, xt, bool(side_pref_derivatives) and int(order) > 0)
+    args = (np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(choice, dtype=np.int64),
+            np.ascontiguousarray(reward, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
+            np.ascontiguousarray(score, dtype=np.bool_), n_trials)
+    rest = (np.ascontiguousarray(theta, dtype=np.float64), bool(positive), bool(use_lapse), int(order),
+            nll, grad, hess, bool(trial_logp), lp, bool(gauss_newton) and int(order) == 1, bool(trial_weights), w)
+    _run_groups(kernel, args, grow, gcols, rest)
     out = (nll, grad[:, :K], hess[:, :K, :K]) + ((lp,) if trial_logp else ()) + ((w,) if trial_weights else ())
     return out
