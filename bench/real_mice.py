@@ -38,6 +38,12 @@ def load(args):
         warnings.simplefilter("ignore")  # the malformed DAP044 is skipped with a warning
         trials = load_trials(args.data)
     if args.mice:
+        missing = sorted(set(args.mice) - set(trials["mouse"].astype(str)))
+        if missing:
+            import sys
+
+            print(f"--mice: not in {str(args.data)!r}: {', '.join(missing)}", file=sys.stderr)
+            raise SystemExit(2)
         trials = trials[trials["mouse"].isin(args.mice)]
     return prepare_trials(trials)
 
