@@ -146,6 +146,30 @@ def test_restarts_in_lockstep_lanes_equal_each_column_alone(batch, order):
             assert np.array_equal(a[j], b[0])
 
 
+def test_thread_count_changes_no_number(batch):
+    """The lane groups run on numba's thread count of Python threads: one thread or several give the same
+    numbers, bit for bit, and the caller's numba setting is left as it was."""
+    import numba
+
+    x = encode(batch.contrast, "side").permute(1, 0, 2).numpy()
+    args = (x, batch.choice.T.numpy(), batch.reward.T.numpy(), batch.valid.T.numpy(), batch.valid.T.numpy(),
+            batch.n_trials.numpy())
+    rows = np.array([1] * 9 + [0, 2, 0, 2, 2])  # six groups over three rows
+    theta = _random_theta(len(rows), 11)
+    old = numba.get_num_threads()
+    many = numba.config.NUMBA_NUM_THREADS  # all the machine's (2 in CI)
+    try:
+        numba.set_num_threads(1)
+        one = nll_derivatives(*args, theta, rows=rows, trial_logp=True)
+        numba.set_num_threads(many)
+        several = nll_derivatives(*args, theta, rows=rows, trial_logp=True)
+        assert numba.get_num_threads() == many
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(one, several):
+        assert np.array_equal(a, b)
+
+
 def test_far_tail_without_lapse_matches_reference(batch):
     """With the lapse at 0 and a steep policy, P(observed choice) underflows on some trials (below 1e-320;
     the kernel then works in logs): log-probabilities still match the reference policy."""

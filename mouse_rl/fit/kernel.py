@@ -29,9 +29,9 @@ Columns (mice x restarts) that run on the same data row go through the trials
 in lockstep, four to a group (:mod:`mouse_rl.fit.vec4` lanes: the restarts of a
 mouse share its trials, so only their numbers differ); groups run in parallel
 on numba's thread count of Python threads (the compiled loop releases the GIL),
-handed out one at a time, longest rows first. (Not numba's ``prange``: its
-parallel lowering made each entry point's first compilation ~40% slower.)
-A lane's arithmetic is the scalar
+handed out one at a time, longest rows first. (Not numba's ``prange``: with
+it each entry point's first compilation took 1.7-2x as long,
+``bench/kernel_compile_time.py``.) A lane's arithmetic is the scalar
 arithmetic, so a column's numbers do not depend on which other columns share
 the call, its group or its lane.
 """
