@@ -442,7 +442,8 @@ def test_trials_zero_names_the_option(capsys, tmp_path, command):
 @pytest.mark.parametrize("argv, needle", [(["--noise", "linear"], "--noise linear"), (["--frozen", "a"], "--frozen a"),
                                           (["--sigma-per", "column"], "--sigma-per column"),
                                           (["--noisy-start", "psytrack"], "--noisy-start psytrack"),
-                                          (["--noisy-population", "beta"], "--noisy-population beta")])
+                                          (["--noisy-population", "beta"], "--noisy-population beta"),
+                                          (["--give-up", "0", "-1"], "--give-up 0 -1")])
 def test_noisy_only_options_are_refused_for_the_network(tmp_path, capsys, argv, needle):
     from mouse_rl.cli import main
 

@@ -387,7 +387,8 @@ def _refuse_set(args, dests, applies_to: str) -> None:
     changed = _changed(args, *dests)
     if changed:
         value = getattr(args, args.option_defaults_by_flag[changed[0]])
-        value = " ".join(value) if isinstance(value, list) else value
+        if isinstance(value, list):  # nargs options: words (--frozen a U) or numbers (--give-up 3 10)
+            value = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         raise ValueError(f"{changed[0]} {value}: applies to {applies_to}, so it would be ignored")
 
 
