@@ -43,6 +43,7 @@ Usage::
     python bench/fit_real_mice.py --models network --schemes time interleaved --fit-crosstalk --fit-side-pref --out bench/results/cv_network_crosstalk_side_pref
     python bench/fit_real_mice.py --data ../shared/data/liebana2025 --out out/bench_fit
     python bench/fit_real_mice.py --models network --encoding graded --out out/bench_graded
+    python bench/fit_real_mice.py --trust --seeds 0 --no-positive --out bench/results/trust_signed
     python bench/fit_real_mice.py --data path/to/ibl_subject_folder --models network --out out/bench_ibl
     python bench/fit_real_mice.py --models network psytrack --schemes time --mice DAP007 DAP009
     python bench/fit_real_mice.py --summarise-only --out out/bench_fit
@@ -86,6 +87,9 @@ def main(argv=None) -> int:
                         "encodings are reported as <model>_<encoding>")
     p.add_argument("--zero-reward", choices=["expected", "random"], default="expected",
                    help="reward the networks learn from at zero contrast (random: the stored feedback where known)")
+    p.add_argument("--no-positive", dest="positive", action="store_false",
+                   help="let both networks' weights change sign (MODEL.md's positive=False); the comparison reports "
+                        "<model>_signed")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "bench_fit")
     p.add_argument("--mice", nargs="+", default=None)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -136,12 +140,14 @@ def main(argv=None) -> int:
                                    n_restarts=args.restarts, max_iter=args.max_iter, engine=args.engine,
                                    map_prior=args.map_prior, predictive=args.predictive,
                                    n_samples=args.samples, draw_seed=args.draw_seed,
-                                   fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward),
+                                   fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward,
+                                                     positive=args.positive),
                                    **({"free": free_set(args)} if any(fit_options(args).values()) else {}))
         tag = "".join(f"_{name}" for name, on in fit_options(args).items() if on)
         names = {name: f"{name}{tag}" if name in ("network", "shallow") else name for name in args.models}
-        if (args.encoding, args.zero_reward) != ("side", "expected"):
+        if (args.encoding, args.zero_reward, args.positive) != ("side", "expected", True):
             suffix = "".join(f"_{v}" for v, d in ((args.encoding, "side"), (args.zero_reward, "expected")) if v != d)
+            suffix += "" if args.positive else "_signed"
             names = {name: f"{names[name]}{suffix}" if name in ("network", "shallow") else name for name in args.models}
         for scheme in args.schemes:
             for name in args.models:
@@ -241,7 +247,7 @@ def trust(args) -> int:
         t0 = time.perf_counter()
         res = fit_mice(trials, seed=seed, map_prior=args.map_prior, n_restarts=args.restarts, max_iter=args.max_iter,
                        fit_lapse=args.fit_lapse, free=free_set(args),
-                       fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward))
+                       fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward, positive=args.positive))
         seconds.append(time.perf_counter() - t0)
         loads.append(round(__import__('os').getloadavg()[0], 2))
         res.params.to_csv(args.out / f"trust_fit_seed{seed}.csv", index=False)
@@ -263,7 +269,8 @@ def trust(args) -> int:
     summary = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numba threads {args.threads}",
         "n_mice": int(len(p)), "fit_seconds": seconds, "load_average_1min": loads, "seeds": args.seeds,
-        "fit_lapse": args.fit_lapse, **{f"fit_{name}": on for name, on in fit_options(args).items()},
+        "fit_lapse": args.fit_lapse, "positive": args.positive,
+        **{f"fit_{name}": on for name, on in fit_options(args).items()},
         "prior_sd": [f"{n}={v:g}" for n, v in args.prior_sd],
         "log_posterior_total": float(p[key].sum()),
         "same_optimum_within_0.5": int((gap <= 0.5).sum()), "max_gap": float(gap.max()),
