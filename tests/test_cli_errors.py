@@ -287,6 +287,8 @@ def test_simulate_threads_warning_reaches_stderr(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, needles", [
     (["--out", "cohort.weights.parquet"], ("--out", ".weights.parquet")),
+    (["--out", "c.parquet", "--checkpoint", "c.parquet"], ("--checkpoint", "output of the run")),
+    (["--out", "c.parquet", "--checkpoint", "c.weights.parquet"], ("--checkpoint", "output of the run")),
     (["--log", "sessions", "--mice", "2", "--sessions", "100000000", "--trials", "1"], ("--sessions 100,000,000", "memory")),
 ])
 def test_simulate_refuses_clobbering_names_and_huge_session_logs(capsys, tmp_path, argv, needles):
@@ -420,6 +422,33 @@ def test_check_on_a_corrupt_fit_trials_parquet(capsys, tmp_path, npy_file):
     (fits / "fit_trials.parquet").write_text("junk")
     assert_one_line_error(*run_cli(capsys, "check", fits, "--no-plots"), "fits:", "fit_trials.parquet",
                           "rerun `mouse-rl fit`")
+
+
+def test_check_refuses_writing_into_the_fit_folder_and_non_finite_parameters(capsys, tmp_path, npy_file):
+    import json
+
+    import numpy as np
+
+    fits = tmp_path / "fits"
+    assert main(["fit", str(npy_file), "--out", str(fits), "--restarts", "1", "--max-iter", "2", "--no-plots",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out  # a learner side too few sessions decide is printed as a word
+    record = (fits / "mouse_rl_run.json").read_text()
+    assert_one_line_error(*run_cli(capsys, "check", fits, "--no-plots", "--copies", "2", "--out", fits / "."),
+                          "--out", "is the fit folder")
+    assert (fits / "mouse_rl_run.json").read_text() == record and json.loads(record)["command"] == "fit"
+    with np.load(fits / "fit_laplace.npz", allow_pickle=False) as z:
+        saved = dict(z)
+    saved["u"][0, 0] = np.nan
+    np.savez(fits / "fit_laplace.npz", **saved)
+    assert_one_line_error(*run_cli(capsys, "check", fits, "--no-plots", "--copies", "2"), "fits:",
+                          "non-finite fitted parameters")
+
+
+def test_sigma_per_column_refused_with_u_frozen(capsys, tmp_path, npy_file):
+    assert_one_line_error(*run_cli(capsys, "fit", npy_file, "--out", tmp_path / "o", "--model", "noisy-network",
+                                   "--sigma-per", "column", "--frozen", "U"), "--sigma-per column", "--frozen U")
 
 
 def test_recover_on_tiny_data_has_no_bare_numpy_warnings(capsys):

@@ -58,6 +58,10 @@ def load_fit(folder: Path):
     if u.ndim != 2 or u.shape != (len(mice), transform.n_free) or hessian.shape != (*u.shape, u.shape[1]):
         raise ValueError(f"fits: fit_laplace.npz shapes do not match: mice {len(mice)}, u {u.shape}, "
                          f"hessian {hessian.shape}")
+    bad_u = [str(m) for m, row in zip(mice, u) if not np.isfinite(row).all()]
+    if bad_u:
+        raise ValueError(f"fits: fit_laplace.npz has non-finite fitted parameters (u) for mice {bad_u} "
+                         "(rerun `mouse-rl fit`)")
     sds = {"sigma_day": (sigma_day, (len(mice), 9), "the copies' overnight drift"),
            **{k: (v, (len(mice),), "the copies' session effects") for k, v in session.items()}}
     for key, (v, shape, what) in sds.items():
@@ -104,6 +108,9 @@ def run(args) -> int:
     out = args.out or args.fits / "check"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
+    if out.resolve() == args.fits.resolve():
+        raise ValueError(f"--out: {str(out)!r} is the fit folder; the check's files would replace the fit's "
+                         "record (default: FITS/check)")
     check_copies_size(len(trials), args.copies)
     uncertainty = args.uncertainty
     if criterion == "free-running" and uncertainty and not hessian.any():

@@ -357,7 +357,8 @@ def run(args) -> int:
                         *(n for n in free if n not in DEFAULT_FREE), "session_bias_sd", "session_gain_sd",
                         "bits_per_trial",
                         "learner_side_data", "learner_side_model"] if c in table]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    sides = {c: "undetermined" for c in ("learner_side_data", "learner_side_model") if c in table}  # too few sessions
+    print(table[cols].fillna(sides).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {out / 'fit_results.parquet'} ({len(table)} mice, {res.options['seconds']:.1f} s fit)")
     if "converged" in table:
         warn_not_converged(table)
@@ -418,6 +419,9 @@ def check_fit_options(args) -> None:
         if value > high:
             raise ValueError(f"{option}: must be <= {high:,} (more would run for days and gain nothing), got {value}")
     if args.model == "noisy-network":
+        if args.sigma_per == "column" and "U" in (args.frozen or ()):
+            raise ValueError("--sigma-per column: sets the noise of U's columns, and --frozen U leaves U without "
+                             "noise, so it would be ignored")
         return  # run() refuses every option the noisy learner does not take
     if args.population and (not args.map_prior or args.method != "newton" or args.backend != "batched"):
         raise ValueError("--population: needs the default MAP Newton fit in one batch "

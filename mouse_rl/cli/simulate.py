@@ -84,6 +84,10 @@ def run(args) -> int:
     checkpoint = args.checkpoint or args.out.with_suffix(".ckpt")
     if checkpoint.is_dir():
         raise ValueError(f"--checkpoint: {str(checkpoint)!r} is a folder, expected a file name")
+    outputs = (args.out, args.out.with_suffix(".weights.parquet"))
+    if any(checkpoint.resolve() == o.resolve() for o in outputs):
+        raise ValueError(f"--checkpoint: {str(checkpoint)!r} is an output of the run (--out and its weights "
+                         "file); give another file (default OUT.ckpt)")
     if args.restart:
         checkpoint.unlink(missing_ok=True)
     result = simulate_cohort(
