@@ -446,6 +446,12 @@ def test_check_refuses_writing_into_the_fit_folder_and_non_finite_parameters(cap
                           "non-finite fitted parameters")
 
 
+def test_noisy_population_refuses_one_mouse_before_writing(capsys, tmp_path, npy_file):
+    assert_one_line_error(*run_cli(capsys, "fit", npy_file, "--out", tmp_path / "o", "--model", "noisy-network",
+                                   "--noisy-population", "beta"), "--noisy-population", "at least 3 mice, got 1")
+    assert not (tmp_path / "o").exists()
+
+
 def test_sigma_per_column_refused_with_u_frozen(capsys, tmp_path, npy_file):
     assert_one_line_error(*run_cli(capsys, "fit", npy_file, "--out", tmp_path / "o", "--model", "noisy-network",
                                    "--sigma-per", "column", "--frozen", "U"), "--sigma-per column", "--frozen U")

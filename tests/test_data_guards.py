@@ -62,6 +62,7 @@ def test_infinite_contrast_is_not_called_percent():
     with pytest.raises(DataFormatError, match="infinite") as info:
         load_signed_contrast_csv(table, mouse="m")
     assert "percent" not in str(info.value)
+    assert "(value inf)" in str(info.value)  # the number, not numpy's repr
 
 
 def test_nan_mouse_id_is_reported_as_mouse():

@@ -285,6 +285,8 @@ def run(args) -> int:
 
         import_ray()  # clear install hint (exit 2) before any data is loaded
     trials = load_many(args.data, args.mice, args.single_block, args.reward_rule)
+    if args.model == "noisy-network":
+        _check_noisy_cohort(args, trials)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.model == "noisy-network":
@@ -505,6 +507,16 @@ def _noisy_start(args):
     if args.give_up is not None and len(starts) < 2:
         raise ValueError("--give-up: applies to several --noisy-start (e.g. network psytrack), so it would be ignored")
     return starts[0] if len(starts) == 1 else tuple(starts)
+
+
+def _check_noisy_cohort(args, trials) -> None:
+    """--noisy-population needs a cohort (after the data are read, before anything is written)."""
+    from ..fit.statespace import MIN_POPULATION_MICE
+
+    n_mice = trials["mouse"].nunique()
+    if args.noisy_population and n_mice < MIN_POPULATION_MICE:
+        raise ValueError(f"--noisy-population: a population prior needs at least {MIN_POPULATION_MICE} mice, "
+                         f"got {n_mice}; drop --noisy-population or add mice")
 
 
 def _check_noisy_population(args) -> None:

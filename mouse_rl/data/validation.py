@@ -135,7 +135,7 @@ def _check_contrasts(df: pd.DataFrame, source: str) -> None:
         first = infinite.any(axis=1).idxmax()
         raise DataFormatError(
             f"{source}: contrast is infinite in column(s) {names} (value "
-            f"{values.loc[first, names[0]]!r}) at {describe_row(df, first)}; contrasts are fractions in [0, 1]"
+            f"{_plain(values.loc[first, names[0]])}) at {describe_row(df, first)}; contrasts are fractions in [0, 1]"
         )
     big = values.abs() > 1
     if big.any(axis=None):

@@ -200,6 +200,8 @@ U_COLUMNS = ("stimL", "stimR", "bias")
 COLUMN_SIGMAS = tuple(f"sigma_U_{c}" for c in U_COLUMNS)
 COLUMN_DAY_SIGMAS = tuple(f"sigma_day_U_{c}" for c in U_COLUMNS)
 SIGMA_PER = ("group", "column")
+#: Fewest mice a population prior (``population=``) is estimated from.
+MIN_POPULATION_MICE = 3
 
 
 def default_free(frozen=(), sigma_per: str = "group") -> tuple:
@@ -1617,8 +1619,9 @@ def fit_noisy(trials: pd.DataFrame, free=None, fixed: dict | None = None, score_
         raise ValueError(f"give_up: must be (iterations >= 0, margin >= 0 nats) or None, got {give_up!r}")
     population = (population,) if isinstance(population, str) else tuple(population or ())
     check_population(population, free)
-    if population and data.n_mice < 3:
-        raise ValueError(f"population: a population prior needs at least 3 mice, got {data.n_mice}")
+    if population and data.n_mice < MIN_POPULATION_MICE:
+        raise ValueError(f"population: a population prior needs at least {MIN_POPULATION_MICE} mice, "
+                         f"got {data.n_mice}")
     hsets = []
     for name in starts:
         fx = dict(fixed or {})
