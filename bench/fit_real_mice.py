@@ -129,7 +129,6 @@ def main(argv=None) -> int:
 
     from mouse_rl.baselines import default_models
     from mouse_rl.fit.cv import cross_validate, summarise
-    from mouse_rl.params import ModelParams
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summarise_only:
@@ -140,8 +139,7 @@ def main(argv=None) -> int:
                                    n_restarts=args.restarts, max_iter=args.max_iter, engine=args.engine,
                                    map_prior=args.map_prior, predictive=args.predictive,
                                    n_samples=args.samples, draw_seed=args.draw_seed,
-                                   fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward,
-                                                     positive=args.positive),
+                                   fixed=fixed_options(args),
                                    **({"free": free_set(args)} if any(fit_options(args).values()) else {}))
         tag = "".join(f"_{name}" for name, on in fit_options(args).items() if on)
         names = {name: f"{name}{tag}" if name in ("network", "shallow") else name for name in args.models}
@@ -175,6 +173,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def fixed_options(args):
+    """The networks' fixed model options of ``--encoding``, ``--zero-reward`` and ``--no-positive``."""
+    from mouse_rl.params import ModelParams
+
+    return ModelParams(encoding=args.encoding, zero_reward=args.zero_reward, positive=args.positive)
+
+
 def fit_options(args) -> dict:
     """Which of :data:`FIT_OPTIONS` are asked for (``--fit-NAME``), by name."""
     return {name: getattr(args, f"fit_{name}") for name in FIT_OPTIONS}
@@ -189,21 +194,28 @@ def free_set(args) -> tuple:
 
 def load_data(paths, mice=None) -> pd.DataFrame:
     """Trials of every source in ``paths`` (``mouse_rl.data.load_trials``; Liebana folders skip DAP044), concatenated."""
-    from mouse_rl.data import load_liebana2025, load_trials
+    from mouse_rl.data import DataFormatError, load_liebana2025, load_trials
+
+    def fail(message: str):
+        print(f"fit_real_mice.py: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
     tables = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the malformed DAP044 is skipped with a warning
         for path in paths:
-            if path.is_dir() and any(path.glob("*_data.npy")):
-                tables.append(load_liebana2025(path, mice=mice))
-            else:
-                tables.append(load_trials(path))
+            try:
+                if path.is_dir() and any(path.glob("*_data.npy")):
+                    tables.append(load_liebana2025(path, mice=mice))
+                else:
+                    tables.append(load_trials(path))
+            except DataFormatError as e:  # e.g. --mice naming a mouse the folder lacks
+                fail(str(e))
     trials = pd.concat(tables, ignore_index=True)
     if mice is not None:
         missing = sorted(set(mice) - set(trials["mouse"].astype(str)))
         if missing:
-            raise SystemExit(f"--mice: not in the data: {missing}")
+            fail(f"--mice: not in the data: {missing}")
         trials = trials[trials["mouse"].astype(str).isin(mice)].reset_index(drop=True)
     return trials
 
@@ -237,8 +249,6 @@ def trust(args) -> int:
     from mouse_rl.fit.checks import check_fit
     from mouse_rl.fit.labels import strategy_labels
 
-    from mouse_rl.params import ModelParams
-
     real_mice.apply_prior_sds(args.prior_sd)
     args.out.mkdir(parents=True, exist_ok=True)
     trials = load_data(args.data, args.mice)
@@ -247,7 +257,7 @@ def trust(args) -> int:
         t0 = time.perf_counter()
         res = fit_mice(trials, seed=seed, map_prior=args.map_prior, n_restarts=args.restarts, max_iter=args.max_iter,
                        fit_lapse=args.fit_lapse, free=free_set(args),
-                       fixed=ModelParams(encoding=args.encoding, zero_reward=args.zero_reward, positive=args.positive))
+                       fixed=fixed_options(args))
         seconds.append(time.perf_counter() - t0)
         loads.append(round(__import__('os').getloadavg()[0], 2))
         res.params.to_csv(args.out / f"trust_fit_seed{seed}.csv", index=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -40,8 +41,6 @@ def load(args):
     if args.mice:
         missing = sorted(set(args.mice) - set(trials["mouse"].astype(str)))
         if missing:
-            import sys
-
             print(f"--mice: not in {str(args.data)!r}: {', '.join(missing)}", file=sys.stderr)
             raise SystemExit(2)
         trials = trials[trials["mouse"].isin(args.mice)]

@@ -84,8 +84,8 @@ def run(args) -> int:
     checkpoint = args.checkpoint or args.out.with_suffix(".ckpt")
     if checkpoint.is_dir():
         raise ValueError(f"--checkpoint: {str(checkpoint)!r} is a folder, expected a file name")
-    outputs = (args.out, args.out.with_suffix(".weights.parquet"))
-    if any(checkpoint.resolve() == o.resolve() for o in outputs):
+    weights = args.out.with_suffix(".weights.parquet")
+    if checkpoint.resolve() in (args.out.resolve(), weights.resolve()):
         raise ValueError(f"--checkpoint: {str(checkpoint)!r} is an output of the run (--out and its weights "
                          "file); give another file (default OUT.ckpt)")
     if args.restart:
@@ -96,7 +96,6 @@ def run(args) -> int:
         record_weights=args.record_weights, checkpoint=checkpoint,
         checkpoint_every=args.checkpoint_every or default_checkpoint_every(args.sessions), log=args.log, threads=args.threads,
     )
-    weights = args.out.with_suffix(".weights.parquet")
     table = result.trials if args.log == "trials" else result.sessions
     with OutputSet(args.out.parent, marker=marker_for_file(args.out), meta={"command": "simulate"}) as outputs:
         write_parquet(table, outputs.path(args.out.name), dictionary=KEY_COLUMNS + BEHAVIOUR_COLUMNS)
